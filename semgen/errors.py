@@ -1,0 +1,25 @@
+"""Errors that the CLI turns into a one-line message and exit code 2."""
+
+
+class SemgenError(Exception):
+    """A user-facing error: bad input, bad configuration, a broken dataset dir."""
+
+
+class UnknownClassError(SemgenError, ValueError):
+    """A class name that is neither canonical nor a known alias."""
+
+
+class ManifestError(SemgenError):
+    """A manifest record or dataset dir that breaks the contract."""
+
+
+class ImageReadError(SemgenError):
+    """An image file that cannot be read; ``reason`` is a short machine-readable code."""
+
+    def __init__(self, path, reason: str, detail: str = ""):
+        self.path = str(path)
+        self.reason = reason
+        msg = f"{path}: {reason}"
+        if detail:
+            msg += f" ({detail})"
+        super().__init__(msg)

@@ -1,0 +1,60 @@
+"""CLI: ``semgen info``, ``semgen validate``, ``semgen merge``."""
+
+from __future__ import annotations
+
+import json
+
+from .ops import merge, summarize, validate_dir
+
+
+def register(sub) -> None:
+    p = sub.add_parser("info", help="class counts, sources and generators of a dataset dir")
+    p.add_argument("dir")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=_info)
+
+    p = sub.add_parser("validate", help="check every record against its file; non-zero exit on a mismatch")
+    p.add_argument("dir")
+    p.add_argument("--no-hash", action="store_true", help="skip sha256 checks (faster)")
+    p.set_defaults(func=_validate)
+
+    p = sub.add_parser("merge", help="merge dataset dirs (e.g. shards) into a new one")
+    p.add_argument("inputs", nargs="+")
+    p.add_argument("--out", "-o", required=True)
+    p.set_defaults(func=_merge)
+
+
+def _info(args) -> int:
+    s = summarize(args.dir)
+    if args.json:
+        print(json.dumps(s, indent=2))
+        return 0
+    print(f"{s['root']}: {s['num_records']} records (schema {s['schema_version']}, "
+          f"semgen {s['semgen_version']}), {s['with_masks']} with masks")
+    for title, key in (("classes", "class_counts"), ("sources", "sources"),
+                       ("generators", "generators"), ("sizes", "sizes")):
+        if s[key]:
+            print(f"{title}:")
+            width = max(len(k) for k in s[key])
+            for k, v in s[key].items():
+                print(f"  {k:<{width}}  {v:>7}")
+    return 0
+
+
+def _validate(args) -> int:
+    problems = validate_dir(args.dir, check_hash=not args.no_hash)
+    for p in problems[:50]:
+        print(p)
+    if len(problems) > 50:
+        print(f"... and {len(problems) - 50} more")
+    if problems:
+        print(f"{args.dir}: {len(problems)} problem(s)")
+        return 1
+    print(f"{args.dir}: OK")
+    return 0
+
+
+def _merge(args) -> int:
+    ds = merge(args.inputs, args.out)
+    print(f"merged {len(args.inputs)} dirs into {ds.root}: {len(ds.records())} records")
+    return 0

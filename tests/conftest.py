@@ -1,0 +1,37 @@
+"""Shared fixtures. Tests are fast and offline: nothing is downloaded."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+REPO = Path(__file__).resolve().parents[1]
+REAL_DATA = Path(os.environ.get("SEMGEN_REAL_DATA", REPO.parent / "shared" / "data" / "sem-real"))
+
+
+@pytest.fixture(autouse=True)
+def _few_threads():
+    """Two cores are shared by the whole suite: keep torch from oversubscribing them."""
+    try:
+        import torch
+    except ImportError:  # pragma: no cover
+        yield
+        return
+    old = torch.get_num_threads()
+    torch.set_num_threads(min(old, 2))
+    yield
+    torch.set_num_threads(old)
+
+
+@pytest.fixture
+def real_data() -> Path:
+    """The real SEM images (``../shared/data/sem-real``); tests using it skip where it is absent."""
+    if not (REAL_DATA / "labels.csv").exists():
+        pytest.skip(f"real SEM data not found at {REAL_DATA} (set SEMGEN_REAL_DATA)")
+    return REAL_DATA
