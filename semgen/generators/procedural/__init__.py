@@ -1,1 +1,25 @@
-"""generators/procedural"""
+"""Procedural SEM simulator: scenes in physical units, an SEM imaging model, defect classes.
+
+``generate(label, n, out, ...)`` writes a dataset dir; ``generate_one(gen, seed, size)`` makes one
+image; ``create_generator`` / ``list_generators`` give the registered classes. See
+``docs/procedural.md``.
+"""
+
+from __future__ import annotations
+
+__all__ = ["generate", "generate_one", "Sample", "create_generator", "list_generators", "render", "IMAGING"]
+
+_LAZY = {
+    "generate": ".generate", "generate_one": ".generate", "Sample": ".generate",
+    "create_generator": ".registry", "list_generators": ".registry",
+    "render": ".imaging", "IMAGING": ".imaging",
+}
+
+
+def __getattr__(name: str):
+    # lazy, so that ``semgen --help`` does not pay for OpenCV / SciPy imports
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

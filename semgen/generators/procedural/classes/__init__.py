@@ -1,0 +1,1 @@
+"""Procedural generator classes: every module here registers itself with @register on import."""

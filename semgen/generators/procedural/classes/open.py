@@ -1,0 +1,145 @@
+"""``open``: a line broken or pinched.
+
+Three kinds on line/space patterns:
+
+- ``break``: the line is cut; the two ends are rounded (they retract more at the edges than at
+  the centre, as etched / developed line ends do), the cut may be slanted;
+- ``pinch``: necking: both edges pulled in over a Gaussian stretch, down to a thin neck;
+- ``partial``: a bite from one side (mouse bite) that does not cut the line through.
+
+Each open is one mask instance: the line material that is missing (for a pinch, the whole
+pinched stretch of the line). The layout is a choice parameter (``LAYOUTS``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..layouts.lines import LineGrid, line_params, lines_scene, make_line_grid, pick_site, window, wobble
+from ..params import ParamSpace, ParamSpec
+from ..registry import Generator, register
+from ..scene import Scene
+
+OPEN_TYPES = ("break", "pinch", "partial")
+W_LINES = {"layout": ("lines",)}
+
+OPEN_LINE_PARAMS = ParamSpace([
+    ParamSpec("open_type", "choice", "break", choices=OPEN_TYPES, weights=(0.5, 0.3, 0.2), when=W_LINES,
+              doc="break (cut, rounded ends), pinch (necking) or partial (bite from one side)"),
+    ParamSpec("n_opens", "choice", 1, choices=(1, 2, 3), weights=(0.75, 0.18, 0.07), when=W_LINES,
+              doc="opens in the image"),
+    ParamSpec("open_length", "float", 1.0, 0.4, 2.5, limits=(0.1, 10.0), when=W_LINES,
+              doc="gap length (break) / stretch (pinch, partial) along the line, in line CDs"),
+    ParamSpec("end_rounding", "float", 0.5, 0.1, 1.0, limits=(0.0, 2.0), when=W_LINES,
+              doc="extra retraction of a broken line end at its edges, in half CDs"),
+    ParamSpec("open_slant", "float", 0.0, -0.4, 0.4, limits=(-2.0, 2.0), when=W_LINES,
+              doc="slant of the cut across the line (dv/du)"),
+    ParamSpec("pinch_depth", "float", 0.75, 0.5, 0.92, limits=(0.1, 0.98), when=W_LINES,
+              doc="fraction of the line width removed at the neck (pinch) or bite depth (partial)"),
+    ParamSpec("open_roughness", "float", 0.12, 0.0, 0.3, limits=(0.0, 1.0), when=W_LINES,
+              doc="waviness of the cut / bite outline (relative)"),
+])
+
+
+def draw_opens(grid: LineGrid, p: dict, rng: np.random.Generator, cov: np.ndarray) -> tuple[np.ndarray, np.ndarray, list]:
+    """Cut, pinch or bite lines of ``grid``; returns (new coverage, mask, info)."""
+    size = grid.size
+    kind = p["open_type"]
+    cov = cov.copy()
+    mask = np.zeros((size, size), np.uint16)
+    info: list[dict] = []
+    placed: list[tuple[float, float]] = []
+    for i in range(int(p["n_opens"])):
+        k, vo = pick_site(grid, rng, margin=max(4.0, 0.08 * size), avoid=placed, min_dist=1.5 * grid.pitch_px)
+        el, er = (float(x) for x in grid.edge_at(k, vo))
+        w = max(er - el, 1.0)
+        mid = (el + er) / 2.0
+        jit = rng.uniform(0.8, 1.25, 3)
+        length = float(np.clip(float(p["open_length"]) * float(grid.cd[k]) * jit[0], 2.0, 0.2 * size))
+        rows, cols = window(grid, mid, vo, length + w + 4)
+        in_line = grid.cell[rows, cols] == k
+        du = grid.u[rows, cols] - np.float32(mid)
+        dv = grid.v[rows, cols] - np.float32(vo)
+        old = cov[rows, cols]
+        rough = wobble(du / np.float32(max(w, 1.0)) * np.float32(4.0), rng, float(p["open_roughness"]))
+        side = 1.0 if rng.random() < 0.5 else -1.0
+        if kind == "break":
+            dv_s = dv - np.float32(float(p["open_slant"]) * jit[1]) * du
+            t = np.clip(np.abs(du) / np.float32(w / 2.0), 0.0, 1.0)
+            # rounded ends: the cut widens towards the line edges (a convex line-end cap)
+            half = np.float32(length / 2.0) + np.float32(float(p["end_rounding"]) * w / 2.0) * \
+                (1.0 - np.sqrt(np.maximum(0.0, 1.0 - t * t))) + np.float32(length / 2.0) * rough
+            keep = 1.0 - np.clip(half - np.abs(dv_s) + np.float32(0.5), 0.0, 1.0)
+        elif kind == "pinch":
+            s = length / 2.0
+            depth = float(p["pinch_depth"]) * w / 2.0 * np.exp(-0.5 * (dv / np.float32(s)) ** 2) * (1.0 + rough)
+            asym = np.float32(0.25 * side * jit[2] - 0.25 * side)  # one side a bit deeper
+            lo = np.float32(el) + depth * (1.0 + asym)
+            hi = np.float32(er) - depth * (1.0 - asym)
+            keep = np.clip(grid.u[rows, cols] - lo + np.float32(0.5), 0.0, 1.0) * \
+                np.clip(hi - grid.u[rows, cols] + np.float32(0.5), 0.0, 1.0)
+            keep = np.where(np.abs(dv) < 3 * s, np.maximum(keep, 0.0), 1.0)
+            keep = np.minimum(1.0, keep / np.maximum(old, 1e-3))  # relative to what was there
+        else:  # partial: elliptical bite from one edge
+            edge_u = np.float32(el if side < 0 else er)
+            depth = float(p["pinch_depth"]) * w * jit[1]
+            r = np.sqrt(((grid.u[rows, cols] - edge_u) / np.float32(depth)) ** 2 +
+                        (dv / np.float32(length / 2.0)) ** 2) - rough
+            keep = np.clip((r - 1.0) * np.float32(min(depth, length / 2.0)) + np.float32(0.5), 0.0, 1.0)
+        keep = np.where(in_line, keep, 1.0).astype(np.float32)
+        new = old * keep
+        removed = (old > 0.5) & (new < 0.5)
+        if kind == "pinch":  # the whole pinched stretch of the line, not just its two slivers
+            removed |= in_line & (old > 0.5) & (np.abs(dv) < np.float32(length / 2.0))
+        if not removed.any():
+            removed = in_line & (old > 0.5) & (np.abs(dv) <= max(1.0, float(np.abs(dv[in_line]).min()) if in_line.any() else 1.0))
+        cov[rows, cols] = new
+        sub = mask[rows, cols]
+        sub[removed & (sub == 0)] = i + 1
+        x, y = grid.to_xy(mid, vo)
+        info.append({"type": kind, "line": int(k), "x": round(x, 2), "y": round(y, 2)})
+        placed.append((x, y))
+    return cov, mask, info
+
+
+def _open_on_lines(p: dict, rng: np.random.Generator, size: int) -> Scene:
+    grid = make_line_grid(p, rng, size)
+    cov, mask, info = draw_opens(grid, p, rng, grid.coverage())
+    return lines_scene(grid, p, coverage=cov, mask=mask, meta={"defect": p["open_type"], "defects": info})
+
+
+#: layout name -> scene builder ``f(p, rng, size) -> Scene``
+LAYOUTS = {"lines": _open_on_lines}
+LAYOUT_WEIGHTS = {"lines": 1.0}
+
+# layouts of helper E (contact arrays, pads, logic, cross-sections): see layouts/shorts.py
+from ..layouts import select as _select, shorts as _shorts  # noqa: E402
+
+
+def _e_layout(name: str):
+    def build(p: dict, rng: np.random.Generator, size: int) -> Scene:
+        return _shorts.open_scene(name, p, rng, size, p["open_severity"])
+    return build
+
+
+LAYOUT_WEIGHTS["lines"] = 1.0 - sum(_shorts.OPEN_LAYOUTS.values())
+for _k, _w in _shorts.OPEN_LAYOUTS.items():
+    LAYOUTS[_k] = _e_layout(_k)
+    LAYOUT_WEIGHTS[_k] = _w
+
+
+@register
+class Open(Generator):
+    name = "open"
+    label = "open"
+    version = "2"
+    description = "a line broken (rounded ends), pinched (necking) or partly cut"
+    params = ParamSpace([
+        ParamSpec("layout", "choice", "lines", choices=tuple(LAYOUTS),
+                  weights=tuple(LAYOUT_WEIGHTS[k] for k in LAYOUTS), doc="pattern layout"),
+    ]) + line_params(sigma=(0.4, 2.0), periods=(3.0, 26.0), duty=(0.35, 0.65), when=W_LINES) + OPEN_LINE_PARAMS \
+        + ParamSpace([_shorts.severity_param("open_severity", _shorts.OPEN_LAYOUTS)]) \
+        + ParamSpace(_select.layout_params(tuple(_shorts.OPEN_LAYOUTS), restrict={"pad_style": ("pads",)}))
+
+    def build(self, p: dict, rng: np.random.Generator, size: int) -> Scene:
+        return LAYOUTS[p["layout"]](p, rng, size)

@@ -1,0 +1,116 @@
+"""CLI: ``semgen procedural`` (generate / list classes) and ``semgen sheet`` (contact sheets)."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from ...errors import SemgenError
+
+
+def register(sub) -> None:
+    from .generate import DEFAULT_OUT
+
+    p = sub.add_parser(
+        "procedural", help="generate synthetic SEM images of a class with the procedural simulator",
+        description="Generate N synthetic SEM images of a class into a dataset dir (resumes an "
+                    "interrupted run of the same command). --list shows the classes and parameters.")
+    p.add_argument("--class", dest="cls", metavar="CLASS", help="class (or alias) to generate, e.g. bridge")
+    p.add_argument("--n", type=int, help="number of images (the whole run; a shard makes its share)")
+    p.add_argument("--out", default=DEFAULT_OUT, help=f"dataset dir to write (default: {DEFAULT_OUT})")
+    p.add_argument("--size", type=int, default=256, help="image width and height in pixels (default 256)")
+    p.add_argument("--seed", type=int, default=0, help="master seed (default 0)")
+    p.add_argument("--workers", type=int, default=1, help="processes (output does not depend on it; default 1)")
+    p.add_argument("--shard", metavar="K/N", help="make only shard K of N (K = 0..N-1) of the indices")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="NAME=VALUE",
+                   help="fix a parameter instead of sampling it (repeatable); see --list")
+    p.add_argument("--list", action="store_true", help="list classes with their parameters, defaults and ranges")
+    p.add_argument("--json", action="store_true", help="with --list: print JSON")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_procedural)
+
+    s = sub.add_parser("sheet", help="contact sheet of a dataset dir (optionally beside real images)")
+    s.add_argument("dir", help="dataset dir (or ImageFolder tree)")
+    s.add_argument("--beside", metavar="DIR", help="dataset dir or ImageFolder tree to show next to it, per class")
+    s.add_argument("--per-class", type=int, default=16, help="images per class and side (default 16)")
+    s.add_argument("--classes", nargs="+", help="only these classes")
+    s.add_argument("--cell", type=int, default=96, help="thumbnail size in pixels (default 96)")
+    s.add_argument("--seed", type=int, default=0, help="which images are picked (default 0)")
+    s.add_argument("-o", "--out", required=True, help="output PNG")
+    s.set_defaults(func=_sheet)
+
+
+def _procedural(args) -> int:
+    from .params import parse_set_args
+
+    if args.list:
+        return _list(args)
+    if not args.cls:
+        raise SemgenError("--class is required (or --list to see the classes)")
+    if args.n is None:
+        raise SemgenError("--n is required")
+    from .generate import generate
+
+    res = generate(args.cls, args.n, args.out, seed=args.seed, size=args.size, workers=args.workers,
+                   shard=args.shard, overrides=parse_set_args(args.sets), progress=not args.no_progress)
+    print(f"{res['out']}: {res['label']} ({res['generator']}): made {res['made']}, "
+          f"already there {res['skipped']}, {res['total']} in this run")
+    return 0
+
+
+def _list(args) -> int:
+    from .registry import create_generator, list_generators
+
+    names = [create_generator(args.cls).name] if args.cls else list_generators()
+    rows = []
+    for name in names:
+        g = create_generator(name)
+        rows.append({"name": g.name, "label": g.label, "version": g.version, "description": g.description,
+                     "class_params": g.params.describe(), "imaging_params": None})
+    from .imaging import IMAGING
+
+    if args.json:
+        from .overlays import OVERLAYS
+
+        for r in rows:
+            r["imaging_params"] = IMAGING.describe()
+            r["overlay_params"] = OVERLAYS.describe()
+        print(json.dumps(rows, indent=2, default=str))
+        return 0
+    out = sys.stdout
+    for r in rows:
+        out.write(f"{r['name']}  (class {r['label']}, v{r['version']}): {r['description']}\n")
+        _table(r["class_params"], out)
+        out.write("\n")
+    out.write("imaging parameters (every class):\n")
+    _table(IMAGING.describe(), out)
+    from .overlays import OVERLAYS
+
+    out.write("\noverlay parameters (every class; bool defaults are per-image probabilities):\n")
+    _table(OVERLAYS.describe(), out)
+    return 0
+
+
+def _table(rows: list[dict], out) -> None:
+    if not rows:
+        out.write("  (none)\n")
+        return
+    wn = max(len(r["name"]) for r in rows)
+    wd = max(len(str(r["default"])) for r in rows)
+    wr = min(40, max(len(r["range"]) for r in rows))
+    wu = max(len(r["unit"]) for r in rows)
+    for r in rows:
+        when = ""
+        if r.get("when"):
+            when = " [" + ", ".join(f"{k}={'|'.join(map(str, v))}" for k, v in r["when"].items()) + "]"
+        line = f"  {r['name']:<{wn}}  {str(r['default']):<{wd}}  {r['range']:<{wr}}  {r['unit']:<{wu}}  {r['doc']}{when}"
+        out.write(line.rstrip() + "\n")
+
+
+def _sheet(args) -> int:
+    from .sheet import contact_sheet
+
+    res = contact_sheet(args.dir, args.out, beside=args.beside, per_class=args.per_class, classes=args.classes,
+                        cell=args.cell, seed=args.seed)
+    print(f"wrote {res['out']} ({res['width']}x{res['height']}, {len(res['classes'])} classes)")
+    return 0

@@ -1,0 +1,319 @@
+"""Procedural generation pipeline: one image (:func:`generate_one`) and a run into a dataset dir
+(:func:`generate`) with workers, shards and resume.
+
+Image ``i`` of class ``label`` under master seed ``s`` is a pure function of
+``(generator version, image_seed(s, label, i), size, overrides)``, so the bytes are the same
+whatever the number of workers or shards. Records are appended in index order (chunks of indices
+over a process pool, a bounded window in flight, results taken in order); files are written
+atomically before their record, so a killed run
+leaves a manifest prefix whose every record has its file, and re-running the same command skips
+the ids already recorded.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing as mp
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+import numpy as np
+
+from ...errors import SemgenError
+from ...imageio import sha256_bytes
+from ...manifests import DatasetDir, current_command
+from ...seeding import image_seed, rng_for
+from .imaging import render
+from .overlays import apply_overlays
+from .png import encode_gray_png
+from .registry import Generator, create_generator
+
+#: Default output dir of ``semgen procedural`` (relative to the working directory).
+DEFAULT_OUT = os.path.join("out", "procedural")
+MIN_SIZE, MAX_SIZE = 32, 4096
+SOURCE = "procedural"
+
+
+@dataclass
+class Sample:
+    """One generated image and what it is made of."""
+
+    image: np.ndarray                 #: uint8 (size, size)
+    mask: np.ndarray | None           #: uint16 instance mask, None when there is no defect
+    params: dict                      #: every sampled parameter (class + imaging)
+    bboxes: list = field(default_factory=list)  #: [[x0, y0, x1, y1], ...] per mask instance
+    meta: dict = field(default_factory=dict)    #: layout, view, orientation, pitch, ...
+
+
+def _plain(v: Any) -> Any:
+    """JSON-friendly Python scalars (numpy scalars and tuples converted)."""
+    if isinstance(v, (np.floating,)):
+        return float(v)
+    if isinstance(v, (np.integer,)):
+        return int(v)
+    if isinstance(v, np.bool_):
+        return bool(v)
+    if isinstance(v, dict):
+        return {str(k): _plain(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v
+
+
+def generate_one(gen: Generator | str, seed: int, size: int = 256, overrides: dict | None = None) -> Sample:
+    """Make one image: sample parameters, build the scene, image it.
+
+    Parameters
+    ----------
+    gen : Generator or str
+        A generator or its name / label.
+    seed : int
+        The image's own seed (see :func:`semgen.seeding.image_seed`).
+    size : int
+        Output width and height in pixels.
+    overrides : dict, optional
+        ``{param: value}`` fixed instead of sampled (validated).
+    """
+    if isinstance(gen, str):
+        gen = create_generator(gen)
+    rng = rng_for(seed)
+    p = gen.sample_params(rng, overrides)
+    scene = gen.build(p, rng, int(size))
+    if scene.shape != (size, size):
+        raise RuntimeError(f"{gen.name}: scene is {scene.shape}, expected {(size, size)}")
+    image = render(scene, p, rng)
+    # nuisance overlays (info bar, markers, JPEG): a no-op for generators without overlay params
+    image = apply_overlays(image, p, rng, scene)
+    mask = scene.mask if scene.mask is not None and scene.mask.any() else None
+    meta = dict(scene.meta)
+    meta.setdefault("view", scene.view)
+    return Sample(image=image, mask=mask, params=_plain(p), bboxes=scene.bboxes(), meta=_plain(meta))
+
+
+# -- runs -----------------------------------------------------------------------------------------
+
+def parse_shard(shard: str | tuple[int, int] | None) -> tuple[int, int] | None:
+    """``"K/N"`` (K = 0..N-1) or ``(K, N)`` -> ``(K, N)``; None stays None."""
+    if shard is None:
+        return None
+    if isinstance(shard, str):
+        try:
+            k_s, n_s = shard.split("/")
+            k, n = int(k_s), int(n_s)
+        except ValueError:
+            raise SemgenError(f"--shard {shard!r}: expected K/N with 0 <= K < N, e.g. 0/4") from None
+    else:
+        k, n = (int(x) for x in shard)
+    if n < 1 or not 0 <= k < n:
+        raise SemgenError(f"--shard {k}/{n}: expected K/N with 0 <= K < N, e.g. 0/4")
+    return k, n
+
+
+def shard_range(n: int, shard: tuple[int, int] | None) -> range:
+    """The contiguous indices of ``range(n)`` that shard ``(K, N)`` makes."""
+    if shard is None:
+        return range(n)
+    k, parts = shard
+    return range(k * n // parts, (k + 1) * n // parts)
+
+
+def record_id(label: str, index: int) -> str:
+    return f"{label}_{index:06d}"
+
+
+def run_config(gen: Generator, *, seed: int, size: int, overrides: dict) -> dict:
+    """What must match for a dir to be resumed (n and shard may differ: they only pick indices)."""
+    return {"generator": gen.name, "version": gen.version, "label": gen.label, "seed": int(seed),
+            "size": int(size), "overrides": {k: _plain(v) for k, v in sorted(overrides.items())}}
+
+
+_GENERATORS: dict[str, Generator] = {}  # per-process cache
+
+
+class _Job:
+    """Picklable worker state: makes image ``index`` and writes its files; returns its record."""
+
+    def __init__(self, gen_name: str, root: str, master_seed: int, size: int, overrides: dict):
+        self.gen_name = gen_name
+        self.root = root
+        self.master_seed = master_seed
+        self.size = size
+        self.overrides = overrides
+
+    def __call__(self, index: int) -> dict:
+        gen = _GENERATORS.get(self.gen_name)
+        if gen is None:
+            gen = _GENERATORS[self.gen_name] = create_generator(self.gen_name)
+        ds = DatasetDir(self.root)
+        label = gen.label
+        rid = record_id(label, index)
+        seed = image_seed(self.master_seed, label, index)
+        s = generate_one(gen, seed, self.size, self.overrides)
+        png = encode_gray_png(s.image)
+        file_name = f"images/{label}/{rid}.png"
+        ds.write_file(file_name, png)
+        rec = {
+            "id": rid, "file_name": file_name, "label": label, "source": SOURCE, "sha256": sha256_bytes(png),
+            "width": int(s.image.shape[1]), "height": int(s.image.shape[0]),
+            "generator": {"name": gen.name, "version": gen.version}, "seed": seed, "index": int(index),
+            "params": s.params, "meta": s.meta,
+        }
+        if s.mask is not None:
+            m = s.mask.astype(np.uint8) if int(s.mask.max()) <= 255 else s.mask
+            mask_name = f"masks/{label}/{rid}.png"
+            ds.write_file(mask_name, encode_gray_png(m))
+            rec["mask_file_name"] = mask_name
+            rec["bboxes"] = s.bboxes
+        elif label != "clean":
+            rec["bboxes"] = []
+        return rec
+
+
+def _init_worker() -> None:
+    try:
+        import cv2
+
+        cv2.setNumThreads(1)  # one process per core already; OpenCV threads would fight them
+    except Exception:  # pragma: no cover
+        pass
+
+
+def _validate(label: str, n: int, size: int, workers: int, overrides: dict | None):
+    gen = create_generator(label)
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n <= 0:
+        raise SemgenError(f"--n must be a positive integer, got {n}")
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or not MIN_SIZE <= size <= MAX_SIZE:
+        raise SemgenError(f"--size must be an integer in [{MIN_SIZE}, {MAX_SIZE}], got {size}")
+    if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1:
+        raise SemgenError(f"--workers must be a positive integer, got {workers}")
+    fixed = gen.space.check_overrides(overrides or {})
+    return gen, fixed
+
+
+def generate(label: str, n: int, out: str | os.PathLike = DEFAULT_OUT, *, seed: int = 0, size: int = 256,
+             workers: int = 1, shard: str | tuple[int, int] | None = None, overrides: dict | None = None,
+             progress: bool = True, chunksize: int | None = None) -> dict:
+    """Generate ``n`` images of a class into dataset dir ``out`` (resuming what is already there).
+
+    Parameters
+    ----------
+    label : str
+        Class or generator name (aliases accepted).
+    n : int
+        Number of images of the whole run (a shard makes only its share of ``range(n)``).
+    out : path
+        Dataset dir (created if needed). Several classes may share one dir.
+    seed : int
+        Master seed; image ``i`` gets ``image_seed(seed, label, i)``.
+    size : int
+        Width and height in pixels.
+    workers : int
+        Processes; output bytes do not depend on it.
+    shard : "K/N" or (K, N), optional
+        Make only indices ``[K*n//N, (K+1)*n//N)``.
+    overrides : dict, optional
+        ``{param: value}`` fixed for every image (``--set``).
+    progress : bool
+        Show a progress bar (only when stderr is a terminal).
+
+    Returns
+    -------
+    dict with ``out``, ``label``, ``generator``, ``made``, ``skipped`` (already present), ``total``.
+    """
+    gen, fixed = _validate(label, n, size, workers, overrides)
+    shard_t = parse_shard(shard)
+    cfg = run_config(gen, seed=seed, size=size, overrides=fixed)
+    key = f"procedural:{gen.name}"
+    ds = DatasetDir.create(out)          # raises on an unwritable dir or another schema
+    ds.check_config(key, cfg)            # raises on a different configuration: nothing written yet
+    indices = shard_range(int(n), shard_t)
+    done = ds.keys()
+    todo = [i for i in indices if record_id(gen.label, i) not in done]
+    ds.write_info(command=current_command(), config_key=key, config=cfg)
+    _remove_stale_temps(ds.root, gen.label)
+    job = _Job(gen.name, str(ds.root), int(seed), int(size), fixed)
+    bar = None
+    if progress and sys.stderr.isatty() and todo:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(todo), desc=f"procedural {gen.label}", unit="img", file=sys.stderr)
+    made = 0
+    try:
+        with ds.appender() as app:
+            for rec in _run(job, todo, workers, chunksize):
+                app.append(rec)
+                made += 1
+                if bar is not None:
+                    bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+        if made:
+            ds.write_info(command=current_command(), config_key=key, config=cfg)
+    return {"out": str(ds.root), "label": gen.label, "generator": f"{gen.name}@{gen.version}", "made": made,
+            "skipped": len(indices) - len(todo), "total": len(indices)}
+
+
+def _remove_stale_temps(root, label: str) -> None:
+    """Delete ``.NAME.PID.tmp`` files of this class left by a killed run (never a live process's)."""
+    for sub in ("images", "masks"):
+        d = os.path.join(root, sub, label)
+        if not os.path.isdir(d):
+            continue
+        for name in os.listdir(d):
+            parts = name.split(".")
+            if not (name.startswith(".") and name.endswith(".tmp") and len(parts) >= 4 and parts[-2].isdigit()):
+                continue
+            pid = int(parts[-2])
+            try:
+                os.kill(pid, 0)
+                continue  # alive: another process may still be writing it
+            except ProcessLookupError:
+                pass
+            except PermissionError:
+                continue
+            try:
+                os.unlink(os.path.join(d, name))
+            except FileNotFoundError:
+                pass
+
+
+def _work(job: _Job, indices: list[int]) -> list[dict]:
+    return [job(i) for i in indices]
+
+
+def _run(job: _Job, todo: list[int], workers: int, chunksize: int | None) -> Iterable[dict]:
+    """Records of ``todo`` in order; a bounded window of chunks in flight over a process pool."""
+    if workers == 1 or len(todo) <= 1:
+        for i in todo:
+            yield job(i)
+        return
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    workers = min(workers, len(todo))
+    cs = chunksize or max(1, min(16, len(todo) // (workers * 8)))
+    chunks = [todo[i:i + cs] for i in range(0, len(todo), cs)]
+    # not "fork": a child forked after OpenCV has started its thread pool can deadlock in it
+    if "forkserver" in mp.get_all_start_methods():
+        ctx = mp.get_context("forkserver")
+        ctx.set_forkserver_preload([__name__])
+    else:  # pragma: no cover - Windows / macOS
+        ctx = mp.get_context("spawn")
+    window = 4 * workers
+    try:
+        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker) as ex:
+            pending = [ex.submit(_work, job, c) for c in chunks[:window]]
+            nxt = len(pending)
+            while pending:
+                recs = pending.pop(0).result()
+                if nxt < len(chunks):
+                    pending.append(ex.submit(_work, job, chunks[nxt]))
+                    nxt += 1
+                yield from recs
+    except BrokenProcessPool as e:
+        raise RuntimeError(f"a generator worker process died ({e}); re-run the same command to resume") from None

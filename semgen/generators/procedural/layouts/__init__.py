@@ -1,0 +1,1 @@
+"""Scene layouts (pure functions building :class:`~..scene.Scene` geometry)."""

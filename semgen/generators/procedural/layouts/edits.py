@@ -1,0 +1,132 @@
+"""Geometric edits shared by the defect classes: join two features, cut one, stamp a region
+into a scene with its own instance id.
+
+Feature edits act on a :class:`~.shapes.FeatureSet` (before rendering); scene edits act on a
+rendered :class:`~..scene.Scene` and leave everything outside the stamped region untouched.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from ..scene import Scene
+from .shapes import FeatureSet, Shape
+
+
+def next_id(scene: Scene) -> int:
+    """The next free instance id of the scene's mask."""
+    return int(scene.mask.max()) + 1
+
+
+def stamp(scene: Scene, cov: np.ndarray, *, material: int | None = None, height: float | None = None,
+          height_add: np.ndarray | float | None = None, se: float | None = None,
+          se_add: np.ndarray | float | None = None, instance: int | None = None, thresh: float = 0.5) -> np.ndarray:
+    """Write a defect region into ``scene`` in place; returns the boolean region.
+
+    ``cov`` (float in [0, 1]) blends heights softly; material, SE level and the mask instance
+    are set where ``cov >= thresh``.
+    """
+    region = cov >= thresh
+    if height is not None:
+        scene.height[:] = scene.height * (1 - cov) + np.float32(height) * cov
+    if height_add is not None:
+        scene.height += (np.asarray(height_add, np.float32) * cov).astype(np.float32)
+    if material is not None:
+        scene.material[region] = material
+    if se is not None or se_add is not None:
+        if scene.se_offset is None:
+            scene.se_offset = np.zeros(scene.shape, np.float32)
+        if se is not None:
+            scene.se_offset[:] = scene.se_offset * (1 - cov) + np.float32(se) * cov
+        if se_add is not None:
+            scene.se_offset += (np.asarray(se_add, np.float32) * cov).astype(np.float32)
+    if instance is not None:
+        scene.mask[region] = instance
+    return region
+
+
+def neighbours(fs: FeatureSet, k: int, max_dist: float) -> list[int]:
+    """Indices of shapes whose centre lies within ``max_dist`` px of shape ``k``, nearest first."""
+    cx, cy = fs.shapes[k].center()
+    out = []
+    for j, s in enumerate(fs.shapes):
+        if j == k:
+            continue
+        x, y = s.center()
+        d = float(np.hypot(x - cx, y - cy))
+        if d <= max_dist:
+            out.append((d, j))
+    return [j for _, j in sorted(out)]
+
+
+def shape_mask(s: Shape, shape, soft: float = 0.7) -> np.ndarray:
+    cov = np.zeros(shape, np.float32)
+    s.splat(cov, soft)
+    return cov
+
+
+def interior_shapes(fs: FeatureSet, margin: float) -> list[int]:
+    """Shapes whose bounding box lies ``margin`` px inside the image."""
+    h, w = fs.shape
+    out = []
+    for k, s in enumerate(fs.shapes):
+        x0, y0, x1, y1 = s.bbox((10 ** 9, 10 ** 9))
+        if x0 >= margin and y0 >= margin and x1 <= w - margin and y1 <= h - margin:
+            out.append(k)
+    return out
+
+
+def visible_shapes(fs: FeatureSet, margin: float) -> list[int]:
+    """Shapes whose centre lies ``margin`` px inside the image."""
+    h, w = fs.shape
+    out = []
+    for k, s in enumerate(fs.shapes):
+        x, y = s.center()
+        if margin <= x <= w - margin and margin <= y <= h - margin:
+            out.append(k)
+    return out
+
+
+def gap_between(cov: np.ndarray, a: tuple[float, float], b: tuple[float, float]) -> tuple[float, float, float, float]:
+    """Along the segment a-b, the first and last background points between two features.
+
+    Returns the end points (x0, y0, x1, y1) of the background stretch nearest the middle.
+    """
+    n = int(max(4, np.hypot(b[0] - a[0], b[1] - a[1]) * 2))
+    t = np.linspace(0, 1, n)
+    xs = a[0] + t * (b[0] - a[0])
+    ys = a[1] + t * (b[1] - a[1])
+    h, w = cov.shape
+    v = cov[np.clip(ys.astype(int), 0, h - 1), np.clip(xs.astype(int), 0, w - 1)]
+    bg = v < 0.5
+    if not bg.any():
+        return (xs[n // 2], ys[n // 2], xs[n // 2], ys[n // 2])
+    idx = np.nonzero(bg)[0]
+    return (float(xs[idx[0]]), float(ys[idx[0]]), float(xs[idx[-1]]), float(ys[idx[-1]]))
+
+
+def components(binary: np.ndarray) -> tuple[np.ndarray, int]:
+    """8-connected components of a boolean map."""
+    lab, n = ndi.label(binary, structure=np.ones((3, 3), bool))
+    return lab, int(n)
+
+
+def emboss(scene: Scene, dh: np.ndarray, light_deg: float, gain: float, blur_px: float = 0.7) -> None:
+    """Directional (topographic) SE shading of a height change ``dh`` (nm), in place.
+
+    Slopes facing the detector direction ``light_deg`` brighten and slopes facing away darken,
+    saturating at ``gain`` for slopes steeper than 45 degrees: the relief look of scratches,
+    chatter marks and residue in an in-lens / Everhart-Thornley image.
+    """
+    import cv2
+
+    if gain <= 0:
+        return
+    d = cv2.GaussianBlur(dh.astype(np.float32), (0, 0), blur_px) if blur_px > 0 else dh.astype(np.float32)
+    gy, gx = np.gradient(d)
+    a = np.deg2rad(light_deg)
+    slope = -(gx * np.cos(a) + gy * np.sin(a)) / max(scene.pixel_nm, 1e-6)
+    if scene.se_offset is None:
+        scene.se_offset = np.zeros(scene.shape, np.float32)
+    scene.se_offset += (gain * np.tanh(slope)).astype(np.float32)

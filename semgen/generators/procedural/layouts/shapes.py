@@ -1,0 +1,257 @@
+"""Anti-aliased geometric primitives in pixel coordinates, shared by the layouts and defect classes.
+
+A shape is rendered as *coverage*: a float32 map in [0, 1] (1 inside, 0 outside, a one-pixel soft
+edge), from a signed distance evaluated only in a small window around the shape, so that
+rendering costs what the shape covers and not the whole image. Layouts build lists of shapes
+(:class:`FeatureSet`), defect classes edit those lists (remove, move, resize, join), and the
+result is turned into height and material maps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+#: supersampling factor for polylines (cracks, scratches): third-of-a-pixel width resolution
+_SS = 3
+
+
+def coverage_from_sdf(sdf: np.ndarray, soft: float = 0.7) -> np.ndarray:
+    """Coverage in [0, 1] from a signed distance in pixels (negative inside)."""
+    return np.clip(0.5 - sdf / (2.0 * soft), 0.0, 1.0).astype(np.float32)
+
+
+def _window(shape, cx, cy, reach_x, reach_y=None):
+    """Slices of the image around (cx, cy) and open-grid pixel-centre coordinates there."""
+    h, w = shape
+    reach_y = reach_x if reach_y is None else reach_y
+    x0 = int(max(0, np.floor(cx - reach_x - 2)))
+    x1 = int(min(w, np.ceil(cx + reach_x + 3)))
+    y0 = int(max(0, np.floor(cy - reach_y - 2)))
+    y1 = int(min(h, np.ceil(cy + reach_y + 3)))
+    if x0 >= x1 or y0 >= y1:
+        return None
+    xx = np.arange(x0, x1, dtype=np.float32)[None, :] + np.float32(0.5)
+    yy = np.arange(y0, y1, dtype=np.float32)[:, None] + np.float32(0.5)
+    return (slice(y0, y1), slice(x0, x1)), xx, yy
+
+
+def sdf_ellipse(dx, dy, rx, ry, harmonics=None):
+    """Approximate signed distance to an ellipse (pixels), with optional radial harmonics.
+
+    ``harmonics`` is a list of ``(k, amplitude, phase)``: the radius is modulated by
+    ``1 + sum(a cos(k theta + phase))``, which makes malformed, lumpy outlines.
+    """
+    rx = max(float(rx), 1e-3)
+    ry = max(float(ry), 1e-3)
+    rho = np.sqrt((dx / rx) ** 2 + (dy / ry) ** 2)
+    scale = 1.0
+    if harmonics:
+        th = np.arctan2(dy / ry, dx / rx)
+        scale = 1.0
+        for k, a, ph in harmonics:
+            scale = scale + a * np.cos(k * th + ph)
+        scale = np.maximum(scale, 0.2)
+    return (rho - scale) * min(rx, ry)
+
+
+def sdf_round_rect(dx, dy, hx, hy, rc):
+    """Signed distance to a rectangle of half sizes (hx, hy) with corner radius rc (pixels)."""
+    rc = float(min(rc, hx, hy))
+    qx = np.abs(dx) - (hx - rc)
+    qy = np.abs(dy) - (hy - rc)
+    out = np.sqrt(np.maximum(qx, 0) ** 2 + np.maximum(qy, 0) ** 2) + np.minimum(np.maximum(qx, qy), 0)
+    return out - rc
+
+
+def sdf_capsule(xx, yy, ax, ay, bx, by, r):
+    """Signed distance to a segment a-b thickened to radius r (pixels)."""
+    px, py = xx - ax, yy - ay
+    vx, vy = bx - ax, by - ay
+    t = np.clip((px * vx + py * vy) / max(vx * vx + vy * vy, 1e-6), 0.0, 1.0)
+    return np.sqrt((px - t * vx) ** 2 + (py - t * vy) ** 2) - r
+
+
+@dataclass
+class Shape:
+    """One primitive: ``kind`` in {"ellipse", "rect", "capsule"}, geometry in pixels.
+
+    ellipse: (cx, cy, rx, ry, angle, harmonics); rect: (cx, cy, hx, hy, rc, angle);
+    capsule: (ax, ay, bx, by, r). ``tag`` names the feature (e.g. grid index) for the defects.
+    """
+
+    kind: str
+    geom: tuple
+    tag: tuple = ()
+    harmonics: list = field(default_factory=list)
+
+    def reach(self) -> float:
+        g = self.geom
+        if self.kind == "ellipse":
+            amp = 1.0 + sum(abs(a) for _, a, _ in self.harmonics)
+            return max(g[2], g[3]) * amp
+        if self.kind == "rect":
+            return float(np.hypot(g[2], g[3]))
+        return float(np.hypot(g[2] - g[0], g[3] - g[1]) / 2 + g[4])
+
+    def extents(self) -> tuple[float, float]:
+        """Half sizes of the axis-aligned box around the shape (pixels)."""
+        g = self.geom
+        if self.kind == "capsule":
+            return abs(g[2] - g[0]) / 2 + g[4], abs(g[3] - g[1]) / 2 + g[4]
+        ang = g[4] if self.kind == "ellipse" else g[5]
+        c, s = abs(np.cos(ang)), abs(np.sin(ang))
+        amp = 1.0 + sum(abs(a) for _, a, _ in self.harmonics) if self.kind == "ellipse" else 1.0
+        return (c * g[2] + s * g[3]) * amp, (s * g[2] + c * g[3]) * amp
+
+    def center(self) -> tuple[float, float]:
+        g = self.geom
+        if self.kind == "capsule":
+            return (g[0] + g[2]) / 2, (g[1] + g[3]) / 2
+        return g[0], g[1]
+
+    def splat(self, cov: np.ndarray, soft: float = 0.7, value: float = 1.0) -> None:
+        """Union this shape into ``cov`` (in place, max)."""
+        cx, cy = self.center()
+        win = _window(cov.shape, cx, cy, *self.extents())
+        if win is None:
+            return
+        sl, xx, yy = win
+        g = self.geom
+        if self.kind == "capsule":
+            d = sdf_capsule(xx, yy, *g)
+        else:
+            ang = g[4] if self.kind == "ellipse" else g[5]
+            dx, dy = xx - g[0], yy - g[1]
+            if ang:
+                c, s = np.cos(ang), np.sin(ang)
+                dx, dy = c * dx + s * dy, -s * dx + c * dy
+            if self.kind == "ellipse":
+                d = sdf_ellipse(dx, dy, g[2], g[3], self.harmonics)
+            else:
+                d = sdf_round_rect(dx, dy, g[2], g[3], g[4])
+        c = coverage_from_sdf(d, soft) * value
+        np.maximum(cov[sl], c, out=cov[sl])
+
+    def bbox(self, shape) -> list[int]:
+        cx, cy = self.center()
+        r = self.reach()
+        h, w = shape
+        return [int(max(0, np.floor(cx - r))), int(max(0, np.floor(cy - r))),
+                int(min(w, np.ceil(cx + r))), int(min(h, np.ceil(cy + r)))]
+
+
+@dataclass
+class FeatureSet:
+    """A list of shapes on an (H, W) pixel grid, with the lattice they came from."""
+
+    shape: tuple[int, int]
+    shapes: list[Shape] = field(default_factory=list)
+
+    def coverage(self, soft: float = 0.7) -> np.ndarray:
+        cov = np.zeros(self.shape, np.float32)
+        for s in self.shapes:
+            s.splat(cov, soft)
+        return cov
+
+    def by_tag(self, tag) -> int:
+        for i, s in enumerate(self.shapes):
+            if s.tag == tag:
+                return i
+        return -1
+
+
+def lattice(shape, pitch_x, pitch_y, stagger=0.0, angle=0.0, origin=(0.0, 0.0), margin=1.5):
+    """Centres of a (possibly staggered, rotated) lattice covering an (H, W) image, in pixels.
+
+    Row ``j`` is shifted by ``stagger * pitch_x * (j mod 2)`` (0.5 gives a hexagonal / brick
+    arrangement). Returns (cx, cy, i, j) arrays.
+    """
+    h, w = shape
+    diag = np.hypot(h, w)
+    ni = int(np.ceil(diag / pitch_x)) + 3
+    nj = int(np.ceil(diag / pitch_y)) + 3
+    j, i = np.mgrid[-nj:nj + 1, -ni:ni + 1]
+    x = (i + stagger * (j % 2)) * pitch_x + origin[0]
+    y = j * pitch_y + origin[1]
+    c, s = np.cos(angle), np.sin(angle)
+    cx = w / 2 + c * x - s * y
+    cy = h / 2 + s * x + c * y
+    m = margin * max(pitch_x, pitch_y)
+    keep = (cx > -m) & (cx < w + m) & (cy > -m) & (cy < h + m)
+    return cx[keep], cy[keep], i[keep], j[keep]
+
+
+def polylines_coverage(shape, paths) -> np.ndarray:
+    """Coverage of several polylines with per-vertex widths (pixels), drawn supersampled.
+
+    ``paths`` is a list of ``(pts, widths)``: ``pts`` (N, 2) as (x, y), ``widths`` (N,).
+    Segments are thick lines with round joins, so the width can taper along a path (cracks,
+    scratches). Drawn once on one canvas at ``_SS`` x the resolution, then area-averaged.
+    """
+    h, w = shape
+    canvas = np.zeros((h * _SS, w * _SS), np.uint8)
+    for pts, widths in paths:
+        p = np.round(np.asarray(pts, np.float64) * _SS).astype(np.int64)
+        wd = np.asarray(widths, np.float64) * _SS
+        for k in range(len(p) - 1):
+            t = int(max(1, round((wd[k] + wd[k + 1]) / 2)))
+            cv2.line(canvas, (int(p[k, 0]), int(p[k, 1])), (int(p[k + 1, 0]), int(p[k + 1, 1])), 255, t,
+                     lineType=cv2.LINE_8)
+    small = cv2.resize(canvas, (w, h), interpolation=cv2.INTER_AREA)
+    return small.astype(np.float32) / 255.0
+
+
+def polyline_coverage(shape, pts: np.ndarray, widths: np.ndarray) -> np.ndarray:
+    """Coverage of one polyline with per-vertex widths (see :func:`polylines_coverage`)."""
+    return polylines_coverage(shape, [(pts, widths)])
+
+
+def random_path(rng: np.random.Generator, start, heading, length, step=2.0, wander=0.15,
+                persistence=0.85, curvature=0.0) -> np.ndarray:
+    """A correlated random walk of about ``length`` pixels: (N, 2) points as (x, y).
+
+    The heading changes by a smoothed random turn (``wander`` radians per step, AR(1) with
+    ``persistence``) plus a constant ``curvature`` (radians per step), which gives the meandering of
+    cracks and the gentle arcs of scratches.
+    """
+    n = max(2, int(np.ceil(length / step)) + 1)
+    turns = rng.normal(0.0, wander, n)
+    # AR(1) smoothing of the turn rate, as a causal convolution with its (truncated) impulse response
+    k = int(min(n, max(1, np.ceil(np.log(1e-6) / np.log(max(persistence, 1e-6))))))
+    kernel = (1.0 - persistence) * persistence ** np.arange(k)
+    turns = np.convolve(turns, kernel)[:n]
+    head = heading + np.cumsum(turns + curvature)
+    steps = np.stack([np.cos(head), np.sin(head)], 1) * step
+    pts = np.vstack([np.asarray(start, np.float64)[None], np.asarray(start, np.float64) + np.cumsum(steps, 0)])
+    return pts[:n]
+
+
+def smooth_noise(rng: np.random.Generator, shape, sigma: float) -> np.ndarray:
+    """Zero-mean, unit-std Gaussian-filtered white noise (float32), correlation ``sigma`` pixels.
+
+    For wide correlations the field is drawn on a grid ``f`` times coarser (``f ~ sigma / 1.5``),
+    filtered there and interpolated up: the same smooth field for a fraction of the cost.
+    """
+    h, w = int(shape[0]), int(shape[1])
+    f = int(min(8, sigma // 1.5)) if sigma >= 3.0 and min(h, w) >= 32 else 1
+    if f > 1:
+        n = rng.standard_normal((h // f + 3, w // f + 3), dtype=np.float32)
+        n = cv2.GaussianBlur(n, (0, 0), float(sigma) / f, borderType=cv2.BORDER_REFLECT)
+        n = cv2.resize(n, ((w // f + 3) * f, (h // f + 3) * f), interpolation=cv2.INTER_LINEAR)[f:f + h, f:f + w]
+    else:
+        n = rng.standard_normal((h, w), dtype=np.float32)
+        if sigma > 0:
+            n = cv2.GaussianBlur(n, (0, 0), float(sigma), borderType=cv2.BORDER_REFLECT)
+    sd = float(n.std())
+    return np.ascontiguousarray(n / sd if sd > 0 else n)
+
+
+def bbox_of(mask: np.ndarray) -> list[int] | None:
+    """[x0, y0, x1, y1] (exclusive max) of the non-zero pixels, or None."""
+    ys, xs = np.nonzero(mask)
+    if len(xs) == 0:
+        return None
+    return [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1]
