@@ -222,3 +222,18 @@ def test_sheet_from_dataset_dir_beside_imagefolder(tmp_path, capsys):
     assert img.ndim == 2 and img.shape[0] > 2 * 32 and img.shape[1] > 2 * 4 * 32
     rc = main(["sheet", str(tmp_path / "missing"), "-o", str(tmp_path / "s2.png")])
     assert rc == 2 and not (tmp_path / "s2.png").exists()
+
+
+def test_list_into_closed_pipe_ends_quietly():
+    # `semgen procedural --list | head`: the reader closes the pipe early. The JSON listing is
+    # ~200 KB, more than a pipe buffer, so the writer really meets the closed pipe.
+    import subprocess
+    import sys
+
+    p = subprocess.Popen([sys.executable, "-m", "semgen", "procedural", "--list", "--json"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert p.stdout.readline().strip() == b"["
+    p.stdout.close()
+    err = p.stderr.read().decode()
+    p.stderr.close()
+    assert p.wait(timeout=60) == 0 and "Traceback" not in err and "BrokenPipe" not in err, err

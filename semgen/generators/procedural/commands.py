@@ -59,6 +59,20 @@ def _procedural(args) -> int:
 
 
 def _list(args) -> int:
+    try:
+        return _write_list(args, sys.stdout)
+    except BrokenPipeError:
+        # the reader went away (`semgen procedural --list | head`): stop quietly, like `cat` does.
+        # Point stdout at /dev/null so the interpreter's final flush does not raise again.
+        import os
+
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return 0
+
+
+def _write_list(args, out) -> int:
     from .registry import create_generator, list_generators
 
     names = [create_generator(args.cls).name] if args.cls else list_generators()
@@ -75,9 +89,9 @@ def _list(args) -> int:
         for r in rows:
             r["imaging_params"] = IMAGING.describe()
             r["overlay_params"] = OVERLAYS.describe()
-        print(json.dumps(rows, indent=2, default=str))
+        out.write(json.dumps(rows, indent=2, default=str) + "\n")
+        out.flush()
         return 0
-    out = sys.stdout
     for r in rows:
         out.write(f"{r['name']}  (class {r['label']}, v{r['version']}): {r['description']}\n")
         _table(r["class_params"], out)
@@ -88,6 +102,7 @@ def _list(args) -> int:
 
     out.write("\noverlay parameters (every class; bool defaults are per-image probabilities):\n")
     _table(OVERLAYS.describe(), out)
+    out.flush()  # a closed pipe shows here, inside _list's handler, not at interpreter exit
     return 0
 
 

@@ -28,7 +28,8 @@ LAYOUT_WEIGHTS = {"lines": 1.0}
 from ..layouts import select as _select  # noqa: E402
 
 # (tilted views and logic routing are left to ``other``, whose defect-free pictures show them)
-_E_LAYOUTS = {"contacts": 0.1, "pads": 0.12, "crosssection": 0.09, "bump": 0.09}
+# weights follow what real clean crops show: about 45 % line/space, a third cross-sections
+_E_LAYOUTS = {"contacts": 0.06, "pads": 0.1, "crosssection": 0.3, "bump": 0.12}
 
 
 def _e_layout(name: str):
@@ -37,7 +38,7 @@ def _e_layout(name: str):
     return build
 
 
-LAYOUT_WEIGHTS["lines"] = 0.6
+LAYOUT_WEIGHTS["lines"] = 0.42
 for _k, _w in _E_LAYOUTS.items():
     LAYOUTS[_k] = _e_layout(_k)
     LAYOUT_WEIGHTS[_k] = _w
@@ -47,7 +48,7 @@ for _k, _w in _E_LAYOUTS.items():
 class Clean(Generator):
     name = "clean"
     label = "clean"
-    version = "2"
+    version = "3"
     description = "defect-free line/space patterns, nominal low roughness"
     params = ParamSpace([
         ParamSpec("layout", "choice", "lines", choices=tuple(LAYOUTS),

@@ -31,13 +31,13 @@ LAYOUT_WEIGHTS = {"lines": 1.0}
 class Ler(Generator):
     name = "ler"
     label = "ler"
-    version = "1"
+    version = "2"
     description = "strong line-edge / line-width roughness on line/space patterns"
     params = ParamSpace([
         ParamSpec("layout", "choice", "lines", choices=tuple(LAYOUTS),
                   weights=tuple(LAYOUT_WEIGHTS[k] for k in LAYOUTS), doc="pattern layout"),
     ]) + line_params(sigma=(2.5, 5.5), xi=(6.0, 80.0), alpha=(0.3, 0.95), corr=(-0.5, 0.95),
-                     periods=(4.0, 24.0), pitch_nm=(40.0, 100.0), duty=(0.35, 0.6),
+                     periods=(4.0, 16.0), pitch_nm=(40.0, 100.0), duty=(0.35, 0.6),
                      orientation_weights=(0.7, 0.25, 0.05), when=W_LINES)
 
     def build(self, p: dict, rng: np.random.Generator, size: int) -> Scene:

@@ -168,7 +168,7 @@ def _xsection(built, p: dict, rng: np.random.Generator) -> Scene:
 class Via(LayoutGenerator, Generator):
     name = "via"
     label = "via"
-    version = "1"
+    version = "2"
     description = "missing / merged / resized / misplaced / malformed contacts; voids, seams, misaligned vias"
     params = ParamSpace(all_params(LAYOUTS, PARAMS))
 
