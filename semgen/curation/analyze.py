@@ -1,0 +1,137 @@
+"""Everything curation measures on one image file: metrics, hashes and a thumbnail.
+
+:func:`analyze_file` is what the worker processes run. It never raises on a bad image: it
+returns ``{"ok": False, "reason": ...}`` with :class:`~semgen.errors.ImageReadError`'s reason,
+so that one broken file cannot stop a run.
+"""
+
+from __future__ import annotations
+
+import os
+
+import cv2
+import numpy as np
+
+from ..errors import ImageReadError
+from ..imageio import MAX_PIXELS, read_gray, sha256_bytes
+from .hashing import pixel_digest, raw_phash, simhash
+from .metrics import METRICS_VERSION, compute_metrics, spectrum
+
+#: Version of the analysis as a whole (metrics + hashes + thumbnail); part of the cache key.
+ANALYSIS_VERSION = f"m{METRICS_VERSION}.h2.t2"
+#: Side of the thumbnail kept for near-duplicate verification.
+THUMB_SIZE = 32
+
+
+#: Thumbnails are stored as uint16 fixed point (grey level x 256): rounding to whole grey levels
+#: would dominate the difference of two low-noise thumbnails.
+THUMB_SCALE = 256
+
+
+def thumbnail(img: np.ndarray, size: int = THUMB_SIZE) -> np.ndarray:
+    """``size`` x ``size`` area-averaged float32 thumbnail, grey levels (noise averages out, defects stay)."""
+    t = cv2.resize(img.astype(np.float32), (size, size), interpolation=cv2.INTER_AREA)
+    return np.round(t * THUMB_SCALE) / THUMB_SCALE  # exactly what thumb_bytes stores
+
+
+def thumb_bytes(t: np.ndarray) -> bytes:
+    return np.clip(np.rint(t * THUMB_SCALE), 0, 65535).astype("<u2").tobytes()
+
+
+def thumb_from_bytes(b: bytes) -> np.ndarray:
+    return np.frombuffer(b, "<u2").astype(np.float32) / THUMB_SCALE
+
+
+def thumb_noise(analysis: dict) -> float:
+    """Expected noise standard deviation of an image's thumbnail (grey levels): sigma / pixels averaged per side."""
+    f = max(analysis["height"], analysis["width"]) / THUMB_SIZE
+    return float(analysis["metrics"]["noise_sigma"]) / max(f, 1.0)
+
+
+def analyze_image(img: np.ndarray) -> dict:
+    """Metrics, hashes and thumbnail of a 2-D uint8 image (no I/O)."""
+    spec = spectrum(img)
+    thumb = thumbnail(img)
+    return {
+        "metrics": compute_metrics(img, spec),
+        "hashes": {"pixels": pixel_digest(img), "phash": f"{raw_phash(img):016x}",
+                   "shash": f"{simhash(thumb):016x}"},
+        "thumb": thumb_bytes(thumb),
+        "height": int(img.shape[0]), "width": int(img.shape[1]),
+    }
+
+
+def error_detail(e: ImageReadError) -> str:
+    """The parenthesised detail of an :class:`ImageReadError` message ('' if none)."""
+    rest = str(e)[len(f"{e.path}: {e.reason}"):].strip()
+    return rest[1:-1] if rest.startswith("(") and rest.endswith(")") else rest
+
+
+_CACHES: dict = {}
+
+
+def _cache_lookup(cache_path, sha: str):
+    if not cache_path:
+        return None
+    from .cache import AnalysisCache
+
+    key = (os.getpid(), cache_path)  # an SQLite connection must not cross a fork
+    c = _CACHES.get(key)
+    if c is None:
+        c = _CACHES[key] = AnalysisCache(cache_path, readonly=True)
+    return c.get(sha)
+
+
+def analyze_file(job: tuple) -> dict:
+    """Analyse one file; ``job`` = (path, expected sha256 or None, cache path or None, allow_16bit, max_pixels).
+
+    Returns a dict with ``ok``, ``sha256`` and either the analysis (``computed`` says whether it
+    was computed now or read from the cache) or ``reason`` / ``detail``.
+    """
+    path, expected, cache_path, allow_16bit, max_pixels = job
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        return {"ok": False, "reason": "missing", "detail": ""}
+    except OSError as e:
+        return {"ok": False, "reason": "unreadable", "detail": str(e.strerror or e)}
+    sha = sha256_bytes(data)
+    if expected and sha != expected:
+        return {"ok": False, "sha256": sha, "reason": "sha256_mismatch",
+                "detail": "the file changed since its manifest line was written"}
+    hit = _cache_lookup(cache_path, sha)
+    if hit is not None:
+        return {"ok": True, "sha256": sha, "computed": False, **hit}
+    try:
+        img = read_gray(path, allow_16bit=allow_16bit, max_pixels=max_pixels or MAX_PIXELS)
+    except ImageReadError as e:
+        return {"ok": False, "sha256": sha, "reason": e.reason, "detail": error_detail(e)}
+    if min(img.shape) < 8:
+        return {"ok": False, "sha256": sha, "reason": "too_small", "detail": f"{img.shape[1]}x{img.shape[0]}"}
+    return {"ok": True, "sha256": sha, "computed": True, **analyze_image(img)}
+
+
+def dihedral_variants(img: np.ndarray) -> list[np.ndarray]:
+    """The 8 rotations / flips of an image (identity first)."""
+    out = []
+    for k in range(4):
+        r = np.rot90(img, k)
+        out += [r, r[:, ::-1]]
+    return [np.ascontiguousarray(v) for v in out]
+
+
+def dihedral_signatures(path: str) -> dict | None:
+    """pHashes, SimHashes (hex) and thumbnails (bytes) of the 8 rotations / flips of an image file; None if unreadable.
+
+    Used for the test set in a leakage check: a generator trained with flip / rotation
+    augmentation can reproduce a training image turned around.
+    """
+    try:
+        img = read_gray(path, allow_16bit=True)
+    except ImageReadError:
+        return None
+    vs = dihedral_variants(img)
+    thumbs = [thumbnail(v) for v in vs]
+    return {"phash": [f"{raw_phash(v):016x}" for v in vs], "shash": [f"{simhash(t):016x}" for t in thumbs],
+            "thumb": [thumb_bytes(t) for t in thumbs]}

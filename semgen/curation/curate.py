@@ -1,0 +1,463 @@
+"""``semgen curate``: decide which images of a dataset dir to keep, and say why for every one.
+
+Pipeline (:func:`curate`): analyse every image (metrics, hashes, thumbnail; cached by sha256;
+process pool) -> quality (sanity rules, config bands, reference typicality) -> leakage against a
+test set -> exact duplicates -> near-duplicates (best score kept) -> per-class quota -> write a
+new dataset dir (hard links, never re-encoded) with ``metadata.jsonl`` (kept) and
+``rejected.jsonl`` (everything else, with reasons). The input dir is only read.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from collections import Counter, defaultdict
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ManifestError, SemgenError
+from ..imageio import MAX_PIXELS, write_bytes_atomic
+from ..manifests import DatasetDir, current_command, dumps_record, iter_jsonl, record_key, validate_record
+from ..manifests.imagefolder import IMAGE_SUFFIXES, is_dataset_dir, scan_imagefolder
+from .analyze import (ANALYSIS_VERSION, THUMB_SIZE, analyze_file, dihedral_signatures, thumb_from_bytes,
+                      thumb_noise)
+from .cache import AnalysisCache, default_cache_path
+from .dedup import NearDupParams, cross_pairs, near_duplicate_pairs
+from .scoring import Z_MAX, ReferenceModel, band_reasons, generic_score, load_config, sanity_reasons
+
+REJECTED_NAME = "rejected.jsonl"
+CONFIG_KEY = "curate"
+
+
+@dataclass
+class Item:
+    """One input image and everything curation learns about it."""
+
+    index: int
+    id: str
+    label: str
+    path: str
+    record: dict | None              #: the manifest record (None for an ImageFolder item)
+    sha256: str | None = None
+    analysis: dict | None = None
+    reasons: list = field(default_factory=list)
+    score: float = 0.0
+    duplicate_of: str | None = None
+    zscores: dict | None = None
+    detail: str = ""                 #: why an unreadable file could not be read
+
+    @property
+    def ok(self) -> bool:
+        return self.analysis is not None
+
+
+@dataclass
+class CurationResult:
+    """What :func:`curate` did; the report is drawn from it."""
+
+    items: list
+    kept: list
+    rejected: list
+    exact_groups: list       #: [[kept id, dup ids...]]
+    near_groups: list        #: [(kept id, dup id, hamming, local, rms)]
+    leaks: list              #: [(item id, test id, hamming, local, rms, test path)]
+    reference: list          #: reference Items (for histograms)
+    reference_model: ReferenceModel | None
+    against: list
+    computed: int
+    cached: int
+    out: Path
+    config: dict
+
+    def counts(self) -> dict:
+        # images per kind of reason (an image with three atypical metrics counts once)
+        reasons = Counter(k for it in self.rejected for k in {r.split(":", 1)[0] for r in it.reasons})
+        return {"input": len(self.items), "kept": len(self.kept), "rejected": len(self.rejected),
+                "computed": self.computed, "cached": self.cached, "reasons": dict(sorted(reasons.items())),
+                "kept_per_class": dict(sorted(Counter(it.label for it in self.kept).items())),
+                "input_per_class": dict(sorted(Counter(it.label for it in self.items).items()))}
+
+
+# -- loading inputs ------------------------------------------------------------------------------
+
+def load_dataset_items(root, *, start: int = 0) -> tuple[list[Item], list[dict]]:
+    """Items of a dataset dir; invalid manifest lines become pre-rejected items (never a crash)."""
+    ds = DatasetDir.open(root)
+    items: list[Item] = []
+    bad: list[dict] = []
+    seen: set[str] = set()
+    if not ds.manifest_path.exists():
+        return items, bad
+    for n, raw in enumerate(iter_jsonl(ds.manifest_path), 1):
+        try:
+            rec = validate_record(raw)
+            path = str(ds.path(rec["file_name"]))
+        except ManifestError as e:
+            bad.append({"line": n, "record": raw, "reasons": [f"invalid_record:{e}"]})
+            continue
+        key = record_key(rec)
+        if key in seen:
+            bad.append({"line": n, "record": raw, "reasons": [f"repeated_record:{key}"]})
+            continue
+        seen.add(key)
+        items.append(Item(start + len(items), key, rec["label"], path, rec))
+    return items, bad
+
+
+def load_any_items(root, *, labels: bool = True) -> list[Item]:
+    """Items of a dataset dir, an ImageFolder tree, a flat folder of images, or one image file.
+
+    With ``labels`` an ImageFolder's class folders go through the taxonomy (an unknown name is an
+    error); without (a test set for the leakage check) every image file under ``root`` is taken.
+    """
+    if is_dataset_dir(root):
+        return load_dataset_items(root)[0]
+    root = Path(root)
+    if not root.exists():
+        raise SemgenError(f"{root} does not exist")
+    if root.is_file():
+        return [Item(0, root.name, "other", str(root), None)]
+    if labels and not any(p.suffix.lower() in IMAGE_SUFFIXES for p in root.iterdir()):
+        return [Item(k, rel, label, str(root / rel), None) for k, (rel, label) in enumerate(scan_imagefolder(root))]
+    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+                   and not p.name.startswith("."))
+    if not files:
+        raise SemgenError(f"{root} holds no images")
+    return [Item(k, p.relative_to(root).as_posix(), "other", str(p), None) for k, p in enumerate(files)]
+
+
+# -- analysis ------------------------------------------------------------------------------------
+
+def _mp_context():
+    """``forkserver`` on Linux: ``fork`` can deadlock a child when the parent's OpenCV thread pool
+    holds a lock (seen in the benchmark). Scripts that call :func:`curate` with ``workers > 1`` need
+    the usual ``if __name__ == "__main__":`` guard."""
+    return get_context("forkserver") if sys.platform.startswith("linux") else None
+
+
+def _init_worker() -> None:
+    import cv2
+
+    cv2.setNumThreads(1)
+
+
+def analyze_items(items: list[Item], *, workers: int = 1, cache_path=None, allow_16bit: bool = False,
+                  max_pixels: int = MAX_PIXELS, desc: str = "analyse") -> tuple[int, int]:
+    """Fill ``item.analysis`` (or a reason) for every item; returns (computed, cached) counts.
+
+    Results come back in input order whatever the number of workers, so the output is deterministic.
+    """
+    cache = AnalysisCache(cache_path) if cache_path else None
+    jobs = [(it.path, (it.record or {}).get("sha256"), str(cache_path) if cache_path else None,
+             allow_16bit, max_pixels) for it in items]
+    computed = cached = 0
+    pending: list = []
+    try:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(jobs), desc=desc, unit="img", disable=not sys.stderr.isatty())
+        if workers <= 1 or len(jobs) < 32:
+            results = map(analyze_file, jobs)
+            pool = None
+        else:
+            ctx = _mp_context()
+            pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker)
+            results = pool.map(analyze_file, jobs, chunksize=max(1, min(64, len(jobs) // (workers * 8))))
+        try:
+            for it, res in zip(items, results):
+                it.sha256 = res.get("sha256")
+                if res["ok"]:
+                    it.analysis = res
+                    if res["computed"]:
+                        computed += 1
+                        if cache is not None:
+                            pending.append((res["sha256"], res))
+                            if len(pending) >= 512:
+                                cache.put_many(pending)
+                                pending.clear()
+                    else:
+                        cached += 1
+                else:
+                    it.reasons.append(f"unreadable:{res['reason']}")
+                    it.detail = res.get("detail") or ""
+                bar.update(1)
+        finally:
+            bar.close()
+            if pool is not None:
+                pool.shutdown()
+        if cache is not None and pending:
+            cache.put_many(pending)
+    finally:
+        if cache is not None:
+            cache.close()
+    return computed, cached
+
+
+def _map(fn, args: list, workers: int) -> list:
+    """``list(map(fn, args))``, in a process pool when it is worth it; order preserved."""
+    if workers <= 1 or len(args) < 32:
+        return [fn(a) for a in args]
+    ctx = _mp_context()
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker) as pool:
+        return list(pool.map(fn, args, chunksize=max(1, min(64, len(args) // (workers * 8)))))
+
+
+def _thumbs(items: list[Item]) -> np.ndarray:
+    if not items:
+        return np.zeros((0, THUMB_SIZE * THUMB_SIZE), np.float32)
+    return np.stack([thumb_from_bytes(it.analysis["thumb"]) for it in items])
+
+
+def _noise(items: list[Item]) -> np.ndarray:
+    return np.array([thumb_noise(it.analysis) for it in items], np.float32)
+
+
+# -- the decision --------------------------------------------------------------------------------
+
+def curate(input_dir, out, *, reference=None, config=None, against=None, per_class: int | None = None,
+           workers: int = 1, cache=True, hash_radius: int | None = None, phash_radius: int | None = None,
+           max_local: float | None = None, noise_ratio: float | None = None, rms_floor: float | None = None,
+           leak_rms_floor: float | None = None, max_rms: float | None = None, z_max: float | None = None,
+           allow_16bit: bool = False, max_pixels: int = MAX_PIXELS, dihedral: bool = True, strict: bool = False) -> CurationResult:
+    """Curate ``input_dir`` into the new dataset dir ``out``; see the module docstring.
+
+    Parameters
+    ----------
+    reference : path, optional
+        Dataset dir (or ImageFolder) whose per-class metric distribution defines "typical".
+    config : path, optional
+        YAML/JSON with ``sanity`` thresholds, ``z_max`` and explicit ``bands``.
+    against : path, optional
+        A test set (dataset dir or ImageFolder): every near-duplicate of one of its images is dropped.
+    per_class : int, optional
+        Keep at most this many (the best scored) per class.
+    cache : bool or path
+        True: the default cache file (:func:`~.cache.default_cache_path`); False: none; a path: that file.
+    dihedral : bool
+        Also match the 8 rotations / flips of each test image in the leakage check.
+    strict : bool
+        Raise :class:`SemgenError` if any input image is unreadable (after writing everything).
+    """
+    src = Path(input_dir)
+    out = Path(out)
+    if out.exists() and src.exists() and out.resolve() == src.resolve():
+        raise SemgenError("--out must be a new dir: curate never modifies its input")
+    cfg = load_config(config) if config else {"sanity": {}, "z_max": None, "bands": {}}
+    params = NearDupParams()
+    if hash_radius is not None:
+        params.hash_radius = int(hash_radius)
+    if phash_radius is not None:
+        params.phash_radius = int(phash_radius)
+    if max_local is not None:
+        params.max_local = float(max_local)
+    for name, val in (("max_rms", max_rms), ("noise_ratio", noise_ratio), ("rms_floor", rms_floor),
+                      ("leak_rms_floor", leak_rms_floor)):
+        if val is not None:
+            setattr(params, name, float(val))
+    zmax = z_max if z_max is not None else (cfg["z_max"] if cfg["z_max"] is not None else Z_MAX)
+    cache_path = (default_cache_path() if cache is True else Path(cache)) if cache else None
+
+    items, bad_lines = load_dataset_items(src)
+    run_config = {
+        "input": str(src.resolve()), "reference": str(Path(reference).resolve()) if reference else None,
+        "config": cfg, "against": str(Path(against).resolve()) if against else None, "per_class": per_class,
+        "hash_radius": params.hash_radius, "phash_radius": params.phash_radius, "max_local": params.max_local,
+        "max_rms": params.max_rms, "noise_ratio": params.noise_ratio, "rms_floor": params.rms_floor,
+        "leak_rms_floor": params.leak_rms_floor,
+        "z_max": zmax, "dihedral": dihedral, "allow_16bit": allow_16bit, "analysis_version": ANALYSIS_VERSION,
+    }
+    dst = DatasetDir.create(out)
+    dst.check_config(CONFIG_KEY, run_config)
+
+    computed, cached = analyze_items(items, workers=workers, cache_path=cache_path, allow_16bit=allow_16bit,
+                                     max_pixels=max_pixels, desc="curate")
+    ref_items: list[Item] = []
+    model = None
+    if reference:
+        ref_items = load_any_items(reference)
+        c2 = analyze_items(ref_items, workers=workers, cache_path=cache_path, allow_16bit=True,
+                           max_pixels=max_pixels, desc="reference")
+        computed, cached = computed + c2[0], cached + c2[1]
+        model = ReferenceModel.fit([{"label": it.label, "metrics": it.analysis["metrics"]}
+                                    for it in ref_items if it.ok])
+    against_items: list[Item] = []
+    if against:
+        against_items = load_any_items(against, labels=False)
+        c3 = analyze_items(against_items, workers=workers, cache_path=cache_path, allow_16bit=True,
+                           max_pixels=max_pixels, desc="against")
+        computed, cached = computed + c3[0], cached + c3[1]
+
+    good = [it for it in items if it.ok]
+    # 1. quality
+    for it in good:
+        m = it.analysis["metrics"]
+        it.reasons += sanity_reasons(m, cfg["sanity"])
+        it.reasons += [r for r in band_reasons(it.label, m, cfg["bands"]) if r not in it.reasons]
+        if model is not None:
+            it.score, why, it.zscores = model.score(it.label, m, zmax)
+            it.reasons += [r for r in why if r not in it.reasons]
+        else:
+            it.score = generic_score(m)
+
+    # 2. leakage (exact and near) against the test set
+    leaks = []
+    ag = [a for a in against_items if a.ok]
+    if ag:
+        by_pixels = defaultdict(list)
+        for a in ag:
+            by_pixels[a.analysis["hashes"]["pixels"]].append(a)
+        hits: dict[int, tuple] = {}
+        for k, it in enumerate(good):
+            for a in by_pixels.get(it.analysis["hashes"]["pixels"], [])[:1]:
+                hits[k] = (a, 0, 0.0, 0.0)
+        if dihedral:
+            sigs = _map(dihedral_signatures, [a.path for a in ag], workers)
+            keep = [k for k, sg in enumerate(sigs) if sg is not None]
+            ref_of = np.repeat(np.array(keep, np.int64), 8)
+            ref_hash = [h for k in keep for h in sigs[k]["phash"]]
+            ref_shash = [h for k in keep for h in sigs[k]["shash"]]
+            ref_thumbs = np.stack([thumb_from_bytes(t) for k in keep for t in sigs[k]["thumb"]]) \
+                if keep else np.zeros((0, THUMB_SIZE * THUMB_SIZE), np.float32)
+            ref_noise = np.repeat(_noise([ag[k] for k in keep]), 8)
+        else:
+            ref_of = np.arange(len(ag), dtype=np.int64)
+            ref_hash = [a.analysis["hashes"]["phash"] for a in ag]
+            ref_shash = [a.analysis["hashes"]["shash"] for a in ag]
+            ref_thumbs = _thumbs(ag)
+            ref_noise = _noise(ag)
+        cp = cross_pairs([it.analysis["hashes"]["shash"] for it in good], [it.analysis["hashes"]["phash"] for it in good],
+                         _thumbs(good), _noise(good), ref_shash, ref_hash, ref_thumbs, ref_noise, params)
+        cp["r"] = ref_of[cp["r"]]
+        for q, r, d, lo, rm in zip(cp["q"], cp["r"], cp["hamming"], cp["local"], cp["rms"]):
+            if int(q) not in hits or (hits[int(q)][1] > 0 and lo < hits[int(q)][2]):
+                hits[int(q)] = (ag[int(r)], int(d), float(lo), float(rm))
+        for k in sorted(hits):
+            a, d, lo, rm = hits[k]
+            good[k].reasons.append(f"leak:{a.id}")
+            leaks.append((good[k].id, a.id, d, round(lo, 2), round(rm, 3), a.path, good[k].path))
+
+    # 3. exact duplicates: the best-scored copy stays, the rest point to it
+    def rank(it: Item):
+        return (bool(it.reasons), -it.score, it.index)
+
+    exact_groups = []
+    groups = defaultdict(list)
+    for it in good:
+        groups[it.analysis["hashes"]["pixels"]].append(it)
+    for members in groups.values():
+        if len(members) < 2:
+            continue
+        members = sorted(members, key=rank)
+        head = members[0]
+        for it in members[1:]:
+            it.reasons.append(f"duplicate_of:{head.id}")
+            it.duplicate_of = head.id
+        exact_groups.append([head.id] + [it.id for it in members[1:]])
+
+    # 4. near-duplicates among what is still in: greedy leaders in score order
+    live = [it for it in good if not it.reasons]
+    near_groups = []
+    if len(live) > 1:
+        npairs = near_duplicate_pairs([it.analysis["hashes"]["shash"] for it in live],
+                                      [it.analysis["hashes"]["phash"] for it in live], _thumbs(live), _noise(live),
+                                      params)
+        nbrs = defaultdict(list)
+        for i, j, d, lo, rm in zip(npairs["i"], npairs["j"], npairs["hamming"], npairs["local"], npairs["rms"]):
+            nbrs[int(i)].append((int(j), int(d), float(lo), float(rm)))
+            nbrs[int(j)].append((int(i), int(d), float(lo), float(rm)))
+        leader_of: dict[int, int] = {}
+        is_leader = set()
+        for k in sorted(range(len(live)), key=lambda k: rank(live[k])):
+            lead = [(j, d, lo, rm) for j, d, lo, rm in nbrs.get(k, ()) if j in is_leader]
+            if lead:
+                j, d, lo, rm = min(lead, key=lambda t: (-live[t[0]].score, live[t[0]].index))
+                live[k].reasons.append(f"near_duplicate_of:{live[j].id}")
+                live[k].duplicate_of = live[j].id
+                leader_of[k] = j
+                near_groups.append((live[j].id, live[k].id, d, round(lo, 2), round(rm, 3)))
+            else:
+                is_leader.add(k)
+
+    # 5. per-class quota
+    if per_class is not None:
+        by_cls = defaultdict(list)
+        for it in good:
+            if not it.reasons:
+                by_cls[it.label].append(it)
+        for members in by_cls.values():
+            for it in sorted(members, key=rank)[per_class:]:
+                it.reasons.append(f"per_class_limit:{per_class}")
+
+    kept = [it for it in items if not it.reasons]
+    rejected = [it for it in items if it.reasons]
+    result = CurationResult(items, kept, rejected, exact_groups, near_groups, leaks, ref_items, model,
+                            against_items, computed, cached, out, run_config)
+    _write_output(dst, src, result, bad_lines, run_config)
+    unreadable = [it for it in rejected if any(r.startswith("unreadable:") for r in it.reasons)]
+    if strict and (unreadable or bad_lines):
+        raise SemgenError(f"{len(unreadable)} unreadable image(s) and {len(bad_lines)} invalid manifest "
+                          f"line(s) in {src} (see {out / REJECTED_NAME}); --strict makes that an error")
+    return result
+
+
+def _curation_fields(it: Item, status: str) -> dict:
+    cur = {"status": status, "score": round(float(it.score), 6), "reasons": list(it.reasons),
+           "duplicate_of": it.duplicate_of}
+    return cur
+
+
+def _link(src: Path, dst: Path) -> None:
+    """Hard-link ``src`` to ``dst`` (a copy where links fail); an existing identical file stays."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    if dst.exists():
+        try:
+            if os.path.samefile(src, dst):
+                return
+        except OSError:
+            pass
+    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
+    try:
+        try:
+            os.link(src, tmp)
+        except OSError:
+            shutil.copy2(src, tmp)
+        os.replace(tmp, dst)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _write_output(dst: DatasetDir, src: Path, res: CurationResult, bad_lines: list, run_config: dict) -> None:
+    src_ds = DatasetDir(src)
+    kept_recs = []
+    for it in res.kept:
+        rec = dict(it.record)
+        for fld in ("file_name", "mask_file_name"):
+            if rec.get(fld):
+                _link(src_ds.path(rec[fld]), dst.path(rec[fld]))
+        rec["metrics"] = it.analysis["metrics"]
+        rec["curation"] = _curation_fields(it, "kept")
+        kept_recs.append(rec)
+    rej_lines = []
+    for it in res.rejected:
+        rec = dict(it.record)
+        if it.analysis is not None:
+            rec["metrics"] = it.analysis["metrics"]
+        rec["curation"] = _curation_fields(it, "rejected")
+        if it.detail:
+            rec["curation"]["detail"] = it.detail
+        rej_lines.append(dumps_record(rec))
+    for b in bad_lines:
+        rej_lines.append(dumps_record({"line": b["line"], "record": b["record"],
+                                       "curation": {"status": "rejected", "score": 0.0,
+                                                    "reasons": b["reasons"], "duplicate_of": None}}))
+    # the whole decision is global, so each file is rewritten atomically: a crash leaves the old one
+    write_bytes_atomic(dst.root / REJECTED_NAME, "".join(line + "\n" for line in rej_lines).encode())
+    write_bytes_atomic(dst.manifest_path, "".join(dumps_record(r) + "\n" for r in kept_recs).encode())
+    dst.write_info(command=current_command(), config_key=CONFIG_KEY, config=run_config, records=kept_recs,
+                   extra={"curation": res.counts()})
