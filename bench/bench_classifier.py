@@ -1,0 +1,131 @@
+"""Classifier figures: training throughput per architecture, and the real-data FP32 vs INT8 result.
+
+    nice python bench/bench_classifier.py throughput [--archs A B] [--threads 2] [--steps 12]
+    nice python bench/bench_classifier.py real [--archs A B] [--epochs 30] [--out out/bench_classifier]
+
+``throughput`` times the real training step (batch augmentation + forward + backward + AdamW,
+channels_last) on in-memory 128 x 128 images. ``real`` trains on sem-real/train (validation split of
+train only), evaluates on dev_test, exports INT8 calibrated on train and reports FP32 vs INT8
+accuracy, INT8 size and onnxruntime latency. The CPU is shared: the load average is printed beside
+every figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from semgen.classifier.augment import AugmentConfig, augment_batch  # noqa: E402
+from semgen.classifier.models import create_model  # noqa: E402
+
+REAL = Path(os.environ.get("SEMGEN_REAL_DATA", REPO.parent / "shared" / "data" / "sem-real"))
+ARCHS = ["mobilenetv3_small_050", "mobilenetv3_small_100", "mobilenetv2_035"]
+
+
+def load() -> str:
+    a, b, c = os.getloadavg()
+    return f"load {a:.2f} {b:.2f} {c:.2f} on {os.cpu_count()} cores"
+
+
+def throughput(arch: str, *, size: int = 128, batch: int = 64, steps: int = 12, warmup: int = 3,
+               threads: int = 2, augment: bool = True) -> dict:
+    """Training images per second (median over steps, after warm-up)."""
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(0)
+    model = create_model(arch, 9).to(memory_format=torch.channels_last).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    images = torch.randint(0, 256, (batch * 4, size, size), dtype=torch.uint8, generator=g)
+    labels = torch.randint(0, 9, (batch * 4,), generator=g)
+    cfg = AugmentConfig() if augment else None
+    times = []
+    for s in range(warmup + steps):
+        idx = torch.randint(0, len(images), (batch,), generator=g)
+        t0 = time.perf_counter()
+        x = augment_batch(images[idx], cfg, g) if cfg else images[idx].unsqueeze(1).float() / 255
+        x = x.contiguous(memory_format=torch.channels_last)
+        loss = F.cross_entropy(model(x), labels[idx], label_smoothing=0.1)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if s >= warmup:
+            times.append(time.perf_counter() - t0)
+    times.sort()
+    med = times[len(times) // 2]
+    return {"arch": arch, "threads": threads, "batch": batch, "size": size, "augment": augment,
+            "images_per_s": batch / med, "best_images_per_s": batch / times[0], "load": load()}
+
+
+def real(arch: str, out: Path, *, epochs: int, threads: int, seed: int = 0) -> dict:
+    from semgen.classifier import evaluate_run, train_classifier
+    from semgen.classifier.export import export_run
+
+    run = out / arch
+    t0 = time.perf_counter()
+    s = train_classifier(REAL / "train", run, arch=arch, epochs=epochs, seed=seed, num_threads=threads,
+                         progress=False, overwrite=True)
+    train_s = time.perf_counter() - t0
+    m = evaluate_run(run, REAL / "dev_test")
+    torch.set_num_threads(threads)
+    e = export_run(run, REAL / "train", data=REAL / "dev_test")
+    return {
+        "arch": arch, "epochs_run": s["epochs_run"], "best_epoch": s["best_epoch"],
+        "val_macro_f1": s["best_val_macro_f1"], "train_seconds": round(train_s, 1),
+        "train_images_per_s": s["images_per_s"],
+        "dev_test_torch": {"accuracy": m["accuracy"], "macro_f1": m["macro_f1"], "ci": m["ci"]},
+        "fp32": {k: e["fp32"][k] for k in ("accuracy", "macro_f1", "bytes")} | {"ms": e["fp32"]["latency"]["median_ms"]},
+        "int8": {k: e["int8"][k] for k in ("accuracy", "macro_f1", "bytes")} | {"ms": e["int8"]["latency"]["median_ms"]},
+        "int8_accuracy_drop": e["accuracy_drop"], "top1_agreement": e["top1_agreement"],
+        "quantization": e["quantization"]["strategy"], "nodes_kept_float": len(e["quantization"]["nodes_kept_float"]),
+        "load": load(),
+    }
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("what", choices=["throughput", "real"])
+    ap.add_argument("--archs", nargs="+", default=ARCHS)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--steps", type=int, default=12)
+    ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument("--no-augment", action="store_true", help="throughput of the network alone")
+    ap.add_argument("--out", type=Path, default=REPO / "out" / "bench_classifier")
+    a = ap.parse_args(argv)
+    a.out.mkdir(parents=True, exist_ok=True)
+    print(f"# {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}, torch {torch.__version__}, {load()}")
+    rows = []
+    for arch in a.archs:
+        if a.what == "throughput":
+            r = throughput(arch, steps=a.steps, threads=a.threads, augment=not a.no_augment)
+            print(f"{arch:24s} {r['images_per_s']:7.1f} img/s (best step {r['best_images_per_s']:.1f}), "
+                  f"batch {r['batch']} at {r['size']}x{r['size']}, {r['threads']} threads, "
+                  f"augment {r['augment']}, {r['load']}", flush=True)
+        else:
+            if not (REAL / "train").is_dir():
+                print(f"real data not found at {REAL}; set SEMGEN_REAL_DATA")
+                return 2
+            r = real(arch, a.out, epochs=a.epochs, threads=a.threads)
+            print(f"{arch:24s} dev_test FP32 acc {r['fp32']['accuracy']:.3f} F1 {r['fp32']['macro_f1']:.3f} | "
+                  f"INT8 acc {r['int8']['accuracy']:.3f} F1 {r['int8']['macro_f1']:.3f} "
+                  f"(drop {100 * r['int8_accuracy_drop']:+.1f} pt, agreement {r['top1_agreement']:.3f}, "
+                  f"{r['quantization']}) | INT8 {r['int8']['bytes'] / 1e6:.3f} MB, {r['int8']['ms']:.2f} ms/img "
+                  f"(FP32 {r['fp32']['bytes'] / 1e6:.2f} MB, {r['fp32']['ms']:.2f} ms) | "
+                  f"{r['epochs_run']} epochs, {r['train_seconds']} s | {r['load']}", flush=True)
+        rows.append(r)
+    tag = "_".join(a.archs) if len(a.archs) < len(ARCHS) else "all"
+    (a.out / f"{a.what}_{tag}.json").write_text(json.dumps(rows, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

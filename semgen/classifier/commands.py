@@ -1,0 +1,154 @@
+"""CLI: ``semgen train``, ``semgen evaluate``, ``semgen export``, ``semgen predict``."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from ..errors import SemgenError
+
+
+def register(sub) -> None:
+    from .registry import DEFAULT_ARCH, list_archs
+
+    p = sub.add_parser("train", help="train a defect classifier on dataset dirs / ImageFolder trees")
+    p.add_argument("--data", action="append", required=True, metavar="DIR[=WEIGHT]",
+                   help="training data (repeatable; several are mixed by weight, classes balanced in each)")
+    p.add_argument("--val", metavar="DIR", help="validation data for early stopping (default: a stratified "
+                   "split of --data)")
+    p.add_argument("--out", "-o", required=True, metavar="RUN_DIR")
+    p.add_argument("--arch", default=None, choices=list_archs(), metavar="NAME",
+                   help=f"architecture (default {DEFAULT_ARCH}, or --init's); one of: {', '.join(list_archs())}")
+    p.add_argument("--size", type=int, default=128, help="input side in pixels (default 128)")
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--patience", type=int, default=10, help="epochs without a better val macro-F1 before stopping")
+    p.add_argument("--min-epochs", type=int, default=None, help="never stop before this epoch (default epochs/2)")
+    p.add_argument("--mixup", type=float, default=0.0, metavar="ALPHA", help="mixup Beta(alpha, alpha); 0 = off")
+    p.add_argument("--label-smoothing", type=float, default=0.1)
+    p.add_argument("--init", metavar="CHECKPOINT", help="start from a run dir / .pt (other classes: backbone only)")
+    p.add_argument("--head-only-epochs", type=int, default=0, metavar="K",
+                   help="with --init: train only the classifier head for the first K epochs")
+    p.add_argument("--classes", help="comma-separated class list (default: the labels in --data)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    p.add_argument("--overwrite", action="store_true", help="retrain even if RUN_DIR holds a finished run")
+    p.set_defaults(func=_train)
+
+    p = sub.add_parser("evaluate", help="metrics, bootstrap CIs and a confusion matrix of a trained run")
+    p.add_argument("run_dir")
+    p.add_argument("--data", action="append", required=True, metavar="DIR")
+    p.add_argument("--reject-below", type=float, default=None, metavar="P",
+                   help="map predictions with confidence < P to 'other' and report the effect")
+    p.add_argument("--n-boot", type=int, default=1000)
+    p.add_argument("--out-name", default="metrics.json", help="file name in RUN_DIR (default metrics.json)")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(func=_evaluate)
+
+    p = sub.add_parser("export", help="ONNX FP32 + INT8 (QDQ) export, C header, accuracy and latency")
+    p.add_argument("run_dir")
+    p.add_argument("--calib", action="append", required=True, metavar="DIR", help="calibration images")
+    p.add_argument("--data", action="append", metavar="DIR", help="labelled images to compare FP32 vs INT8")
+    p.add_argument("--out", metavar="DIR", help="where to write (default RUN_DIR)")
+    p.add_argument("--tolerance", type=float, default=0.01, help="accepted INT8 accuracy loss (default 0.01)")
+    p.add_argument("--calib-max", type=int, default=512)
+    p.add_argument("--no-auto-fix", action="store_true", help="keep plain min-max INT8 whatever it loses")
+    p.add_argument("--no-a16w8", action="store_true",
+                   help="the fix keeps 8-bit activations (no 16-bit activation fallback; faster on CPU)")
+    p.add_argument("--latency-runs", type=int, default=300)
+    p.set_defaults(func=_export)
+
+    p = sub.add_parser("predict", help="classify images with best.pt, model.onnx or model.int8.onnx")
+    p.add_argument("model", help="run dir, .pt checkpoint or .onnx file")
+    p.add_argument("images", nargs="+")
+    p.add_argument("--top", type=int, default=1, help="show the top K classes")
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.set_defaults(func=_predict)
+
+
+def _train(args) -> int:
+    from .train import train_classifier
+
+    classes = [c.strip() for c in args.classes.split(",")] if args.classes else None
+    s = train_classifier(
+        args.data, args.out, arch=args.arch, size=args.size, epochs=args.epochs, batch_size=args.batch,
+        lr=args.lr, seed=args.seed, val=args.val, init=args.init, head_only_epochs=args.head_only_epochs,
+        classes=classes, patience=args.patience, min_epochs=args.min_epochs, mixup=args.mixup, label_smoothing=args.label_smoothing,
+        num_threads=args.threads, overwrite=args.overwrite, progress=True,
+    )
+    f1 = s["best_val_macro_f1"]
+    print(f"{s['run_dir']}: {s['arch']}, {len(s['classes'])} classes, {s['n_train']} train / {s['n_val']} val "
+          f"images, best epoch {s['best_epoch']}/{s['epochs_run']} (val macro-F1 "
+          f"{'n/a' if f1 is None else f'{f1:.3f}'}), {s['images_per_s']:.0f} img/s"
+          + (f", {s['skipped']} unreadable image(s) skipped" if s["skipped"] else ""))
+    return 0
+
+
+def _evaluate(args) -> int:
+    from .evaluate import evaluate_run
+
+    data = args.data if len(args.data) > 1 else args.data[0]
+    m = evaluate_run(args.run_dir, data, reject_below=args.reject_below, n_boot=args.n_boot, out_name=args.out_name)
+    if args.json:
+        print(json.dumps({k: m[k] for k in ("accuracy", "macro_precision", "macro_recall", "macro_f1", "ci",
+                                            "absent_from_model") if k in m}, indent=2))
+        return 0
+    ci = m["ci"]
+    print(f"{m['n']} images: accuracy {m['accuracy']:.3f} [{ci['accuracy'][0]:.3f}, {ci['accuracy'][1]:.3f}], "
+          f"macro-F1 {m['macro_f1']:.3f} [{ci['macro_f1'][0]:.3f}, {ci['macro_f1'][1]:.3f}] (95% bootstrap), "
+          f"macro precision {m['macro_precision']:.3f}, macro recall {m['macro_recall']:.3f}")
+    w = max(len(c) for c in m["classes"])
+    print(f"  {'class':<{w}}  precision  recall     f1  support")
+    for c, v in m["per_class"].items():
+        if v["support"] or v["predicted"]:
+            print(f"  {c:<{w}}  {v['precision']:9.3f}  {v['recall']:6.3f}  {v['f1']:5.3f}  {v['support']:7d}")
+    if m["absent_from_model"]:
+        print("  note: the model has no class for " + ", ".join(f"{c} ({n} images)" for c, n in
+              m["absent_from_model"].items()) + "; they count as errors", file=sys.stderr)
+    if "reject" in m:
+        r = m["reject"]
+        print(f"reject below {r['threshold']}: {r['rejected']} images ({r['rejected_fraction']:.1%}) -> other "
+              f"({r['rejected_were_wrong']} were wrong, {r['rejected_were_right']} right); accuracy "
+              f"{r['before']['accuracy']:.3f} -> {r['after']['accuracy']:.3f}, macro-F1 {r['before']['macro_f1']:.3f} "
+              f"-> {r['after']['macro_f1']:.3f}; accuracy on accepted "
+              + ("n/a" if r["accuracy_on_accepted"] is None else f"{r['accuracy_on_accepted']:.3f}"))
+    if m["skipped_images"]:
+        print(f"  {len(m['skipped_images'])} unreadable image(s) skipped", file=sys.stderr)
+    print(f"wrote {m.get('confusion_png', '')} and {args.out_name}")
+    return 0
+
+
+def _export(args) -> int:
+    from .export import export_run
+
+    r = export_run(args.run_dir, args.calib, data=args.data, out=args.out, tolerance=args.tolerance,
+                   calib_max=args.calib_max, auto_fix=not args.no_auto_fix, allow_a16w8=not args.no_a16w8, latency_runs=args.latency_runs,
+                   progress=True)
+    f, q = r["fp32"], r["int8"]
+    acc = (lambda d: f"acc {d['accuracy']:.3f} macro-F1 {d['macro_f1']:.3f}, " if "accuracy" in d else "")
+    print(f"FP32 {f['file']}: {f['bytes'] / 1e6:.3f} MB, {acc(f)}{f['latency']['median_ms']:.3f} ms/image")
+    print(f"INT8 {q['file']}: {q['bytes'] / 1e6:.3f} MB, {acc(q)}{q['latency']['median_ms']:.3f} ms/image "
+          f"({r['quantization']['strategy']}, {len(r['quantization']['nodes_kept_float'])} nodes kept float)")
+    print(f"top-1 agreement {r['top1_agreement']:.3f} on {r['n_eval']} {r['evaluated_on']} images; "
+          f"wrote model.onnx, model.int8.onnx, model_int8.h, export.json")
+    return 0
+
+
+def _predict(args) -> int:
+    from .predict import predict_files
+
+    res = predict_files(args.model, args.images, top_k=args.top)
+    bad = 0
+    for r in res:
+        if args.json:
+            print(json.dumps(r))
+        elif "error" in r:
+            print(f"{r['file']}\terror: {r['error']}")
+        else:
+            extra = "" if args.top <= 1 else "\t" + " ".join(f"{c}:{p:.3f}" for c, p in r["top"][1:])
+            print(f"{r['file']}\t{r['label']}\t{r['confidence']:.3f}{extra}")
+        bad += "error" in r
+    if bad == len(res):
+        raise SemgenError("no image could be read")
+    return 0

@@ -1,0 +1,149 @@
+"""Evaluation of a trained run: metrics, bootstrap CIs, confusion matrix plot, reject option."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import SemgenError
+from ..imageio import write_bytes_atomic
+from .checkpoint import load_run
+from .data import load_image_set
+from .metrics import bootstrap_ci, confusion_matrix, metrics_from_confusion
+from .train import predict_probs, torch_threads
+
+
+def evaluate_probs(y_true, probs, classes: list[str], *, model_classes: list[str] | None = None,
+                   reject_below: float | None = None, n_boot: int = 1000, seed: int = 0) -> dict:
+    """Metrics of predicted probabilities against true labels.
+
+    Parameters
+    ----------
+    y_true : int array (N,)
+        Indices into ``classes``.
+    probs : float array (N, K_model)
+        Class probabilities; column ``j`` is ``classes[j]`` (the model's classes come first in
+        ``classes``; further entries are test classes the model lacks).
+    reject_below : float, optional
+        Predictions with top probability under this map to ``other``; both figures are reported.
+    """
+    y_true = np.asarray(y_true, dtype=np.int64)
+    probs = np.asarray(probs, dtype=np.float64)
+    classes = list(classes)
+    model_classes = list(model_classes or classes[:probs.shape[1]])
+    y_pred = probs.argmax(1) if len(probs) else np.zeros(0, np.int64)
+    conf = probs.max(1) if len(probs) else np.zeros(0)
+    res = _block(y_true, y_pred, classes, n_boot, seed)
+    absent = {c: int((y_true == i).sum()) for i, c in enumerate(classes)
+              if c not in model_classes and (y_true == i).any()}
+    res.update({
+        "classes": classes, "model_classes": model_classes, "absent_from_model": absent,
+        "y_true": y_true.tolist(), "y_pred": y_pred.tolist(), "confidence": [round(float(c), 6) for c in conf],
+    })
+    if reject_below is not None:
+        if not (0.0 <= reject_below <= 1.0):
+            raise SemgenError(f"--reject-below must be a probability in [0, 1], got {reject_below}")
+        cls_r = list(classes)
+        if "other" not in cls_r:
+            cls_r.append("other")
+        other = cls_r.index("other")
+        rejected = conf < reject_below
+        y_rej = np.where(rejected, other, y_pred)
+        after = _block(y_true, y_rej, cls_r, n_boot, seed)
+        kept = ~rejected
+        res["reject"] = {
+            "threshold": float(reject_below), "rejected": int(rejected.sum()),
+            "rejected_fraction": float(rejected.mean()) if len(rejected) else 0.0,
+            "classes": cls_r,
+            "accuracy_on_accepted": float((y_pred[kept] == y_true[kept]).mean()) if kept.any() else None,
+            "rejected_were_wrong": int((y_pred[rejected] != y_true[rejected]).sum()),
+            "rejected_were_right": int((y_pred[rejected] == y_true[rejected]).sum()),
+            "before": {k: res[k] for k in ("accuracy", "macro_precision", "macro_recall", "macro_f1")},
+            "after": after, "y_pred": y_rej.tolist(),
+        }
+    return res
+
+
+def _block(y_true, y_pred, classes, n_boot, seed) -> dict:
+    cm = confusion_matrix(y_true, y_pred, len(classes))
+    m = metrics_from_confusion(cm, classes)
+    m["ci"] = bootstrap_ci(y_true, y_pred, len(classes), n_boot=n_boot, seed=seed)
+    m["confusion"] = cm.tolist()
+    return m
+
+
+def plot_confusion(cm, classes: list[str], path, *, title: str = "") -> None:
+    """Save a confusion matrix: counts in the cells, colours normalised per true class (recall)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cm = np.asarray(cm)
+    rows = cm.sum(1, keepdims=True)
+    norm = np.divide(cm, rows, out=np.zeros(cm.shape, float), where=rows > 0)
+    k = len(classes)
+    side = max(4.5, 0.62 * k + 2.2)
+    fig, ax = plt.subplots(figsize=(side + 1.0, side), dpi=120)
+    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(k), classes, rotation=45, ha="right")
+    ax.set_yticks(range(k), [f"{c} ({int(n)})" for c, n in zip(classes, rows[:, 0])])
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true (images)")
+    for i in range(k):
+        for j in range(k):
+            if cm[i, j]:
+                ax.text(j, i, str(int(cm[i, j])), ha="center", va="center", fontsize=9,
+                        color="white" if norm[i, j] > 0.55 else "black")
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="fraction of the true class")
+    if title:
+        ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    fig.savefig(tmp, bbox_inches="tight")
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def evaluate_run(run_dir, data, *, reject_below: float | None = None, n_boot: int = 1000, seed: int = 0,
+                 write: bool = True, out_name: str = "metrics.json", batch_size: int = 128,
+                 progress: bool = False, num_threads: int | None = None, which: str | None = None) -> dict:
+    """Evaluate a run's best checkpoint on ``data`` (dataset dir(s) or ImageFolder tree(s)).
+
+    Writes ``RUN_DIR/metrics.json`` (``out_name``) and ``confusion.png`` when ``write``. Images of
+    classes the model lacks count as errors and are listed under ``absent_from_model``.
+    """
+    if reject_below is not None and not (0.0 <= reject_below <= 1.0):
+        raise SemgenError(f"--reject-below must be a probability in [0, 1], got {reject_below}")
+    model, meta = load_run(run_dir, which=which)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="leaving out images of classes")
+        s = load_image_set(data, size=meta["size"], classes=meta["classes"], allow_unknown=True, progress=progress)
+    with torch_threads(num_threads):
+        probs = predict_probs(model, s.images, batch_size=batch_size).numpy()
+    res = evaluate_probs(s.labels.numpy(), probs, s.classes, model_classes=meta["classes"],
+                         reject_below=reject_below, n_boot=n_boot, seed=seed)
+    res = {"run_dir": str(run_dir), "checkpoint": meta["checkpoint"], "epoch": meta["epoch"],
+           "data": [str(src.path) for src in s.sources], "skipped_images": s.skipped,
+           "files": s.files, **res}
+    if write:
+        run = Path(meta["checkpoint"]).parent
+        stem = Path(out_name).stem
+        png = "confusion.png" if stem == "metrics" else f"{stem}_confusion.png"
+        title = f"{meta['arch']} on {', '.join(Path(p).name for p in res['data'])}: acc {res['accuracy']:.3f}, macro-F1 {res['macro_f1']:.3f}"
+        plot_confusion(res["confusion"], res["classes"], run / png, title=title)
+        res["confusion_png"] = str(run / png)
+        if reject_below is not None:
+            rp = png.replace(".png", "_reject.png")
+            r = res["reject"]
+            plot_confusion(r["after"]["confusion"], r["classes"], run / rp,
+                           title=f"reject below {reject_below}: acc {r['after']['accuracy']:.3f}, "
+                                 f"macro-F1 {r['after']['macro_f1']:.3f}")
+            r["confusion_png"] = str(run / rp)
+        write_bytes_atomic(run / out_name, (json.dumps(res, indent=1) + "\n").encode())
+    return res

@@ -1,0 +1,496 @@
+"""ONNX export: FP32, INT8 (onnxruntime static QDQ quantisation), a C header, and their figures.
+
+MobileNetV3's hard-swish and squeeze-excite layers are known to lose accuracy under post-training
+quantisation. When INT8 loses more than ``tolerance`` accuracy against FP32, :func:`export_run`
+tries other calibrations and keeps layer groups in float (chosen by measuring each group's effect),
+and records every try in ``export.json``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import platform
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import SemgenError
+from ..imageio import write_bytes_atomic
+from .checkpoint import load_run
+from .data import load_image_set
+from .metrics import confusion_matrix, metrics_from_confusion
+
+OPSET = 17
+INPUT_NAME = "image"
+OUTPUT_NAME = "logits"
+
+
+# --------------------------------------------------------------------------------------------
+# FP32
+def export_onnx(model, size: int, path, *, opset: int = OPSET, metadata: dict | None = None) -> Path:
+    """Export a :class:`SemClassifier` to one ONNX file (dynamic batch; input float ``[N,1,S,S]`` in [0,1])."""
+    import onnx
+
+    path = Path(path)
+    model = model.eval().to(memory_format=torch.contiguous_format)
+    x = torch.rand(1, 1, size, size)
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
+        tmp_path = Path(tmp) / "model.onnx"
+        torch.onnx.export(
+            model, (x,), str(tmp_path), dynamo=False, opset_version=opset, input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME], dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+            do_constant_folding=True,
+        )
+        m = onnx.load(str(tmp_path))
+    _set_metadata(m, metadata or {})
+    onnx.checker.check_model(m)
+    write_bytes_atomic(path, m.SerializeToString())
+    return path
+
+
+def _set_metadata(m, metadata: dict) -> None:
+    del m.metadata_props[:]
+    for k, v in metadata.items():
+        p = m.metadata_props.add()
+        p.key = f"semgen.{k}"
+        p.value = v if isinstance(v, str) else json.dumps(v)
+
+
+def read_metadata(path) -> dict:
+    """The ``semgen.*`` metadata of an exported ONNX file (classes, size, arch)."""
+    import onnx
+
+    m = onnx.load(str(path), load_external_data=False)
+    out = {}
+    for p in m.metadata_props:
+        if p.key.startswith("semgen."):
+            try:
+                out[p.key[7:]] = json.loads(p.value)
+            except ValueError:
+                out[p.key[7:]] = p.value
+    return out
+
+
+def compact_names(m) -> None:
+    """Rename internal tensors and drop node names / doc strings: the graph's strings are a large
+    part of a small quantised file and mean nothing to a runtime."""
+    g = m.graph
+    keep = {i.name for i in g.input} | {o.name for o in g.output}
+    mapping: dict[str, str] = {}
+
+    def new(name: str) -> str:
+        if not name or name in keep:
+            return name
+        if name not in mapping:
+            mapping[name] = f"t{len(mapping)}"
+        return mapping[name]
+
+    for init in g.initializer:
+        init.name = new(init.name)
+    for n in g.node:
+        n.name = ""
+        n.doc_string = ""
+        for i, v in enumerate(n.input):
+            n.input[i] = new(v)
+        for i, v in enumerate(n.output):
+            n.output[i] = new(v)
+    for vi in g.value_info:
+        vi.name = new(vi.name)
+    del g.value_info[:]
+    m.doc_string = ""
+    g.doc_string = ""
+
+
+# --------------------------------------------------------------------------------------------
+# INT8
+class _Reader:
+    """onnxruntime CalibrationDataReader over uint8 images.
+
+    One image per call: the histogram calibrators (percentile, entropy) need every batch to have
+    the same shape, and a model this small calibrates fast enough image by image.
+    """
+
+    def __init__(self, images: torch.Tensor, batch: int = 1):
+        self.images, self.batch, self.i = images, batch, 0
+
+    def get_next(self):
+        if self.i >= len(self.images):
+            return None
+        x = self.images[self.i:self.i + self.batch].unsqueeze(1).float().div(255.0).numpy()
+        self.i += self.batch
+        return {INPUT_NAME: x}
+
+    def rewind(self):
+        self.i = 0
+
+
+CALIBRATIONS = {
+    "minmax": ("MinMax", {}),
+    "percentile": ("Percentile", {"CalibPercentile": 99.999}),
+    "entropy": ("Entropy", {}),
+}
+
+
+def prepare_for_quantization(fp32_path, out_path) -> Path:
+    """onnxruntime's pre-processing (shape inference, graph optimisation) with every node named.
+
+    The optimiser splits HardSwish into HardSigmoid + Mul and leaves the new nodes unnamed; they
+    get names here so that they can be kept in float (``nodes_to_exclude`` works by name).
+    """
+    import onnx
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    with tempfile.TemporaryDirectory() as tmp:
+        pre = Path(tmp) / "pre.onnx"
+        quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True)
+        m = onnx.load(str(pre))
+    used = {n.name for n in m.graph.node if n.name}
+    for i, n in enumerate(m.graph.node):
+        if not n.name:
+            # named after the tensor it reads, so a hard-swish's pieces carry the layer's name
+            base = f"{(n.input[0] if n.input else 'node').rsplit('/', 1)[0]}/{n.op_type}_{i}"
+            n.name = base if base not in used else f"{base}_{i}"
+            used.add(n.name)
+    write_bytes_atomic(out_path, m.SerializeToString())
+    return Path(out_path)
+
+
+def quantize_int8(fp32_path, out_path, calib_images: torch.Tensor, *, calibration: str = "minmax",
+                  nodes_to_exclude: list[str] | None = None, metadata: dict | None = None,
+                  preprocessed: bool = False, activations: str = "uint8") -> Path:
+    """Static QDQ quantisation (per-channel INT8 weights, UINT8 activations) calibrated on images.
+
+    ``activations="uint16"`` keeps the INT8 weights (and the file size) but quantises activations
+    to 16 bits (A16W8; onnxruntime raises the opset to 21 for it).
+
+    ``preprocessed``: ``fp32_path`` already went through :func:`prepare_for_quantization` (node
+    names in ``nodes_to_exclude`` refer to that graph).
+    """
+    import onnx
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    method, extra = CALIBRATIONS[calibration]
+    with tempfile.TemporaryDirectory() as tmp:
+        pre = Path(fp32_path) if preprocessed else prepare_for_quantization(fp32_path, Path(tmp) / "pre.onnx")
+        qpath = Path(tmp) / "q.onnx"
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), _quiet_root_logger():
+            warnings.simplefilter("ignore")  # the calibrators print progress and warn; keep stdout for results
+            quantize_static(
+                str(pre), str(qpath), _Reader(calib_images), quant_format=QuantFormat.QDQ, per_channel=True,
+                activation_type={"uint8": QuantType.QUInt8, "uint16": QuantType.QUInt16}[activations],
+                weight_type=QuantType.QInt8,
+                calibrate_method=getattr(CalibrationMethod, method), nodes_to_exclude=nodes_to_exclude or [],
+                extra_options=dict(extra),
+            )
+        m = onnx.load(str(qpath))
+    compact_names(m)
+    _set_metadata(m, metadata or {})
+    write_bytes_atomic(out_path, m.SerializeToString())
+    return Path(out_path)
+
+
+def preprocessed_nodes(path, *, prepared: bool = False) -> list[tuple[str, str]]:
+    """``(name, op_type)`` of the nodes the quantiser sees: those of ``path`` if it comes from
+    :func:`prepare_for_quantization` (``prepared``), else of the FP32 model prepared first."""
+    import onnx
+
+    if prepared:
+        m = onnx.load(str(path))
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            m = onnx.load(str(prepare_for_quantization(path, Path(tmp) / "pre.onnx")))
+    return [(n.name, n.op_type) for n in m.graph.node]
+
+
+def layer_groups(nodes: list[tuple[str, str]]) -> dict[str, list[str]]:
+    """Candidate groups of nodes to keep in float, by what they are in a MobileNet."""
+    groups: dict[str, list[str]] = {
+        "squeeze_excite": [n for n, t in nodes if "/se/" in n or ".se." in n],
+        "hard_swish": [n for n, t in nodes if t in ("HardSigmoid", "HardSwish", "Mul") and "/se/" not in n],
+        "stem": [n for n, t in nodes if t == "Conv"][:1],
+        "head": [n for n, t in nodes if t in ("Gemm", "MatMul", "GlobalAveragePool")]
+                + [n for n, t in nodes if t == "Conv" and "conv_head" in n],
+    }
+    conv = [n for n, t in nodes if t == "Conv"]
+    if len(conv) > 4:
+        groups["first_block"] = conv[1:3]
+    return {k: sorted(set(v)) for k, v in groups.items() if v}
+
+
+# --------------------------------------------------------------------------------------------
+# Running ONNX models
+def ort_session(path, threads: int = 1):
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.log_severity_level = 3
+    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+
+
+def ort_logits(sess, images: torch.Tensor, batch: int = 64) -> np.ndarray:
+    """Logits for uint8 images ``[N, S, S]``."""
+    out = []
+    for i in range(0, len(images), batch):
+        x = images[i:i + batch].unsqueeze(1).float().div(255.0).numpy()
+        out.append(sess.run(None, {INPUT_NAME: x})[0])
+    return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+
+
+def latency_ms(path, size: int, *, runs: int = 300, warmup: int = 30, threads: int = 1) -> dict:
+    """Per-image latency at batch 1 (median and 90th percentile of ``runs`` timed calls)."""
+    sess = ort_session(path, threads)
+    x = np.random.default_rng(0).random((1, 1, size, size), dtype=np.float32)
+    for _ in range(warmup):
+        sess.run(None, {INPUT_NAME: x})
+    t = np.empty(runs)
+    for i in range(runs):
+        t0 = time.perf_counter()
+        sess.run(None, {INPUT_NAME: x})
+        t[i] = time.perf_counter() - t0
+    return {"median_ms": float(np.median(t) * 1e3), "p90_ms": float(np.quantile(t, 0.9) * 1e3),
+            "runs": runs, "threads": threads, "batch": 1}
+
+
+def _score(logits: np.ndarray, y: np.ndarray | None, k: int) -> dict:
+    pred = logits.argmax(1)
+    if y is None:
+        return {"pred": pred}
+    m = metrics_from_confusion(confusion_matrix(y, pred, k), [str(i) for i in range(k)])
+    return {"pred": pred, "accuracy": m["accuracy"], "macro_f1": m["macro_f1"]}
+
+
+def write_c_header(data: bytes, path, *, symbol: str = "semgen_model_int8", comment: str = "") -> Path:
+    """Write ``data`` as a C byte array plus its length (``SYMBOL`` and ``SYMBOL_len``)."""
+    hexes = np.char.add("0x", np.char.zfill(np.char.lower(np.vectorize(lambda b: format(b, "x"))(
+        np.frombuffer(data, np.uint8))), 2)) if len(data) else np.array([], str)
+    lines = [", ".join(hexes[i:i + 16].tolist()) for i in range(0, len(hexes), 16)]
+    guard = symbol.upper() + "_H"
+    text = [f"/* {line} */" for line in comment.splitlines()] + [
+        f"#ifndef {guard}", f"#define {guard}", "", "#include <stddef.h>", "",
+        "#if defined(__GNUC__)", "#define SEMGEN_ALIGNED __attribute__((aligned(16)))", "#else",
+        "#define SEMGEN_ALIGNED", "#endif", "",
+        f"static const unsigned char {symbol}[{len(data)}] SEMGEN_ALIGNED = {{",
+        *[f"  {ln}," for ln in lines], "};", f"static const size_t {symbol}_len = {len(data)}u;", "",
+        f"#endif /* {guard} */", "",
+    ]
+    write_bytes_atomic(path, "\n".join(text).encode())
+    return Path(path)
+
+
+def read_c_header(path, symbol: str = "semgen_model_int8") -> bytes:
+    """The bytes of an array written by :func:`write_c_header` (for checks)."""
+    import re
+
+    text = Path(path).read_text()
+    body = text[text.index(f"{symbol}["):]
+    body = body[body.index("{") + 1: body.index("};")]
+    return bytes(int(h, 16) for h in re.findall(r"0x([0-9a-fA-F]{2})", body))
+
+
+# --------------------------------------------------------------------------------------------
+def export_run(run_dir, calib, *, data=None, out=None, tolerance: float = 0.01, calib_max: int = 512,
+               seed: int = 0, latency_runs: int = 300, threads: int = 1, auto_fix: bool = True,
+               max_tries: int = 12, allow_a16w8: bool = True, progress: bool = False) -> dict:
+    """Export a run: ``model.onnx``, ``model.int8.onnx``, ``model_int8.h`` and ``export.json``.
+
+    Parameters
+    ----------
+    run_dir : path
+        Run dir of ``semgen train`` (its ``best.pt``) or a checkpoint.
+    calib : path(s)
+        Images for INT8 calibration (dataset dir / ImageFolder; labels unused); at most ``calib_max``
+        are drawn (class-stratified order, ``seed``).
+    data : path(s), optional
+        Labelled images on which FP32 and INT8 are compared (accuracy, macro-F1, agreement). Without
+        it the comparison runs on the calibration images.
+    tolerance : float
+        Largest accepted INT8 accuracy loss (0.01 = 1 point); beyond it the automatic fix runs.
+    max_tries : int
+        Most quantisations the automatic fix may run (each one is calibrated and evaluated).
+    allow_a16w8 : bool
+        Let the fix use 16-bit activations (INT8 weights, same size; accurate, but onnxruntime on
+        CPU runs it several times slower than 8-bit activations).
+    """
+    model, meta = load_run(run_dir)
+    out = Path(out) if out is not None else Path(meta["checkpoint"]).parent
+    out.mkdir(parents=True, exist_ok=True)
+    size, classes = meta["size"], meta["classes"]
+    k = len(classes)
+    md = {"classes": classes, "size": size, "arch": meta["arch"],
+          "input": f"float32 [N,1,{size},{size}] = gray/255; normalisation inside the model",
+          "checkpoint": Path(meta["checkpoint"]).name}
+
+    cal = load_image_set(calib, size=size, progress=progress, classes=None)
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(cal))[:calib_max]
+    calib_images = cal.images[torch.as_tensor(np.sort(order))]
+    if data is not None:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="leaving out images of classes")
+            ev = load_image_set(data, size=size, classes=classes, allow_unknown=True, progress=progress)
+        ev_images, ev_y, ev_src = ev.images, ev.labels.numpy(), "data"
+        k_eval = len(ev.classes)
+    else:
+        ev_images, ev_src = calib_images, "calib"
+        ev_y, k_eval = None, k
+        if set(cal.classes) <= set(classes):
+            idx = {c: i for i, c in enumerate(classes)}
+            ev_y = np.array([idx[cal.classes[j]] for j in cal.labels[torch.as_tensor(np.sort(order))].tolist()])
+
+    fp32 = export_onnx(model, size, out / "model.onnx", metadata=md)
+    pre = prepare_for_quantization(fp32, out / ".model.pre.onnx")
+    with torch.no_grad():
+        t_logits = model(ev_images[:64].unsqueeze(1).float() / 255.0).numpy()
+    sess32 = ort_session(fp32, threads)
+    l32 = ort_logits(sess32, ev_images)
+    max_diff = float(np.abs(l32[:64] - t_logits).max())
+    s32 = _score(l32, ev_y, k_eval)
+
+    def try_int8(calibration, exclude, label, activations="uint8"):
+        path = out / ".model.int8.try.onnx"
+        quantize_int8(pre, path, calib_images, calibration=calibration, nodes_to_exclude=exclude, metadata=md,
+                      preprocessed=True, activations=activations)
+        l8 = ort_logits(ort_session(path, threads), ev_images)
+        s8 = _score(l8, ev_y, k_eval)
+        r = {"strategy": label, "calibration": calibration, "activations": activations, "excluded_nodes": len(exclude),
+             "agreement": float((s8["pred"] == s32["pred"]).mean()), "bytes": path.stat().st_size}
+        if ev_y is not None:
+            r.update({"accuracy": s8["accuracy"], "macro_f1": s8["macro_f1"],
+                      "accuracy_drop": s32["accuracy"] - s8["accuracy"]})
+        return r, path.read_bytes(), l8, list(exclude)
+
+    def ok(r):
+        drop = r.get("accuracy_drop", 1 - r["agreement"])
+        return drop <= tolerance + 1e-12
+
+    def rank(r):
+        return (ok(r), -r.get("accuracy_drop", 0.0), r["agreement"], -r["excluded_nodes"])
+
+    tries: list[dict] = []
+
+    def attempt(calibration, exclude, label, group=None, activations="uint8"):
+        """Run one quantisation if the budget allows; returns it (or None) and keeps the best."""
+        nonlocal best
+        if len(tries) >= max_tries:
+            return None
+        t = try_int8(calibration, exclude, label, activations)
+        if group:
+            t[0]["group"] = group
+        tries.append(t[0])
+        if best is None or rank(t[0]) > rank(best[0]):
+            best = t
+        return t
+
+    best = None
+    attempt("minmax", [], "minmax")
+    if auto_fix and not ok(best[0]):
+        # 1. Other calibrations: outliers in hard-swish activations stretch min-max ranges.
+        for cal_name in ("percentile", "entropy"):
+            attempt(cal_name, [], cal_name)
+            if ok(best[0]):
+                break
+    if auto_fix and not ok(best[0]):
+        # 2. Sensitivity: keep one group of layers in float at a time, then combine the helpful ones.
+        base_cal = best[0]["calibration"]
+        groups = layer_groups(preprocessed_nodes(pre, prepared=True))
+        gains = []
+        for name, nodes in groups.items():
+            t = attempt(base_cal, nodes, f"{base_cal}+float:{name}", name)
+            if t is None or ok(best[0]):
+                break
+            gains.append((rank(t[0]), name))
+        # 3. 16-bit activations, INT8 weights (same size): the fix when the error is spread over
+        #    the activations of the whole network rather than sitting in a few layers.
+        if allow_a16w8 and not ok(best[0]):
+            attempt(base_cal, [], f"{base_cal}+a16w8", activations="uint16")
+        gains.sort(reverse=True)
+        chosen: list[str] = []
+        for _, name in gains:
+            if ok(best[0]):
+                break
+            chosen.append(name)
+            if len(chosen) < 2:
+                continue
+            nodes = sorted({n for c in chosen for n in groups[c]})
+            if attempt(base_cal, nodes, f"{base_cal}+float:{'+'.join(chosen)}", "+".join(chosen)) is None:
+                break
+    (out / ".model.int8.try.onnx").unlink(missing_ok=True)
+    pre.unlink(missing_ok=True)
+    chosen_r, int8_bytes, l8, excluded = best
+    write_bytes_atomic(out / "model.int8.onnx", int8_bytes)
+    s8 = _score(l8, ev_y, k_eval)
+    header = write_c_header(
+        int8_bytes, out / "model_int8.h",
+        comment=(f"semgen INT8 classifier ({meta['arch']}), ONNX QDQ (int8 weights, {chosen_r['activations']} "
+                 f"activations, opset {_opset(int8_bytes)}), {len(int8_bytes)} bytes.\n"
+                 f"Input '{INPUT_NAME}': float32 [1,1,{size},{size}], gray/255. Output '{OUTPUT_NAME}': "
+                 f"logits [1,{k}].\nClasses: {', '.join(classes)}"))
+
+    def figs(path, s, lat):
+        d = {"file": Path(path).name, "bytes": Path(path).stat().st_size, "latency": lat}
+        if ev_y is not None:
+            d.update({"accuracy": s["accuracy"], "macro_f1": s["macro_f1"]})
+        return d
+
+    res = {
+        "run_dir": str(run_dir), "arch": meta["arch"], "classes": classes, "size": size, "opset": OPSET,
+        "input": md["input"], "evaluated_on": ev_src,
+        "data": [str(s.path) for s in ev.sources] if data is not None else None,
+        "n_eval": int(len(ev_images)), "calib": [str(s.path) for s in cal.sources], "n_calib": int(len(calib_images)),
+        "fp32": figs(fp32, s32, latency_ms(fp32, size, runs=latency_runs, threads=threads)),
+        "int8": figs(out / "model.int8.onnx", s8, latency_ms(out / "model.int8.onnx", size, runs=latency_runs,
+                                                                threads=threads)),
+        "top1_agreement": float((s8["pred"] == s32["pred"]).mean()),
+        "fp32_vs_torch_max_abs_diff": max_diff,
+        "c_header": {"file": header.name, "bytes": header.stat().st_size, "symbol": "semgen_model_int8"},
+        "quantization": {
+            "format": "QDQ", "weights": "int8 per-channel", "activations": f"{chosen_r['activations']} per-tensor",
+            "int8_opset": _opset(int8_bytes),
+            "calibration": chosen_r["calibration"], "strategy": chosen_r["strategy"],
+            "nodes_kept_float": excluded, "tolerance": tolerance,
+            "auto_fixed": len(tries) > 1, "tries": tries,
+        },
+        "machine": {"cpu": platform.processor() or platform.machine(), "onnxruntime": _ort_version(),
+                    "load_avg": list(os.getloadavg()) if hasattr(os, "getloadavg") else None},
+    }
+    if ev_y is not None:
+        res["accuracy_drop"] = s32["accuracy"] - s8["accuracy"]
+    write_bytes_atomic(out / "export.json", (json.dumps(res, indent=2) + "\n").encode())
+    return res
+
+
+@contextlib.contextmanager
+def _quiet_root_logger():
+    """onnxruntime's quantiser logs notices (e.g. the opset upgrade for 16-bit) on the root logger."""
+    import logging
+
+    root = logging.getLogger()
+    old = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(old)
+
+
+def _opset(model_bytes: bytes) -> int:
+    import onnx
+
+    m = onnx.load_from_string(model_bytes)
+    return max((o.version for o in m.opset_import if o.domain in ("", "ai.onnx")), default=0)
+
+
+def _ort_version() -> str:
+    import onnxruntime
+
+    return onnxruntime.__version__

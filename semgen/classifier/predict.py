@@ -1,0 +1,86 @@
+"""Classify image files with a run dir / ``.pt`` checkpoint, ``model.onnx`` or ``model.int8.onnx``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import SemgenError
+from .data import decode_images
+
+
+class Predictor:
+    """A loaded model of any of the three kinds, with its classes and input size.
+
+    Parameters
+    ----------
+    model : path
+        A run dir (uses ``best.pt``), a ``.pt`` checkpoint, or an exported ``.onnx`` file.
+    """
+
+    def __init__(self, model, *, threads: int | None = None):
+        p = Path(model)
+        if not p.exists():
+            raise SemgenError(f"model {p} does not exist")
+        self.path = p
+        if p.suffix == ".onnx":
+            from .export import ort_session, read_metadata
+
+            meta = read_metadata(p)
+            if "classes" not in meta or "size" not in meta:
+                raise SemgenError(f"{p} is not an ONNX file exported by 'semgen export' (no class metadata)")
+            self.kind = "onnx-int8" if ".int8" in p.name else "onnx"
+            self.classes, self.size = list(meta["classes"]), int(meta["size"])
+            self._sess = ort_session(p, threads or 1)
+        else:
+            from .checkpoint import load_run
+
+            self._model, meta = load_run(p)
+            self.kind = "torch"
+            self.classes, self.size = meta["classes"], meta["size"]
+            self._threads = threads
+
+    def probs(self, images: torch.Tensor) -> np.ndarray:
+        """Class probabilities ``[N, K]`` for uint8 images ``[N, size, size]``."""
+        if self.kind == "torch":
+            from .train import predict_probs, torch_threads
+
+            with torch_threads(self._threads):
+                return predict_probs(self._model, images).numpy()
+        from .export import ort_logits
+
+        logits = ort_logits(self._sess, images)
+        e = np.exp(logits - logits.max(1, keepdims=True))
+        return e / e.sum(1, keepdims=True)
+
+
+def predict_files(model, files, *, top_k: int = 1, threads: int | None = None) -> list[dict]:
+    """Classify image files; unreadable ones come back with an ``error`` instead of a label.
+
+    Returns
+    -------
+    list of dict
+        ``file``, ``label``, ``confidence``, ``top`` (``[(label, p), ...]``) or ``file``, ``error``.
+    """
+    pred = Predictor(model, threads=threads)
+    files = [str(f) for f in files]
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        imgs, ok, skipped = decode_images(files, pred.size)
+    reasons = {s["file"]: s["reason"] for s in skipped}
+    probs = pred.probs(torch.from_numpy(imgs)) if len(imgs) else np.zeros((0, len(pred.classes)))
+    out, j = [], 0
+    for f, good in zip(files, ok):
+        if not good:
+            out.append({"file": f, "error": reasons.get(f, "unreadable")})
+            continue
+        p = probs[j]
+        j += 1
+        order = np.argsort(-p, kind="stable")[:max(1, top_k)]
+        out.append({"file": f, "label": pred.classes[order[0]], "confidence": float(p[order[0]]),
+                    "top": [(pred.classes[i], float(p[i])) for i in order]})
+    return out

@@ -1,0 +1,313 @@
+"""Training: class-balanced sampling, batch augmentation, AdamW + warmup/cosine, early stopping."""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import sys
+import time
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .. import __version__
+from ..errors import SemgenError
+from ..imageio import write_bytes_atomic
+from ..manifests import JsonlAppender, current_command
+from .augment import AugmentConfig, augment_batch, mixup as mixup_batch, to_float
+from .checkpoint import read_checkpoint, save_checkpoint
+from .data import ImageSet, load_image_set, parse_data_arg, sampling_weights, stratified_split
+from .metrics import confusion_matrix, metrics_from_confusion
+from .models import DEFAULT_ARCH, create_model, get_arch, load_backbone
+
+#: Fewest images drawn per epoch: tiny real sets (a few hundred images) still get enough
+#: optimiser steps per epoch for early stopping to be meaningful.
+MIN_EPOCH_IMAGES = 1024
+
+
+@contextmanager
+def torch_threads(n: int | None):
+    """Run with ``n`` intra-op threads (restored afterwards); None leaves torch's setting."""
+    if not n:
+        yield
+        return
+    old = torch.get_num_threads()
+    torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+@torch.no_grad()
+def predict_probs(model, images: torch.Tensor, *, batch_size: int = 128, channels_last: bool = True) -> torch.Tensor:
+    """Softmax probabilities ``[N, K]`` for uint8 images ``[N, S, S]`` (no augmentation)."""
+    model.eval()
+    out = []
+    for i in range(0, len(images), batch_size):
+        x = to_float(images[i:i + batch_size])
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        out.append(torch.softmax(model(x).float(), dim=1))
+    k = model.net.num_classes
+    return torch.cat(out) if out else torch.zeros(0, k)
+
+
+def _as_list(data) -> list:
+    """One source (a path, ``"DIR=W"`` or a ``(path, weight)`` pair) or several -> a list."""
+    if isinstance(data, tuple) and len(data) == 2 and isinstance(data[1], (int, float)):
+        return [data]
+    if isinstance(data, (list, tuple)):
+        return list(data)
+    return [data]
+
+
+def _json_default(o):
+    if isinstance(o, Path):
+        return str(o)
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def _write_json(path: Path, obj) -> None:
+    write_bytes_atomic(path, (json.dumps(obj, indent=2, default=_json_default) + "\n").encode())
+
+
+def _lr_lambda(total: int, warmup: int, floor: float = 0.01):
+    def f(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        t = (step - warmup) / max(1, total - warmup)
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
+    return f
+
+
+def train_classifier(
+    data, out, *, arch: str | None = None, size: int = 128, epochs: int = 30, batch_size: int = 64,
+    lr: float = 2e-3, seed: int = 0, val=None, init=None, head_only_epochs: int = 0, classes=None,
+    patience: int = 10, mixup: float = 0.0, label_smoothing: float = 0.1, weight_decay: float = 0.05,
+    warmup_epochs: float = 1.0, val_fraction: float = 0.2, augment: AugmentConfig | None = None,
+    min_epoch_images: int = MIN_EPOCH_IMAGES, progress: bool = True, num_threads: int | None = None,
+    overwrite: bool = False, drop_rate: float = 0.2, min_epochs: int | None = None,
+) -> dict:
+    """Train a classifier and write a run dir.
+
+    Parameters
+    ----------
+    data : path, ``"DIR=WEIGHT"``, ``(path, weight)`` or a list of them
+        Dataset dirs or ImageFolder trees, mixed by weight (classes balanced within each).
+    out : path
+        The run dir: ``best.pt``, ``last.pt``, ``train_log.jsonl``, ``config.json``, ``summary.json``.
+    arch : str
+        A name of :data:`semgen.classifier.models.ARCHS` (default: the ``--init`` checkpoint's, else
+        ``mobilenetv3_small_100``).
+    val : path, optional
+        Validation data for early stopping on macro-F1; default a stratified ``val_fraction`` split
+        of ``data`` drawn with ``seed``.
+    init : path, optional
+        A checkpoint or run dir to start from; with other classes only the backbone is loaded.
+    head_only_epochs : int
+        Train only the final classifier for this many epochs first (backbone frozen, in eval mode).
+    classes : list of str, optional
+        Class order; default the labels present in ``data`` in taxonomy order.
+    patience, min_epochs : int
+        Stop after ``patience`` epochs without a better validation macro-F1, but never before
+        ``min_epochs`` (default half of ``epochs``: from-scratch models on small sets improve slowly
+        and a small validation split is noisy early on).
+    min_epoch_images : int
+        An epoch draws ``max(len(train), min_epoch_images)`` images (class-balanced, with replacement).
+
+    Returns
+    -------
+    dict
+        ``run_dir``, ``best_epoch``, ``best_val_macro_f1``, ``best_val_accuracy``, ``epochs_run``,
+        ``images_per_s``, ``classes``, ``n_train``, ``n_val``, ``seconds``, ``skipped``.
+    """
+    out = Path(out)
+    if epochs < 1:
+        raise SemgenError(f"--epochs must be at least 1, got {epochs}")
+    if batch_size < 2:
+        raise SemgenError(f"--batch must be at least 2, got {batch_size}")
+    if not (0 < lr < 10):
+        raise SemgenError(f"--lr must be a positive learning rate, got {lr}")
+    if size < 32 or size > 1024:
+        raise SemgenError(f"--size must be between 32 and 1024, got {size}")
+    if mixup < 0:
+        raise SemgenError(f"--mixup must be >= 0, got {mixup}")
+    if head_only_epochs < 0 or (head_only_epochs and init is None):
+        raise SemgenError("--head-only-epochs needs --init (a checkpoint to take the backbone from)")
+    augment = augment if augment is not None else AugmentConfig()
+    min_epochs = epochs // 2 if min_epochs is None else int(min_epochs)
+    sources = [parse_data_arg(d) for d in _as_list(data)]
+
+    init_ckpt = read_checkpoint(init) if init is not None else None
+    if arch is None:
+        arch = init_ckpt["arch"] if init_ckpt else DEFAULT_ARCH
+    get_arch(arch)
+    if init_ckpt and init_ckpt["arch"] != arch:
+        raise SemgenError(f"--init checkpoint is a '{init_ckpt['arch']}', not a '{arch}'; drop --arch or match it")
+
+    request = {
+        "data": [{"path": str(s.path.resolve()), "weight": s.weight} for s in sources],
+        "val": [str(Path(v).resolve()) for v in _as_list(val)] if val is not None else None,
+        "arch": arch, "size": size, "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
+        "init": str(Path(init_ckpt["path"]).resolve()) if init_ckpt else None,
+        "head_only_epochs": head_only_epochs, "classes": list(classes) if classes else None,
+        "patience": patience, "mixup": mixup, "label_smoothing": label_smoothing,
+        "weight_decay": weight_decay, "warmup_epochs": warmup_epochs, "val_fraction": val_fraction,
+        "augment": augment.to_dict(), "min_epoch_images": min_epoch_images, "drop_rate": drop_rate,
+        "min_epochs": min_epochs,
+    }
+    if out.exists() and not out.is_dir():
+        raise SemgenError(f"--out {out} exists and is not a directory")
+    if (out / "summary.json").exists() and not overwrite:
+        old = json.loads((out / "config.json").read_text()) if (out / "config.json").exists() else {}
+        if old.get("request") == json.loads(json.dumps(request, default=_json_default)):
+            return json.loads((out / "summary.json").read_text())  # same finished run: nothing to redo
+        raise SemgenError(f"{out} already holds a finished run with other settings; "
+                          "choose another --out or pass --overwrite")
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in ("summary.json", "train_log.jsonl"):
+        (out / stale).unlink(missing_ok=True)
+
+    with torch_threads(num_threads):
+        t_load = time.perf_counter()
+        full = load_image_set(sources, size=size, classes=classes, progress=progress)
+        if len(full.classes) < 2:
+            raise SemgenError(f"training needs at least 2 classes; the data has only {full.classes}")
+        if val is not None:
+            train_set = full
+            val_set = load_image_set(_as_list(val), size=size, classes=full.classes, progress=progress)
+            split = {"kind": "given", "path": [str(v) for v in _as_list(val)]}
+        else:
+            tr_idx, va_idx = stratified_split(full.labels, val_fraction, seed)
+            train_set, val_set = full.subset(tr_idx), full.subset(va_idx)
+            split = {"kind": "stratified", "fraction": val_fraction, "seed": seed,
+                     "val_files": val_set.files}
+        load_s = time.perf_counter() - t_load
+        cls = full.classes
+        k = len(cls)
+
+        torch.manual_seed(seed)
+        g = torch.Generator().manual_seed(seed)
+        model = create_model(arch, k, drop_rate=drop_rate)
+        init_info = None
+        if init_ckpt:
+            same = list(init_ckpt["classes"]) == list(cls)
+            init_info = load_backbone(model, init_ckpt["state_dict"], same_classes=same)
+            init_info.update({"checkpoint": init_ckpt["path"], "same_classes": same,
+                              "checkpoint_classes": init_ckpt["classes"]})
+        model = model.to(memory_format=torch.channels_last)
+
+        n_train = len(train_set)
+        steps = max(1, math.ceil(max(n_train, min_epoch_images) / batch_size))
+        total_steps = steps * epochs
+        head_params = {id(p) for p in model.head_parameters()}
+        decay = [p for n, p in model.named_parameters() if p.ndim > 1 and id(p) not in head_params]
+        no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1 and id(p) not in head_params]
+        opt = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": weight_decay},
+             {"params": no_decay, "weight_decay": 0.0},
+             {"params": model.head_parameters(), "weight_decay": weight_decay}], lr=lr)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(total_steps, int(round(warmup_epochs * steps))))
+        probs = sampling_weights(train_set)
+
+        config = {
+            "request": json.loads(json.dumps(request, default=_json_default)),
+            "classes": cls, "arch": arch, "size": size, "command": current_command(),
+            "semgen_version": __version__, "torch": torch.__version__, "python": platform.python_version(),
+            "num_threads": torch.get_num_threads(), "steps_per_epoch": steps,
+            "train": {"n": n_train, "class_counts": train_set.class_counts(),
+                      "sources": [{"path": str(s.path), "weight": s.weight, "kind": s.kind} for s in full.sources]},
+            "val": {"n": len(val_set), "class_counts": val_set.class_counts()}, "split": split,
+            "skipped_images": full.skipped + (val_set.skipped if val is not None else []),
+            "dropped_labels": full.dropped_labels, "init": init_info, "load_seconds": round(load_s, 3),
+        }
+        _write_json(out / "config.json", config)
+
+        from tqdm.auto import tqdm
+
+        best = (-1.0, -math.inf)
+        best_epoch, best_metrics, bad, epochs_run = 0, {}, 0, 0
+        train_time, train_images = 0.0, 0
+        t0 = time.perf_counter()
+        bar = tqdm(range(1, epochs + 1), desc=f"train {arch}", unit="epoch",
+                   disable=not (progress and sys.stderr.isatty()))
+        with JsonlAppender(out / "train_log.jsonl") as log:
+            for epoch in bar:
+                head_only = epoch <= head_only_epochs
+                for p in model.parameters():
+                    p.requires_grad_(not head_only or id(p) in head_params)
+                # Frozen backbone: eval mode keeps its BatchNorm statistics as loaded.
+                model.train(not head_only)
+                te = time.perf_counter()
+                idx_all = torch.multinomial(probs, steps * batch_size, replacement=True, generator=g)
+                loss_sum, correct, seen = 0.0, 0, 0
+                for s in range(steps):
+                    idx = idx_all[s * batch_size:(s + 1) * batch_size]
+                    x = augment_batch(train_set.images[idx], augment, g)
+                    y = train_set.labels[idx]
+                    soft = F.one_hot(y, k).float() * (1 - label_smoothing) + label_smoothing / k
+                    x, soft = mixup_batch(x, soft, mixup, g)
+                    x = x.contiguous(memory_format=torch.channels_last)
+                    logits = model(x)
+                    loss = -(soft * F.log_softmax(logits, 1)).sum(1).mean()
+                    if not torch.isfinite(loss):
+                        raise SemgenError(f"training diverged (loss {loss.item()}) at epoch {epoch}; lower --lr")
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+                    sched.step()
+                    loss_sum += loss.item() * len(y)
+                    correct += int((logits.detach().argmax(1) == y).sum())
+                    seen += len(y)
+                dt = time.perf_counter() - te
+                train_time += dt
+                train_images += seen
+                rec = {"epoch": epoch, "lr": opt.param_groups[0]["lr"], "train_loss": loss_sum / seen,
+                       "train_acc": correct / seen, "head_only": head_only, "images_per_s": seen / dt,
+                       "train_seconds": dt}
+                if len(val_set):
+                    vp = predict_probs(model, val_set.images)
+                    vl = float(F.nll_loss(torch.log(vp.clamp_min(1e-12)), val_set.labels))
+                    m = metrics_from_confusion(confusion_matrix(val_set.labels.numpy(), vp.argmax(1).numpy(), k), cls)
+                    rec.update({"val_loss": vl, "val_acc": m["accuracy"], "val_macro_f1": m["macro_f1"]})
+                    score = (round(m["macro_f1"], 6), -vl)
+                else:  # no validation images at all: the last epoch is the best one
+                    score = (0.0, float(epoch))
+                    m = {}
+                improved = score > best
+                rec["best"] = improved
+                rec["seconds"] = time.perf_counter() - te
+                log.append(rec)
+                epochs_run = epoch
+                ckmeta = {k2: rec[k2] for k2 in ("val_acc", "val_macro_f1", "val_loss") if k2 in rec}
+                if improved:
+                    best, best_epoch, bad = score, epoch, 0
+                    best_metrics = ckmeta
+                    save_checkpoint(out / "best.pt", model, classes=cls, size=size, epoch=epoch,
+                                    metrics=ckmeta, config=config["request"])
+                else:
+                    bad += 1
+                bar.set_postfix(loss=f"{rec['train_loss']:.3f}", f1=f"{rec.get('val_macro_f1', float('nan')):.3f}")
+                if len(val_set) and bad >= patience and epoch > head_only_epochs and epoch >= min_epochs:
+                    break
+        save_checkpoint(out / "last.pt", model, classes=cls,
+                        size=size, epoch=epochs_run, metrics=ckmeta, config=config["request"])
+
+    summary = {
+        "run_dir": str(out), "arch": arch, "classes": cls, "best_epoch": best_epoch,
+        "best_val_macro_f1": best_metrics.get("val_macro_f1"), "best_val_accuracy": best_metrics.get("val_acc"),
+        "epochs_run": epochs_run, "images_per_s": train_images / train_time if train_time else None,
+        "n_train": n_train, "n_val": len(val_set), "seconds": time.perf_counter() - t0,
+        "skipped": len(config["skipped_images"]),
+    }
+    _write_json(out / "summary.json", summary)
+    return summary

@@ -1,0 +1,136 @@
+"""ONNX FP32 / INT8 export, the C header and prediction from every model kind (fast, offline)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from classifier_synth import SYNTH_CLASSES, make_dataset
+from semgen.classifier import load_run, train_classifier
+from semgen.classifier.data import load_image_set
+from semgen.classifier.export import (
+    export_run, layer_groups, ort_logits, ort_session, preprocessed_nodes, quantize_int8, read_c_header,
+    read_metadata,
+)
+from semgen.classifier.predict import predict_files
+from semgen.errors import SemgenError
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    root = tmp_path_factory.mktemp("exp")
+    make_dataset(root / "train", n_per_class=16, seed=0)
+    make_dataset(root / "test", n_per_class=10, seed=1)
+    train_classifier(root / "train", root / "run", arch="mobilenetv3_small_050", size=32, batch_size=32,
+                     epochs=3, lr=5e-3, min_epoch_images=192, num_threads=1, progress=False)
+    res = export_run(root / "run", root / "train", data=root / "test", latency_runs=30)
+    return root, res
+
+
+def test_fp32_onnx_matches_pytorch(exported):
+    root, res = exported
+    run = root / "run"
+    model, meta = load_run(run)
+    s = load_image_set(root / "test", size=32, classes=meta["classes"])
+    x = s.images.unsqueeze(1).float() / 255
+    with torch.no_grad():
+        want = model(x).numpy()
+    got = ort_logits(ort_session(run / "model.onnx"), s.images)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    m = onnx.load(str(run / "model.onnx"))
+    assert len(m.graph.initializer) > 0 and not any(t.data_location == 1 for t in m.graph.initializer)  # one file
+    assert read_metadata(run / "model.onnx")["classes"] == list(SYNTH_CLASSES)
+    assert res["fp32_vs_torch_max_abs_diff"] < 1e-4
+
+
+def test_int8_is_quantised_and_reported(exported):
+    root, res = exported
+    run = root / "run"
+    saved = json.loads((run / "export.json").read_text())
+    assert saved["top1_agreement"] == res["top1_agreement"] and 0.0 <= res["top1_agreement"] <= 1.0
+    assert res["n_eval"] == 30 and res["evaluated_on"] == "data"
+    for kind in ("fp32", "int8"):
+        assert 0 <= saved[kind]["accuracy"] <= 1 and saved[kind]["latency"]["median_ms"] > 0
+    q = onnx.load(str(run / "model.int8.onnx"))
+    ops = {n.op_type for n in q.graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    int8_weights = [t for t in q.graph.initializer if t.data_type == onnx.TensorProto.INT8]
+    assert sum(int(np.prod(t.dims)) for t in int8_weights) > 0.9 * sum(p.numel() for p in load_run(run)[0].parameters() if p.ndim > 1)
+    assert res["int8"]["bytes"] < 0.4 * res["fp32"]["bytes"]
+    assert res["quantization"]["tries"][0]["calibration"] == "minmax"
+
+
+def test_c_header_holds_the_exact_bytes(exported, tmp_path):
+    root, res = exported
+    data = (root / "run" / "model.int8.onnx").read_bytes()
+    header = root / "run" / "model_int8.h"
+    assert read_c_header(header) == data
+    assert f"semgen_model_int8_len = {len(data)}u;" in header.read_text()
+    gcc = shutil.which("gcc") or shutil.which("cc")
+    if gcc is None:
+        pytest.skip("no C compiler to build the header")
+    src = tmp_path / "dump.c"
+    src.write_text(f'#include <stdio.h>\n#include "{header}"\nint main(void){{'
+                   "fwrite(semgen_model_int8, 1, semgen_model_int8_len, stdout); return 0;}\n")
+    subprocess.run([gcc, "-O0", "-o", str(tmp_path / "dump"), str(src)], check=True)
+    assert subprocess.run([str(tmp_path / "dump")], capture_output=True, check=True).stdout == data
+
+
+def test_predict_with_every_model_kind(exported):
+    root, _ = exported
+    run = root / "run"
+    files = sorted((root / "test" / "images").rglob("*.png"))[::5]
+    by_kind = {p: predict_files(p, files) for p in (run, run / "model.onnx", run / "model.int8.onnx")}
+    torch_labels = [r["label"] for r in by_kind[run]]
+    assert [r["label"] for r in by_kind[run / "model.onnx"]] == torch_labels
+    for res in by_kind.values():
+        assert all(r["label"] in SYNTH_CLASSES and 0 < r["confidence"] <= 1 for r in res)
+    with pytest.raises(SemgenError, match="does not exist"):
+        predict_files(root / "nope.onnx", files)
+
+
+def test_layer_groups_and_keeping_nodes_float(exported, tmp_path):
+    root, _ = exported
+    fp32 = root / "run" / "model.onnx"
+    groups = layer_groups(preprocessed_nodes(fp32))
+    assert {"squeeze_excite", "hard_swish", "head", "stem"} <= set(groups)
+    s = load_image_set(root / "train", size=32)
+    out = quantize_int8(fp32, tmp_path / "q.onnx", s.images[:16], calibration="percentile",
+                        nodes_to_exclude=groups["squeeze_excite"])
+    q = onnx.load(str(out))
+    # the SE gate stays float: no HardSigmoid consumes a dequantised tensor any more... but the
+    # convolutions outside SE still get int8 weights
+    n_int8 = sum(t.data_type == onnx.TensorProto.INT8 for t in q.graph.initializer)
+    full = onnx.load(str(root / "run" / "model.int8.onnx"))
+    assert 0 < n_int8 < sum(t.data_type == onnx.TensorProto.INT8 for t in full.graph.initializer)
+
+
+def test_auto_fix_runs_and_is_recorded(exported, tmp_path):
+    root, _ = exported
+    # an impossible tolerance forces every strategy to be tried, and the best one is still written
+    res = export_run(root / "run", root / "train", data=root / "test", out=tmp_path, tolerance=-1.0,
+                     latency_runs=5, calib_max=40, max_tries=5)
+    q = res["quantization"]
+    strategies = [t["strategy"] for t in q["tries"]]
+    assert strategies[:3] == ["minmax", "percentile", "entropy"]
+    assert len(strategies) == 5 and strategies[3].endswith("+float:squeeze_excite") and q["auto_fixed"]
+    assert q["strategy"] in strategies and (tmp_path / "model.int8.onnx").exists()
+    assert not (tmp_path / ".model.int8.try.onnx").exists()
+
+
+def test_a16w8_keeps_int8_weights_with_16_bit_activations(exported, tmp_path):
+    root, _ = exported
+    s = load_image_set(root / "test", size=32, classes=list(SYNTH_CLASSES))
+    out = quantize_int8(root / "run" / "model.onnx", tmp_path / "a16.onnx", s.images[:16], activations="uint16")
+    q = onnx.load(str(out))
+    types = {t.data_type for t in q.graph.initializer}
+    assert onnx.TensorProto.INT8 in types and onnx.TensorProto.UINT16 in types  # weights / activation zero points
+    assert max(o.version for o in q.opset_import if o.domain in ("", "ai.onnx")) >= 21
+    fp = ort_logits(ort_session(root / "run" / "model.onnx"), s.images).argmax(1)
+    assert (ort_logits(ort_session(out), s.images).argmax(1) == fp).mean() >= 0.8
