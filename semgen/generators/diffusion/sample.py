@@ -1,0 +1,115 @@
+"""Text-to-image sampling into a dataset dir (DDIM / DPM-Solver with classifier-free guidance)."""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from ... import __version__
+from ...errors import SemgenError
+from ...imageio import encode_png, sha256_bytes, sha256_file
+from ...manifests import DatasetDir, current_command
+from ...seeding import image_seed
+from ...taxonomy import canonical
+from .captions import REAL_STYLE, SIM_STYLE, class_prompt, label_from_prompt
+
+
+def load_model(model=None, *, device="cpu"):
+    """The pipeline of a model folder (``None``: the bundled default)."""
+    from .pipeline import SemgenDiffusionPipeline
+
+    return SemgenDiffusionPipeline.load(model, device=device)
+
+
+def model_identity(pipe) -> dict:
+    """What a record names as its model: the folder given, and a hash of the UNet weights."""
+    from .pipeline import DEFAULT_MODEL_DIR
+
+    d = Path(pipe.model_dir)
+    weights = sorted((d / "unet").glob("diffusion_pytorch_model*.safetensors"))
+    name = "default" if d.resolve() == DEFAULT_MODEL_DIR.resolve() else str(d)
+    return {"model": name, "model_sha256": sha256_file(weights[0])[:16] if weights else None,
+            "model_steps": pipe.semgen_config.get("trained_steps")}
+
+
+def default_style(pipe) -> str:
+    """The real style if the model saw real images in training, else the simulated style."""
+    return REAL_STYLE if REAL_STYLE in pipe.semgen_config.get("styles", []) else SIM_STYLE
+
+
+def sample(*, out, n: int, prompt: str | None = None, label: str | None = None, model=None, steps: int = 25,
+           guidance: float = 3.0, seed: int = 0, batch: int = 8, scheduler: str = "ddim",
+           progress: bool = True, pipe=None) -> dict:
+    """Generate ``n`` images for a prompt (or a class) into the dataset dir ``out``; resumable.
+
+    Parameters
+    ----------
+    out : path
+        Dataset dir to write (created; re-running with the same arguments fills in what is missing).
+    n : int
+    prompt : str, optional
+        Free text; its class is read from it unless ``label`` is given.
+    label : str, optional
+        Class of the records; without ``prompt`` the prompt is :func:`.captions.class_prompt`.
+    model : path, optional
+        Model folder; None = the bundled default.
+    steps, guidance, seed, batch, scheduler
+        Sampler steps, classifier-free guidance weight, master seed, images per forward pass,
+        ``ddim`` or ``dpm``.
+
+    Returns
+    -------
+    dict with ``out``, ``written``, ``skipped``, ``label``, ``prompt``.
+    """
+    from tqdm.auto import tqdm
+
+    if n < 0 or batch < 1:
+        raise SemgenError("--n must be >= 0 and --batch >= 1")
+    if prompt is None and label is None:
+        raise SemgenError("give --prompt or --class")
+    label = canonical(label) if label is not None else label_from_prompt(prompt)
+    pipe = pipe or load_model(model)  # before creating --out: a bad model leaves nothing behind
+    ds = DatasetDir.create(out)
+    if prompt is None:
+        prompt = class_prompt(label, style=default_style(pipe))
+    ident = model_identity(pipe)
+    phash = hashlib.sha256(prompt.encode()).hexdigest()[:8]
+    key = f"diffuse-sample/{label}/{phash}"
+    config = {"prompt": prompt, "label": label, "steps": steps, "guidance": guidance, "seed": seed,
+              "scheduler": scheduler, **ident}
+    ds.check_config(key, config)
+    ds.write_info(command=current_command(), config_key=key, config=config)
+    done = ds.keys()
+    ids = [f"diffusion-{label}-{phash}-{i:06d}" for i in range(n)]
+    todo = [i for i in range(n) if ids[i] not in done]
+    bar = tqdm(total=n, initial=n - len(todo), desc=f"diffuse sample {label}", unit="img",
+               disable=not (progress and sys.stderr.isatty()))
+    written = 0
+    with ds.appender() as app:
+        for b in range(0, len(todo), batch):
+            idx = todo[b:b + batch]
+            seeds = [image_seed(seed, f"{label}|{prompt}", i) % (2**63) for i in idx]
+            imgs = pipe([prompt] * len(idx), seeds, num_inference_steps=steps, guidance_scale=guidance,
+                        scheduler=scheduler)
+            for i, s, img in zip(idx, seeds, imgs):
+                data = encode_png(img)
+                fn = f"images/{label}/{ids[i]}.png"
+                ds.write_file(fn, data)
+                app.append({
+                    "id": ids[i], "file_name": fn, "label": label, "source": "diffusion",
+                    "sha256": sha256_bytes(data), "width": int(img.shape[1]), "height": int(img.shape[0]),
+                    "generator": {"name": "diffusion", "version": __version__}, "seed": int(s),
+                    "prompt": prompt, "model": ident["model"], "steps": int(steps), "guidance": float(guidance),
+                    "params": {"scheduler": scheduler, "index": i, "master_seed": int(seed),
+                               "model_sha256": ident["model_sha256"], "model_steps": ident["model_steps"]},
+                })
+                written += 1
+            bar.update(len(idx))
+    bar.close()
+    ds.write_info(command=current_command(), config_key=key, config=config)
+    return {"out": str(ds.root), "written": written, "skipped": n - len(todo), "label": label, "prompt": prompt}
+
+
