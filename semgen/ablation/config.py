@@ -1,0 +1,334 @@
+"""The ablation configuration: a YAML file, a preset, and command-line overrides, checked.
+
+```yaml
+real: data/real/train               # the real training pool: dataset dir or ImageFolder
+test: {dev_test: data/real/dev_test}  # one or more real test sets (a mapping, a list, or one path)
+synthetic:                          # named synthetic sources, each with images per class
+  procedural: {path: data/proc, amount: 200}
+shots: [5, 10, 20, all]             # real images per class
+seeds: 3                            # 3 -> [0, 1, 2], or an explicit list
+arms: [real, "synthetic:procedural", "mix:procedural:0.5", "pretrain:procedural"]
+classifier: {arch: mobilenetv3_small_100, size: 128, epochs: 30, batch_size: 64, lr: 0.002}
+finetune: {epochs: 30, lr: 0.001, head_only_epochs: 2}   # the pretrain arm's fine-tune stage
+bootstrap: {n: 2000, seed: 0}
+```
+Precedence, lowest first: built-in defaults < the YAML < ``--preset`` < explicit flags.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from ..errors import SemgenError
+
+ARM_KINDS = ("real", "synthetic", "mix", "pretrain")
+
+#: Classifier keywords the runner passes through to ``train_classifier``.
+CLASSIFIER_KEYS = ("arch", "size", "epochs", "batch_size", "lr", "patience", "mixup", "label_smoothing",
+                   "head_only_epochs", "num_threads", "min_epoch_images", "weight_decay", "val_fraction",
+                   "warmup_epochs", "drop_rate")
+
+DEFAULTS: dict = {
+    "real": None,
+    "test": {},
+    "synthetic": {},
+    "shots": [5, 10, 20, "all"],
+    "seeds": 3,
+    "arms": None,  # default: real + for each source: synthetic, mix 0.5, pretrain
+    "classifier": {"arch": "mobilenetv3_small_100", "size": 128, "epochs": 30, "batch_size": 64, "lr": 2e-3},
+    "finetune": {"lr": 1e-3, "head_only_epochs": 2},
+    "val": None,
+    "bootstrap": {"n": 2000, "seed": 0},
+    "cache": None,
+}
+
+#: Presets change the matrix and the training budget, never the data.
+#: quick: 21 cells of >= 1024 training images at 64 px; measured 14.3 CPU-min with the 240-image real
+#: pool and one source (about 7-8 min on two free cores; docs/ablation.md); full: the published matrix.
+PRESETS: dict[str, dict] = {
+    "quick": {
+        "shots": [5, "all"],
+        "seeds": 3,
+        "synthetic_amount_max": 40,
+        "classifier": {"size": 64, "epochs": 4, "batch_size": 32, "min_epoch_images": 256},
+        "finetune": {"epochs": 4, "head_only_epochs": 1},
+        "bootstrap": {"n": 1000},
+        "max_sources": 1,
+    },
+    "full": {
+        "shots": [5, 10, 20, "all"],
+        "seeds": 3,
+        "classifier": {"size": 128, "epochs": 30, "batch_size": 64},
+        "finetune": {"epochs": 30, "head_only_epochs": 2},
+        "bootstrap": {"n": 2000},
+    },
+}
+
+
+@dataclass(frozen=True)
+class Source:
+    name: str
+    path: str
+    amount: int | None  # images per class; None = all
+
+
+@dataclass(frozen=True)
+class Arm:
+    kind: str
+    source: str | None = None
+    ratio: float | None = None  # mix: fraction of training samples drawn from the synthetic source
+
+    @property
+    def name(self) -> str:
+        if self.kind == "real":
+            return "real"
+        if self.kind == "mix":
+            return f"mix[{self.source},{self.ratio:g}]"
+        return f"{self.kind}[{self.source}]"
+
+    @property
+    def uses_real(self) -> bool:
+        return self.kind != "synthetic"
+
+
+@dataclass
+class AblationConfig:
+    real: str
+    tests: dict[str, str]
+    sources: dict[str, Source]
+    shots: list[int | None]  # None = all
+    seeds: list[int]
+    arms: list[Arm]
+    classifier: dict
+    finetune: dict
+    val: str | None = None
+    bootstrap: dict = field(default_factory=lambda: {"n": 2000, "seed": 0})
+    cache: str | None = None
+    preset: str | None = None
+
+    def to_dict(self) -> dict:
+        return {
+            "real": self.real, "test": dict(self.tests),
+            "synthetic": {n: {"path": s.path, "amount": s.amount if s.amount is not None else "all"}
+                          for n, s in self.sources.items()},
+            "shots": [k if k is not None else "all" for k in self.shots], "seeds": list(self.seeds),
+            "arms": [a.name for a in self.arms], "classifier": dict(self.classifier),
+            "finetune": dict(self.finetune), "val": self.val, "bootstrap": dict(self.bootstrap),
+            "preset": self.preset,
+        }
+
+
+def parse_arm(spec) -> Arm:
+    """``real`` | ``synthetic:SRC`` | ``mix:SRC:RATIO`` | ``pretrain:SRC``, or a mapping with the same fields."""
+    if isinstance(spec, dict):
+        kind, source, ratio = spec.get("type", spec.get("kind")), spec.get("source"), spec.get("ratio")
+    elif isinstance(spec, str):
+        parts = spec.split(":")
+        kind = parts[0]
+        source = parts[1] if len(parts) > 1 else None
+        ratio = parts[2] if len(parts) > 2 else None
+        if len(parts) > 3:
+            raise SemgenError(f"arm {spec!r}: expected real | synthetic:SRC | mix:SRC:RATIO | pretrain:SRC")
+    else:
+        raise SemgenError(f"arm {spec!r} must be a string or a mapping")
+    kind = str(kind).strip().lower() if kind else kind
+    kind = {"real-only": "real", "real_only": "real", "syn": "synthetic", "synthetic-only": "synthetic",
+            "mixed": "mix", "finetune": "pretrain", "pretrain-finetune": "pretrain"}.get(kind, kind)
+    if kind not in ARM_KINDS:
+        raise SemgenError(f"unknown arm type {kind!r}; valid: {', '.join(ARM_KINDS)}")
+    if kind == "real":
+        if source is not None:
+            raise SemgenError("the 'real' arm takes no synthetic source")
+        return Arm("real")
+    if not source:
+        raise SemgenError(f"arm {kind!r} needs a synthetic source ({kind}:NAME)")
+    if kind == "mix":
+        if ratio is None:
+            raise SemgenError(f"arm mix:{source} needs a ratio (mix:{source}:0.5 = half the samples synthetic)")
+        try:
+            ratio = float(ratio)
+        except ValueError:
+            raise SemgenError(f"mix ratio {ratio!r} is not a number") from None
+        if not 0.0 < ratio < 1.0:
+            raise SemgenError(f"mix ratio must be strictly between 0 and 1 (fraction of synthetic samples), got {ratio}")
+        return Arm("mix", str(source), ratio)
+    if ratio is not None:
+        raise SemgenError(f"arm {kind}:{source} takes no ratio")
+    return Arm(kind, str(source))
+
+
+def _amount(v, what: str) -> int | None:
+    if v is None or (isinstance(v, str) and v.strip().lower() == "all"):
+        return None
+    try:
+        n = int(v)
+    except (TypeError, ValueError):
+        raise SemgenError(f"{what} must be a positive integer or 'all', got {v!r}") from None
+    if n < 1 or str(n) != str(v).strip():
+        raise SemgenError(f"{what} must be a positive integer or 'all', got {v!r}")
+    return n
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in (over or {}).items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def load_yaml(path) -> dict:
+    p = Path(path)
+    if not p.is_file():
+        raise SemgenError(f"config {path} does not exist")
+    try:
+        data = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as e:
+        raise SemgenError(f"config {path} is not valid YAML: {str(e).splitlines()[0]}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise SemgenError(f"config {path} must be a mapping at the top level")
+    base = p.resolve().parent
+    # Relative data paths in the file are relative to the file, as a user reading it expects.
+    for key in ("real", "val", "cache"):
+        if isinstance(data.get(key), str):
+            data[key] = str((base / data[key]).resolve()) if not Path(data[key]).is_absolute() else data[key]
+    if isinstance(data.get("test"), (str, list, dict)):
+        data["test"] = _rebase_tests(data["test"], base)
+    for name, src in (data.get("synthetic") or {}).items():
+        if isinstance(src, str):
+            src = {"path": src}
+            data["synthetic"][name] = src
+        if isinstance(src, dict) and isinstance(src.get("path"), str) and not Path(src["path"]).is_absolute():
+            src["path"] = str((base / src["path"]).resolve())
+    return data
+
+
+def _rebase_tests(t, base: Path):
+    def fix(s):
+        return str((base / s).resolve()) if not Path(s).is_absolute() else s
+    if isinstance(t, str):
+        return fix(t)
+    if isinstance(t, list):
+        return [fix(s) for s in t]
+    return {k: fix(v) for k, v in t.items()}
+
+
+KNOWN_KEYS = set(DEFAULTS) | {"synthetic_amount_max", "max_sources"}
+
+
+def build_config(data: dict | None = None, *, preset: str | None = None, overrides: dict | None = None) -> AblationConfig:
+    """Combine defaults, a parsed YAML mapping, a preset and overrides into a checked config."""
+    data = dict(data or {})
+    unknown = sorted(set(data) - KNOWN_KEYS)
+    if unknown:
+        raise SemgenError(f"unknown config key(s): {', '.join(unknown)}; valid: {', '.join(sorted(DEFAULTS))}")
+    raw = _merge(DEFAULTS, data)
+    if preset is not None:
+        if preset not in PRESETS:
+            raise SemgenError(f"unknown preset {preset!r}; valid: {', '.join(PRESETS)}")
+        raw = _merge(raw, PRESETS[preset])
+    raw = _merge(raw, {k: v for k, v in (overrides or {}).items() if v is not None})
+
+    if not raw.get("real") and not any(
+            parse_arm(a).kind == "synthetic" for a in (raw.get("arms") or [])):
+        raise SemgenError("no real training pool: set 'real:' in the config or pass --real DIR")
+    tests = raw.get("test") or {}
+    if isinstance(tests, str):
+        tests = [tests]
+    if isinstance(tests, list):
+        named = {}
+        for t in tests:
+            name = Path(t).name or str(t)
+            if name in named:
+                raise SemgenError(f"two test sets are named {name!r}; give them names (test: {{name: path}})")
+            named[name] = t
+        tests = named
+    if not tests:
+        raise SemgenError("no real test set: set 'test:' in the config or pass --test DIR")
+    tests = {str(k): str(v) for k, v in tests.items()}
+
+    sources: dict[str, Source] = {}
+    cap = raw.get("synthetic_amount_max")
+    for name, s in (raw.get("synthetic") or {}).items():
+        if isinstance(s, str):
+            s = {"path": s}
+        if not isinstance(s, dict) or not s.get("path"):
+            raise SemgenError(f"synthetic source {name!r} needs a path")
+        amount = _amount(s.get("amount", "all"), f"synthetic source {name!r} amount")
+        if cap is not None:
+            amount = int(cap) if amount is None else min(amount, int(cap))
+        sources[str(name)] = Source(str(name), str(s["path"]), amount)
+    dropped: set[str] = set()
+    if raw.get("max_sources") is not None and len(sources) > int(raw["max_sources"]):
+        keep = list(sources)[: int(raw["max_sources"])]
+        dropped = set(sources) - set(keep)
+        sources = {k: sources[k] for k in keep}
+
+    shots = raw.get("shots")
+    if not isinstance(shots, list) or not shots:
+        shots = [shots]
+    shots_parsed: list[int | None] = []
+    for k in shots:
+        v = _amount(k, "shots")
+        if v not in shots_parsed:
+            shots_parsed.append(v)
+    shots_parsed.sort(key=lambda v: float("inf") if v is None else v)
+
+    seeds = raw.get("seeds")
+    if isinstance(seeds, int) and not isinstance(seeds, bool):
+        seeds = list(range(seeds))
+    if not isinstance(seeds, list) or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+        raise SemgenError(f"seeds must be a count or a list of integers, got {raw.get('seeds')!r}")
+    if len(set(seeds)) != len(seeds):
+        raise SemgenError("seeds must be distinct")
+    if len(seeds) < 3:
+        raise SemgenError(f"at least 3 seeds are needed for a confidence interval over seeds, got {len(seeds)}")
+
+    arms_spec = raw.get("arms")
+    if arms_spec is None:
+        arms_spec = ["real"] + [a for n in sources for a in (f"synthetic:{n}", f"mix:{n}:0.5", f"pretrain:{n}")]
+    arms: list[Arm] = []
+    for a in arms_spec:
+        arm = parse_arm(a)
+        if arm.source is not None and arm.source not in sources:
+            if arm.source in dropped:
+                continue  # the preset keeps fewer sources
+            raise SemgenError(f"arm {arm.name} uses synthetic source {arm.source!r}, which is not defined; "
+                              f"defined: {', '.join(sources) or 'none'}")
+        if arm.uses_real and not raw.get("real"):
+            raise SemgenError(f"arm {arm.name} needs the real pool: set 'real:' or --real")
+        if arm not in arms:
+            arms.append(arm)
+    if not arms:
+        raise SemgenError("no arms to run")
+
+    clf = dict(raw.get("classifier") or {})
+    ft = dict(raw.get("finetune") or {})
+    for what, d in (("classifier", clf), ("finetune", ft)):
+        bad = sorted(set(d) - set(CLASSIFIER_KEYS))
+        if bad:
+            raise SemgenError(f"unknown {what} option(s): {', '.join(bad)}; valid: {', '.join(CLASSIFIER_KEYS)}")
+    boot = dict(raw.get("bootstrap") or {})
+    if int(boot.get("n", 2000)) < 100:
+        raise SemgenError("bootstrap n must be at least 100 for a 95 % interval")
+    return AblationConfig(
+        real=str(raw["real"]) if raw.get("real") else "", tests=tests, sources=sources, shots=shots_parsed,
+        seeds=[int(s) for s in seeds], arms=arms, classifier=clf, finetune=ft,
+        val=str(raw["val"]) if raw.get("val") else None,
+        bootstrap={"n": int(boot.get("n", 2000)), "seed": int(boot.get("seed", 0))},
+        cache=str(raw["cache"]) if raw.get("cache") else None, preset=preset,
+    )
+
+
+def load_config(path=None, *, preset: str | None = None, overrides: dict | None = None) -> AblationConfig:
+    """Read a YAML config (optional) and build the checked :class:`AblationConfig`."""
+    data = load_yaml(path) if path else {}
+    return build_config(data, preset=preset, overrides=overrides)

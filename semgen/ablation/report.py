@@ -1,0 +1,285 @@
+"""The ablation report, computed from ``results.jsonl`` and the per-image prediction CSVs alone:
+``summary.md`` (tables, mean [95 % CI]), ``summary.json`` and PNG plots.
+
+Everything here reads only those files, so ``semgen ablate --report OUT`` redoes the report without
+retraining, and a reader without semgen can check every figure from the CSVs.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections import defaultdict
+from pathlib import Path
+
+from .. import __version__
+from ..errors import SemgenError
+from ..imageio import write_bytes_atomic
+from ..taxonomy import CLASSES
+from .stats import bootstrap, paired_difference
+
+ARM_ORDER = ("real", "synthetic", "mix", "pretrain")
+
+
+def read_results(out) -> list[dict]:
+    p = Path(out) / "results.jsonl"
+    if not p.is_file():
+        raise SemgenError(f"{out} holds no results.jsonl; run semgen ablate first")
+    rows = []
+    for n, line in enumerate(p.read_text().splitlines(), 1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except ValueError:
+                raise SemgenError(f"{p}: line {n} is not JSON") from None
+    return rows
+
+
+def read_predictions(out, rel: str) -> tuple[list[str], list[str], list[str]]:
+    with open(Path(out) / rel, newline="") as f:
+        r = list(csv.DictReader(f))
+    return [x["file"] for x in r], [x["label"] for x in r], [x["pred"] for x in r]
+
+
+def _shots_order(s: str) -> float:
+    return -1.0 if s == "-" else (math.inf if s == "all" else float(s))
+
+
+def _arm_order(row: dict) -> tuple:
+    return (ARM_ORDER.index(row["kind"]), row.get("source") or "", row.get("ratio") or 0.0)
+
+
+def aggregate(out, *, n_boot: int = 2000, seed: int = 0) -> dict:
+    """Group ``results.jsonl`` by (test, arm, shots); bootstrap each group over seeds and images.
+
+    Returns ``{test: {"n_images", "classes", "groups": [...], "gains": [...]}}``.
+    """
+    rows = read_results(out)
+    if not rows:
+        raise SemgenError(f"{out}/results.jsonl is empty")
+    tests = sorted({t for r in rows for t in r["test"]})
+    result = {}
+    for test in tests:
+        groups: dict[tuple, list[dict]] = defaultdict(list)
+        arm_meta = {}
+        files0 = y_true = None
+        preds_of: dict[str, list[str]] = {}
+        for r in rows:
+            if test not in r["test"]:
+                continue
+            files, yt, yp = read_predictions(out, r["test"][test]["predictions"])
+            if files0 is None:
+                files0, y_true = files, yt
+            elif files != files0 or yt != y_true:
+                raise SemgenError(f"predictions of {r['arm']} seed {r['seed']} on {test} are not on the same "
+                                  "images as the others; the test set changed between cells")
+            preds_of[r["cell"]] = yp
+            groups[(r["arm"], r["shots"])].append(r)
+            arm_meta[r["arm"]] = r
+        classes = [c for c in CLASSES if c in set(y_true)]
+        out_groups = []
+        by_key = {}
+        for (arm, shots), rs in sorted(groups.items(), key=lambda kv: (_arm_order(arm_meta[kv[0][0]]),
+                                                                      _shots_order(kv[0][1]))):
+            rs = sorted(rs, key=lambda r: r["seed"])
+            b = bootstrap(y_true, [preds_of[r["cell"]] for r in rs], classes, n_boot=n_boot, seed=seed)
+            g = {"arm": arm, "kind": arm_meta[arm]["kind"], "shots": shots, "seeds": [r["seed"] for r in rs],
+                 "cells": [r["cell"] for r in rs], **b}
+            out_groups.append(g)
+            by_key[(arm, shots)] = (g, rs)
+        gains = _gains(by_key, y_true, preds_of, classes, n_boot, seed)
+        result[test] = {"n_images": len(y_true), "classes": classes, "groups": out_groups, "gains": gains}
+    return result
+
+
+def _gains(by_key, y_true, preds_of, classes, n_boot, seed) -> list[dict]:
+    """For each real-shots level: the best non-real arm (by mean macro-F1) minus real-only, paired."""
+    gains = []
+    real_levels = sorted({s for (a, s) in by_key if a == "real"}, key=_shots_order)
+    for shots in real_levels:
+        g_real, rs_real = by_key[("real", shots)]
+        candidates = [(g, rs) for (a, s), (g, rs) in by_key.items()
+                      if a != "real" and (s == shots or s == "-")]
+        if not candidates:
+            continue
+        g_best, rs_best = max(candidates, key=lambda c: c[0]["macro_f1"]["mean"])
+        seeds = sorted(set(g_real["seeds"]) & set(g_best["seeds"]))
+        if len(seeds) < 1:
+            continue
+        pa = [preds_of[r["cell"]] for r in rs_real if r["seed"] in seeds]
+        pb = [preds_of[r["cell"]] for r in rs_best if r["seed"] in seeds]
+        d = paired_difference(y_true, pa, pb, classes, n_boot=n_boot, seed=seed)
+        gains.append({"shots": shots, "arm": g_best["arm"], "seeds": seeds, **d})
+    return gains
+
+
+# -- formatting ---------------------------------------------------------------------------------
+def fmt_ci(d: dict, signed: bool = False) -> str:
+    f = "{:+.3f}" if signed else "{:.3f}"
+    return f"{f.format(d['mean'])} [{f.format(d['lo'])}, {f.format(d['hi'])}]"
+
+
+def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return lines
+
+
+def render_markdown(agg: dict, config: dict | None, plots: dict) -> str:
+    L = ["# semgen ablation: what the synthetic data is worth on real test images", ""]
+    if config:
+        L.append(f"- real pool: `{config.get('real')}`")
+        syn = config.get("synthetic") or {}
+        if syn:
+            L.append("- synthetic sources: " + ", ".join(f"`{n}` ({s['amount']} per class, `{s['path']}`)"
+                                                      for n, s in syn.items()))
+        L.append(f"- seeds: {config.get('seeds')}; preset: {config.get('preset') or 'none'}; "
+                 f"semgen {config.get('semgen_version', __version__)}")
+        L.append(f"- classifier: `{json.dumps(config.get('classifier'), sort_keys=True)}`; "
+                 f"fine-tune (pretrain arm): `{json.dumps(config.get('finetune'), sort_keys=True)}`")
+    L += ["- every figure: mean over seeds, with a 95 % bootstrap CI that resamples seeds and test "
+          "images jointly (percentile). Arms: `real` = real images only; `synthetic[S]` = S only "
+          "(no real image); `mix[S,r]` = real + S, a fraction r of training samples synthetic; "
+          "`pretrain[S]` = the synthetic-only model fine-tuned on the real images.", ""]
+    for test, a in agg.items():
+        L += [f"## Test set `{test}` ({a['n_images']} images, {len(a['classes'])} classes)", ""]
+        levels = sorted({g["shots"] for g in a["groups"]}, key=_shots_order)
+        arms = []
+        for g in a["groups"]:
+            if g["arm"] not in arms:
+                arms.append(g["arm"])
+        cell = {(g["arm"], g["shots"]): g for g in a["groups"]}
+        for metric, title in (("macro_f1", "Macro-F1"), ("accuracy", "Accuracy")):
+            L += [f"### {title} by real images per class", ""]
+            header = ["arm"] + [("no real" if s == "-" else f"{s} shots") for s in levels]
+            rows = [[f"`{arm}`"] + [fmt_ci(cell[(arm, s)][metric]) if (arm, s) in cell else "" for s in levels]
+                    for arm in arms]
+            L += _md_table(header, rows) + [""]
+        if test in plots:
+            L += [f"![accuracy and macro-F1 vs real shots]({plots[test]['shots']})", ""]
+        L += ["### All cells", ""]
+        rows = [[f"`{g['arm']}`", g["shots"], str(g["n_seeds"]), fmt_ci(g["accuracy"]), fmt_ci(g["macro_f1"]),
+                 f"{g['macro_f1']['seed_sd']:.3f}"] for g in a["groups"]]
+        L += _md_table(["arm", "real shots", "seeds", "accuracy", "macro-F1", "macro-F1 seed sd"], rows) + [""]
+        if a["gains"]:
+            L += ["### Best arm minus real-only (paired over seeds and images)", ""]
+            rows = [[g["shots"], f"`{g['arm']}`", fmt_ci(g["macro_f1"], True), fmt_ci(g["accuracy"], True)]
+                    for g in a["gains"]]
+            L += _md_table(["real shots", "best arm", "Δ macro-F1", "Δ accuracy"], rows) + [""]
+            top = a["gains"][-1]
+            L += [f"Per-class F1 gain of `{top['arm']}` over `real` at {top['shots']} shots:", ""]
+            rows = [[c, fmt_ci(top["per_class"][c]["f1"], True)] for c in a["classes"]]
+            L += _md_table(["class", "Δ F1"], rows) + [""]
+            if test in plots and "gain" in plots[test]:
+                L += [f"![per-class gain]({plots[test]['gain']})", ""]
+        top_level = levels[-1]
+        L += [f"### Per-class F1 at {top_level} real shots (and synthetic-only)", ""]
+        shown = [g for g in a["groups"] if g["shots"] in (top_level, "-")]
+        header = ["class", "support"] + [f"`{g['arm']}`" for g in shown]
+        rows = [[c, str(shown[0]["per_class"][c]["support"])] + [fmt_ci(g["per_class"][c]["f1"]) for g in shown]
+                for c in a["classes"]] if shown else []
+        L += _md_table(header, rows) + [""]
+    L += ["Per-model figures and per-image predictions: `results.jsonl` and `predictions/*.csv` "
+          "(columns file, label, pred).", ""]
+    return "\n".join(L)
+
+
+# -- plots --------------------------------------------------------------------------------------
+def _plot_shots(a: dict, test: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    levels = sorted({g["shots"] for g in a["groups"] if g["shots"] != "-"}, key=_shots_order)
+    x = {s: i for i, s in enumerate(levels)}
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
+    arms = []
+    for g in a["groups"]:
+        if g["arm"] not in arms:
+            arms.append(g["arm"])
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, metric, title in zip(axes, ("accuracy", "macro_f1"), ("accuracy", "macro-F1")):
+        for j, arm in enumerate(arms):
+            gs = [g for g in a["groups"] if g["arm"] == arm]
+            c = colors[j % len(colors)]
+            if gs[0]["shots"] == "-":  # synthetic-only: no real images, a horizontal band
+                m = gs[0][metric]
+                ax.axhline(m["mean"], color=c, ls="--", label=f"{arm} (no real)")
+                ax.axhspan(m["lo"], m["hi"], color=c, alpha=0.12)
+                continue
+            gs = sorted(gs, key=lambda g: _shots_order(g["shots"]))
+            xs = [x[g["shots"]] + (j - len(arms) / 2) * 0.03 for g in gs]
+            ys = [g[metric]["mean"] for g in gs]
+            err = [[g[metric]["mean"] - g[metric]["lo"] for g in gs], [g[metric]["hi"] - g[metric]["mean"] for g in gs]]
+            ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, color=c, label=arm)
+        ax.set_xticks(range(len(levels)), [str(s) for s in levels])
+        ax.set_xlabel("real training images per class")
+        ax.set_ylabel(f"{title} on {test}")
+        # a scale that shows the differences, but never hides that the figures are fractions of 1
+        top = max(g[metric]["hi"] for g in a["groups"])
+        ax.set_ylim(0, min(1.0, max(0.3, 1.25 * top)))
+        ax.grid(alpha=0.3)
+        if metric == "accuracy":
+            chance = ax.axhline(1.0 / len(a["classes"]), color="gray", lw=0.8, ls=":", label="chance (1 / classes)")
+            ax.legend(handles=[chance], fontsize=8, loc="upper left")
+    axes[1].legend(fontsize=8, loc="best")
+    fig.suptitle(f"{test}: mean over seeds, 95 % CI (bootstrap over seeds and images)", fontsize=10)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _plot_gain(a: dict, test: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    gains = a["gains"]
+    classes = a["classes"]
+    fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(classes) + 2), 4.2), constrained_layout=True)
+    n = len(gains)
+    w = 0.8 / max(n, 1)
+    for j, g in enumerate(gains):
+        xs = np.arange(len(classes)) + (j - (n - 1) / 2) * w
+        ys = [g["per_class"][c]["f1"]["mean"] for c in classes]
+        err = [[g["per_class"][c]["f1"]["mean"] - g["per_class"][c]["f1"]["lo"] for c in classes],
+               [g["per_class"][c]["f1"]["hi"] - g["per_class"][c]["f1"]["mean"] for c in classes]]
+        ax.bar(xs, ys, w, yerr=err, capsize=2, label=f"{g['arm']} vs real, {g['shots']} shots")
+    ax.axhline(0, color="black", lw=0.8)
+    ax.set_xticks(range(len(classes)), classes)
+    ax.set_ylabel("F1 gain over real-only")
+    ax.set_title(f"{test}: per-class F1 gain of the best arm over real-only (95 % CI, paired)", fontsize=10)
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_report(out, *, bootstrap_n: int | None = None, bootstrap_seed: int | None = None) -> dict:
+    """Write ``summary.md``, ``summary.json`` and the plots of ``out``; return the aggregate.
+
+    The bootstrap settings default to those of the run (``config.json``), else 2000 replicates, seed 0.
+    """
+    out = Path(out)
+    try:
+        config = json.loads((out / "config.json").read_text())
+    except (OSError, ValueError):
+        config = None
+    boot = (config or {}).get("bootstrap") or {}
+    n = int(bootstrap_n if bootstrap_n is not None else boot.get("n", 2000))
+    seed = int(bootstrap_seed if bootstrap_seed is not None else boot.get("seed", 0))
+    agg = aggregate(out, n_boot=n, seed=seed)
+    plots = {}
+    for test, a in agg.items():
+        safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in test)
+        plots[test] = {"shots": f"ablation_{safe}_shots.png"}
+        _plot_shots(a, test, out / plots[test]["shots"])
+        if a["gains"]:
+            plots[test]["gain"] = f"ablation_{safe}_gain.png"
+            _plot_gain(a, test, out / plots[test]["gain"])
+    write_bytes_atomic(out / "summary.md", render_markdown(agg, config, plots).encode())
+    write_bytes_atomic(out / "summary.json", (json.dumps(agg, indent=1) + "\n").encode())
+    return agg

@@ -1,0 +1,423 @@
+"""Running the matrix: train each cell once (cached by its key), evaluate it on every test set,
+write ``results.jsonl`` and the report.
+
+Cache layout (``OUT/cache`` unless the config names a shared one)::
+
+    cache/data/<subset key>/       materialised k-shot / synthetic subsets (dataset dirs)
+    cache/cells/<cell key>/run/    the classifier's run dir
+    cache/cells/<cell key>/cell.json          written last: the cell is done
+    cache/cells/<cell key>/eval-<test key>.json  per-image predictions on one test set
+    cache/timing.json              measured seconds per training image, for estimates
+
+A killed run leaves at most one cell without ``cell.json``; its run dir is discarded and that one
+cell is trained again. A widened matrix (more seeds, shots, arms, test sets) finds the old cells
+by key and trains only the new ones.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+from .. import __version__
+from ..errors import SemgenError
+from ..imageio import write_bytes_atomic
+from .config import AblationConfig
+from .matrix import Cell, plan
+from .subsets import Pool, load_pool, write_json_atomic
+
+RESULTS = "results.jsonl"
+
+
+def _default_train():
+    try:
+        from ..classifier import train_classifier
+    except ImportError as e:
+        raise SemgenError(f"the classifier is not available ({e})") from None
+    return train_classifier
+
+
+def _default_eval():
+    try:
+        from ..classifier import evaluate_run
+    except ImportError as e:
+        raise SemgenError(f"the classifier is not available ({e})") from None
+    return evaluate_run
+
+
+class _Lock:
+    """One ``semgen ablate`` per output dir at a time (a stale lock from a dead process is taken over)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __enter__(self):
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+                os.write(fd, str(os.getpid()).encode())
+                os.close(fd)
+                return self
+            except FileExistsError:
+                try:
+                    pid = int(self.path.read_text().strip() or 0)
+                except (OSError, ValueError):
+                    pid = 0
+                if pid and pid != os.getpid() and _alive(pid):
+                    raise SemgenError(f"another semgen ablate (pid {pid}) is writing {self.path.parent}; "
+                                      f"wait for it or remove {self.path} if it is gone") from None
+                self.path.unlink(missing_ok=True)
+        raise SemgenError(f"cannot lock {self.path}")
+
+    def __exit__(self, *exc):
+        self.path.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+# -- timing -------------------------------------------------------------------------------------
+def _timing_path(cache: Path) -> Path:
+    return cache / "timing.json"
+
+
+def _timing_key(hyper: dict) -> str:
+    return f"{hyper.get('arch', 'default')}@{hyper.get('size', 128)}/b{hyper.get('batch_size', 64)}"
+
+
+def _record_timing(cache: Path, hyper: dict, work: float, wall: float, cpu: float) -> None:
+    """Remember (training images drawn, wall seconds, CPU seconds) of a finished cell, for estimates."""
+    p = _timing_path(cache)
+    try:
+        data = json.loads(p.read_text())
+    except (OSError, ValueError):
+        data = {}
+    rows = data.setdefault(_timing_key(hyper), [])
+    rows.append([float(work), float(wall), float(cpu)])
+    data[_timing_key(hyper)] = rows[-50:]
+    write_json_atomic(p, data)
+
+
+def _fit(rows, col: int = 1) -> tuple[float, float] | None:
+    """Least-squares ``seconds = a + b * work`` (a >= 0) on column ``col``, or None without data."""
+    import numpy as np
+
+    rows = [r for r in rows if len(r) > col]
+    if not rows:
+        return None
+    x = np.array([r[0] for r in rows], float)
+    y = np.array([r[col] for r in rows], float)
+    if len(rows) == 1 or np.ptp(x) == 0:
+        return 0.0, float(y.mean() / max(x.mean(), 1.0))
+    b, a = np.polyfit(x, y, 1)
+    if a < 0 or b <= 0:
+        return 0.0, float((y / np.maximum(x, 1.0)).mean())
+    return float(a), float(b)
+
+
+def estimate_seconds(cells: list[Cell], cache: Path, todo: list[Cell], probe: Callable[[dict], dict] | None = None):
+    """Expected time of the cells still to train, from measured seconds per training image.
+
+    Returns ``(wall_s, free_s, basis)``: ``wall_s`` at the speed measured (the machine's load
+    included), ``free_s`` from the CPU time measured, spread over all cores (what an unshared
+    machine would take). Uses this cache's earlier cells where there are any, else runs ``probe``
+    (a one-epoch training on the smallest subset) to measure the speed.
+    """
+    try:
+        data = json.loads(_timing_path(cache).read_text())
+    except (OSError, ValueError):
+        data = {}
+    wall, cpu, basis = 0.0, 0.0, set()
+    probed: dict[str, dict] = {}
+    cores = max(1, os.cpu_count() or 1)
+    for c in todo:
+        k = _timing_key(c.hyper)
+        fw, fc = _fit(data.get(k, []), 1), _fit(data.get(k, []), 2)
+        if fw is None:
+            if k not in probed and probe is not None:
+                probed[k] = probe(c.hyper)
+            fw, fc = probed.get(k, {}).get("wall"), probed.get(k, {}).get("cpu")
+            basis.add(f"{k}: one-epoch probe")
+        else:
+            basis.add(f"{k}: {len(data[k])} measured cells")
+        if fw is None:
+            return None, None, "no timing known"
+        wall += fw[0] + fw[1] * c.work
+        if fc is not None:
+            cpu += fc[0] + fc[1] * c.work
+    return wall, (cpu / cores if cpu else None), "; ".join(sorted(basis))
+
+
+def _fmt_s(s: float) -> str:
+    s = int(round(s))
+    return f"{s // 3600}h{(s % 3600) // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+# -- evaluation ---------------------------------------------------------------------------------
+def _align(metrics: dict, test: Pool) -> dict:
+    """Per-image predicted labels, in the test pool's order, from ``evaluate_run``'s output."""
+    classes = list(metrics["classes"])
+    pred_by_file = {}
+    for f, p in zip(metrics["files"], metrics["y_pred"]):
+        pred_by_file[os.path.realpath(f)] = classes[int(p)]
+    files, y_true, y_pred = [], [], []
+    root = Path(test.root)
+    missing = 0
+    for it in test.items:
+        rp = os.path.realpath(it.path)
+        files.append(Path(it.path).relative_to(root).as_posix())
+        y_true.append(it.label)
+        if rp in pred_by_file:
+            y_pred.append(pred_by_file[rp])
+        else:
+            y_pred.append("")  # unreadable image: skipped by the classifier, scored as wrong
+            missing += 1
+    return {"files": files, "y_true": y_true, "y_pred": y_pred, "skipped": missing}
+
+
+def _predictions_csv(ev: dict) -> bytes:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["file", "label", "pred"])
+    for row in zip(ev["files"], ev["y_true"], ev["y_pred"]):
+        w.writerow(row)
+    return buf.getvalue().encode()
+
+
+# -- the run ------------------------------------------------------------------------------------
+def run_ablation(cfg: AblationConfig, out, *, train_fn: Callable | None = None, eval_fn: Callable | None = None,
+                 log: Callable[[str], None] = _log, estimate_only: bool = False, max_seconds: float | None = None,
+                 warn_seconds: float | None = None, progress: bool = False) -> dict:
+    """Run (or resume) the experiment matrix into ``out`` and write its report.
+
+    Parameters
+    ----------
+    cfg : the checked configuration
+    out : output dir (created): ``results.jsonl``, ``summary.md``, ``summary.json``, plots, ``cache/``
+    train_fn, eval_fn : ``semgen.classifier.train_classifier`` / ``evaluate_run`` by default; a test
+        passes doubles with the same signatures
+    estimate_only : plan, state the expected time, and stop before training
+    max_seconds : refuse to start if the estimate exceeds it (used by ``--preset quick``)
+
+    Returns
+    -------
+    dict: ``cells`` (number), ``trained`` (this call), ``reused``, ``estimate_s``, ``wall_s``, ``out``
+    """
+    t0 = time.perf_counter()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    cache = Path(cfg.cache) if cfg.cache else out / "cache"
+    (cache / "cells").mkdir(parents=True, exist_ok=True)
+    train_fn = train_fn or _default_train()
+    eval_fn = eval_fn or _default_eval()
+
+    with _Lock(out / ".ablate.lock"):
+        uses_real = any(a.uses_real for a in cfg.arms)
+        real = load_pool(cfg.real, what="real pool") if uses_real else None
+        sources = {n: load_pool(s.path, source=n, what=f"synthetic source {n}") for n, s in cfg.sources.items()
+                   if any(a.source == n for a in cfg.arms)}
+        tests = {n: load_pool(p, what=f"test set {n}") for n, p in cfg.tests.items()}
+        val_key = load_pool(cfg.val, what="validation set").key if cfg.val else None
+        if cfg.val:
+            val_sha = {i.sha256 for i in load_pool(cfg.val).items}
+            for name, t in tests.items():
+                if val_sha & {i.sha256 for i in t.items}:
+                    raise SemgenError(f"the validation set shares images with test set {name}: "
+                                      "model selection would see the test")
+        if real is not None:
+            for name, t in tests.items():
+                overlap = {i.sha256 for i in real.items} & {i.sha256 for i in t.items}
+                if overlap:
+                    raise SemgenError(f"test set {name} shares {len(overlap)} image(s) with the real training pool")
+        cells = plan(cfg, real, sources, cache, val_key)
+        todo = [c for c in cells if not _done(cache, c)]
+        log(f"ablate: {len(cells)} cells ({len(cells) - len(todo)} cached, {len(todo)} to train), "
+            f"{len(cfg.seeds)} seeds, arms: {', '.join(a.name for a in cfg.arms)}; "
+            f"test: {', '.join(f'{n} ({len(t.items)} images)' for n, t in tests.items())}")
+
+        def probe(hyper):
+            smallest = min(cells, key=lambda c: c.n_train)
+            with tempfile.TemporaryDirectory(dir=cache) as td:
+                hp = {**hyper, "epochs": 1}
+                hp.pop("head_only_epochs", None)
+                t, c0 = time.perf_counter(), time.process_time()
+                summ = train_fn([(p.dir, p.weight) for p in smallest.parts], Path(td) / "run", seed=0,
+                                progress=False, **hp) or {}
+                wall, cpu = time.perf_counter() - t, time.process_time() - c0
+            n = max(smallest.work / max(smallest.epochs, 1), 1.0)
+            ips = float(summ.get("images_per_s") or 0)
+            # split the probe into fixed overhead (loading, model) and per-image cost
+            a = max(wall - n / ips, 0.0) if ips > 0 else 0.0
+            frac = a / wall if wall > 0 else 0.0
+            return {"wall": (a, (wall - a) / n), "cpu": (cpu * frac, cpu * (1 - frac) / n)}
+
+        est, est_free, basis = (0.0, 0.0, "nothing to train") if not todo else estimate_seconds(cells, cache, todo, probe)
+        if not todo:
+            log("ablate: every cell is cached; rewriting the report")
+        elif est is not None:
+            free = f", about {_fmt_s(est_free)} on {os.cpu_count()} free cores" if est_free else ""
+            log(f"ablate: expected time for {len(todo)} cells: about {_fmt_s(est)} at the measured speed{free} "
+                f"(from {basis}; early stopping can make it shorter)")
+        if warn_seconds is not None and est is not None and est > warn_seconds:
+            log(f"ablate: warning: the estimate is over {_fmt_s(warn_seconds)}; fewer sources or smaller "
+                "amounts would make it faster")
+        if estimate_only:
+            return {"cells": len(cells), "trained": 0, "reused": len(cells) - len(todo), "estimate_s": est,
+                    "estimate_free_s": est_free, "wall_s": time.perf_counter() - t0, "out": str(out)}
+        if max_seconds is not None and est is not None and est > max_seconds:
+            raise SemgenError(f"this matrix would take about {_fmt_s(est)}, over the {_fmt_s(max_seconds)} the "
+                              "preset allows; make it smaller (fewer sources, smaller amounts) or use --preset full")
+
+        write_json_atomic(out / "config.json", {**cfg.to_dict(), "semgen_version": __version__,
+                                                "cells": len(cells), "cache": str(cache)})
+        trained = 0
+        done_lines: list[dict] = []
+        for i, cell in enumerate(cells, 1):
+            cdir = cache / "cells" / cell.key[:24]
+            t_cell, c_cell = time.perf_counter(), time.process_time()
+            fresh = not _done(cache, cell)
+            if fresh:
+                if cell.init is not None and not _done(cache, cell.init):
+                    raise SemgenError(f"internal: {cell.label()} runs before its pretraining cell")
+                log(f"[{i}/{len(cells)}] train {cell.label()} ({cell.n_train} images, {cell.epochs} epochs)")
+                _train_cell(cell, cache, train_fn, progress)
+                trained += 1
+            else:
+                log(f"[{i}/{len(cells)}] cached {cell.label()}")
+            evals = {name: _evaluate_cell(cell, cdir, name, test, eval_fn) for name, test in tests.items()}
+            done_lines.append(_result_line(cell, cdir, evals, out))
+            _write_results(out, done_lines)
+            m = {n: f"{e['metrics']['macro_f1']:.3f}" for n, e in evals.items()}
+            log(f"[{i}/{len(cells)}]   macro-F1 {m}")
+            if fresh:  # measured cost of a cell (training + evaluation), for the next estimates
+                _record_timing(cache, cell.hyper, cell.work, time.perf_counter() - t_cell,
+                               time.process_time() - c_cell)
+        from .report import write_report
+
+        write_report(out, bootstrap_n=cfg.bootstrap["n"], bootstrap_seed=cfg.bootstrap["seed"])
+    wall = time.perf_counter() - t0
+    log(f"ablate: done in {_fmt_s(wall)}: trained {trained}, reused {len(cells) - trained}; "
+        f"report in {out / 'summary.md'}")
+    return {"cells": len(cells), "trained": trained, "reused": len(cells) - trained, "estimate_s": est,
+            "estimate_free_s": est_free, "wall_s": wall, "out": str(out)}
+
+
+def _done(cache: Path, cell: Cell) -> bool:
+    return (cache / "cells" / cell.key[:24] / "cell.json").exists()
+
+
+def _train_cell(cell: Cell, cache: Path, train_fn, progress: bool) -> None:
+    cdir = cache / "cells" / cell.key[:24]
+    run_dir = cdir / "run"
+    if run_dir.exists():  # a killed run's half-trained model: start that cell again
+        shutil.rmtree(run_dir)
+    cdir.mkdir(parents=True, exist_ok=True)
+    kwargs = dict(cell.hyper)
+    if cell.val:
+        kwargs["val"] = cell.val
+    if cell.init is not None:
+        kwargs["init"] = str(_checkpoint(cache / "cells" / cell.init.key[:24] / "run"))
+    else:
+        kwargs.pop("head_only_epochs", None)
+    t, cpu = time.perf_counter(), time.process_time()
+    summary = train_fn([(p.dir, p.weight) for p in cell.parts], run_dir, seed=cell.spec.seed,
+                       progress=progress, **kwargs)
+    wall, cpu = time.perf_counter() - t, time.process_time() - cpu
+    summary = {k: v for k, v in dict(summary or {}).items() if _jsonable(v)}
+    write_json_atomic(cdir / "cell.json", {"key": cell.key, "config": cell.config, "summary": summary,
+                                           "train_s": round(wall, 3), "train_cpu_s": round(cpu, 3),
+                                           "load_avg": round(os.getloadavg()[0], 2), "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+
+
+def _checkpoint(run_dir: Path) -> Path:
+    for name in ("best.pt", "last.pt"):
+        if (run_dir / name).exists():
+            return run_dir / name
+    return run_dir
+
+
+def _jsonable(v) -> bool:
+    try:
+        json.dumps(v)
+        return True
+    except (TypeError, ValueError):
+        return False
+
+
+def _evaluate_cell(cell: Cell, cdir: Path, name: str, test: Pool, eval_fn) -> dict:
+    path = cdir / f"eval-{test.key[:24]}.json"
+    if path.exists():
+        try:
+            return json.loads(path.read_text())
+        except ValueError:
+            pass  # torn by a crash: evaluate again
+    t = time.perf_counter()
+    m = eval_fn(str(cdir / "run"), test.root, n_boot=0, write=False)
+    ev = _align(m, test)
+    from .stats import point_metrics
+
+    scored = sorted(set(ev["y_true"]))
+    ev["metrics"] = point_metrics(ev["y_true"], ev["y_pred"], [c for c in _taxonomy_order(scored)])
+    ev["test_key"] = test.key
+    ev["eval_s"] = round(time.perf_counter() - t, 3)
+    write_json_atomic(path, ev)
+    return ev
+
+
+def _taxonomy_order(labels):
+    from ..taxonomy import CLASSES
+
+    return [c for c in CLASSES if c in set(labels)]
+
+
+def _result_line(cell: Cell, cdir: Path, evals: dict, out: Path) -> dict:
+    info = json.loads((cdir / "cell.json").read_text())
+    spec = cell.spec
+    tests = {}
+    for name, ev in evals.items():
+        rel = f"predictions/{cell.key[:24]}__{name}.csv"
+        p = out / rel
+        data = _predictions_csv(ev)
+        if not p.exists() or p.read_bytes() != data:
+            write_bytes_atomic(p, data)
+        m = ev["metrics"]
+        tests[name] = {"test_key": ev["test_key"], "n_images": len(ev["files"]), "skipped": ev.get("skipped", 0),
+                       "accuracy": m["accuracy"], "macro_f1": m["macro_f1"], "per_class": m["per_class"],
+                       "predictions": rel}
+    return {
+        "cell": cell.key, "arm": spec.arm.name, "kind": spec.arm.kind, "source": spec.arm.source,
+        "ratio": spec.arm.ratio, "shots": spec.shots_label, "seed": spec.seed,
+        "implied": bool(cell.config.get("implied")),
+        "train": [{"role": p.role, "name": p.name, "weight": p.weight, "n_images": p.n_images,
+                   "class_counts": p.class_counts, "subset_key": p.key, "dir": p.dir} for p in cell.parts],
+        "init_cell": cell.init.key if cell.init else None,
+        "classifier": cell.hyper, "semgen_version": __version__,
+        "train_summary": info.get("summary", {}), "train_s": info.get("train_s"),
+        "train_cpu_s": info.get("train_cpu_s"), "load_avg": info.get("load_avg"),
+        "run_dir": str(cdir / "run"), "test": tests,
+    }
+
+
+def _write_results(out: Path, lines: list[dict]) -> None:
+    # Rewritten whole each time (atomically): it lists exactly the cells of this matrix, in order.
+    data = "".join(json.dumps(r, sort_keys=True) + "\n" for r in lines).encode()
+    write_bytes_atomic(out / RESULTS, data)
