@@ -34,7 +34,7 @@ def stage_profile(name: str, n: int, size: int) -> dict:
     from semgen.generators.procedural.generate import _plain
     from semgen.generators.procedural.imaging import render
     from semgen.generators.procedural.overlays import apply_overlays
-    from semgen.generators.procedural.png import encode_gray_png
+    from semgen.imageio import encode_png
     from semgen.generators.procedural.registry import create_generator
     from semgen.imageio import sha256_bytes
     from semgen.seeding import image_seed, rng_for
@@ -54,10 +54,10 @@ def stage_profile(name: str, n: int, size: int) -> dict:
         c3 = clock()
         img = apply_overlays(img, p, rng, scene)
         c4 = clock()
-        data = encode_gray_png(img)
+        data = encode_png(img)
         sha256_bytes(data)
         if scene.mask is not None and scene.mask.any():
-            encode_gray_png(scene.mask.astype("uint8"))
+            encode_png(scene.mask.astype("uint8"))
         c5 = clock()
         json.dumps({"params": _plain(p), "meta": _plain(scene.meta), "bboxes": scene.bboxes()}, sort_keys=True)
         c6 = clock()

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import struct
 import warnings
+import zlib
 from pathlib import Path
 
 import cv2
@@ -12,6 +14,8 @@ import numpy as np
 from PIL import Image
 
 from .errors import ImageReadError
+
+_PNG_SIG = b"\x89PNG\r\n\x1a\n"
 
 #: Largest image accepted by :func:`read_gray`, in pixels (a decompression-bomb guard).
 MAX_PIXELS = 8192 * 8192
@@ -29,21 +33,39 @@ def sha256_file(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
+def _png_chunk(tag: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+
+
 def encode_png(image: np.ndarray, compression: int = 1) -> bytes:
-    """Encode a 2-D uint8 (or uint16 mask) array as PNG bytes, deterministically.
+    """Encode a 2-D uint8 or uint16 array as a grayscale PNG, deterministically.
+
+    SEM images are mostly noise, which deflate cannot shrink much: OpenCV's adaptive filters and
+    full deflate spend ~2 ms on a 256 x 256 image to save a few percent. Every row here uses the
+    PNG "Up" filter (one vectorised subtraction) and zlib's run-length strategy, about 4x faster
+    for a file 0-5 % larger; masks (long zero runs) shrink to a few hundred bytes. The bytes depend
+    only on the array (and zlib), so the same image always has the same sha256.
 
     Parameters
     ----------
     image : ndarray, shape (H, W), dtype uint8 or uint16
     compression : int
-        zlib level 0-9; 1 is several times faster than the default and only a little larger.
+        zlib level 0-9 (with the run-length strategy, levels above 1 gain little).
     """
-    if image.ndim != 2 or image.dtype not in (np.uint8, np.uint16):
-        raise ValueError(f"encode_png wants a 2-D uint8/uint16 array, got {image.dtype} {image.shape}")
-    ok, buf = cv2.imencode(".png", np.ascontiguousarray(image), [cv2.IMWRITE_PNG_COMPRESSION, int(compression)])
-    if not ok:
-        raise RuntimeError("PNG encoding failed")
-    return buf.tobytes()
+    a = np.asarray(image)
+    if a.ndim != 2 or a.dtype not in (np.uint8, np.uint16) or a.size == 0:
+        raise ValueError(f"encode_png wants a non-empty 2-D uint8/uint16 array, got {a.dtype} {a.shape}")
+    h, w = a.shape
+    depth = 8 if a.dtype == np.uint8 else 16
+    rowb = a.astype(">u2").view(np.uint8).reshape(h, 2 * w) if depth == 16 else a
+    raw = np.empty((h, rowb.shape[1] + 1), np.uint8)
+    raw[:, 0] = 2  # filter type "Up" (the first row's "previous row" is zeros)
+    raw[0, 1:] = rowb[0]
+    np.subtract(rowb[1:], rowb[:-1], out=raw[1:, 1:])  # uint8 arithmetic wraps mod 256, as PNG wants
+    comp = zlib.compressobj(int(compression), zlib.DEFLATED, 15, 9, zlib.Z_RLE)
+    data = comp.compress(raw.tobytes()) + comp.flush()
+    ihdr = struct.pack(">IIBBBBB", w, h, depth, 0, 0, 0, 0)
+    return _PNG_SIG + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", data) + _png_chunk(b"IEND", b"")
 
 
 def decode_png(data: bytes) -> np.ndarray:

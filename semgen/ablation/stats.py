@@ -189,17 +189,15 @@ def paired_difference(y_true, preds_a, preds_b, classes=None, *, n_boot: int = 2
 
 def point_metrics(y_true, y_pred, classes=None) -> dict:
     """Accuracy, macro-F1 and per-class precision / recall / F1 of one model (no resampling)."""
+    from ..classifier.metrics import confusion_matrix, per_class_prf
+
     yt, P, classes = encode(y_true, [y_pred], classes)
     C = len(classes)
     p = P[0]
-    cm = np.zeros((C, C + 1), dtype=np.int64)
-    np.add.at(cm, (yt, p), 1)
-    tp = np.diag(cm[:, :C]).astype(float)
-    n_pred = np.bincount(p, minlength=C + 1)[:C].astype(float)
-    n_true = cm.sum(1).astype(float)
-    prec = np.divide(tp, n_pred, out=np.zeros(C), where=n_pred > 0)
-    rec = np.divide(tp, n_true, out=np.zeros(C), where=n_true > 0)
-    f1 = np.divide(2 * tp, n_pred + n_true, out=np.zeros(C), where=(n_pred + n_true) > 0)
+    # index C collects predictions outside `classes`: they count against recall, never as a class
+    cm = confusion_matrix(yt, p, C + 1)
+    prec, rec, f1 = (a[:C] for a in per_class_prf(cm))
+    n_true = cm.sum(1)[:C]
     return {
         "accuracy": float((p == yt).mean()),
         "macro_f1": float(f1.mean()),

@@ -12,7 +12,7 @@ def confusion_matrix(y_true, y_pred, n_classes: int) -> np.ndarray:
     return np.bincount(t * n_classes + p, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
 
 
-def _prf(cm: np.ndarray):
+def per_class_prf(cm: np.ndarray):
     """Per-class precision, recall, F1 of a ``[..., K, K]`` stack of matrices (0 where undefined)."""
     tp = np.diagonal(cm, axis1=-2, axis2=-1).astype(np.float64)
     pred = cm.sum(-2).astype(np.float64)
@@ -32,7 +32,7 @@ def metrics_from_confusion(cm: np.ndarray, classes: list[str]) -> dict:
     """
     cm = np.asarray(cm)
     n = int(cm.sum())
-    prec, rec, f1 = _prf(cm)
+    prec, rec, f1 = per_class_prf(cm)
     support = cm.sum(1)
     used = (support > 0) | (cm.sum(0) > 0)
     per = {
@@ -72,7 +72,7 @@ def bootstrap_ci(y_true, y_pred, n_classes: int, *, n_boot: int = 1000, seed: in
         idx = rng.integers(0, n, size=(m, n))
         flat = (np.arange(m)[:, None] * n_classes * n_classes + t[idx] * n_classes + p[idx]).ravel()
         cms = np.bincount(flat, minlength=m * n_classes * n_classes).reshape(m, n_classes, n_classes)
-        prec, rec, f1 = _prf(cms)
+        prec, rec, f1 = per_class_prf(cms)
         out["accuracy"].append(np.trace(cms, axis1=1, axis2=2) / n)
         out["macro_precision"].append(prec[:, used].mean(1))
         out["macro_recall"].append(rec[:, used].mean(1))

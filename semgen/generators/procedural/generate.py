@@ -22,12 +22,11 @@ from typing import Any, Iterable
 import numpy as np
 
 from ...errors import SemgenError
-from ...imageio import sha256_bytes
+from ...imageio import encode_png, sha256_bytes
 from ...manifests import DatasetDir, current_command
 from ...seeding import image_seed, rng_for
 from .imaging import render
 from .overlays import apply_overlays
-from .png import encode_gray_png
 from .registry import Generator, create_generator
 
 #: Default output dir of ``semgen procedural`` (relative to the working directory).
@@ -153,7 +152,7 @@ class _Job:
         rid = record_id(label, index)
         seed = image_seed(self.master_seed, label, index)
         s = generate_one(gen, seed, self.size, self.overrides)
-        png = encode_gray_png(s.image)
+        png = encode_png(s.image)
         file_name = f"images/{label}/{rid}.png"
         ds.write_file(file_name, png)
         rec = {
@@ -165,7 +164,7 @@ class _Job:
         if s.mask is not None:
             m = s.mask.astype(np.uint8) if int(s.mask.max()) <= 255 else s.mask
             mask_name = f"masks/{label}/{rid}.png"
-            ds.write_file(mask_name, encode_gray_png(m))
+            ds.write_file(mask_name, encode_png(m))
             rec["mask_file_name"] = mask_name
             rec["bboxes"] = s.bboxes
         elif label != "clean":
