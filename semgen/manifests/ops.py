@@ -113,9 +113,7 @@ def merge(inputs, out, *, sort: bool = True) -> DatasetDir:
     with dst.appender() as app:
         for rec in recs:
             app.append(rec)
-    for key, cfg in configs.items():
-        dst.write_info(config_key=key, config=cfg, records=recs)
-    dst.write_info(command=current_command(), records=recs)
+    dst.write_info(command=current_command(), records=recs, extra={"configs": configs} if configs else None)
     return dst
 
 
@@ -132,10 +130,14 @@ def split(root, outs: dict[str, float], *, seed: int = 0, group_field: str | Non
         raise SemgenError("split fractions must be positive")
     fracs = fracs / fracs.sum()
     rng = np.random.default_rng(seed)
+
+    def group_of(r: dict) -> str:
+        return str(r[group_field]) if group_field and r.get(group_field) is not None else record_key(r)
+
     assignment: dict[str, str] = {}
     by_label: dict[str, list[str]] = {}
     for r in recs:
-        g = str(r.get(group_field)) if group_field and r.get(group_field) is not None else record_key(r)
+        g = group_of(r)
         by_label.setdefault(r["label"], [])
         if g not in by_label[r["label"]]:
             by_label[r["label"]].append(g)
@@ -150,8 +152,7 @@ def split(root, outs: dict[str, float], *, seed: int = 0, group_field: str | Non
             start = end
     result = {name: DatasetDir.create(name) for name in names}
     for name, dst in result.items():
-        picked = [r for r in recs if assignment[
-            str(r.get(group_field)) if group_field and r.get(group_field) is not None else record_key(r)] == name]
+        picked = [r for r in recs if assignment[group_of(r)] == name]
         with dst.appender() as app:
             for rec in picked:
                 for field in ("file_name", "mask_file_name"):
