@@ -41,7 +41,7 @@ def stage_profile(name: str, n: int, size: int) -> dict:
 
     cv2.setNumThreads(1)
     gen = create_generator(name)
-    t = dict.fromkeys(["sample", "scene", "imaging", "overlays", "png+sha", "record json"], 0.0)
+    t = dict.fromkeys(["sample", "scene", "imaging", "overlays", "png+sha", "bboxes+json"], 0.0)
     clock = time.process_time
     for i in range(n):
         c0 = clock()
