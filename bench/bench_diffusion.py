@@ -2,6 +2,7 @@
 
     python bench/bench_diffusion.py speed [--model DIR] [--n 16] [--steps 25] [--batch 8]
     python bench/bench_diffusion.py realism --ref REAL_DIR --set NAME=DIR ... [--classifier RUN_DIR]
+        [--paired RAW:REFINED ...]
     python bench/bench_diffusion.py memorization --samples DIR --train DIR ...
 
 ``speed``: sampling images/s at the model's resolution (DDIM, classifier-free guidance, so two UNet
@@ -12,6 +13,11 @@ subsets) and k-NN precision / recall (Kynkaanniemi et al. 2019, k = 3) between e
 reference, on features of the project's classifier (``--classifier RUN_DIR``: the penultimate
 layer of :func:`semgen.classifier.load_run`'s model) or, without one, on the documented fallback
 features: a fixed, training-free texture descriptor (see :func:`texture_features`).
+
+With ``--paired A:B`` (B made from A image by image, matched by file name): the KID of each on all
+their images, and the difference B - A with a 95 % interval from a joint bootstrap of the pairs and
+the reference (:func:`paired_kid`): far tighter than comparing two subset-KID spreads, because the
+pairs share their content and only the change between them is measured.
 
 ``memorization``: for each sample, the nearest training image by the RMS difference of z-scored
 32 x 32 thumbnails, and the verified near-duplicates of curation's check
@@ -46,6 +52,7 @@ def _load_u8(path, size=128, limit=None, seed=0):
         files = [str(ds.path(r["file_name"])) for r in ds.records()]
     else:
         files = [str(p / rel) for rel, _ in scan_imagefolder(p)]
+    files.sort()  # so that a refined dir and its input (same file names) subset the same images
     if limit and len(files) > limit:
         idx = np.sort(np.random.default_rng(seed).choice(len(files), limit, replace=False))
         files = [files[i] for i in idx]
@@ -60,90 +67,8 @@ def _load_u8(path, size=128, limit=None, seed=0):
     return np.stack(out), files
 
 
-# -- features ---------------------------------------------------------------------------------------
-def texture_features(images: np.ndarray) -> np.ndarray:
-    """Fallback features (no training, no download): per image, a 64-d descriptor of
-    the grey-level histogram (16 bins), the radially averaged log power spectrum (16 rings), the
-    gradient-orientation histogram weighted by magnitude (16 bins, 0-180 deg), and local-contrast
-    statistics at 4 scales (mean and std of |I - blur_s(I)|, 8 values), plus 8 moments; each
-    column z-scored over the union of the compared sets by the caller."""
-    import cv2
-
-    feats = []
-    n = images.shape[1]
-    yy, xx = np.mgrid[:n, :n] - n // 2
-    ring = np.minimum((np.hypot(yy, xx) / (n / 2) * 16).astype(int), 15)
-    for im in images:
-        f = im.astype(np.float32) / 255.0
-        hist = np.histogram(f, 16, (0, 1))[0] / f.size
-        spec = np.log1p(np.abs(np.fft.fftshift(np.fft.fft2(f - f.mean()))) ** 2)
-        rad = np.bincount(ring.ravel(), spec.ravel(), 16) / np.maximum(np.bincount(ring.ravel(), minlength=16), 1)
-        gx, gy = cv2.Sobel(f, cv2.CV_32F, 1, 0), cv2.Sobel(f, cv2.CV_32F, 0, 1)
-        mag, ang = np.hypot(gx, gy), np.mod(np.degrees(np.arctan2(gy, gx)), 180)
-        ori = np.histogram(ang, 16, (0, 180), weights=mag)[0] / max(mag.sum(), 1e-6)
-        lc = []
-        for s in (1, 2, 4, 8):
-            d = np.abs(f - cv2.GaussianBlur(f, (0, 0), s))
-            lc += [d.mean(), d.std()]
-        mom = [f.mean(), f.std(), ((f - f.mean()) ** 3).mean() / max(f.std(), 1e-6) ** 3,
-               ((f - f.mean()) ** 4).mean() / max(f.std(), 1e-6) ** 4, mag.mean(), mag.std(),
-               np.percentile(f, 5), np.percentile(f, 95)]
-        feats.append(np.concatenate([hist, rad, ori, lc, mom]))
-    return np.asarray(feats, np.float64)
-
-
-def classifier_features(run_dir, images: np.ndarray, batch: int = 64) -> np.ndarray:
-    """Penultimate-layer features of a semgen classifier run (pre-logits of its timm backbone)."""
-    import torch
-
-    from semgen.classifier import load_run
-
-    model, meta = load_run(run_dir)
-    size = meta["size"]
-    import cv2
-
-    out = []
-    with torch.no_grad():
-        for i in range(0, len(images), batch):
-            b = images[i:i + batch]
-            if b.shape[1] != size:
-                b = np.stack([cv2.resize(im, (size, size), interpolation=cv2.INTER_AREA) for im in b])
-            x = torch.from_numpy(b).float().div(255.0)[:, None]
-            x = (x - model.mean) / model.std
-            f = model.net.forward_head(model.net.forward_features(x), pre_logits=True)
-            out.append(f.flatten(1).double().numpy())
-    return np.concatenate(out)
-
-
-# -- metrics ----------------------------------------------------------------------------------------
-def kid(x: np.ndarray, y: np.ndarray, *, subsets: int = 50, subset_size: int = 100, seed: int = 0):
-    """KID: unbiased MMD^2 with the kernel (x.y / d + 1)^3, mean and std over random subsets."""
-    rng = np.random.default_rng(seed)
-    d = x.shape[1]
-    m = min(subset_size, len(x), len(y))
-    vals = []
-    for _ in range(subsets):
-        a = x[rng.choice(len(x), m, replace=False)]
-        b = y[rng.choice(len(y), m, replace=False)]
-        kxx, kyy, kxy = (a @ a.T / d + 1) ** 3, (b @ b.T / d + 1) ** 3, (a @ b.T / d + 1) ** 3
-        mmd = ((kxx.sum() - np.trace(kxx)) / (m * (m - 1)) + (kyy.sum() - np.trace(kyy)) / (m * (m - 1))
-               - 2 * kxy.mean())
-        vals.append(mmd)
-    return float(np.mean(vals)), float(np.std(vals))
-
-
-def precision_recall(real: np.ndarray, fake: np.ndarray, k: int = 3):
-    """k-NN manifold precision (fake inside real's manifold) and recall (real inside fake's)."""
-    def radii(a):
-        d = np.sqrt(((a[:, None] - a[None]) ** 2).sum(-1))
-        return np.sort(d, axis=1)[:, k]
-
-    def inside(a, ra, b):
-        d = np.sqrt(((b[:, None] - a[None]) ** 2).sum(-1))
-        return float(np.mean((d <= ra[None]).any(1)))
-
-    rr, rf = radii(real), radii(fake)
-    return inside(real, rr, fake), inside(fake, rf, real)
+from semgen.generators.diffusion.realism import (  # noqa: E402
+    classifier_features, kid, normalize_features, paired_kid, precision_recall, texture_features)
 
 
 # -- commands ---------------------------------------------------------------------------------------
@@ -195,24 +120,45 @@ def cmd_speed(a) -> dict:
 def cmd_realism(a) -> dict:
     sets = dict(s.split("=", 1) for s in a.set)
     ref, _ = _load_u8(a.ref, limit=a.limit, seed=1)
-    imgs = {name: _load_u8(p, limit=a.limit, seed=2)[0] for name, p in sets.items()}
+    loaded = {name: _load_u8(p, limit=a.limit, seed=2) for name, p in sets.items()}
+    keys = {name: [os.path.relpath(f, sets[name]) for f in v[1]] for name, v in loaded.items()}
     if a.classifier:
         feat = lambda x: classifier_features(a.classifier, x)  # noqa: E731
-        kind = f"classifier {a.classifier}"
+        kind = f"classifier {a.classifier} (pre-logits)"
     else:
+        kind = "fallback texture features (realism.texture_features), z-scored by the reference"
         feat = texture_features
-        kind = "fallback texture features (bench_diffusion.texture_features)"
     fr = feat(ref)
-    fs = {k: feat(v) for k, v in imgs.items()}
-    allf = np.concatenate([fr] + list(fs.values()))
-    mu, sd = allf.mean(0), allf.std(0) + 1e-8
-    z = lambda f: (f - mu) / sd  # noqa: E731
-    res = {"features": kind, "reference": a.ref, "n_ref": len(ref), "sets": {}}
-    for k, f in fs.items():
-        m, s = kid(z(f), z(fr), subset_size=a.subset)
-        p, r = precision_recall(z(fr), z(f))
-        res["sets"][k] = {"path": sets[k], "n": len(f), "kid": round(m, 5), "kid_std": round(s, 5),
-                          "precision": round(p, 4), "recall": round(r, 4)}
+    fs = {k: feat(v[0]) for k, v in loaded.items()}
+    if not a.classifier:  # mixed units: put every column on the reference's scale
+        mu, sd = fr.mean(0), fr.std(0) + 1e-8
+        fr, fs = (fr - mu) / sd, {k: (f - mu) / sd for k, f in fs.items()}
+    res = {"features": kind, "reference": a.ref, "n_ref": len(ref), "kid_scale": a.scale, "by_normalization": {}}
+    for how in a.normalize:
+        r_ = normalize_features(fr, how)
+        f_ = {k: normalize_features(f, how) for k, f in fs.items()}
+        out = {"sets": {}, "paired": {}}
+        for k, f in f_.items():
+            m, sd_ = kid(f, r_, subset_size=a.subset)
+            p, r = precision_recall(r_, f)
+            out["sets"][k] = {"path": sets[k], "n": len(f), "kid": round(m * a.scale, 4),
+                              "kid_subset_std": round(sd_ * a.scale, 4), "precision": round(p, 4), "recall": round(r, 4)}
+        for pair in a.paired or []:
+            base, other = pair.split(":", 1)
+            ka, kb = keys[base], keys[other]
+            common = sorted(set(ka) & set(kb))
+            if len(common) < 10:
+                raise SystemExit(f"--paired {pair}: only {len(common)} file names in common")
+            ia = np.asarray([ka.index(c) for c in common])
+            ib = np.asarray([kb.index(c) for c in common])
+            pk = paired_kid(f_[base][ia], f_[other][ib], r_, boot=a.boot)
+            for key in ("kid_a", "kid_b", "diff"):
+                pk[key] = round(pk[key] * a.scale, 4)
+            pk["diff_ci95"] = [round(v * a.scale, 4) for v in pk["diff_ci95"]]
+            pk["relative_change"] = None if pk["relative_change"] is None else round(pk["relative_change"], 4)
+            pk["p_b_not_closer"] = round(pk["p_b_not_closer"], 4)
+            out["paired"][pair] = pk
+        res["by_normalization"][how] = out
     return res
 
 
@@ -273,6 +219,13 @@ def main(argv=None) -> int:
     r.add_argument("--classifier", default=None)
     r.add_argument("--limit", type=int, default=400)
     r.add_argument("--subset", type=int, default=50)
+    r.add_argument("--paired", action="append", metavar="A:B",
+                   help="sets whose images are pairs by file name (e.g. raw:refined): KID difference with a "
+                        "joint bootstrap 95%% interval")
+    r.add_argument("--boot", type=int, default=1000)
+    r.add_argument("--normalize", nargs="+", default=["raw", "l2"], choices=("raw", "l2"),
+                   help="features as they are (standard KID) and / or rows scaled to norm sqrt(d)")
+    r.add_argument("--scale", type=float, default=1000.0, help="KID is printed x this (KID x 1000 is customary)")
     m = sub.add_parser("memorization")
     m.add_argument("--samples", required=True)
     m.add_argument("--train", action="append", required=True)

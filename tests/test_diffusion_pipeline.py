@@ -211,6 +211,33 @@ def test_refine_keeps_labels_masks_and_links(trained, tmp_path):
     assert again["written"] == 0 and again["skipped"] == len(src)
 
 
+def test_style_contrast_guidance(trained, tmp_path):
+    """A negative caption equal to the prompt cancels guidance; refine records its negative."""
+    from semgen.generators.diffusion.pipeline import SemgenDiffusionPipeline
+    from semgen.generators.diffusion.refine import refine
+
+    _, data, model, _ = trained
+    pipe = SemgenDiffusionPipeline.load(model)
+    imgs = np.stack([read_gray(DatasetDir.open(data).path(r["file_name"])) for r in DatasetDir.open(data).records()[:2]])
+    prompts = ["real SEM micrograph, bridge defect"] * 2
+    plain = pipe(prompts, [1, 2], num_inference_steps=6, guidance_scale=1.0, image=imgs, strength=0.5)
+    same = pipe(prompts, [1, 2], num_inference_steps=6, guidance_scale=4.0, image=imgs, strength=0.5,
+                negative_prompts=prompts)
+    empty = pipe(prompts, [1, 2], num_inference_steps=6, guidance_scale=4.0, image=imgs, strength=0.5)
+    assert np.abs(plain.astype(int) - same.astype(int)).max() <= 1  # e_neg + g (e_pos - e_neg) = e_pos
+    assert np.abs(plain.astype(int) - empty.astype(int)).max() > 1
+    with pytest.raises(ValueError):
+        pipe(prompts, [1, 2], num_inference_steps=2, negative_prompts=prompts[:1])
+    r = refine(input=data, out=tmp_path / "neg", strength=0.3, steps=6, batch=4, progress=False, pipe=pipe,
+               negative="simulated", limit=4)
+    recs = DatasetDir.open(tmp_path / "neg").records()
+    assert r["written"] == 4 and all(x["params"]["negative"] == "simulated" for x in recs)
+    assert DatasetDir.open(tmp_path / "neg").read_info()["configs"]["diffuse-refine"]["negative"] == "simulated"
+    with pytest.raises(SemgenError, match="--negative"):
+        refine(input=data, out=tmp_path / "bad", negative="nothing", pipe=pipe)
+    assert not (tmp_path / "bad").exists()
+
+
 def test_missing_or_corrupt_model_folder(trained, tmp_path):
     import shutil
 

@@ -104,3 +104,11 @@ def test_import_timm_works_after_compat_step():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "(1, 3)"
+
+
+def test_accelerate_launcher_imports_after_compat_step():
+    # `accelerate launch` imports timm (so torchvision) before any user code; semgen.launch does not
+    out = subprocess.run([sys.executable, "-m", "semgen.launch", "--help"], capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "python -m semgen.launch" in out.stdout and "--num_processes" in out.stdout

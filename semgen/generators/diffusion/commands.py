@@ -51,6 +51,9 @@ def register(sub) -> None:
     r.add_argument("--strength", type=float, default=0.3, help="noise level in (0, 1]; low keeps geometry")
     r.add_argument("--steps", type=int, default=25)
     r.add_argument("--guidance", type=float, default=2.0)
+    r.add_argument("--negative", choices=("empty", "simulated"), default="empty",
+                   help="guide away from the empty caption (plain CFG) or from the record's own caption "
+                        "in the simulated style (pushes along the style direction only)")
     r.add_argument("--scheduler", choices=("ddim", "dpm"), default="ddim")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--batch", type=int, default=8)
@@ -104,7 +107,7 @@ def _refine(args) -> int:
     _threads(args.threads)
     s = refine(input=args.input, out=args.out, strength=args.strength, model=args.model, steps=args.steps,
                guidance=args.guidance, seed=args.seed, batch=args.batch, scheduler=args.scheduler,
-               limit=args.limit)
+               negative=args.negative, limit=args.limit)
     print(f"{s['out']}: refined {s['written']} images ({s['skipped']} already there)")
     print("mask agreement: " + json.dumps(s["summary"]))
     return 0

@@ -123,7 +123,7 @@ class SemgenDiffusionPipeline(DiffusionPipeline):
     @torch.no_grad()
     def __call__(self, prompts: list[str], seeds: list[int], *, num_inference_steps: int = 25,
                  guidance_scale: float = 3.0, scheduler: str = "ddim", image: np.ndarray | None = None,
-                 strength: float = 1.0) -> np.ndarray:
+                 strength: float = 1.0, negative_prompts: list[str] | None = None) -> np.ndarray:
         """Generate (``image is None``) or refine (SDEdit) a batch.
 
         Parameters
@@ -139,6 +139,10 @@ class SemgenDiffusionPipeline(DiffusionPipeline):
             Inputs to refine; each is noised to ``strength`` and denoised from there.
         strength : float in (0, 1]
             Fraction of the noise schedule applied to ``image`` (1 = from pure noise).
+        negative_prompts : list of str, optional
+            The captions guidance moves away from (default: the empty caption, plain
+            classifier-free guidance). With the same caption in the other style, guidance pushes
+            along the style direction only (``e_neg + g (e_pos - e_neg)``).
 
         Returns
         -------
@@ -146,6 +150,8 @@ class SemgenDiffusionPipeline(DiffusionPipeline):
         """
         if len(prompts) != len(seeds):
             raise ValueError("one seed per prompt")
+        if negative_prompts is not None and len(negative_prompts) != len(prompts):
+            raise ValueError("one negative prompt per prompt")
         if not 0.0 < strength <= 1.0:
             raise SemgenError(f"strength must be in (0, 1], got {strength}")
         if num_inference_steps < 1:
@@ -169,7 +175,8 @@ class SemgenDiffusionPipeline(DiffusionPipeline):
         emb, mask = self.encode_prompts(list(prompts))
         use_cfg = guidance_scale != 1.0
         if use_cfg:
-            uemb, umask = self.encode_prompts([""] * len(prompts))
+            uemb, umask = self.encode_prompts(list(negative_prompts) if negative_prompts is not None
+                                              else [""] * len(prompts))
             emb, mask = torch.cat([uemb, emb]), torch.cat([umask, mask])
         emb, mask = emb.to(device, self.unet.dtype), mask.to(device)
         for t in timesteps:

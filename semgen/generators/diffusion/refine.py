@@ -19,13 +19,17 @@ from ...imageio import encode_png, read_gray, sha256_bytes
 from ...manifests import DatasetDir, current_command, record_key
 from ...seeding import image_seed
 from .agreement import mask_agreement, summarize_agreement
-from .captions import REAL_STYLE, build_caption
+from .captions import REAL_STYLE, SIM_STYLE, build_caption
+
+#: What classifier-free guidance moves away from: the empty caption, or the record's own caption in
+#: the simulated style (guidance then pushes along the simulated -> real style direction only).
+NEGATIVES = ("empty", "simulated")
 from .sample import load_model, model_identity
 
 
 def refine(*, input, out, strength: float = 0.3, model=None, steps: int = 25, guidance: float = 2.0,
            seed: int = 0, batch: int = 8, scheduler: str = "ddim", style: str = REAL_STYLE,
-           limit: int | None = None, progress: bool = True, pipe=None) -> dict:
+           negative: str = "empty", limit: int | None = None, progress: bool = True, pipe=None) -> dict:
     """Refine every record of the dataset dir ``input`` into the dataset dir ``out``; resumable.
 
     Parameters
@@ -38,6 +42,9 @@ def refine(*, input, out, strength: float = 0.3, model=None, steps: int = 25, gu
         Model folder; None = the bundled default.
     style : str
         The style phrase the captions ask for.
+    negative : {"empty", "simulated"}
+        The guidance's negative caption: the empty one (plain classifier-free guidance) or the
+        record's own caption in the simulated style (a style-contrast direction).
     limit : int, optional
         Refine only the first ``limit`` records.
 
@@ -51,6 +58,8 @@ def refine(*, input, out, strength: float = 0.3, model=None, steps: int = 25, gu
         raise SemgenError(f"--strength must be in (0, 1], got {strength}")
     if batch < 1 or steps < 1:
         raise SemgenError("--batch and --steps must be >= 1")
+    if negative not in NEGATIVES:
+        raise SemgenError(f"--negative must be one of {', '.join(NEGATIVES)}, got {negative!r}")
     src = DatasetDir.open(input)
     recs = src.records()
     if limit is not None:
@@ -63,6 +72,8 @@ def refine(*, input, out, strength: float = 0.3, model=None, steps: int = 25, gu
     key = "diffuse-refine"
     config = {"input": str(src.root.resolve()), "strength": strength, "steps": steps, "guidance": guidance,
               "seed": seed, "scheduler": scheduler, "style": style, **ident}
+    if negative != "empty":  # absent for the default, so dirs refined before the option still resume
+        config["negative"] = negative
     ds.check_config(key, config)
     ds.write_info(command=current_command(), config_key=key, config=config)
     done = ds.keys()
@@ -77,16 +88,17 @@ def refine(*, input, out, strength: float = 0.3, model=None, steps: int = 25, gu
             inputs = [read_gray(src.path(r["file_name"])) for r in chunk]
             inputs = [im if im.dtype == np.uint8 else (im >> 8).astype(np.uint8) for im in inputs]
             prompts = [build_caption(r, style=style) for r in chunk]
+            negatives = [build_caption(r, style=SIM_STYLE) for r in chunk] if negative == "simulated" else None
             seeds = [image_seed(seed, record_key(r), 0) % (2**63) for r in chunk]
             x = np.stack([im if im.shape == (res, res) else
                           cv2.resize(im, (res, res), interpolation=cv2.INTER_AREA) for im in inputs])
             outs = pipe(prompts, seeds, num_inference_steps=steps, guidance_scale=guidance, scheduler=scheduler,
-                        image=x, strength=strength)
+                        image=x, strength=strength, negative_prompts=negatives)
             for rec, im_in, im_out, prompt, s in zip(chunk, inputs, outs, prompts, seeds):
                 if im_out.shape != im_in.shape:  # back to the input's size so its mask still fits
                     im_out = cv2.resize(im_out, im_in.shape[::-1], interpolation=cv2.INTER_CUBIC)
                 new = _output_record(rec, im_in, im_out, src, ds, prompt, s, strength, steps, guidance,
-                                     scheduler, ident)
+                                     scheduler, ident, negative)
                 app.append(new)
                 written += 1
             bar.update(len(chunk))
@@ -98,7 +110,8 @@ def refine(*, input, out, strength: float = 0.3, model=None, steps: int = 25, gu
     return {"out": str(ds.root), "written": written, "skipped": len(recs) - len(todo), "summary": summary}
 
 
-def _output_record(rec, im_in, im_out, src, ds, prompt, seed, strength, steps, guidance, scheduler, ident) -> dict:
+def _output_record(rec, im_in, im_out, src, ds, prompt, seed, strength, steps, guidance, scheduler, ident,
+                   negative="empty") -> dict:
     data = encode_png(im_out)
     fn = rec["file_name"]
     ds.write_file(fn, data)
@@ -109,7 +122,8 @@ def _output_record(rec, im_in, im_out, src, ds, prompt, seed, strength, steps, g
         "generator": {"name": "diffusion-refine", "version": __version__}, "seed": int(seed),
         "prompt": prompt, "model": ident["model"], "steps": int(steps), "guidance": float(guidance),
         "source_id": record_key(rec),
-        "params": {"strength": float(strength), "scheduler": scheduler, "model_sha256": ident["model_sha256"],
+        "params": {"strength": float(strength), "scheduler": scheduler, "negative": negative,
+                   "model_sha256": ident["model_sha256"],
                    "model_steps": ident["model_steps"], "source_source": rec.get("source"),
                    "source_sha256": rec.get("sha256")},
     }
