@@ -4,6 +4,7 @@
     python bench/bench_diffusion.py realism --ref REAL_DIR --set NAME=DIR ... [--classifier RUN_DIR]
         [--paired RAW:REFINED ...]
     python bench/bench_diffusion.py memorization --samples DIR --train DIR ...
+    python bench/bench_diffusion.py sheet --set NAME=DIR ... --out PNG
 
 ``speed``: sampling images/s at the model's resolution (DDIM, classifier-free guidance, so two UNet
 passes per step) and training steps/s at the default configuration ("small", batch 8, 128 px).
@@ -203,6 +204,36 @@ def cmd_memorization(a) -> dict:
                     "no local blob a near-duplicate)"}
 
 
+def cmd_sheet(a) -> dict:
+    """Rows = sets (paired by file name), columns = one image per class: the same source in every row."""
+    import cv2
+
+    from semgen.manifests import DatasetDir
+
+    sets = [s.split("=", 1) for s in a.set]
+    first = DatasetDir.open(sets[0][1])
+    by_class: dict = {}
+    rng = np.random.default_rng(a.seed)
+    recs = first.records()
+    for i in rng.permutation(len(recs)):
+        by_class.setdefault(recs[i]["label"], recs[i]["file_name"])
+    cols = sorted(by_class.items())
+    c, pad = a.cell, 110
+    sheet = np.full((len(sets) * c + 20, pad + len(cols) * c), 255, np.uint8)
+    for j, (label, _) in enumerate(cols):
+        cv2.putText(sheet, label, (pad + j * c + 4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, 0, 1, cv2.LINE_AA)
+    for i, (name, path) in enumerate(sets):
+        ds = DatasetDir.open(path)
+        y = 20 + i * c
+        cv2.putText(sheet, name, (4, y + c // 2), cv2.FONT_HERSHEY_SIMPLEX, 0.4, 0, 1, cv2.LINE_AA)
+        for j, (_, fn) in enumerate(cols):
+            im = cv2.imread(str(ds.path(fn)), cv2.IMREAD_GRAYSCALE)
+            sheet[y:y + c, pad + j * c:pad + (j + 1) * c] = cv2.resize(im, (c, c), interpolation=cv2.INTER_AREA)
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(a.out, sheet)
+    return {"out": a.out, "rows": [n for n, _ in sets], "columns": [lb for lb, _ in cols]}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -229,11 +260,17 @@ def main(argv=None) -> int:
     m = sub.add_parser("memorization")
     m.add_argument("--samples", required=True)
     m.add_argument("--train", action="append", required=True)
-    for p in (s, r, m):
+    sh = sub.add_parser("sheet", help="contact sheet: one image per class, the same source in every set")
+    sh.add_argument("--set", action="append", required=True, metavar="NAME=DIR")
+    sh.add_argument("--out", required=True)
+    sh.add_argument("--cell", type=int, default=128)
+    sh.add_argument("--seed", type=int, default=0)
+    for p in (s, r, m, sh):
         p.add_argument("--json", default=None, help="also write the result here")
     a = ap.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    res = {"speed": cmd_speed, "realism": cmd_realism, "memorization": cmd_memorization}[a.cmd](a)
+    res = {"speed": cmd_speed, "realism": cmd_realism, "memorization": cmd_memorization,
+           "sheet": cmd_sheet}[a.cmd](a)
     res["load_avg"] = os.getloadavg()
     text = json.dumps(res, indent=2)
     print(text)
