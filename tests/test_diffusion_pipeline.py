@@ -292,3 +292,18 @@ def test_cli_errors_are_one_line_and_leave_nothing(tmp_path, capsys):
     assert main(["diffuse", "sample", "--model", str(tmp_path / "nomodel"), "--class", "nonsense", "--n", "1",
                  "--out", str(tmp_path / "s")]) == 2
     assert "unknown class" in capsys.readouterr().err
+
+
+def test_bundled_default_model_loads_and_is_procedural_only():
+    from semgen.generators.diffusion.pipeline import DEFAULT_MODEL_DIR, SemgenDiffusionPipeline
+
+    pipe = SemgenDiffusionPipeline.load()  # no folder: the bundled model
+    cfg = pipe.semgen_config
+    assert pipe.model_dir == str(DEFAULT_MODEL_DIR) and pipe.resolution == 128
+    assert cfg["styles"] == ["simulated SEM image"]  # never trained on real images
+    assert all("sem-real" not in d["path"] for d in cfg["data"])
+    assert (DEFAULT_MODEL_DIR / "README.md").read_text().count("semgen diffuse train") >= 1
+    img = np.tile(np.repeat(np.array([60, 190], np.uint8), 8), (128, 8))[:, :128]
+    out = pipe(["simulated SEM image, vertical lines, clean pattern, no defect"], [0], num_inference_steps=5,
+               image=img[None], strength=0.2, guidance_scale=1.0)
+    assert out.shape == (1, 128, 128) and np.corrcoef(out[0].ravel(), img.ravel().astype(float))[0, 1] > 0.8
