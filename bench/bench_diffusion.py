@@ -146,12 +146,13 @@ def cmd_realism(a) -> dict:
                               "kid_subset_std": round(sd_ * a.scale, 4), "precision": round(p, 4), "recall": round(r, 4)}
         for pair in a.paired or []:
             base, other = pair.split(":", 1)
-            ka, kb = keys[base], keys[other]
-            common = sorted(set(ka) & set(kb))
+            ka = {k: i for i, k in enumerate(keys[base])}
+            kb = {k: i for i, k in enumerate(keys[other])}
+            common = sorted(ka.keys() & kb.keys())
             if len(common) < 10:
                 raise SystemExit(f"--paired {pair}: only {len(common)} file names in common")
-            ia = np.asarray([ka.index(c) for c in common])
-            ib = np.asarray([kb.index(c) for c in common])
+            ia = np.asarray([ka[c] for c in common])
+            ib = np.asarray([kb[c] for c in common])
             pk = paired_kid(f_[base][ia], f_[other][ib], r_, boot=a.boot)
             for key in ("kid_a", "kid_b", "diff"):
                 pk[key] = round(pk[key] * a.scale, 4)
@@ -164,16 +165,15 @@ def cmd_realism(a) -> dict:
 
 
 def cmd_memorization(a) -> dict:
+    from semgen.curation.analyze import THUMB_SIZE, thumbnail
     from semgen.curation.dedup import cross_pairs
     from semgen.curation.hashing import raw_phash, simhash
-
-    import cv2
 
     samples, sfiles = _load_u8(a.samples)
     train = np.concatenate([_load_u8(t)[0] for t in a.train])
 
     def thumbs(x):
-        return np.stack([cv2.resize(im, (32, 32), interpolation=cv2.INTER_AREA) for im in x]).astype(np.float32)
+        return np.stack([thumbnail(im) for im in x])
 
     ts, tt = thumbs(samples), thumbs(train)
 
@@ -194,8 +194,8 @@ def cmd_memorization(a) -> dict:
     from semgen.curation.metrics import noise_sigma
 
     # curation's verification wants each thumbnail's expected noise (grey levels): sigma / pixels averaged
-    ns = [noise_sigma(im) / max(im.shape[0] / 32, 1.0) for im in samples]
-    nt = [noise_sigma(im) / max(im.shape[0] / 32, 1.0) for im in train]
+    ns = [noise_sigma(im) / max(im.shape[0] / THUMB_SIZE, 1.0) for im in samples]
+    nt = [noise_sigma(im) / max(im.shape[0] / THUMB_SIZE, 1.0) for im in train]
     pairs = cross_pairs(sh_s, ph_s, ts.reshape(len(ts), -1), ns, sh_t, ph_t, tt.reshape(len(tt), -1), nt)
     return {"samples": a.samples, "n_samples": len(samples), "n_train": len(train),
             "nearest_rms_min": round(float(nn_rms.min()), 4), "nearest_rms_median": round(float(np.median(nn_rms)), 4),
@@ -208,6 +208,7 @@ def cmd_sheet(a) -> dict:
     """Rows = sets (paired by file name), columns = one image per class: the same source in every row."""
     import cv2
 
+    from semgen.generators.procedural.sheet import _thumb
     from semgen.manifests import DatasetDir
 
     sets = [s.split("=", 1) for s in a.set]
@@ -227,8 +228,7 @@ def cmd_sheet(a) -> dict:
         y = 20 + i * c
         cv2.putText(sheet, name, (4, y + c // 2), cv2.FONT_HERSHEY_SIMPLEX, 0.4, 0, 1, cv2.LINE_AA)
         for j, (_, fn) in enumerate(cols):
-            im = cv2.imread(str(ds.path(fn)), cv2.IMREAD_GRAYSCALE)
-            sheet[y:y + c, pad + j * c:pad + (j + 1) * c] = cv2.resize(im, (c, c), interpolation=cv2.INTER_AREA)
+            sheet[y:y + c, pad + j * c:pad + (j + 1) * c] = _thumb(ds.path(fn), c)
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(a.out, sheet)
     return {"out": a.out, "rows": [n for n, _ in sets], "columns": [lb for lb, _ in cols]}

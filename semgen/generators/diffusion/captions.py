@@ -36,6 +36,9 @@ from ...taxonomy import ALIASES, CLASSES, canonical
 
 REAL_STYLE = "real SEM micrograph"
 SIM_STYLE = "simulated SEM image"
+#: What refinement's classifier-free guidance moves away from: the empty caption, or the record's own
+#: caption in the simulated style (guidance then pushes along the simulated -> real style direction).
+NEGATIVES = ("empty", "simulated")
 
 CLASS_PHRASES: dict[str, str] = {
     "clean": "clean pattern, no defect",

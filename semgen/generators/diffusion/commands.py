@@ -6,6 +6,8 @@ import json
 
 
 def register(sub) -> None:
+    from .captions import NEGATIVES  # light: numpy and the taxonomy
+
     p = sub.add_parser("diffuse", help="text-conditioned diffusion: train a model, sample, refine images")
     dsub = p.add_subparsers(dest="diffuse_command", metavar="ACTION")
     dsub.required = True
@@ -51,7 +53,7 @@ def register(sub) -> None:
     r.add_argument("--strength", type=float, default=0.3, help="noise level in (0, 1]; low keeps geometry")
     r.add_argument("--steps", type=int, default=25)
     r.add_argument("--guidance", type=float, default=2.0)
-    r.add_argument("--negative", choices=("empty", "simulated"), default="empty",
+    r.add_argument("--negative", choices=NEGATIVES, default="empty",
                    help="guide away from the empty caption (plain CFG) or from the record's own caption "
                         "in the simulated style (pushes along the style direction only)")
     r.add_argument("--scheduler", choices=("ddim", "dpm"), default="ddim")

@@ -89,17 +89,15 @@ def classifier_features(run_dir, images: np.ndarray, batch: int = 64) -> np.ndar
 def kid(x: np.ndarray, y: np.ndarray, *, subsets: int = 50, subset_size: int = 100, seed: int = 0):
     """KID: unbiased MMD^2 with the kernel (x.y / d + 1)^3, mean and std over random subsets."""
     rng = np.random.default_rng(seed)
-    d = x.shape[1]
+    k = _cubic_gram(np.concatenate([x, y]))
     m = min(subset_size, len(x), len(y))
-    vals = []
-    for _ in range(subsets):
-        a = x[rng.choice(len(x), m, replace=False)]
-        b = y[rng.choice(len(y), m, replace=False)]
-        kxx, kyy, kxy = (a @ a.T / d + 1) ** 3, (b @ b.T / d + 1) ** 3, (a @ b.T / d + 1) ** 3
-        mmd = ((kxx.sum() - np.trace(kxx)) / (m * (m - 1)) + (kyy.sum() - np.trace(kyy)) / (m * (m - 1))
-               - 2 * kxy.mean())
-        vals.append(mmd)
+    vals = [_mmd2(k, rng.choice(len(x), m, replace=False), len(x) + rng.choice(len(y), m, replace=False))
+            for _ in range(subsets)]
     return float(np.mean(vals)), float(np.std(vals))
+
+
+def _cubic_gram(f: np.ndarray) -> np.ndarray:
+    return (f @ f.T / f.shape[1] + 1) ** 3
 
 
 def _mmd2(k: np.ndarray, i: np.ndarray, j: np.ndarray) -> float:
@@ -118,9 +116,7 @@ def paired_kid(fa: np.ndarray, fb: np.ndarray, fr: np.ndarray, *, boot: int = 10
     the 95 % interval of ``kid_b - kid_a`` carries both sources of noise; ``p_b_not_closer`` is the
     bootstrap fraction with ``kid_b >= kid_a``.
     """
-    d = fr.shape[1]
-    allf = np.concatenate([fa, fb, fr])
-    k = (allf @ allf.T / d + 1) ** 3
+    k = _cubic_gram(np.concatenate([fa, fb, fr]))
     na, nr = len(fa), len(fr)
     ia, ib, ir = np.arange(na), na + np.arange(na), 2 * na + np.arange(nr)
     a0, b0 = _mmd2(k, ia, ir), _mmd2(k, ib, ir)

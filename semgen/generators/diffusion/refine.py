@@ -19,11 +19,7 @@ from ...imageio import encode_png, read_gray, sha256_bytes
 from ...manifests import DatasetDir, current_command, record_key
 from ...seeding import image_seed
 from .agreement import mask_agreement, summarize_agreement
-from .captions import REAL_STYLE, SIM_STYLE, build_caption
-
-#: What classifier-free guidance moves away from: the empty caption, or the record's own caption in
-#: the simulated style (guidance then pushes along the simulated -> real style direction only).
-NEGATIVES = ("empty", "simulated")
+from .captions import NEGATIVES, REAL_STYLE, SIM_STYLE, build_caption
 from .sample import load_model, model_identity
 
 
