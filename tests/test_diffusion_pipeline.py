@@ -307,3 +307,27 @@ def test_bundled_default_model_loads_and_is_procedural_only():
     out = pipe(["simulated SEM image, vertical lines, clean pattern, no defect"], [0], num_inference_steps=5,
                image=img[None], strength=0.2, guidance_scale=1.0)
     assert out.shape == (1, 128, 128) and np.corrcoef(out[0].ravel(), img.ravel().astype(float))[0, 1] > 0.8
+
+
+def test_refine_corrupt_input_image_stops_clearly_and_resumes(trained, tmp_path):
+    import shutil
+
+    from semgen.generators.diffusion.pipeline import SemgenDiffusionPipeline
+    from semgen.generators.diffusion.refine import refine
+
+    _, data, model, _ = trained
+    src = tmp_path / "src"
+    shutil.copytree(data, src)
+    last = DatasetDir.open(src).records()[-1]
+    path = DatasetDir.open(src).path(last["file_name"])
+    good = path.read_bytes()
+    path.write_bytes(good[: len(good) // 3])  # truncated PNG
+    pipe = SemgenDiffusionPipeline.load(model)
+    with pytest.raises(SemgenError, match=last["file_name"].split("/")[-1]):
+        refine(input=src, out=tmp_path / "out", strength=0.2, steps=4, batch=4, progress=False, pipe=pipe)
+    done = DatasetDir.open(tmp_path / "out").records()
+    assert len(done) == 8  # the batches before the bad image are kept, whole
+    path.write_bytes(good)
+    again = refine(input=src, out=tmp_path / "out", strength=0.2, steps=4, batch=4, progress=False, pipe=pipe)
+    assert again["written"] == 4 and again["skipped"] == 8
+    assert len(DatasetDir.open(tmp_path / "out").records()) == 12
