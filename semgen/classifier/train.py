@@ -19,10 +19,11 @@ from ..errors import SemgenError
 from ..imageio import write_bytes_atomic
 from ..manifests import JsonlAppender, current_command
 from .augment import AugmentConfig, augment_batch, mixup as mixup_batch, to_float
-from .checkpoint import read_checkpoint, save_checkpoint
+from .checkpoint import save_checkpoint
 from .data import ImageSet, load_image_set, parse_data_arg, sampling_weights, stratified_split
 from .metrics import confusion_matrix, metrics_from_confusion
-from .models import DEFAULT_ARCH, create_model, get_arch, load_backbone
+from .init import apply_init, resolve_init
+from .models import create_model
 
 #: Fewest images drawn per epoch: tiny real sets (a few hundred images) still get enough
 #: optimiser steps per epoch for early stopping to be meaningful.
@@ -106,13 +107,16 @@ def train_classifier(
     out : path
         The run dir: ``best.pt``, ``last.pt``, ``train_log.jsonl``, ``config.json``, ``summary.json``.
     arch : str
-        A name of :data:`semgen.classifier.models.ARCHS` (default: the ``--init`` checkpoint's, else
-        ``mobilenetv3_small_100``).
+        A name of :data:`semgen.classifier.models.ARCHS` (default: the ``--init`` checkpoint's,
+        ``efficientnet_lite0`` for ``init="imagenet"``, else ``mobilenetv3_small_100``).
     val : path, optional
         Validation data for early stopping on macro-F1; default a stratified ``val_fraction`` split
         of ``data`` drawn with ``seed``.
-    init : path, optional
-        A checkpoint or run dir to start from; with other classes only the backbone is loaded.
+    init : None, "scratch", "imagenet", "semgen" or path
+        Where the model starts (:mod:`semgen.classifier.init`): random, ImageNet weights (the
+        ``semgen[imagenet]`` extra), the bundled SEM backbone, or a checkpoint / run dir. Only a
+        checkpoint with the same classes brings its head; otherwise only the backbone is loaded.
+        ``config.json`` records the init (``init``: kind, weights file, sha256, tensors loaded).
     head_only_epochs : int
         Train only the final classifier for this many epochs first (backbone frozen, in eval mode).
     classes : list of str, optional
@@ -141,30 +145,34 @@ def train_classifier(
         raise SemgenError(f"--size must be between 32 and 1024, got {size}")
     if mixup < 0:
         raise SemgenError(f"--mixup must be >= 0, got {mixup}")
-    if head_only_epochs < 0 or (head_only_epochs and init is None):
-        raise SemgenError("--head-only-epochs needs --init (a checkpoint to take the backbone from)")
+    if head_only_epochs < 0:
+        raise SemgenError(f"--head-only-epochs must be >= 0, got {head_only_epochs}")
     augment = augment if augment is not None else AugmentConfig()
     min_epochs = epochs // 2 if min_epochs is None else int(min_epochs)
     sources = [parse_data_arg(d) for d in _as_list(data)]
 
-    init_ckpt = read_checkpoint(init) if init is not None else None
-    if arch is None:
-        arch = init_ckpt["arch"] if init_ckpt else DEFAULT_ARCH
-    get_arch(arch)
-    if init_ckpt and init_ckpt["arch"] != arch:
-        raise SemgenError(f"--init checkpoint is a '{init_ckpt['arch']}', not a '{arch}'; drop --arch or match it")
+    # Validated before any data loads: a missing extra or bundled backbone fails in a second.
+    init_spec = resolve_init(init, arch)
+    arch = init_spec["arch"]
+    if head_only_epochs and init_spec["kind"] == "scratch":
+        raise SemgenError("--head-only-epochs needs --init (weights to take the backbone from)")
 
     request = {
         "data": [{"path": str(s.path.resolve()), "weight": s.weight} for s in sources],
         "val": [str(Path(v).resolve()) for v in _as_list(val)] if val is not None else None,
         "arch": arch, "size": size, "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
-        "init": str(Path(init_ckpt["path"]).resolve()) if init_ckpt else None,
+        "init": init_spec["key"],
         "head_only_epochs": head_only_epochs, "classes": list(classes) if classes else None,
         "patience": patience, "mixup": mixup, "label_smoothing": label_smoothing,
         "weight_decay": weight_decay, "warmup_epochs": warmup_epochs, "val_fraction": val_fraction,
         "augment": augment.to_dict(), "min_epoch_images": min_epoch_images, "drop_rate": drop_rate,
         "min_epochs": min_epochs,
     }
+    if init_spec["kind"] in ("imagenet", "semgen"):
+        # Named weights can change under the same name (a new package or bundled backbone): a
+        # finished run only counts as the same run for the same bytes. Absent for other inits, so
+        # the requests of existing runs stay as they were.
+        request["init_sha256"] = init_spec["sha256"]
     if out.exists() and not out.is_dir():
         raise SemgenError(f"--out {out} exists and is not a directory")
     if (out / "summary.json").exists() and not overwrite:
@@ -198,12 +206,7 @@ def train_classifier(
         torch.manual_seed(seed)
         g = torch.Generator().manual_seed(seed)
         model = create_model(arch, k, drop_rate=drop_rate)
-        init_info = None
-        if init_ckpt:
-            same = list(init_ckpt["classes"]) == list(cls)
-            init_info = load_backbone(model, init_ckpt["state_dict"], same_classes=same)
-            init_info.update({"checkpoint": init_ckpt["path"], "same_classes": same,
-                              "checkpoint_classes": init_ckpt["classes"]})
+        init_info = apply_init(model, init_spec, classes=cls)
         model = model.to(memory_format=torch.channels_last)
 
         n_train = len(train_set)
