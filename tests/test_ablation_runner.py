@@ -429,3 +429,61 @@ def test_estimate_from_measured_speed(data, tmp_path):
     wall, free, basis = estimate_seconds(cells, tmp_path, cells,
                                          lambda hp: asked.append(hp) or {"wall": (1.0, 0.5), "cpu": (1.0, 1.0)})
     assert len(asked) == 1 and "probe" in basis and wall == pytest.approx(sum(1 + 0.5 * c.work for c in cells))
+
+
+# -- the init axis ------------------------------------------------------------------------------
+def test_init_axis_crosses_the_arms_and_keeps_scratch_keys(data, tmp_path):
+    """``inits: [scratch, imagenet]``: every arm twice, ImageNet rows on efficientnet_lite0, scratch
+    cells keyed as without the axis, and the report shows both with an init column."""
+    base = _cfg(data, arms=["real", "pretrain:proc"], shots=[2])
+    cfg = _cfg(data, arms=["real", "pretrain:proc"], shots=[2], inits=["scratch", "imagenet"])
+    assert [i.name for i in cfg.inits] == ["scratch", "imagenet"] and cfg.inits[1].arch == "efficientnet_lite0"
+    assert [i.name for i in base.inits] == ["scratch"]
+    pools = (load_pool(cfg.real), {"proc": load_pool(data["syn"])})
+    old = plan(base, *pools, tmp_path)
+    cells = plan(cfg, *pools, tmp_path)
+    assert len(cells) == 2 * len(old) == 18
+    scratch = [c for c in cells if c.spec.init.name == "scratch"]
+    assert [c.key for c in scratch] == [c.key for c in old]  # existing caches stay valid
+    img = [c for c in cells if c.spec.init.name == "imagenet"]
+    assert all(c.hyper["arch"] == "efficientnet_lite0" for c in img)
+    first = [c for c in img if c.init is None]
+    assert first and all(c.config["init_weights"].startswith("imagenet:") for c in first)
+    # imagenet -> synthetic pretraining -> real: the fine-tune starts from the imagenet synthetic cell
+    for c in img:
+        if c.spec.arm.kind == "pretrain":
+            assert c.init.spec.init.name == "imagenet" and c.init.spec.seed == c.spec.seed
+
+    fc = FakeClassifier()
+    out = tmp_path / "out"
+    run_ablation(cfg, out, train_fn=fc.train, eval_fn=fc.evaluate, log=lambda m: None)
+    by_out = {Path(c["out"]).parent.name: c for c in fc.cell_calls}
+    for c in cells:
+        call = by_out[c.key[:24]]
+        if c.init is not None:
+            assert str(call["init"]).endswith("best.pt") and c.init.key[:24] in str(call["init"])
+        else:
+            assert call["init"] == (None if c.spec.init.name == "scratch" else "imagenet")
+    lines = _lines(out)
+    assert Counter((x["init"], x["kind"]) for x in lines) == {
+        (i, k): 3 for i in ("scratch", "imagenet") for k in ("synthetic", "real", "pretrain")}
+    assert all((x["init_weights"] or "").startswith("imagenet:") == (x["init"] == "imagenet") for x in lines)
+    md = (out / "summary.md").read_text()
+    table = _table(md, "### All cells")
+    assert {(r[0], r[1]) for r in table} == {(f"`{i}`", f"`{a}`") for i in ("scratch", "imagenet")
+                                             for a in ("real", "synthetic[proc]", "pretrain[proc]")}
+    gains = json.loads((out / "summary.json").read_text())["t"]["gains"]
+    assert sorted(g["init"] for g in gains) == ["imagenet", "scratch"]  # each against real from its own init
+    assert "| init | arm |" in md
+
+
+def test_init_axis_config_errors(data):
+    with pytest.raises(SemgenError, match="no ImageNet weights for 'mobilenetv3_small_100'"):
+        _cfg(data, inits=["imagenet@mobilenetv3_small_100"])
+    with pytest.raises(SemgenError, match="unknown architecture"):
+        _cfg(data, inits=["scratch@nonet"])
+    with pytest.raises(SemgenError, match="two inits are labelled 'imagenet'"):
+        _cfg(data, inits=["imagenet", {"init": "scratch", "name": "imagenet"}])
+    # the classifier's arch is kept when it has ImageNet weights itself
+    cfg = _cfg(data, inits=["imagenet"], classifier={"arch": "efficientnet_lite0", "epochs": 1})
+    assert cfg.inits[0].arch == "efficientnet_lite0"

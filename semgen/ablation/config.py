@@ -8,6 +8,7 @@ synthetic:                          # named synthetic sources, each with images 
 shots: [5, 10, 20, all]             # real images per class
 seeds: 3                            # 3 -> [0, 1, 2], or an explicit list
 arms: [real, "synthetic:procedural", "mix:procedural:0.5", "pretrain:procedural"]
+inits: [scratch, imagenet]          # where every arm's first model starts (default [scratch])
 classifier: {arch: mobilenetv3_small_100, size: 128, epochs: 30, batch_size: 64, lr: 0.002}
 finetune: {epochs: 30, lr: 0.001, head_only_epochs: 2}   # the pretrain arm's fine-tune stage
 bootstrap: {n: 2000, seed: 0}
@@ -23,6 +24,7 @@ from pathlib import Path
 
 import yaml
 
+from ..classifier.registry import IMAGENET_DEFAULT_ARCH, get_arch, imagenet_archs
 from ..errors import SemgenError
 
 ARM_KINDS = ("real", "synthetic", "mix", "pretrain")
@@ -39,6 +41,7 @@ DEFAULTS: dict = {
     "shots": [5, 10, 20, "all"],
     "seeds": 3,
     "arms": None,  # default: real + for each source: synthetic, mix 0.5, pretrain
+    "inits": ["scratch"],  # the init axis; the default keeps the cells (and keys) of configs without it
     "classifier": {"arch": "mobilenetv3_small_100", "size": 128, "epochs": 30, "batch_size": 64, "lr": 2e-3},
     "finetune": {"lr": 1e-3, "head_only_epochs": 2},
     "val": None,
@@ -95,6 +98,37 @@ class Arm:
         return self.kind != "synthetic"
 
 
+#: The named inits of :mod:`semgen.classifier.init` (anything else is a checkpoint path).
+NAMED_INITS = ("scratch", "imagenet", "semgen")
+
+
+@dataclass(frozen=True)
+class Init:
+    """One point of the init axis: where the first model of every arm starts.
+
+    Attributes
+    ----------
+    name : str
+        The label in the report (``scratch``, ``imagenet``, ``imagenet@ARCH``, a path as written,
+        or the mapping's ``name``).
+    init : str
+        What ``train_classifier(init=...)`` gets: a named init or an absolute path.
+    arch : str or None
+        The architecture of this init's cells; None keeps ``classifier.arch``.
+    """
+
+    name: str
+    init: str = "scratch"
+    arch: str | None = None
+
+    @property
+    def scratch(self) -> bool:
+        return self.init == "scratch"
+
+
+SCRATCH = Init("scratch")
+
+
 @dataclass
 class AblationConfig:
     real: str
@@ -109,6 +143,7 @@ class AblationConfig:
     bootstrap: dict = field(default_factory=lambda: {"n": 2000, "seed": 0})
     cache: str | None = None
     preset: str | None = None
+    inits: list[Init] = field(default_factory=lambda: [SCRATCH])
 
     def to_dict(self) -> dict:
         return {
@@ -116,7 +151,9 @@ class AblationConfig:
             "synthetic": {n: {"path": s.path, "amount": s.amount if s.amount is not None else "all"}
                           for n, s in self.sources.items()},
             "shots": [k if k is not None else "all" for k in self.shots], "seeds": list(self.seeds),
-            "arms": [a.name for a in self.arms], "classifier": dict(self.classifier),
+            "arms": [a.name for a in self.arms],
+            "inits": [{"name": i.name, "init": i.init, "arch": i.arch} for i in self.inits],
+            "classifier": dict(self.classifier),
             "finetune": dict(self.finetune), "val": self.val, "bootstrap": dict(self.bootstrap),
             "preset": self.preset,
         }
@@ -161,6 +198,41 @@ def parse_arm(spec) -> Arm:
     return Arm(kind, str(source))
 
 
+def parse_init(spec, classifier_arch: str | None = None) -> Init:
+    """``scratch`` | ``imagenet`` | ``semgen`` | a path, optionally ``@ARCH``; or a mapping
+    ``{init: ..., arch: ..., name: ...}``.
+
+    ``imagenet`` without an arch uses ``classifier_arch`` if that has ImageNet weights, else
+    ``efficientnet_lite0``; the others keep the classifier's arch. Paths are taken as given (the
+    YAML loader makes them relative to the config file).
+    """
+    name = None
+    if isinstance(spec, dict):
+        unknown = sorted(set(spec) - {"init", "arch", "name"})
+        if unknown:
+            raise SemgenError(f"init {spec!r}: unknown key(s) {', '.join(unknown)}; valid: init, arch, name")
+        init, arch, name = spec.get("init"), spec.get("arch"), spec.get("name")
+    elif isinstance(spec, str):
+        init, _, arch = spec.partition("@")
+        arch = arch or None
+    else:
+        raise SemgenError(f"init {spec!r} must be a string or a mapping")
+    init = str(init).strip() if init is not None else ""
+    if not init:
+        raise SemgenError(f"init {spec!r}: empty; use one of {', '.join(NAMED_INITS)} or a checkpoint path")
+    if arch is not None:
+        arch = str(arch)
+        get_arch(arch)
+    label = name or (init if arch is None else f"{init}@{arch}")
+    if init == "imagenet":
+        if arch is None:
+            arch = classifier_arch if classifier_arch and get_arch(classifier_arch).imagenet else IMAGENET_DEFAULT_ARCH
+        if not get_arch(arch).imagenet:
+            raise SemgenError(f"init imagenet: no ImageNet weights for '{arch}'; available for: "
+                              f"{', '.join(imagenet_archs())}")
+    return Init(str(label), init, arch)
+
+
 def _amount(v, what: str) -> int | None:
     if v is None or (isinstance(v, str) and v.strip().lower() == "all"):
         return None
@@ -202,6 +274,8 @@ def load_yaml(path) -> dict:
             data[key] = str((base / data[key]).resolve()) if not Path(data[key]).is_absolute() else data[key]
     if isinstance(data.get("test"), (str, list, dict)):
         data["test"] = _rebase_tests(data["test"], base)
+    if isinstance(data.get("inits"), list):  # a checkpoint path is relative to the file; its label stays as written
+        data["inits"] = [_rebase_init(i, base) for i in data["inits"]]
     for name, src in (data.get("synthetic") or {}).items():
         if isinstance(src, str):
             src = {"path": src}
@@ -209,6 +283,22 @@ def load_yaml(path) -> dict:
         if isinstance(src, dict) and isinstance(src.get("path"), str) and not Path(src["path"]).is_absolute():
             src["path"] = str((base / src["path"]).resolve())
     return data
+
+
+def _rebase_init(spec, base: Path):
+    if isinstance(spec, str):
+        init, _, arch = spec.partition("@")
+        spec = {"init": init, **({"arch": arch} if arch else {})}
+        name = None
+    elif isinstance(spec, dict):
+        name = spec.get("name")
+    else:
+        return spec
+    init = str(spec.get("init") or "")
+    if init and init not in NAMED_INITS and not Path(init).is_absolute():
+        label = name or (init if not spec.get("arch") else f"{init}@{spec['arch']}")
+        return {**spec, "init": str((base / init).resolve()), "name": label}
+    return spec
 
 
 def _rebase_tests(t, base: Path):
@@ -312,6 +402,19 @@ def build_config(data: dict | None = None, *, preset: str | None = None, overrid
 
     clf = dict(raw.get("classifier") or {})
     ft = dict(raw.get("finetune") or {})
+    inits_spec = raw.get("inits")
+    if inits_spec is None or inits_spec == []:
+        inits_spec = ["scratch"]
+    if not isinstance(inits_spec, list):
+        inits_spec = [inits_spec]
+    inits: list[Init] = []
+    for i in inits_spec:
+        it = parse_init(i, clf.get("arch"))
+        if any(j.name == it.name for j in inits):
+            if it in inits:
+                continue
+            raise SemgenError(f"two inits are labelled {it.name!r}; give them names ({{init: ..., name: ...}})")
+        inits.append(it)
     for what, d in (("classifier", clf), ("finetune", ft)):
         bad = sorted(set(d) - set(CLASSIFIER_KEYS))
         if bad:
@@ -324,7 +427,7 @@ def build_config(data: dict | None = None, *, preset: str | None = None, overrid
         seeds=[int(s) for s in seeds], arms=arms, classifier=clf, finetune=ft,
         val=str(raw["val"]) if raw.get("val") else None,
         bootstrap={"n": int(boot.get("n", 2000)), "seed": int(boot.get("seed", 0))},
-        cache=str(raw["cache"]) if raw.get("cache") else None, preset=preset,
+        cache=str(raw["cache"]) if raw.get("cache") else None, preset=preset, inits=inits,
     )
 
 

@@ -6,6 +6,10 @@ therefore trained once and shared by both arms. A cell's key is the sha256 of ev
 determines its model: the training images (sha256 + label of each, through the subset keys) and
 their weights, the init cell's key, the seed, the classifier hyper-parameters and the semgen
 version. The arm's *name* is not in it: two arms that train the same thing share one model.
+
+The init axis (``inits:``) repeats all of that per init: a cell whose first model starts from
+other weights than scratch also has ``init_weights`` (``KIND:SHA256`` of the weights file) and the
+init's arch in its key; a scratch cell's key has neither, so it is the key it always was.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import __version__
-from .config import AblationConfig, Arm
+from .config import SCRATCH, AblationConfig, Arm, Init
 from .subsets import Item, Pool, content_key, materialize, per_class_subset
 
 
@@ -27,6 +31,7 @@ class CellSpec:
     arm: Arm
     shots: int | None  # real images per class; None = all (meaningless for the synthetic arm)
     seed: int
+    init: Init = SCRATCH  # where the arm's first model starts
 
     @property
     def shots_label(self) -> str:
@@ -36,16 +41,18 @@ class CellSpec:
 
 
 def expand(cfg: AblationConfig) -> list[CellSpec]:
-    """The matrix, in run order: synthetic-only first (pretrain depends on it), then by shots, seed."""
+    """The matrix, in run order: per init, synthetic-only first (pretrain depends on it), then by
+    shots, seed."""
     specs: list[CellSpec] = []
-    for arm in cfg.arms:
-        if arm.kind == "synthetic":
-            specs += [CellSpec(arm, None, s) for s in cfg.seeds]
-    for k in cfg.shots:
-        for s in cfg.seeds:
-            for arm in cfg.arms:
-                if arm.kind != "synthetic":
-                    specs.append(CellSpec(arm, k, s))
+    for init in cfg.inits:
+        for arm in cfg.arms:
+            if arm.kind == "synthetic":
+                specs += [CellSpec(arm, None, s, init) for s in cfg.seeds]
+        for k in cfg.shots:
+            for s in cfg.seeds:
+                for arm in cfg.arms:
+                    if arm.kind != "synthetic":
+                        specs.append(CellSpec(arm, k, s, init))
     return specs
 
 
@@ -88,7 +95,8 @@ class Cell:
 
     def label(self) -> str:
         s = self.spec
-        return f"{s.arm.name} shots={s.shots_label} seed={s.seed}"
+        init = "" if s.init.scratch and s.init.arch is None else f"init={s.init.name} "
+        return f"{init}{s.arm.name} shots={s.shots_label} seed={s.seed}"
 
 
 def _min_epoch_images() -> int:
@@ -99,7 +107,14 @@ def _min_epoch_images() -> int:
     return int(MIN_EPOCH_IMAGES)
 
 
-def cell_key(parts: list[TrainPart], hyper: dict, seed: int, init_key: str | None, val_key: str | None) -> tuple[str, dict]:
+def cell_key(parts: list[TrainPart], hyper: dict, seed: int, init_key: str | None, val_key: str | None,
+             init_weights: str | None = None) -> tuple[str, dict]:
+    """sha256 of what determines a cell's model, and that content.
+
+    ``init_key`` is the key of the cell whose model this one fine-tunes; ``init_weights``
+    (``KIND:SHA256``) the weights a first-stage cell starts from, None for scratch (and then absent
+    from the content, so scratch keys are those of a config without ``inits:``).
+    """
     cfg = {
         "data": [[p.key, round(float(p.weight), 6)] for p in parts],
         "init": init_key,
@@ -108,6 +123,8 @@ def cell_key(parts: list[TrainPart], hyper: dict, seed: int, init_key: str | Non
         "val": val_key,
         "semgen": __version__,
     }
+    if init_weights is not None:
+        cfg["init_weights"] = init_weights
     blob = json.dumps(cfg, sort_keys=True, separators=(",", ":")).encode()
     return hashlib.sha256(blob).hexdigest(), cfg
 
@@ -120,6 +137,25 @@ def _part(role: str, name: str, items: list[Item], weight: float, cache: Path, t
     return TrainPart(role, name, str(d), content_key(items), weight, len(items), counts)
 
 
+def resolve_cell_init(init: Init, classifier_arch: str | None) -> tuple[str | None, str | None]:
+    """The arch and the ``KIND:SHA256`` weights key of an init's cells.
+
+    Scratch: ``(init.arch, None)``, so the config's arch stays unless the init names one. Otherwise
+    the arch is the init's own (``imagenet`` picks it in the config; a checkpoint path without
+    ``@ARCH`` uses the checkpoint's; ``semgen`` the classifier's), resolved through the
+    classifier's init API: a missing ``semgen[imagenet]`` extra or bundled backbone is its
+    one-line error, raised before anything trains.
+    """
+    if init.scratch:
+        return init.arch, None
+    from ..classifier.init import INIT_CHOICES, resolve_init
+    from ..classifier.pretrained import sha256_file
+
+    arch = init.arch or (classifier_arch if init.init in INIT_CHOICES else None)
+    spec = resolve_init(init.init, arch)
+    return spec["arch"], f"{spec['kind']}:{spec.get('sha256') or sha256_file(spec['file'])}"
+
+
 def plan(cfg: AblationConfig, real: Pool | None, sources: dict[str, Pool], cache: Path,
          val_key: str | None = None) -> list[Cell]:
     """Materialise every subset the matrix needs and return its cells (deduplicated by key)."""
@@ -130,8 +166,12 @@ def plan(cfg: AblationConfig, real: Pool | None, sources: dict[str, Pool], cache
 
 
 def _plan(cfg, real, sources, cache, val_key):
-    hyper = dict(cfg.classifier)
-    ft_hyper = {**cfg.classifier, **cfg.finetune}
+    # Per init: its arch (if it has one) for both stages; scratch keeps the config's hyper as is.
+    hypers, weights = {}, {}
+    for it in cfg.inits:
+        arch, weights[it.name] = resolve_cell_init(it, cfg.classifier.get("arch"))
+        extra = {"arch": arch} if arch is not None else {}
+        hypers[it.name] = ({**cfg.classifier, **extra}, {**cfg.classifier, **cfg.finetune, **extra})
     real_parts: dict[tuple, TrainPart] = {}
     syn_parts: dict[tuple, TrainPart] = {}
 
@@ -154,7 +194,9 @@ def _plan(cfg, real, sources, cache, val_key):
     cells: list[Cell] = []
     syn_cells: dict[tuple, Cell] = {}
     for spec in expand(cfg):
-        arm, k, s = spec.arm, spec.shots, spec.seed
+        arm, k, s, it = spec.arm, spec.shots, spec.seed, spec.init
+        hyper, ft_hyper = hypers[it.name]
+        w = weights[it.name]
         init = None
         if arm.kind == "real":
             parts, hp = [real_part(k, s)], hyper
@@ -164,24 +206,26 @@ def _plan(cfg, real, sources, cache, val_key):
             parts = [real_part(k, s, 1.0 - arm.ratio), syn_part(arm.source, s, arm.ratio)]
             hp = hyper
         else:  # pretrain: this seed's synthetic-only model, fine-tuned on the real subset
-            init = syn_cells.get((arm.source, s))
+            init = syn_cells.get((arm.source, s, it.name))
             if init is None:  # no synthetic arm for this source in the matrix: add its cell
-                pre_spec = CellSpec(Arm("synthetic", arm.source), None, s)
-                init = _finish(Cell(pre_spec, [syn_part(arm.source, s)], hyper), val_key)
+                pre_spec = CellSpec(Arm("synthetic", arm.source), None, s, it)
+                init = _finish(Cell(pre_spec, [syn_part(arm.source, s)], hyper), val_key, w)
                 # not asked for as an arm, but trained anyway: it is evaluated and reported too, as
                 # every trained model is (results.jsonl has one line per model)
                 init.config["implied"] = True
-                syn_cells[(arm.source, s)] = init
+                syn_cells[(arm.source, s, it.name)] = init
                 cells.append(init)
             parts, hp = [real_part(k, s)], ft_hyper
-        cell = _finish(Cell(spec, parts, dict(hp), init), val_key)
+        # the fine-tune stage inherits the init through its init cell's key
+        cell = _finish(Cell(spec, parts, dict(hp), init), val_key, None if init is not None else w)
         if arm.kind == "synthetic":
-            syn_cells[(arm.source, s)] = cell
+            syn_cells[(arm.source, s, it.name)] = cell
         cells.append(cell)
     return cells
 
 
-def _finish(cell: Cell, val_key: str | None) -> Cell:
-    cell.key, cfg = cell_key(cell.parts, cell.hyper, cell.spec.seed, cell.init.key if cell.init else None, val_key)
+def _finish(cell: Cell, val_key: str | None, init_weights: str | None = None) -> Cell:
+    cell.key, cfg = cell_key(cell.parts, cell.hyper, cell.spec.seed, cell.init.key if cell.init else None, val_key,
+                             init_weights)
     cell.config = {**cfg, **cell.config}
     return cell

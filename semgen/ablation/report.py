@@ -50,14 +50,33 @@ def _arm_order(row: dict) -> tuple:
     return (ARM_ORDER.index(row["kind"]), row.get("source") or "", row.get("ratio") or 0.0)
 
 
-def aggregate(out, *, n_boot: int = 2000, seed: int = 0) -> dict:
-    """Group ``results.jsonl`` by (test, arm, shots); bootstrap each group over seeds and images.
+def _init(row: dict) -> str:
+    """The init of a results line (lines written before the init axis existed are scratch)."""
+    return row.get("init") or "scratch"
 
-    Returns ``{test: {"n_images", "classes", "groups": [...], "gains": [...]}}``.
+
+def show_inits(groups: list[dict]) -> bool:
+    """Whether the report needs an init column: only when some model did not start from scratch,
+    so the report of a config without ``inits:`` is what it always was."""
+    return any(g.get("init", "scratch") != "scratch" for g in groups)
+
+
+def row_name(g: dict, with_init: bool) -> str:
+    """A group's label in plots and per-class headers: ``arm``, or ``init: arm`` with the init axis."""
+    return f"{g.get('init', 'scratch')}: {g['arm']}" if with_init else g["arm"]
+
+
+def aggregate(out, *, n_boot: int = 2000, seed: int = 0) -> dict:
+    """Group ``results.jsonl`` by (test, init, arm, shots); bootstrap each group over seeds and images.
+
+    Returns ``{test: {"n_images", "classes", "groups": [...], "gains": [...]}}``; each group and
+    gain names its ``init`` (in the order the inits first appear in ``results.jsonl``, i.e. the
+    config's).
     """
     rows = read_results(out)
     if not rows:
         raise SemgenError(f"{out}/results.jsonl is empty")
+    init_order = list(dict.fromkeys(_init(r) for r in rows))
     tests = sorted({t for r in rows for t in r["test"]})
     result = {}
     for test in tests:
@@ -75,32 +94,33 @@ def aggregate(out, *, n_boot: int = 2000, seed: int = 0) -> dict:
                 raise SemgenError(f"predictions of {r['arm']} seed {r['seed']} on {test} are not on the same "
                                   "images as the others; the test set changed between cells")
             preds_of[r["cell"]] = yp
-            groups[(r["arm"], r["shots"])].append(r)
+            groups[(_init(r), r["arm"], r["shots"])].append(r)
             arm_meta[r["arm"]] = r
         classes = [c for c in CLASSES if c in set(y_true)]
         out_groups = []
         by_key = {}
-        for (arm, shots), rs in sorted(groups.items(), key=lambda kv: (_arm_order(arm_meta[kv[0][0]]),
-                                                                      _shots_order(kv[0][1]))):
+        for (init, arm, shots), rs in sorted(groups.items(), key=lambda kv: (
+                init_order.index(kv[0][0]), _arm_order(arm_meta[kv[0][1]]), _shots_order(kv[0][2]))):
             rs = sorted(rs, key=lambda r: r["seed"])
             b = bootstrap(y_true, [preds_of[r["cell"]] for r in rs], classes, n_boot=n_boot, seed=seed)
-            g = {"arm": arm, "kind": arm_meta[arm]["kind"], "shots": shots, "seeds": [r["seed"] for r in rs],
-                 "cells": [r["cell"] for r in rs], **b}
+            g = {"init": init, "arm": arm, "kind": arm_meta[arm]["kind"], "shots": shots,
+                 "seeds": [r["seed"] for r in rs], "cells": [r["cell"] for r in rs], **b}
             out_groups.append(g)
-            by_key[(arm, shots)] = (g, rs)
+            by_key[(init, arm, shots)] = (g, rs)
         gains = _gains(by_key, y_true, preds_of, classes, n_boot, seed)
         result[test] = {"n_images": len(y_true), "classes": classes, "groups": out_groups, "gains": gains}
     return result
 
 
 def _gains(by_key, y_true, preds_of, classes, n_boot, seed) -> list[dict]:
-    """For each real-shots level: the best non-real arm (by mean macro-F1) minus real-only, paired."""
+    """For each init and real-shots level: the best non-real arm (by mean macro-F1) minus real-only
+    *from the same init*, paired: what the synthetic data adds on top of that starting point."""
     gains = []
-    real_levels = sorted({s for (a, s) in by_key if a == "real"}, key=_shots_order)
-    for shots in real_levels:
-        g_real, rs_real = by_key[("real", shots)]
-        candidates = [(g, rs) for (a, s), (g, rs) in by_key.items()
-                      if a != "real" and (s == shots or s == "-")]
+    real_levels = [(i, s) for (i, a, s) in by_key if a == "real"]  # by_key is in report order
+    for init, shots in real_levels:
+        g_real, rs_real = by_key[(init, "real", shots)]
+        candidates = [(g, rs) for (i, a, s), (g, rs) in by_key.items()
+                      if i == init and a != "real" and (s == shots or s == "-")]
         if not candidates:
             continue
         g_best, rs_best = max(candidates, key=lambda c: c[0]["macro_f1"]["mean"])
@@ -110,7 +130,7 @@ def _gains(by_key, y_true, preds_of, classes, n_boot, seed) -> list[dict]:
         pa = [preds_of[r["cell"]] for r in rs_real if r["seed"] in seeds]
         pb = [preds_of[r["cell"]] for r in rs_best if r["seed"] in seeds]
         d = paired_difference(y_true, pa, pb, classes, n_boot=n_boot, seed=seed)
-        gains.append({"shots": shots, "arm": g_best["arm"], "seeds": seeds, **d})
+        gains.append({"init": init, "shots": shots, "arm": g_best["arm"], "seeds": seeds, **d})
     return gains
 
 
@@ -136,6 +156,13 @@ def render_markdown(agg: dict, config: dict | None, plots: dict) -> str:
                                                       for n, s in syn.items()))
         L.append(f"- seeds: {config.get('seeds')}; preset: {config.get('preset') or 'none'}; "
                  f"semgen {config.get('semgen_version', __version__)}")
+        inits = config.get("inits") or []
+        if any(i.get("name") != "scratch" for i in inits):
+            desc = ", ".join(f"`{i['name']}`" + ("" if i["name"] == "scratch" else
+                                                 f" ({i['init']}, arch {i.get('arch') or 'of the classifier'})")
+                             for i in inits)
+            L.append("- inits (where each arm's first model starts; `pretrain[S]` fine-tunes the synthetic "
+                     f"model that started there): {desc}")
         L.append(f"- classifier: `{json.dumps(config.get('classifier'), sort_keys=True)}`; "
                  f"fine-tune (pretrain arm): `{json.dumps(config.get('finetune'), sort_keys=True)}`")
     L += ["- every figure: mean over seeds, with a 95 % bootstrap CI that resamples seeds and test "
@@ -144,31 +171,40 @@ def render_markdown(agg: dict, config: dict | None, plots: dict) -> str:
           "`pretrain[S]` = the synthetic-only model fine-tuned on the real images.", ""]
     for test, a in agg.items():
         L += [f"## Test set `{test}` ({a['n_images']} images, {len(a['classes'])} classes)", ""]
+        wi = show_inits(a["groups"])
+        # with the init axis every table gets an init column (init = where the first model started)
+        ic = (lambda init: [f"`{init}`"]) if wi else (lambda init: [])  # noqa: E731
+        ih = ["init"] if wi else []
         levels = sorted({g["shots"] for g in a["groups"]}, key=_shots_order)
         arms = []
         for g in a["groups"]:
-            if g["arm"] not in arms:
-                arms.append(g["arm"])
-        cell = {(g["arm"], g["shots"]): g for g in a["groups"]}
+            if (g.get("init", "scratch"), g["arm"]) not in arms:
+                arms.append((g.get("init", "scratch"), g["arm"]))
+        cell = {(g.get("init", "scratch"), g["arm"], g["shots"]): g for g in a["groups"]}
         for metric, title in (("macro_f1", "Macro-F1"), ("accuracy", "Accuracy")):
             L += [f"### {title} by real images per class", ""]
-            header = ["arm"] + [("no real" if s == "-" else f"{s} shots") for s in levels]
-            rows = [[f"`{arm}`"] + [fmt_ci(cell[(arm, s)][metric]) if (arm, s) in cell else "" for s in levels]
-                    for arm in arms]
+            header = ih + ["arm"] + [("no real" if s == "-" else f"{s} shots") for s in levels]
+            rows = [ic(init) + [f"`{arm}`"] + [fmt_ci(cell[(init, arm, s)][metric]) if (init, arm, s) in cell else ""
+                                               for s in levels]
+                    for init, arm in arms]
             L += _md_table(header, rows) + [""]
         if test in plots:
             L += [f"![accuracy and macro-F1 vs real shots]({plots[test]['shots']})", ""]
         L += ["### All cells", ""]
-        rows = [[f"`{g['arm']}`", g["shots"], str(g["n_seeds"]), fmt_ci(g["accuracy"]), fmt_ci(g["macro_f1"]),
-                 f"{g['macro_f1']['seed_sd']:.3f}"] for g in a["groups"]]
-        L += _md_table(["arm", "real shots", "seeds", "accuracy", "macro-F1", "macro-F1 seed sd"], rows) + [""]
+        rows = [ic(g.get("init", "scratch")) + [f"`{g['arm']}`", g["shots"], str(g["n_seeds"]), fmt_ci(g["accuracy"]),
+                                                fmt_ci(g["macro_f1"]), f"{g['macro_f1']['seed_sd']:.3f}"]
+                for g in a["groups"]]
+        L += _md_table(ih + ["arm", "real shots", "seeds", "accuracy", "macro-F1", "macro-F1 seed sd"], rows) + [""]
         if a["gains"]:
-            L += ["### Best arm minus real-only (paired over seeds and images)", ""]
-            rows = [[g["shots"], f"`{g['arm']}`", fmt_ci(g["macro_f1"], True), fmt_ci(g["accuracy"], True)]
+            same = " from the same init" if wi else ""
+            L += [f"### Best arm minus real-only{same} (paired over seeds and images)", ""]
+            rows = [ic(g.get("init", "scratch")) + [g["shots"], f"`{g['arm']}`", fmt_ci(g["macro_f1"], True),
+                                                    fmt_ci(g["accuracy"], True)]
                     for g in a["gains"]]
-            L += _md_table(["real shots", "best arm", "Δ macro-F1", "Δ accuracy"], rows) + [""]
+            L += _md_table(ih + ["real shots", "best arm", "Δ macro-F1", "Δ accuracy"], rows) + [""]
             top = a["gains"][-1]
-            L += [f"Per-class F1 gain of `{top['arm']}` over `real` at {top['shots']} shots:", ""]
+            of = f" (init `{top.get('init', 'scratch')}`)" if wi else ""
+            L += [f"Per-class F1 gain of `{top['arm']}` over `real`{of} at {top['shots']} shots:", ""]
             rows = [[c, fmt_ci(top["per_class"][c]["f1"], True)] for c in a["classes"]]
             L += _md_table(["class", "Δ F1"], rows) + [""]
             if test in plots and "gain" in plots[test]:
@@ -176,7 +212,7 @@ def render_markdown(agg: dict, config: dict | None, plots: dict) -> str:
         top_level = levels[-1]
         L += [f"### Per-class F1 at {top_level} real shots (and synthetic-only)", ""]
         shown = [g for g in a["groups"] if g["shots"] in (top_level, "-")]
-        header = ["class", "support"] + [f"`{g['arm']}`" for g in shown]
+        header = ["class", "support"] + [f"`{row_name(g, wi)}`" for g in shown]
         rows = [[c, str(shown[0]["per_class"][c]["support"])] + [fmt_ci(g["per_class"][c]["f1"]) for g in shown]
                 for c in a["classes"]] if shown else []
         L += _md_table(header, rows) + [""]
@@ -195,14 +231,15 @@ def _plot_shots(a: dict, test: str, path: Path) -> None:
     levels = sorted({g["shots"] for g in a["groups"] if g["shots"] != "-"}, key=_shots_order)
     x = {s: i for i, s in enumerate(levels)}
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
-    arms = []
+    wi = show_inits(a["groups"])
+    arms = []  # one line per (init, arm), labelled by row_name
     for g in a["groups"]:
-        if g["arm"] not in arms:
-            arms.append(g["arm"])
+        if row_name(g, wi) not in arms:
+            arms.append(row_name(g, wi))
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for ax, metric, title in zip(axes, ("accuracy", "macro_f1"), ("accuracy", "macro-F1")):
         for j, arm in enumerate(arms):
-            gs = [g for g in a["groups"] if g["arm"] == arm]
+            gs = [g for g in a["groups"] if row_name(g, wi) == arm]
             c = colors[j % len(colors)]
             if gs[0]["shots"] == "-":  # synthetic-only: no real images, a horizontal band
                 m = gs[0][metric]
@@ -247,7 +284,7 @@ def _plot_gain(a: dict, test: str, path: Path) -> None:
         ys = [g["per_class"][c]["f1"]["mean"] for c in classes]
         err = [[g["per_class"][c]["f1"]["mean"] - g["per_class"][c]["f1"]["lo"] for c in classes],
                [g["per_class"][c]["f1"]["hi"] - g["per_class"][c]["f1"]["mean"] for c in classes]]
-        ax.bar(xs, ys, w, yerr=err, capsize=2, label=f"{g['arm']} vs real, {g['shots']} shots")
+        ax.bar(xs, ys, w, yerr=err, capsize=2, label=f"{row_name(g, show_inits(gains))} vs real, {g['shots']} shots")
     ax.axhline(0, color="black", lw=0.8)
     ax.set_xticks(range(len(classes)), classes)
     ax.set_ylabel("F1 gain over real-only")

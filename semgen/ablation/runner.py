@@ -30,7 +30,7 @@ from typing import Callable
 from .. import __version__
 from ..errors import SemgenError
 from ..imageio import write_bytes_atomic
-from .config import AblationConfig
+from .config import SCRATCH, AblationConfig
 from .matrix import Cell, plan
 from .subsets import Pool, load_pool, write_json_atomic
 
@@ -252,6 +252,7 @@ def run_ablation(cfg: AblationConfig, out, *, train_fn: Callable | None = None, 
         todo = [c for c in cells if not _done(cache, c)]
         log(f"ablate: {len(cells)} cells ({len(cells) - len(todo)} cached, {len(todo)} to train), "
             f"{len(cfg.seeds)} seeds, arms: {', '.join(a.name for a in cfg.arms)}; "
+            + (f"inits: {', '.join(i.name for i in cfg.inits)}; " if cfg.inits != [SCRATCH] else "") +
             f"test: {', '.join(f'{n} ({len(t.items)} images)' for n, t in tests.items())}")
 
         def probe(hyper):
@@ -334,8 +335,10 @@ def _train_cell(cell: Cell, cache: Path, train_fn, progress: bool) -> None:
     kwargs = dict(cell.hyper)
     if cell.val:
         kwargs["val"] = cell.val
-    if cell.init is not None:
+    if cell.init is not None:  # fine-tune the model of its init cell (which started from the init)
         kwargs["init"] = str(_checkpoint(cache / "cells" / cell.init.key[:24] / "run"))
+    elif not cell.spec.init.scratch:  # a first-stage cell of the init axis: imagenet, semgen, a path
+        kwargs["init"] = cell.spec.init.init
     else:
         kwargs.pop("head_only_epochs", None)
     t, cpu = time.perf_counter(), time.process_time()
@@ -410,6 +413,7 @@ def _result_line(cell: Cell, cdir: Path, evals: dict, out: Path) -> dict:
         "train": [{"role": p.role, "name": p.name, "weight": p.weight, "n_images": p.n_images,
                    "class_counts": p.class_counts, "subset_key": p.key, "dir": p.dir} for p in cell.parts],
         "init_cell": cell.init.key if cell.init else None,
+        "init": spec.init.name, "init_weights": cell.config.get("init_weights") or (cell.init.config.get("init_weights") if cell.init else None),
         "classifier": cell.hyper, "semgen_version": __version__,
         "train_summary": info.get("summary", {}), "train_s": info.get("train_s"),
         "train_cpu_s": info.get("train_cpu_s"), "load_avg": info.get("load_avg"),
