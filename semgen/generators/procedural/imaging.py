@@ -28,6 +28,12 @@ The chain follows the physics of a secondary-electron (SE) image, in this order:
 Lengths are in output pixels: real SEM crops come from figures of every magnification, so what
 matters to the picture is the blur relative to the pixel, not the beam size in nm.
 All steps are whole-array NumPy/OpenCV operations on float32 (a few ms for 256 x 256).
+
+Determinism: the same seed must give the same bytes in every process. Each step therefore uses only
+operations whose float32 result depends on the values alone, never on where malloc put the
+buffer (vendor SIMD kernels such as IPP's ``cv2.magnitude`` round the elements they peel off
+to reach an aligned address differently) or on BLAS's run-time choices (``smooth_field``).
+``tests/test_determinism.py`` and ``bench/bench_determinism.py`` check it across fresh processes.
 """
 
 from __future__ import annotations
@@ -118,8 +124,13 @@ def edge_signal(height: np.ndarray, pixel_nm: float, width_px: float, asymmetry:
     """
     gx = cv2.Sobel(height, cv2.CV_32F, 1, 0, ksize=3, scale=1.0 / (8.0 * pixel_nm))
     gy = cv2.Sobel(height, cv2.CV_32F, 0, 1, ksize=3, scale=1.0 / (8.0 * pixel_nm))
-    mag = cv2.magnitude(gx, gy)  # tan(tilt)
-    sec = mag * mag
+    # |grad|^2 = tan^2(tilt). Not cv2.magnitude: its IPP path (ippsMagnitude_32f) rounds differently
+    # in the elements it peels off to reach an aligned address, so its result depended on where
+    # malloc put the buffers, i.e. changed from one process to the next (issue 14). NumPy's
+    # element-wise float32 *, +, sqrt and / are correctly rounded IEEE operations on every code path.
+    sec = gx * gx
+    sec += gy * gy
+    mag = np.sqrt(sec) if asymmetry else None  # tan(tilt)
     sec += np.float32(1.0)
     np.sqrt(sec, out=sec)  # 1 / cos(tilt)
     e = np.float32(1.0) - np.reciprocal(sec, out=sec)  # 1 - cos(tilt)
@@ -226,7 +237,17 @@ def smooth_field(shape: tuple[int, int], rng: np.random.Generator, order: int = 
     a[0, 0] = 0.0
     cy = np.cos(np.pi * (np.arange(h, dtype=np.float32)[:, None] + 0.5) / h * kk[None, :] + 0.0)
     cx = np.cos(np.pi * (np.arange(w, dtype=np.float32)[:, None] + 0.5) / w * kk[None, :])
-    f = (cy @ a) @ cx.T
+    # The products in float64, summed term by term in a fixed order, not through ``@``: BLAS picks
+    # kernels, blocking and threads at run time, so its float32 sums may differ between
+    # set-ups and thread counts; same seed must give the same bytes.
+    cy64, cx64, a64 = cy.astype(np.float64), cx.astype(np.float64), a.astype(np.float64)
+    b = np.zeros((h, order))
+    for i in range(order):
+        b += cy64[:, i:i + 1] * a64[i:i + 1, :]
+    f = np.zeros((h, w))
+    for j in range(order):
+        f += b[:, j:j + 1] * cx64[None, :, j]
+    f = f.astype(np.float32)
     return f * np.float32(1.0 / max(float(np.abs(f).max()), 1e-6))
 
 

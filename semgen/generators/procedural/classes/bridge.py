@@ -156,7 +156,7 @@ for _k, _w in _shorts.BRIDGE_LAYOUTS.items():
 class Bridge(Generator):
     name = "bridge"
     label = "bridge"
-    version = "3"
+    version = "4"
     description = "material joining two neighbouring lines: full bridges, micro-bridges, footing"
     params = ParamSpace([
         ParamSpec("layout", "choice", "lines", choices=tuple(LAYOUTS),

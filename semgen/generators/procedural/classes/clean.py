@@ -48,7 +48,7 @@ for _k, _w in _E_LAYOUTS.items():
 class Clean(Generator):
     name = "clean"
     label = "clean"
-    version = "3"
+    version = "4"
     description = "defect-free line/space patterns, nominal low roughness"
     params = ParamSpace([
         ParamSpec("layout", "choice", "lines", choices=tuple(LAYOUTS),

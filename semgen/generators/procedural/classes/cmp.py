@@ -152,7 +152,7 @@ def add_cmp(scene: Scene, rng: np.random.Generator, p: dict, variant: str | None
 class CMP(LayoutGenerator, Generator):
     name = "cmp"
     label = "cmp"
-    version = "2"
+    version = "3"
     description = "CMP scratches, chatter marks, slurry residue and dishing / erosion"
     params = ParamSpace(all_params(LAYOUTS, PARAMS, periods=(4.0, 30.0)))
 

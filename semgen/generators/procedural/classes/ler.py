@@ -31,7 +31,7 @@ LAYOUT_WEIGHTS = {"lines": 1.0}
 class Ler(Generator):
     name = "ler"
     label = "ler"
-    version = "2"
+    version = "3"
     description = "strong line-edge / line-width roughness on line/space patterns"
     params = ParamSpace([
         ParamSpec("layout", "choice", "lines", choices=tuple(LAYOUTS),

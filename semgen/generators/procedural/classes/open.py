@@ -132,7 +132,7 @@ for _k, _w in _shorts.OPEN_LAYOUTS.items():
 class Open(Generator):
     name = "open"
     label = "open"
-    version = "3"
+    version = "4"
     description = "a line broken (rounded ends), pinched (necking) or partly cut"
     params = ParamSpace([
         ParamSpec("layout", "choice", "lines", choices=tuple(LAYOUTS),

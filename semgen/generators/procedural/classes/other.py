@@ -173,7 +173,7 @@ _VARIANT_FN = {"collapse": collapse, "wiggle": wiggle, "scumming": scumming, "in
 class Other(LayoutGenerator, Generator):
     name = "other"
     label = "other"
-    version = "2"
+    version = "3"
     description = "pattern collapse, wiggling, scumming, incomplete etch, mixed defects; rare layouts"
     params = ParamSpace(all_params(LAYOUTS, PARAMS, periods=(4.0, 40.0)))
 

@@ -168,7 +168,7 @@ def _xsection(built, p: dict, rng: np.random.Generator) -> Scene:
 class Via(LayoutGenerator, Generator):
     name = "via"
     label = "via"
-    version = "2"
+    version = "3"
     description = "missing / merged / resized / misplaced / malformed contacts; voids, seams, misaligned vias"
     params = ParamSpace(all_params(LAYOUTS, PARAMS))
 
