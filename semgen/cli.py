@@ -15,6 +15,7 @@ COMMAND_MODULES = (
     "semgen.generators.procedural.commands",
     "semgen.curation.commands",
     "semgen.classifier.commands",
+    "semgen.pretrain.commands",
     "semgen.generators.diffusion.commands",
     "semgen.ablation.commands",
 )

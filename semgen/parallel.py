@@ -25,9 +25,14 @@ R = TypeVar("R")
 def _watch_parent(parent: int) -> None:  # pragma: no cover - runs in a worker
     import time
 
+    # The pool's main process, not os.getppid(): under forkserver a worker's parent is the server.
     while True:
         time.sleep(1.0)
-        if os.getppid() != parent:  # re-parented: the main process died (kill -9)
+        try:
+            os.kill(parent, 0)
+        except ProcessLookupError:  # the main process died (kill -9)
+            os._exit(1)
+        except PermissionError:  # the pid now belongs to another user's process: ours is gone
             os._exit(1)
 
 
@@ -59,7 +64,8 @@ def pool_context(preload: Iterable[str] = ()):
 
 
 def ordered_map(fn: Callable[[T], R], chunks: Iterable[T], *, workers: int = 1, window: int | None = None,
-                initializer: Callable[[], None] | None = None, preload: Iterable[str] = ()) -> Iterator[R]:
+                initializer: Callable[[], None] | None = None, preload: Iterable[str] = (),
+                force_pool: bool = False) -> Iterator[R]:
     """``fn(chunk)`` for each chunk, in order, over ``workers`` processes.
 
     Parameters
@@ -69,20 +75,22 @@ def ordered_map(fn: Callable[[T], R], chunks: Iterable[T], *, workers: int = 1, 
     chunks : iterable
         Work items; consumed lazily (at most ``window`` ahead of the consumer).
     workers : int
-        1 runs in this process (no pool).
+        Processes; 1 (or 0) runs in this process, without a pool, unless ``force_pool``.
     window : int, optional
         Chunks in flight; default ``4 * workers``.
     initializer : callable, optional
         Run once in each worker after semgen's own set-up.
     preload : iterable of str
         Modules the forkserver imports once, so workers start fast.
+    force_pool : bool
+        Use a pool even for one worker (to overlap its work with the consumer's).
 
     Yields
     ------
     The results, in the order of ``chunks``. A dead worker raises :class:`RuntimeError`.
     """
     it = iter(chunks)
-    if workers <= 1:
+    if workers <= 1 and not (force_pool and workers == 1):
         for c in it:
             yield fn(c)
         return

@@ -1,0 +1,148 @@
+"""Pretraining targets derived from a procedural image's generator parameters.
+
+Two kinds, both pure functions of ``(generator, params)``, so a record in a dataset dir and an image
+streamed by :mod:`semgen.pretrain.stream` get the same targets:
+
+- a **fine label**: the defect class crossed with the scene's layout, its line orientation and the
+  class's own defect subtype (``bridge/lines/vertical/micro``). The choice parameters that make it
+  are the generator's ``layout`` and ``orientation`` and every choice parameter named after its class
+  (``bridge_type``, ``via_defect_xs``, ``particle_shape``, ...). The vocabulary is the product of their
+  choices, enumerated from the parameter specs (never from samples), so it is the same in every run;
+- **regression targets**: every numeric parameter of every generator (pitch, duty/CD, roughness
+  sigma, dose, beam blur, tilt, ...) as its position ``u`` in ``[0, 1]`` in its sampling range (the
+  uniform it was drawn from; log-scaled where sampled log-uniformly). Parameters an image does not
+  have (inactive, or of another class) are masked.
+
+Examples
+--------
+>>> from semgen.pretrain.labels import TargetSpace
+>>> ts = TargetSpace.build(["ler"], labels="fine")
+>>> ts.fine_names[:2]
+['ler/lines/diagonal', 'ler/lines/horizontal']
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import SemgenError
+from ..generators.procedural.params import ParamSpec
+from ..generators.procedural.registry import create_generator, list_generators
+
+#: Shared choice parameters that make a fine label (besides each class's own subtype choices).
+SHARED_FACTORS = ("layout", "orientation")
+LABEL_KINDS = ("fine", "coarse")
+#: Separator of the parts of a fine label.
+SEP = "/"
+
+
+def label_factors(gen) -> list[str]:
+    """Names of the choice parameters of ``gen`` whose values make its fine label (in order)."""
+    own = [s.name for s in gen.params if s.kind == "choice"]
+    return [n for n in own if n in SHARED_FACTORS or n.startswith(f"{gen.label}_")]
+
+
+def _factor_values(spec: ParamSpec) -> list:
+    vals = list(spec.choices)
+    return vals + [None] if spec.when else vals  # None: the parameter is inactive for this layout
+
+
+def _fine_name(label: str, values) -> str:
+    return SEP.join([label] + [str(v) for v in values if v is not None])
+
+
+def fine_label_name(gen, params: dict, *, labels: str = "fine") -> str:
+    """The fine label of an image of ``gen`` with sampled ``params`` (``labels="coarse"``: the class)."""
+    if labels == "coarse":
+        return gen.label
+    return _fine_name(gen.label, [params.get(n) for n in label_factors(gen)])
+
+
+def _target_u(spec: ParamSpec, value) -> float | None:
+    """Where ``value`` lies in ``spec``'s sampling range, in [0, 1]; None if it has no range."""
+    if spec.kind not in ("float", "int") or spec.low is None or spec.low == spec.high or value is None:
+        return None
+    lo, hi, v = float(spec.low), float(spec.high), float(value)
+    if spec.log:
+        lo, hi, v = math.log(lo), math.log(hi), math.log(max(v, 1e-30))
+    return float(min(1.0, max(0.0, (v - lo) / (hi - lo))))
+
+
+@dataclass
+class TargetSpace:
+    """The fine-label vocabulary and regression target names of a set of generators.
+
+    Attributes
+    ----------
+    generators : list of str
+        Generator names, in stream order.
+    labels : {"fine", "coarse"}
+    fine_names : list of str
+        The classifier's classes: fine labels (``labels="fine"``) or the generators' classes.
+    reg_names : list of str
+        Regression targets (numeric parameter names, sorted).
+    """
+
+    generators: list[str]
+    labels: str
+    fine_names: list[str]
+    reg_names: list[str]
+
+    def __post_init__(self):
+        self._index = {n: i for i, n in enumerate(self.fine_names)}
+
+    @classmethod
+    def build(cls, generators=None, *, labels: str = "fine") -> "TargetSpace":
+        """Enumerate targets for ``generators`` (names or labels; default all registered)."""
+        if labels not in LABEL_KINDS:
+            raise SemgenError(f"--labels must be one of {', '.join(LABEL_KINDS)}, got {labels!r}")
+        names = list(generators) if generators else list_generators()
+        gens = [create_generator(n) for n in names]
+        if len({g.name for g in gens}) != len(gens):
+            raise SemgenError(f"a generator is listed twice in {names}")
+        fine: list[str] = []
+        reg: set[str] = set()
+        for g in gens:
+            if labels == "coarse":
+                combos = [g.label]
+            else:
+                specs = [g.params[n] for n in label_factors(g)]
+                combos = [_fine_name(g.label, vals) for vals in itertools.product(*map(_factor_values, specs))]
+            for c in combos:
+                if c not in fine:
+                    fine.append(c)
+            reg.update(s.name for s in g.space if _target_u(s, s.low) is not None)
+        return cls([g.name for g in gens], labels, fine, sorted(reg))
+
+    def coarse_of(self) -> list[str]:
+        """The class (first part) of each fine label."""
+        return [n.split(SEP, 1)[0] for n in self.fine_names]
+
+    def targets(self, gen, params: dict) -> tuple[int, np.ndarray, np.ndarray]:
+        """``(fine_id, reg [T] float32, reg_mask [T] bool)`` of one image."""
+        name = fine_label_name(gen, params, labels=self.labels)
+        fid = self._index.get(name, -1)
+        if fid < 0:
+            raise SemgenError(f"fine label {name!r} of generator {gen.name} is not in the vocabulary "
+                              "(was the checkpoint made with other generators?)")
+        reg = np.zeros(len(self.reg_names), np.float32)
+        mask = np.zeros(len(self.reg_names), bool)
+        space = gen.space
+        for j, n in enumerate(self.reg_names):
+            if n in params and n in space:
+                u = _target_u(space[n], params[n])
+                if u is not None:
+                    reg[j], mask[j] = u, True
+        return fid, reg, mask
+
+    def to_dict(self) -> dict:
+        return {"generators": self.generators, "labels": self.labels, "fine_names": self.fine_names,
+                "reg_names": self.reg_names}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TargetSpace":
+        return cls(list(d["generators"]), d["labels"], list(d["fine_names"]), list(d["reg_names"]))

@@ -1,0 +1,421 @@
+"""``semgen pretrain``: train a classifier backbone on procedural images streamed from workers.
+
+Worker processes make the images of :mod:`semgen.pretrain.stream` (a pure function of the master
+seed and the sample number); the trainer takes them in order, in batches. The network learns the
+fine labels and regression targets of :mod:`semgen.pretrain.labels`. A run dir holds:
+
+``state-STEP/``        the resumable state: ``model.safetensors``, ``optimizer.safetensors``, ``state.json``
+``LATEST``             the name of the newest complete state dir (written last, atomically)
+``last.pt``            the classifier (backbone + fine-label head): ``semgen train --init RUN_DIR``
+``model.safetensors``  the same weights with ``config.json``: the layout of a bundled backbone
+``train_log.jsonl``    loss, accuracy, images/s per logging interval
+
+Nothing is ever unpickled on resume: the state is safetensors plus JSON. Batch ``b`` is made of
+samples ``[b * B, (b + 1) * B)`` and dropout's random stream is seeded per step, so a run stopped at
+any saved step and resumed ends with exactly the weights of an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .. import __version__
+from ..classifier.checkpoint import save_checkpoint
+from ..classifier.models import DEFAULT_ARCH, SemClassifier, create_model, get_arch
+from ..errors import SemgenError
+from ..imageio import write_bytes_atomic
+from ..manifests import JsonlAppender, current_command
+from ..parallel import ordered_map
+from .labels import LABEL_KINDS, TargetSpace
+from .stream import StreamJob
+
+STATE_FORMAT = "semgen-pretrain-state"
+STATE_VERSION = 1
+
+
+@dataclass
+class PretrainConfig:
+    """What a pretraining run learns from and how; every field that changes its weights.
+
+    Parameters
+    ----------
+    arch : str
+        Classifier architecture (:data:`semgen.classifier.models.ARCHS`).
+    init : str, optional
+        Starting weights: ``scratch`` (None), ``imagenet``, ``semgen`` or a checkpoint / run dir.
+    generators : list of str, optional
+        Procedural generators to stream (default: all registered).
+    labels : {"fine", "coarse"}
+        Fine labels from the generator parameters, or only the generators' classes.
+    aux_weight : float
+        Weight of the regression loss on the parameter targets (0 = no auxiliary head).
+    size : int
+        Image side in pixels.
+    images : int
+        Samples to train on in all (the schedule's length).
+    batch_size, lr, weight_decay, warmup, label_smoothing, drop_rate, seed
+        Optimisation (AdamW, linear warm-up over the ``warmup`` fraction of steps, cosine decay).
+    """
+
+    arch: str = DEFAULT_ARCH
+    init: str | None = None
+    generators: list[str] | None = None
+    labels: str = "fine"
+    aux_weight: float = 1.0
+    size: int = 128
+    images: int = 100_000
+    batch_size: int = 64
+    lr: float = 2e-3
+    weight_decay: float = 0.05
+    warmup: float = 0.03
+    label_smoothing: float = 0.1
+    drop_rate: float = 0.2
+    seed: int = 0
+
+    def validate(self) -> "PretrainConfig":
+        get_arch(self.arch)
+        if self.labels not in LABEL_KINDS:
+            raise SemgenError(f"--labels must be one of {', '.join(LABEL_KINDS)}, got {self.labels!r}")
+        checks = [
+            (32 <= self.size <= 512, f"--size must be in [32, 512], got {self.size}"),
+            (1 <= self.images <= 10**10, f"--images must be in [1, 1e10], got {self.images}"),
+            (2 <= self.batch_size <= 4096, f"--batch must be in [2, 4096], got {self.batch_size}"),
+            (0 < self.lr < 1 and math.isfinite(self.lr), f"--lr must be in (0, 1), got {self.lr}"),
+            (0 <= self.weight_decay < 1, f"--weight-decay must be in [0, 1), got {self.weight_decay}"),
+            (0 <= self.warmup < 1, f"--warmup must be a fraction in [0, 1), got {self.warmup}"),
+            (0 <= self.label_smoothing < 1, f"--label-smoothing must be in [0, 1), got {self.label_smoothing}"),
+            (0 <= self.drop_rate < 1, f"--drop-rate must be in [0, 1), got {self.drop_rate}"),
+            (0 <= self.aux_weight <= 100 and math.isfinite(self.aux_weight),
+             f"--aux-weight must be in [0, 100], got {self.aux_weight}"),
+            (0 <= self.seed < 2**63, f"--seed must be in [0, 2^63), got {self.seed}"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise SemgenError(msg)
+        return self
+
+    @property
+    def steps(self) -> int:
+        return max(1, math.ceil(self.images / self.batch_size))
+
+
+class PretrainNet(nn.Module):
+    """A :class:`SemClassifier` over fine labels plus a regression head on its pooled features."""
+
+    def __init__(self, arch: str, n_fine: int, n_reg: int, *, drop_rate: float = 0.2):
+        super().__init__()
+        self.classifier: SemClassifier = create_model(arch, n_fine, drop_rate=0.0)
+        self.classifier.net.drop_rate = 0.0  # dropout is applied here, to the class branch only
+        self.drop_rate = float(drop_rate)
+        net = self.classifier.net
+        net.eval()
+        with torch.no_grad():
+            dim = net.forward_head(net.forward_features(torch.zeros(1, 1, 64, 64)), pre_logits=True).shape[1]
+        net.train()
+        self.aux = nn.Linear(dim, n_reg) if n_reg else None
+
+    def forward(self, x: torch.Tensor):
+        c = self.classifier
+        f = c.net.forward_head(c.net.forward_features((x - c.mean) / c.std), pre_logits=True)
+        logits = c.net.get_classifier()(F.dropout(f, self.drop_rate, self.training))
+        return logits, (self.aux(f) if self.aux is not None else None)
+
+
+def _apply_init(model: SemClassifier, init: str | None) -> dict | None:
+    """Load ``init`` into ``model`` through the classifier's one init API."""
+    if init in (None, "", "scratch"):
+        return None
+    from ..classifier.init import apply_init
+
+    return apply_init(model, init)
+
+
+def _lr_lambda(total: int, warmup: int, floor: float = 0.01):
+    def f(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        t = (step - warmup) / max(1, total - warmup)
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
+    return f
+
+
+# -- state: safetensors + JSON, never pickle ---------------------------------------------------
+
+def _opt_tensors(opt: torch.optim.Optimizer) -> tuple[dict, dict]:
+    sd = opt.state_dict()
+    tensors, scalars = {}, {}
+    for pid, st in sd["state"].items():
+        for k, v in st.items():
+            if torch.is_tensor(v) and v.ndim > 0:
+                tensors[f"{pid}.{k}"] = v.detach().contiguous()
+            else:
+                scalars[f"{pid}.{k}"] = float(v.item() if torch.is_tensor(v) else v)
+    groups = [{k: v for k, v in g.items()} for g in sd["param_groups"]]
+    return tensors, {"scalars": scalars, "param_groups": groups}
+
+
+def _load_opt(opt: torch.optim.Optimizer, tensors: dict, meta: dict) -> None:
+    state: dict = {}
+    for key, v in tensors.items():
+        pid, k = key.split(".", 1)
+        state.setdefault(int(pid), {})[k] = v
+    for key, v in meta["scalars"].items():
+        pid, k = key.split(".", 1)
+        state.setdefault(int(pid), {})[k] = torch.tensor(v, dtype=torch.float32)
+    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+
+
+def _save_state(out: Path, step: int, model: PretrainNet, opt, sched, info: dict, keep: int = 2) -> Path:
+    from safetensors.torch import save_file
+
+    final = out / f"state-{step:09d}"
+    tmp = out / f".state-{step:09d}.{os.getpid()}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(tmp / "model.safetensors"))
+    ot, ometa = _opt_tensors(opt)
+    save_file(ot, str(tmp / "optimizer.safetensors"))
+    state = {"format": STATE_FORMAT, "format_version": STATE_VERSION, "step": int(step),
+             "optimizer": ometa, "scheduler": sched.state_dict(), **info}
+    (tmp / "state.json").write_text(json.dumps(state, indent=1) + "\n")
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+    write_bytes_atomic(out / "LATEST", (final.name + "\n").encode())  # the commit point
+    olds = sorted(p for p in out.glob("state-*") if p.is_dir() and p != final)
+    for p in olds[:max(0, len(olds) - (keep - 1))]:
+        shutil.rmtree(p, ignore_errors=True)
+    return final
+
+
+def _read_state(d: Path) -> tuple[dict, dict, dict]:
+    from safetensors.torch import load_file
+
+    state = json.loads((d / "state.json").read_text())
+    if state.get("format") != STATE_FORMAT:
+        raise ValueError("not a semgen pretraining state")
+    if state.get("format_version", 0) > STATE_VERSION:
+        raise SemgenError(f"{d} was written by a newer semgen")
+    return state, load_file(str(d / "model.safetensors")), load_file(str(d / "optimizer.safetensors"))
+
+
+def latest_state(out: Path):
+    """The newest readable state of run dir ``out`` as ``(dir, state, model_sd, opt_sd)``, or None.
+
+    A damaged newest state (a truncated file) falls back to the previous one with a warning.
+    """
+    names = []
+    if (out / "LATEST").exists():
+        names.append((out / "LATEST").read_text().strip())
+    names += sorted((p.name for p in out.glob("state-*") if p.is_dir()), reverse=True)
+    seen = set()
+    for name in names:
+        if name in seen or not name.startswith("state-"):
+            continue
+        seen.add(name)
+        d = out / name
+        try:
+            return (d, *_read_state(d))
+        except SemgenError:
+            raise
+        except Exception as e:  # noqa: BLE001 - any damage means: try the previous state
+            print(f"semgen: warning: {d} is unreadable ({type(e).__name__}); trying an older state",
+                  file=sys.stderr)
+    return None
+
+
+# -- the run ---------------------------------------------------------------------------------------
+
+def _export(out: Path, model: PretrainNet, cfg: PretrainConfig, space: TargetSpace, step: int, info: dict) -> None:
+    """The classifier part as ``last.pt`` (for ``--init RUN``) and as ``model.safetensors`` + ``config.json``."""
+    from safetensors.torch import save_file
+
+    meta = {"pretrain": asdict(cfg), "step": step, "images_seen": step * cfg.batch_size,
+            "semgen_version": __version__, **info}
+    save_checkpoint(out / "last.pt", model.classifier, classes=space.fine_names, size=cfg.size, epoch=step,
+                    config=meta)
+    tmp = out / f".model.safetensors.{os.getpid()}.tmp"
+    save_file({k: v.detach().contiguous() for k, v in model.classifier.state_dict().items()}, str(tmp),
+              metadata={"format": "semgen-classifier", "arch": cfg.arch})
+    os.replace(tmp, out / "model.safetensors")
+    card = {"format": "semgen-classifier", "arch": cfg.arch, "size": cfg.size, "classes": space.fine_names,
+            "input": "float32 [N, 1, S, S] in [0, 1] (8-bit gray / 255)", **meta}
+    write_bytes_atomic(out / "config.json", (json.dumps(card, indent=1) + "\n").encode())
+
+
+def pretrain(out, config: PretrainConfig | None = None, *, workers: int = 1, threads: int | None = None,
+             save_every: int = 200, log_every: int = 20, stop_after: int | None = None,
+             progress: bool = True, chunk: int = 8) -> dict:
+    """Pretrain (or resume pretraining) into run dir ``out``.
+
+    Parameters
+    ----------
+    out : path
+        Run dir; re-running with the same config resumes from its newest state.
+    config : PretrainConfig
+    workers : int
+        Generator processes; 0 generates in this process, between steps.
+    threads : int, optional
+        Torch threads (default: the cores left after ``workers``, at least 1).
+    save_every : int
+        Save a resumable state every this many steps (and at the end).
+    log_every : int
+        Steps per ``train_log.jsonl`` line.
+    stop_after : int, optional
+        Stop (after saving) once this many steps are done in all; the schedule is unchanged, so
+        running again continues it.
+
+    Returns
+    -------
+    dict
+        ``run_dir``, ``step``, ``steps``, ``images_seen``, ``done``, ``images_per_s``, ``loss``,
+        ``fine_accuracy`` (of the last interval), ``n_fine``, ``n_reg``.
+    """
+    cfg = (config or PretrainConfig()).validate()
+    out = Path(out)
+    if workers < 0:
+        raise SemgenError(f"--workers must be 0 (in this process) or more, got {workers}")
+    if save_every < 1 or log_every < 1:
+        raise SemgenError("--save-every and --log-every must be at least 1")
+    if out.exists() and not out.is_dir():
+        raise SemgenError(f"--out {out} exists and is not a directory")
+    space = TargetSpace.build(cfg.generators, labels=cfg.labels)
+    request = json.loads(json.dumps(asdict(cfg)))
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise SemgenError(f"cannot create --out {out}: {e.strerror}") from None
+
+    found = latest_state(out)
+    if found is None and any(out.glob("state-*")):
+        raise SemgenError(f"{out} holds no readable pretraining state; choose another --out")
+    if found is not None and found[1].get("config") != request:
+        raise SemgenError(f"{out} holds a pretraining run with other settings; choose another --out "
+                          "(or re-run with the settings in its state.json)")
+
+    nthreads = threads or max(1, (os.cpu_count() or 1) - workers)
+    torch.set_num_threads(int(nthreads))
+    torch.manual_seed(cfg.seed)
+    model = PretrainNet(cfg.arch, len(space.fine_names), len(space.reg_names) if cfg.aux_weight > 0 else 0,
+                        drop_rate=cfg.drop_rate)
+    init_info = None if found is not None else _apply_init(model.classifier, cfg.init)
+    model = model.to(memory_format=torch.channels_last)
+    decay = [p for p in model.parameters() if p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.ndim <= 1]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
+    steps = cfg.steps
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(steps, max(1, int(cfg.warmup * steps))))
+    step = 0
+    if found is not None:
+        d, state, msd, osd = found
+        model.load_state_dict(msd)
+        _load_opt(opt, osd, state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        step = int(state["step"])
+        init_info = state.get("init")
+    info = {"config": request, "targets": space.to_dict(), "init": init_info, "command": current_command(),
+            "semgen_version": __version__, "torch": torch.__version__,
+            "generators": {n: f"{g.name}@{g.version}" for n, g in
+                           zip(space.generators, StreamJob(space, seed=cfg.seed, size=cfg.size).generators())}}
+    log_path = out / "train_log.jsonl"
+    _truncate_log(log_path, step)
+    stop = steps if stop_after is None else min(steps, int(stop_after))
+    B = cfg.batch_size
+    chunk = max(1, math.gcd(B, int(chunk)))
+    job = StreamJob(space, seed=cfg.seed, size=cfg.size)
+    spans = ((s * B + c, chunk) for s in range(step, stop) for c in range(0, B, chunk))
+    per_step = B // chunk
+
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=stop, initial=step, desc=f"pretrain {cfg.arch}", unit="step",
+               disable=not (progress and sys.stderr.isatty()))
+    t_start = time.perf_counter()
+    t_int, n_int, loss_int, lc_int, lr_int, corr_int = time.perf_counter(), 0, 0.0, 0.0, 0.0, 0
+    last = {}
+    model.train()
+    with JsonlAppender(log_path) as log:
+        parts = []
+        # ordered_map runs in this process for workers <= 1: one worker process needs a real pool
+        stream = ordered_map(job, spans, workers=workers, force_pool=workers >= 1, window=max(4, 2 * per_step),
+                             preload=["semgen.pretrain.stream"]) if step < stop else iter(())
+        for part in stream:
+            parts.append(part)
+            if len(parts) < per_step:
+                continue
+            x = torch.from_numpy(np.concatenate([p["images"] for p in parts])).unsqueeze(1).float().div_(255)
+            y = torch.from_numpy(np.concatenate([p["fine"] for p in parts]))
+            reg = torch.from_numpy(np.concatenate([p["reg"] for p in parts]))
+            rmask = torch.from_numpy(np.concatenate([p["reg_mask"] for p in parts]))
+            parts = []
+            torch.manual_seed(cfg.seed * 1_000_003 + step)  # dropout's stream: a function of the step
+            x = x.contiguous(memory_format=torch.channels_last)
+            logits, pred = model(x)
+            loss_c = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
+            loss = loss_c
+            loss_r = torch.zeros(())
+            if pred is not None and rmask.any():
+                m = rmask.float()
+                loss_r = ((pred - reg) ** 2 * m).sum() / m.sum()
+                loss = loss + cfg.aux_weight * loss_r
+            if not torch.isfinite(loss):
+                raise SemgenError(f"pretraining diverged (loss {loss.item()}) at step {step}; lower --lr")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            step += 1
+            n_int += len(y)
+            loss_int += float(loss.detach()) * len(y)
+            lc_int += float(loss_r.detach()) * len(y)
+            corr_int += int((logits.detach().argmax(1) == y).sum())
+            lr_int = opt.param_groups[0]["lr"]
+            bar.update(1)
+            if step % log_every == 0 or step == stop:
+                dt = time.perf_counter() - t_int
+                ips = n_int / dt if dt > 0 else None
+                last = {"step": step, "images_seen": step * B, "loss": loss_int / n_int,
+                        "loss_reg": lc_int / n_int, "fine_accuracy": corr_int / n_int, "lr": lr_int,
+                        "images_per_s": ips, "eta_s": (stop - step) * B / ips if ips else None}
+                log.append(last)
+                bar.set_postfix(loss=f"{last['loss']:.3f}", acc=f"{last['fine_accuracy']:.2f}",
+                                ips=f"{ips or 0:.0f}")
+                if progress and not sys.stderr.isatty():
+                    eta = last["eta_s"] or 0
+                    print(f"pretrain step {step}/{stop} loss {last['loss']:.3f} acc {last['fine_accuracy']:.3f} "
+                          f"{ips or 0:.0f} img/s eta {eta / 60:.1f} min", file=sys.stderr, flush=True)
+                t_int, n_int, loss_int, lc_int, corr_int = time.perf_counter(), 0, 0.0, 0.0, 0
+            if step % save_every == 0 or step == stop:
+                _save_state(out, step, model, opt, sched, info)
+                _export(out, model, cfg, space, step, {"init": init_info, "generators": info["generators"]})
+    bar.close()
+    if not (out / "LATEST").exists():  # nothing to do (already done) but nothing saved either
+        _save_state(out, step, model, opt, sched, info)
+        _export(out, model, cfg, space, step, {"init": init_info, "generators": info["generators"]})
+    took = time.perf_counter() - t_start
+    return {"run_dir": str(out), "step": step, "steps": steps, "images_seen": step * B, "done": step >= steps,
+            "images_per_s": last.get("images_per_s"), "loss": last.get("loss"),
+            "fine_accuracy": last.get("fine_accuracy"), "n_fine": len(space.fine_names),
+            "n_reg": len(space.reg_names), "seconds": took}
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    """Drop log lines past the resumed step (written after the last saved state by a killed run)."""
+    if not path.exists():
+        return
+    from ..manifests.jsonl import iter_jsonl
+
+    keep = [r for r in iter_jsonl(path) if int(r.get("step", 0)) <= step]
+    write_bytes_atomic(path, "".join(json.dumps(r) + "\n" for r in keep).encode())

@@ -1,0 +1,149 @@
+"""semgen pretrain: targets from generator parameters, the stream, exact resume, fine-tuning from it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from semgen.errors import SemgenError
+from semgen.generators.procedural.generate import generate
+from semgen.generators.procedural.registry import create_generator, list_generators
+from semgen.imageio import read_gray
+from semgen.manifests import DatasetDir
+from semgen.pretrain import PretrainConfig, TargetSpace, fine_label_name, pretrain
+from semgen.pretrain.stream import StreamJob
+from semgen.seeding import rng_for
+
+TINY = dict(arch="mobilenetv3_small_050", generators=["ler", "bridge"], size=32, batch_size=8, images=48, seed=3)
+
+
+def test_every_sampled_fine_label_is_in_the_vocabulary():
+    space = TargetSpace.build()
+    assert len(space.fine_names) > 100 and len(set(space.fine_names)) == len(space.fine_names)
+    assert set(space.coarse_of()) == {create_generator(g).label for g in list_generators()}
+    for name in list_generators():
+        gen = create_generator(name)
+        for seed in range(40):
+            p = gen.sample_params(rng_for(seed))
+            fid, reg, mask = space.targets(gen, p)
+            assert space.fine_names[fid] == fine_label_name(gen, p)
+            assert space.fine_names[fid].split("/")[0] == gen.label
+            assert ((reg >= 0) & (reg <= 1)).all() and mask.any()
+            assert not reg[~mask].any()  # masked targets hold nothing
+            for n in np.array(space.reg_names)[mask]:
+                assert n in p  # only parameters the image has are targets
+
+
+def test_fine_label_reads_the_parameters():
+    gen = create_generator("bridge")
+    p = gen.sample_params(rng_for(0), {"layout": "lines", "orientation": "vertical", "bridge_type": "micro"})
+    name = fine_label_name(gen, p)
+    assert name.startswith("bridge/lines/vertical/micro")
+    assert fine_label_name(gen, p, labels="coarse") == "bridge"
+    space = TargetSpace.build(["bridge"], labels="coarse")
+    assert space.fine_names == ["bridge"] and space.targets(gen, p)[0] == 0
+
+
+def test_stream_matches_procedural_records(tmp_path):
+    """Streamed sample i is the record `semgen procedural` makes with the same seed, targets included."""
+    space = TargetSpace.build(["ler", "bridge"])
+    job = StreamJob(space, seed=5, size=48)
+    out = tmp_path / "ds"
+    for g in ("ler", "bridge"):
+        generate(g, 3, out, seed=5, size=48, progress=False)
+    recs = {(r["label"], r["index"]): r for r in DatasetDir(out).records()}
+    batch = job((0, 6))  # ler 0, bridge 0, ler 1, bridge 1, ler 2, bridge 2
+    for i in range(6):
+        label = ("ler", "bridge")[i % 2]
+        rec = recs[(label, i // 2)]
+        np.testing.assert_array_equal(batch["images"][i], read_gray(out / rec["file_name"]))
+        gen = create_generator(rec["generator"]["name"])
+        fid, reg, mask = space.targets(gen, rec["params"])  # the record's params give the same targets
+        assert fid == batch["fine"][i]
+        np.testing.assert_array_equal(reg, batch["reg"][i])
+        np.testing.assert_array_equal(mask, batch["reg_mask"][i])
+
+
+def _weights(run):
+    from safetensors.torch import load_file
+
+    return load_file(str(run / "model.safetensors"))
+
+
+def test_resume_gives_the_weights_of_an_uninterrupted_run(tmp_path):
+    cfg = PretrainConfig(**TINY)
+    a = pretrain(tmp_path / "a", cfg, workers=0, threads=1, save_every=2, progress=False)
+    assert a["done"] and a["step"] == 6
+    b1 = pretrain(tmp_path / "b", cfg, workers=0, threads=1, save_every=2, stop_after=3, progress=False)
+    assert not b1["done"] and b1["step"] == 3
+    b2 = pretrain(tmp_path / "b", cfg, workers=0, threads=1, save_every=2, progress=False)
+    assert b2["done"] and b2["step"] == 6
+    wa, wb = _weights(tmp_path / "a"), _weights(tmp_path / "b")
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        assert torch.equal(wa[k], wb[k]), k
+    # the log of the resumed run has every step once
+    steps = [json.loads(line)["step"] for line in (tmp_path / "b" / "train_log.jsonl").read_text().splitlines()]
+    assert steps == sorted(set(steps))
+    # state is data, not code: safetensors and JSON only
+    files = {p.suffix for p in (tmp_path / "b").glob("state-*/*")}
+    assert files <= {".safetensors", ".json"}
+
+
+def test_worker_process_gives_the_same_run(tmp_path):
+    cfg = PretrainConfig(**{**TINY, "images": 16})
+    pretrain(tmp_path / "a", cfg, workers=0, threads=1, progress=False)
+    pretrain(tmp_path / "b", cfg, workers=1, threads=1, progress=False)
+    wa, wb = _weights(tmp_path / "a"), _weights(tmp_path / "b")
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_damaged_newest_state_falls_back_to_the_previous_one(tmp_path, capsys):
+    cfg = PretrainConfig(**TINY)
+    run = tmp_path / "r"
+    pretrain(run, cfg, workers=0, threads=1, save_every=2, stop_after=4, progress=False)
+    newest = run / (run / "LATEST").read_text().strip()
+    (newest / "model.safetensors").write_bytes(b"\0" * 10)  # a kill during the write of a copy
+    res = pretrain(run, cfg, workers=0, threads=1, save_every=2, progress=False)
+    assert res["done"] and "unreadable" in capsys.readouterr().err
+
+
+def test_other_settings_in_the_same_run_dir_are_refused(tmp_path):
+    pretrain(tmp_path / "r", PretrainConfig(**TINY), workers=0, threads=1, stop_after=1, progress=False)
+    with pytest.raises(SemgenError, match="other settings"):
+        pretrain(tmp_path / "r", PretrainConfig(**{**TINY, "lr": 1e-3}), workers=0, threads=1, progress=False)
+
+
+@pytest.mark.parametrize("field,value", [("size", 8), ("images", 0), ("lr", -1.0), ("labels", "x"),
+                                         ("aux_weight", float("nan")), ("arch", "nope")])
+def test_bad_settings_are_one_line_errors(field, value):
+    with pytest.raises(SemgenError):
+        PretrainConfig(**{**TINY, field: value}).validate()
+
+
+def test_cli_error_is_one_line(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "semgen", "pretrain", "--out", str(tmp_path / "r"), "--size", "8"],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and r.stderr.strip().count("\n") == 0 and "--size" in r.stderr
+
+
+def test_fine_tuning_starts_from_a_pretraining_run(tmp_path):
+    from classifier_synth import make_dataset
+
+    from semgen.classifier.checkpoint import read_checkpoint
+    from semgen.classifier.train import train_classifier
+
+    run = tmp_path / "pt"
+    pretrain(run, PretrainConfig(**{**TINY, "images": 16}), workers=0, threads=1, progress=False)
+    ck = read_checkpoint(run)
+    assert ck["arch"] == TINY["arch"] and len(ck["classes"]) == len(TargetSpace.build(TINY["generators"]).fine_names)
+    data = make_dataset(tmp_path / "d", n_per_class=6, side=32)
+    s = train_classifier(data.root, tmp_path / "ft", init=run, size=32, epochs=1, batch_size=8,
+                         min_epoch_images=16, progress=False, num_threads=1)
+    cfg = json.loads((tmp_path / "ft" / "config.json").read_text())
+    assert s["epochs_run"] == 1 and cfg["init"]
