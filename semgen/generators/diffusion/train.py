@@ -8,9 +8,16 @@ Layout of MODEL_DIR during and after training::
 
     train_config.json         the arguments (a different configuration refuses to resume)
     train_log.jsonl           one line every ``log_every`` steps: step, loss, lr, steps/s
-    checkpoints/checkpoint-N  accelerate state (UNet, optimizer, LR schedule, EMA); the last 2 kept
+    checkpoints/checkpoint-N  the training state as data only (UNet, optimizer, LR schedule, EMA,
+                              grad scaler): ``*.safetensors`` tensors + ``semgen_state.json``;
+                              the last 2 kept
     model_index.json unet/ scheduler/ semgen_config.json   the EMA weights as a loadable pipeline,
                               rewritten at every checkpoint
+
+Checkpoints are data, never code: a run folder may come from someone else, and unpickling a file
+runs whatever it names (accelerate's ``save_state`` wrote the EMA as a pickle, loaded with
+``weights_only=False``; issue 14). So semgen writes and reads its own checkpoint: tensors with
+safetensors, everything else as JSON, and never opens a ``.pkl`` / ``.bin`` file in a run dir.
 """
 
 from __future__ import annotations
@@ -94,18 +101,143 @@ def denoising_loss(unet, scheduler, x0: torch.Tensor, emb: torch.Tensor, mask: t
     return F.mse_loss(pred.float(), noise.float())
 
 
-def _latest_checkpoint(ckdir: Path) -> tuple[Path | None, int]:
-    best, step = None, 0
+STATE_FORMAT = 1  #: version of the checkpoint layout below (``semgen_state.json`` "format")
+
+
+def _checkpoints(ckdir: Path) -> list[tuple[int, Path]]:
+    """Finished checkpoints (those with ``semgen_step.json``), newest first."""
+    found = []
     if ckdir.is_dir():
         for p in ckdir.iterdir():
             if p.name.startswith("checkpoint-") and (p / "semgen_step.json").exists():
                 try:
-                    s = int(json.loads((p / "semgen_step.json").read_text())["step"])
-                except (ValueError, KeyError, OSError):
+                    found.append((int(json.loads((p / "semgen_step.json").read_text())["step"]), p))
+                except (ValueError, KeyError, TypeError, OSError):
                     continue
-                if s > step:
-                    best, step = p, s
-    return best, step
+    return sorted(found, key=lambda t: -t[0])
+
+
+def _latest_checkpoint(ckdir: Path) -> tuple[Path | None, int]:
+    found = _checkpoints(ckdir)
+    return (found[0][1], found[0][0]) if found else (None, 0)
+
+
+def _tensors_for_file(d: dict) -> dict:
+    """CPU, contiguous, unshared copies: what ``safetensors`` can write."""
+    return {k: v.detach().to("cpu").contiguous().clone() for k, v in d.items()}
+
+
+def _save_state(accelerator, unet, opt, lr_sched, ema, folder: Path, step: int) -> None:
+    """Write the whole training state into ``folder`` as safetensors + JSON (main process only).
+
+    ``model.safetensors`` (UNet), ``ema.safetensors`` (EMA shadow weights, ``shadow.NNNNN``),
+    ``optimizer.safetensors`` (per-parameter tensors, ``state.P.NAME``) and ``semgen_state.json``
+    (the rest: EMA counters, optimizer param groups and scalar state, LR schedule, grad scaler).
+    """
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file(_tensors_for_file(accelerator.unwrap_model(unet).state_dict()), str(folder / "model.safetensors"))
+    ema_sd = ema.state_dict()
+    save_file(_tensors_for_file({f"shadow.{i:05d}": t for i, t in enumerate(ema_sd["shadow_params"])}),
+              str(folder / "ema.safetensors"))
+    opt_sd = opt.state_dict()
+    opt_tensors, opt_scalars = {}, {}
+    for pid, st in opt_sd["state"].items():
+        for name, v in st.items():
+            if torch.is_tensor(v):
+                opt_tensors[f"state.{pid}.{name}"] = v
+            else:
+                opt_scalars.setdefault(str(pid), {})[name] = v
+    save_file(_tensors_for_file(opt_tensors), str(folder / "optimizer.safetensors"))
+    scaler = getattr(accelerator, "scaler", None)
+    meta = {
+        "format": STATE_FORMAT, "step": int(step),
+        "ema": {k: v for k, v in ema_sd.items() if k != "shadow_params"}, "ema_params": len(ema_sd["shadow_params"]),
+        "optimizer": {"param_groups": opt_sd["param_groups"], "scalars": opt_scalars},
+        "scheduler": lr_sched.state_dict(),
+        "scaler": scaler.state_dict() if scaler is not None else None,
+    }
+    (folder / "semgen_state.json").write_text(json.dumps(meta, indent=1) + "\n")
+
+
+def _read_state(folder: Path) -> dict:
+    """Read (and check) a checkpoint written by :func:`_save_state`; raises on anything missing or torn.
+
+    Reads only ``semgen_state.json`` and the three ``.safetensors`` files: nothing that could run code.
+    """
+    from safetensors.torch import load_file
+
+    meta = json.loads((folder / "semgen_state.json").read_text())
+    if not isinstance(meta, dict) or meta.get("format") != STATE_FORMAT:
+        raise ValueError(f"semgen_state.json format {meta.get('format') if isinstance(meta, dict) else '?'}, "
+                         f"expected {STATE_FORMAT}")
+    model = load_file(str(folder / "model.safetensors"))
+    ema_t = load_file(str(folder / "ema.safetensors"))
+    n = int(meta["ema_params"])
+    shadow = [ema_t[f"shadow.{i:05d}"] for i in range(n)]
+    opt_t = load_file(str(folder / "optimizer.safetensors"))
+    state: dict[int, dict] = {}
+    for key, v in opt_t.items():
+        _, pid, name = key.split(".", 2)
+        state.setdefault(int(pid), {})[name] = v
+    for pid, scalars in meta["optimizer"]["scalars"].items():
+        state.setdefault(int(pid), {}).update(scalars)
+    groups = meta["optimizer"]["param_groups"]
+    for g in groups:  # JSON made the tuples lists; torch keeps betas as a tuple
+        if isinstance(g.get("betas"), list):
+            g["betas"] = tuple(g["betas"])
+    return {"model": model, "ema": dict(meta["ema"], shadow_params=shadow),
+            "optimizer": {"state": state, "param_groups": groups}, "scheduler": meta["scheduler"],
+            "scaler": meta.get("scaler")}
+
+
+def _stray_code_files(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.suffix in (".pkl", ".pickle", ".bin", ".pt", ".pth"))
+
+
+def _resume(accelerator, unet, opt, lr_sched, ema, ckdir: Path) -> tuple[Path | None, int]:
+    """Load the newest loadable checkpoint of ``ckdir`` into the training objects.
+
+    A checkpoint that cannot be read (torn by a crash or a full disk, or in the old pickle-based
+    layout) is skipped with a warning for the one before it. Pickle-like files in a checkpoint
+    (``*.pkl``, ``*.bin``, ...) are never opened, only reported. Raises :class:`SemgenError` when
+    checkpoints exist but none is loadable (training from scratch would overwrite them).
+    """
+    found = _checkpoints(ckdir)
+    problems = []
+    for step, folder in found:
+        try:
+            st = _read_state(folder)
+        except FileNotFoundError as e:
+            why = ("an old pickle-based checkpoint, which semgen no longer loads (a pickle can run code)"
+                   if not (folder / "semgen_state.json").exists() else f"incomplete ({Path(e.filename).name} missing)")
+            problems.append(f"{folder.name}: {why}")
+            continue
+        except Exception as e:  # torn safetensors / JSON: the previous checkpoint is still good
+            problems.append(f"{folder.name}: unreadable ({type(e).__name__}: {str(e).splitlines()[0][:120]})")
+            continue
+        for p in problems:
+            _warn(f"skipping checkpoint {p}; resuming from {folder.name}")
+        stray = _stray_code_files(folder)
+        if stray:
+            _warn(f"ignoring {', '.join(stray)} in {folder}: semgen never loads pickle files from a run dir")
+        accelerator.unwrap_model(unet).load_state_dict(st["model"])
+        opt.load_state_dict(st["optimizer"])
+        lr_sched.load_state_dict(st["scheduler"])
+        if st["scaler"] is not None and getattr(accelerator, "scaler", None) is not None:
+            accelerator.scaler.load_state_dict(st["scaler"])
+        ema.load_state_dict(st["ema"])
+        ema.to(accelerator.device)
+        return folder, step
+    if found:
+        raise SemgenError(f"no checkpoint in {ckdir} can be resumed ({'; '.join(problems)}); "
+                          "use another --out (--init can start it from a finished model folder)")
+    return None, 0
+
+
+def _warn(msg: str) -> None:
+    print(f"semgen: warning: {msg}", file=sys.stderr)
 
 
 def _batch(ts, step: int, cfg: TrainConfig, proc: int):
@@ -180,12 +312,10 @@ def train(cfg: TrainConfig) -> dict:
     ema = EMAModel(accelerator.unwrap_model(unet).parameters(), decay=cfg.ema_decay, use_ema_warmup=True,
                    power=3 / 4)
     ema.to(accelerator.device)
-    accelerator.register_for_checkpointing(ema)
 
     ckdir = out / "checkpoints"
-    ck, step = _latest_checkpoint(ckdir)
+    ck, step = _resume(accelerator, unet, opt, lr_sched, ema, ckdir)
     if ck is not None:
-        accelerator.load_state(str(ck))
         if main:
             print(f"resuming from {ck} (step {step})", file=sys.stderr)
     if step >= cfg.steps:
@@ -232,7 +362,7 @@ def train(cfg: TrainConfig) -> dict:
                             "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
                 t_log = now
             if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-                _checkpoint(accelerator, ckdir, step)
+                _checkpoint(accelerator, ckdir, step, (unet, opt, lr_sched, ema))
                 _save_pipeline(accelerator, unet, ema, noise_sched, cfg, out, step, styles, ts)
     finally:
         bar.close()
@@ -244,18 +374,21 @@ def train(cfg: TrainConfig) -> dict:
             "final_loss": float(np.mean(losses[-50:])) if losses else None}
 
 
-def _checkpoint(accelerator, ckdir: Path, step: int, keep: int = 2) -> None:
-    """Save the accelerate state to checkpoint-N through a temporary folder and a rename."""
+def _checkpoint(accelerator, ckdir: Path, step: int, objs: tuple, keep: int = 2) -> None:
+    """Save the training state (:func:`_save_state`) to checkpoint-N through a temporary folder and a rename."""
     accelerator.wait_for_everyone()
     tmp = ckdir / f".tmp-checkpoint-{step}"
-    accelerator.save_state(str(tmp))
     if accelerator.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+        _save_state(accelerator, *objs, tmp, step)
         (tmp / "semgen_step.json").write_text(json.dumps({"step": step}) + "\n")
         final = ckdir / f"checkpoint-{step}"
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
-        done = sorted((p for p in ckdir.glob("checkpoint-*") if (p / "semgen_step.json").exists()),
+        # only semgen-layout checkpoints count: a foreign one must not push out a loadable one
+        done = sorted((p for p in ckdir.glob("checkpoint-*")
+                       if (p / "semgen_step.json").exists() and (p / "semgen_state.json").exists()),
                       key=lambda p: int(p.name.split("-")[1]))
         for old in done[:-keep]:
             shutil.rmtree(old, ignore_errors=True)
