@@ -30,6 +30,7 @@ from typing import Callable
 from .. import __version__
 from ..errors import SemgenError
 from ..imageio import write_bytes_atomic
+from ..manifests.lock import lock_dir
 from .config import SCRATCH, AblationConfig
 from .matrix import Cell, plan
 from .subsets import Pool, load_pool, write_json_atomic
@@ -51,44 +52,6 @@ def _default_eval():
     except ImportError as e:
         raise SemgenError(f"the classifier is not available ({e})") from None
     return evaluate_run
-
-
-class _Lock:
-    """One ``semgen ablate`` per output dir at a time (a stale lock from a dead process is taken over)."""
-
-    def __init__(self, path: Path):
-        self.path = path
-
-    def __enter__(self):
-        for _ in range(2):
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-                os.write(fd, str(os.getpid()).encode())
-                os.close(fd)
-                return self
-            except FileExistsError:
-                try:
-                    pid = int(self.path.read_text().strip() or 0)
-                except (OSError, ValueError):
-                    pid = 0
-                if pid and pid != os.getpid() and _alive(pid):
-                    raise SemgenError(f"another semgen ablate (pid {pid}) is writing {self.path.parent}; "
-                                      f"wait for it or remove {self.path} if it is gone") from None
-                self.path.unlink(missing_ok=True)
-        raise SemgenError(f"cannot lock {self.path}")
-
-    def __exit__(self, *exc):
-        self.path.unlink(missing_ok=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _log(msg: str) -> None:
@@ -230,7 +193,7 @@ def run_ablation(cfg: AblationConfig, out, *, train_fn: Callable | None = None, 
     train_fn = train_fn or _default_train()
     eval_fn = eval_fn or _default_eval()
 
-    with _Lock(out / ".ablate.lock"):
+    with lock_dir(out):  # one ablate per output dir (semgen.manifests.lock; a dead holder's lock is taken over)
         uses_real = any(a.uses_real for a in cfg.arms)
         real = load_pool(cfg.real, what="real pool") if uses_real else None
         sources = {n: load_pool(s.path, source=n, what=f"synthetic source {n}") for n, s in cfg.sources.items()

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from .. import __version__
 from ..errors import SemgenError
 from ..imageio import write_bytes_atomic
-from ..manifests import JsonlAppender, current_command
+from ..manifests import JsonlAppender, current_command, lock_dir
 from .augment import AugmentConfig, augment_batch, mixup as mixup_batch, to_float
 from .checkpoint import save_checkpoint
 from .data import ImageSet, load_image_set, parse_data_arg, sampling_weights, stratified_split
@@ -182,10 +182,9 @@ def train_classifier(
         raise SemgenError(f"{out} already holds a finished run with other settings; "
                           "choose another --out or pass --overwrite")
     out.mkdir(parents=True, exist_ok=True)
-    for stale in ("summary.json", "train_log.jsonl"):
-        (out / stale).unlink(missing_ok=True)
-
-    with torch_threads(num_threads):
+    with lock_dir(out), torch_threads(num_threads):  # one run per --out: two would interleave their log
+        for stale in ("summary.json", "train_log.jsonl"):
+            (out / stale).unlink(missing_ok=True)
         t_load = time.perf_counter()
         full = load_image_set(sources, size=size, classes=classes, progress=progress)
         if len(full.classes) < 2:

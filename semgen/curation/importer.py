@@ -19,7 +19,7 @@ from PIL import Image
 from ..errors import ImageReadError, SemgenError
 from .analyze import error_detail
 from ..imageio import MAX_PIXELS, encode_png, read_gray, sha256_bytes, sha256_file, write_bytes_atomic
-from ..manifests import IMAGES_DIR, DatasetDir, current_command, dumps_record
+from ..manifests import IMAGES_DIR, DatasetDir, current_command, dumps_record, lock_dir
 from ..manifests.imagefolder import scan_imagefolder
 
 REJECTED_NAME = "rejected.jsonl"
@@ -77,64 +77,65 @@ def import_imagefolder(root, out, *, label_map: dict[str, str] | None = None, so
     items = scan_imagefolder(root, label_map)
     names = _target_names(items)
     ds = DatasetDir.create(out)
-    config = {"root": str(root.resolve()), "label_map": dict(sorted((label_map or {}).items())),
-              "source": source, "allow_16bit": allow_16bit}
-    ds.check_config(CONFIG_KEY, config)
-    done = ds.keys()
-    added = skipped = converted = linked = 0
-    rejected = []
-    from tqdm import tqdm
+    with lock_dir(ds.root):  # one run per dir: two would add every image twice (issue 14)
+        config = {"root": str(root.resolve()), "label_map": dict(sorted((label_map or {}).items())),
+                  "source": source, "allow_16bit": allow_16bit}
+        ds.check_config(CONFIG_KEY, config)
+        done = ds.keys()
+        added = skipped = converted = linked = 0
+        rejected = []
+        from tqdm import tqdm
 
-    with ds.appender() as app:
-        for (rel, label), name in tqdm(list(zip(items, names)), desc="import", unit="img",
-                                       disable=not sys.stderr.isatty()):
-            if name in done:
-                skipped += 1
-                continue
-            src = root / rel
-            try:
-                img = read_gray(src, allow_16bit=allow_16bit, max_pixels=max_pixels)
-                plain = _is_plain_gray_png(src)
-            except ImageReadError as e:
-                rejected.append((rel, e.reason, error_detail(e)))
-                continue
-            except OSError as e:
-                rejected.append((rel, "unreadable", str(e)))
-                continue
-            dst = ds.path(name)
-            rec = {"file_name": name, "label": label, "source": source, "width": int(img.shape[1]),
-                   "height": int(img.shape[0]), "source_file": rel}
-            if plain:
-                # already what a dataset dir holds: keep the very bytes (no re-encoding)
-                dst.parent.mkdir(parents=True, exist_ok=True)
-                tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
+        with ds.appender() as app:
+            for (rel, label), name in tqdm(list(zip(items, names)), desc="import", unit="img",
+                                           disable=not sys.stderr.isatty()):
+                if name in done:
+                    skipped += 1
+                    continue
+                src = root / rel
                 try:
-                    os.link(src, tmp)
-                except OSError:
-                    shutil.copy2(src, tmp)
-                os.replace(tmp, dst)
-                rec["sha256"] = sha256_file(dst)
-                linked += 1
-            else:
-                data = encode_png(img)
-                write_bytes_atomic(dst, data)
-                rec["sha256"] = sha256_bytes(data)
-                rec["original_file"] = rel
-                with Image.open(src) as im:
-                    rec["original_mode"] = im.mode
-                converted += 1
-            app.append(rec)
-            added += 1
-    lines = [dumps_record({"source_file": rel, "reason": reason, "detail": detail,
-                           "curation": {"status": "rejected", "reasons": [f"unreadable:{reason}"]}})
-             for rel, reason, detail in rejected]
-    write_bytes_atomic(ds.root / REJECTED_NAME, "".join(line + "\n" for line in lines).encode())
-    ds.write_info(command=current_command(), config_key=CONFIG_KEY, config=config,
-                  extra={"import": {"rejected": len(rejected)}})
-    if strict and rejected:
-        raise SemgenError(f"{len(rejected)} unreadable image(s) in {root} (see {ds.root / REJECTED_NAME}); "
-                          "--strict makes that an error")
-    return ImportResult(ds.root, added, skipped, rejected, converted, linked)
+                    img = read_gray(src, allow_16bit=allow_16bit, max_pixels=max_pixels)
+                    plain = _is_plain_gray_png(src)
+                except ImageReadError as e:
+                    rejected.append((rel, e.reason, error_detail(e)))
+                    continue
+                except OSError as e:
+                    rejected.append((rel, "unreadable", str(e)))
+                    continue
+                dst = ds.path(name)
+                rec = {"file_name": name, "label": label, "source": source, "width": int(img.shape[1]),
+                       "height": int(img.shape[0]), "source_file": rel}
+                if plain:
+                    # already what a dataset dir holds: keep the very bytes (no re-encoding)
+                    dst.parent.mkdir(parents=True, exist_ok=True)
+                    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
+                    try:
+                        os.link(src, tmp)
+                    except OSError:
+                        shutil.copy2(src, tmp)
+                    os.replace(tmp, dst)
+                    rec["sha256"] = sha256_file(dst)
+                    linked += 1
+                else:
+                    data = encode_png(img)
+                    write_bytes_atomic(dst, data)
+                    rec["sha256"] = sha256_bytes(data)
+                    rec["original_file"] = rel
+                    with Image.open(src) as im:
+                        rec["original_mode"] = im.mode
+                    converted += 1
+                app.append(rec)
+                added += 1
+        lines = [dumps_record({"source_file": rel, "reason": reason, "detail": detail,
+                               "curation": {"status": "rejected", "reasons": [f"unreadable:{reason}"]}})
+                 for rel, reason, detail in rejected]
+        write_bytes_atomic(ds.root / REJECTED_NAME, "".join(line + "\n" for line in lines).encode())
+        ds.write_info(command=current_command(), config_key=CONFIG_KEY, config=config,
+                      extra={"import": {"rejected": len(rejected)}})
+        if strict and rejected:
+            raise SemgenError(f"{len(rejected)} unreadable image(s) in {root} (see {ds.root / REJECTED_NAME}); "
+                              "--strict makes that an error")
+        return ImportResult(ds.root, added, skipped, rejected, converted, linked)
 
 
 __all__ = ["import_imagefolder", "parse_label_map", "ImportResult"]

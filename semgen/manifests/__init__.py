@@ -2,6 +2,7 @@
 
 from .dataset import DatasetDir, current_command
 from .jsonl import JsonlAppender, TornLineWarning, dumps_record, iter_jsonl, repair_tail
+from .lock import DirInUseError, lock_dir
 from .ops import merge, split, summarize, validate_dir
 from .schema import (
     IMAGES_DIR, INFO_NAME, MANIFEST_NAME, MASKS_DIR, REQUIRED_FIELDS, SCHEMA_VERSION,
@@ -12,5 +13,5 @@ __all__ = [
     "DatasetDir", "JsonlAppender", "TornLineWarning", "dumps_record", "iter_jsonl", "repair_tail",
     "merge", "split", "summarize", "validate_dir", "current_command", "check_relpath", "record_key",
     "validate_record", "IMAGES_DIR", "INFO_NAME", "MANIFEST_NAME", "MASKS_DIR", "REQUIRED_FIELDS",
-    "SCHEMA_VERSION",
+    "SCHEMA_VERSION", "DirInUseError", "lock_dir",
 ]

@@ -15,6 +15,7 @@ from .. import __version__
 from ..errors import ManifestError, SemgenError
 from ..imageio import write_bytes_atomic
 from .jsonl import JsonlAppender, iter_jsonl
+from .lock import LOCK_FILES
 from .schema import INFO_NAME, MANIFEST_NAME, SCHEMA_VERSION, check_relpath, record_key, validate_record
 
 
@@ -74,7 +75,9 @@ class DatasetDir:
         ds = cls(root)
         if ds.root.exists() and not ds.root.is_dir():
             raise SemgenError(f"output {ds.root} exists and is not a directory")
-        if ds.root.exists() and any(ds.root.iterdir()) and not (ds.manifest_path.exists() or ds.info_path.exists()):
+        # the lock files of a run killed before its first record do not make the dir "not empty"
+        if (ds.root.exists() and any(p.name not in LOCK_FILES for p in ds.root.iterdir())
+                and not (ds.manifest_path.exists() or ds.info_path.exists())):
             raise SemgenError(f"output dir {ds.root} is not empty and is not a dataset dir; choose another --out")
         ds.read_info()  # raises on another schema
         try:

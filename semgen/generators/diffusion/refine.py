@@ -7,6 +7,8 @@ links its source by ``source_id``, and carries ``mask_agreement`` (see :mod:`.ag
 
 from __future__ import annotations
 
+import math
+
 import shutil
 import sys
 
@@ -16,7 +18,7 @@ import numpy as np
 from ... import __version__
 from ...errors import SemgenError
 from ...imageio import encode_png, read_gray, sha256_bytes
-from ...manifests import DatasetDir, current_command, record_key
+from ...manifests import DatasetDir, current_command, lock_dir, record_key
 from ...seeding import image_seed
 from .agreement import mask_agreement, summarize_agreement
 from .captions import NEGATIVES, REAL_STYLE, SIM_STYLE, build_caption
@@ -54,6 +56,10 @@ def refine(*, input, out, strength: float = 0.3, model=None, steps: int = 25, gu
         raise SemgenError(f"--strength must be in (0, 1], got {strength}")
     if batch < 1 or steps < 1:
         raise SemgenError("--batch and --steps must be >= 1")
+    if not math.isfinite(guidance):  # nan would make every image nan, then fail after writing config
+        raise SemgenError(f"--guidance must be a finite number, got {guidance}")
+    if limit is not None and limit < 1:  # recs[:-2] would silently refine all but two
+        raise SemgenError(f"--limit must be >= 1, got {limit}")
     if negative not in NEGATIVES:
         raise SemgenError(f"--negative must be one of {', '.join(NEGATIVES)}, got {negative!r}")
     src = DatasetDir.open(input)
@@ -64,46 +70,47 @@ def refine(*, input, out, strength: float = 0.3, model=None, steps: int = 25, gu
         raise SemgenError("--out must differ from --input")
     pipe = pipe or load_model(model)  # before creating --out: a bad model leaves nothing behind
     ds = DatasetDir.create(out)
-    ident = model_identity(pipe)
-    key = "diffuse-refine"
-    config = {"input": str(src.root.resolve()), "strength": strength, "steps": steps, "guidance": guidance,
-              "seed": seed, "scheduler": scheduler, "style": style, **ident}
-    if negative != "empty":  # absent for the default, so dirs refined before the option still resume
-        config["negative"] = negative
-    ds.check_config(key, config)
-    ds.write_info(command=current_command(), config_key=key, config=config)
-    done = ds.keys()
-    todo = [r for r in recs if record_key(r) not in done]
-    bar = tqdm(total=len(recs), initial=len(recs) - len(todo), desc="diffuse refine", unit="img",
-               disable=not (progress and sys.stderr.isatty()))
-    res = pipe.resolution
-    written = 0
-    with ds.appender() as app:
-        for b in range(0, len(todo), batch):
-            chunk = todo[b:b + batch]
-            inputs = [read_gray(src.path(r["file_name"])) for r in chunk]
-            inputs = [im if im.dtype == np.uint8 else (im >> 8).astype(np.uint8) for im in inputs]
-            prompts = [build_caption(r, style=style) for r in chunk]
-            negatives = [build_caption(r, style=SIM_STYLE) for r in chunk] if negative == "simulated" else None
-            seeds = [image_seed(seed, record_key(r), 0) % (2**63) for r in chunk]
-            x = np.stack([im if im.shape == (res, res) else
-                          cv2.resize(im, (res, res), interpolation=cv2.INTER_AREA) for im in inputs])
-            outs = pipe(prompts, seeds, num_inference_steps=steps, guidance_scale=guidance, scheduler=scheduler,
-                        image=x, strength=strength, negative_prompts=negatives)
-            for rec, im_in, im_out, prompt, s in zip(chunk, inputs, outs, prompts, seeds):
-                if im_out.shape != im_in.shape:  # back to the input's size so its mask still fits
-                    im_out = cv2.resize(im_out, im_in.shape[::-1], interpolation=cv2.INTER_CUBIC)
-                new = _output_record(rec, im_in, im_out, src, ds, prompt, s, strength, steps, guidance,
-                                     scheduler, ident, negative)
-                app.append(new)
-                written += 1
-            bar.update(len(chunk))
-    bar.close()
-    all_out = ds.records()
-    summary = summarize_agreement([r["mask_agreement"] for r in all_out if isinstance(r.get("mask_agreement"), dict)])
-    summary["strength"] = strength
-    ds.write_info(command=current_command(), config_key=key, config=config, extra={"refine_summary": summary})
-    return {"out": str(ds.root), "written": written, "skipped": len(recs) - len(todo), "summary": summary}
+    with lock_dir(ds.root):  # one run per dir: two would refine and append the same records (issue 14)
+        ident = model_identity(pipe)
+        key = "diffuse-refine"
+        config = {"input": str(src.root.resolve()), "strength": strength, "steps": steps, "guidance": guidance,
+                  "seed": seed, "scheduler": scheduler, "style": style, **ident}
+        if negative != "empty":  # absent for the default, so dirs refined before the option still resume
+            config["negative"] = negative
+        ds.check_config(key, config)
+        ds.write_info(command=current_command(), config_key=key, config=config)
+        done = ds.keys()
+        todo = [r for r in recs if record_key(r) not in done]
+        bar = tqdm(total=len(recs), initial=len(recs) - len(todo), desc="diffuse refine", unit="img",
+                   disable=not (progress and sys.stderr.isatty()))
+        res = pipe.resolution
+        written = 0
+        with ds.appender() as app:
+            for b in range(0, len(todo), batch):
+                chunk = todo[b:b + batch]
+                inputs = [read_gray(src.path(r["file_name"])) for r in chunk]
+                inputs = [im if im.dtype == np.uint8 else (im >> 8).astype(np.uint8) for im in inputs]
+                prompts = [build_caption(r, style=style) for r in chunk]
+                negatives = [build_caption(r, style=SIM_STYLE) for r in chunk] if negative == "simulated" else None
+                seeds = [image_seed(seed, record_key(r), 0) % (2**63) for r in chunk]
+                x = np.stack([im if im.shape == (res, res) else
+                              cv2.resize(im, (res, res), interpolation=cv2.INTER_AREA) for im in inputs])
+                outs = pipe(prompts, seeds, num_inference_steps=steps, guidance_scale=guidance, scheduler=scheduler,
+                            image=x, strength=strength, negative_prompts=negatives)
+                for rec, im_in, im_out, prompt, s in zip(chunk, inputs, outs, prompts, seeds):
+                    if im_out.shape != im_in.shape:  # back to the input's size so its mask still fits
+                        im_out = cv2.resize(im_out, im_in.shape[::-1], interpolation=cv2.INTER_CUBIC)
+                    new = _output_record(rec, im_in, im_out, src, ds, prompt, s, strength, steps, guidance,
+                                         scheduler, ident, negative)
+                    app.append(new)
+                    written += 1
+                bar.update(len(chunk))
+        bar.close()
+        all_out = ds.records()
+        summary = summarize_agreement([r["mask_agreement"] for r in all_out if isinstance(r.get("mask_agreement"), dict)])
+        summary["strength"] = strength
+        ds.write_info(command=current_command(), config_key=key, config=config, extra={"refine_summary": summary})
+        return {"out": str(ds.root), "written": written, "skipped": len(recs) - len(todo), "summary": summary}
 
 
 def _output_record(rec, im_in, im_out, src, ds, prompt, seed, strength, steps, guidance, scheduler, ident,

@@ -22,6 +22,7 @@ safetensors, everything else as JSON, and never opens a ``.pkl`` / ``.bin`` file
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -42,7 +43,7 @@ import torch.nn.functional as F  # noqa: E402
 from ... import __version__  # noqa: E402
 from ...errors import SemgenError  # noqa: E402
 from ...imageio import write_bytes_atomic  # noqa: E402
-from ...manifests import JsonlAppender  # noqa: E402
+from ...manifests import JsonlAppender, lock_dir  # noqa: E402
 from .captions import REAL_STYLE, SIM_STYLE, drop_caption  # noqa: E402
 from .data import load_training_set  # noqa: E402
 from .model import build_unet, train_scheduler, unet_config  # noqa: E402
@@ -255,6 +256,21 @@ def _batch(ts, step: int, cfg: TrainConfig, proc: int):
 
 
 def train(cfg: TrainConfig) -> dict:
+    """Train (or resume training of) a model folder; see :func:`_train`. One run per folder at a time."""
+    out = Path(cfg.out)
+    if out.exists() and not out.is_dir():
+        raise SemgenError(f"--out {out} exists and is not a directory")
+    for path, _ in cfg.data:
+        if not Path(path).exists():
+            raise SemgenError(f"training data {path} does not exist")
+    # Two runs in one folder would interleave checkpoints and the log (issue 14). Under
+    # ``accelerate launch`` every process of the one run calls this: only global rank 0 locks.
+    main = int(os.environ.get("RANK", "0") or 0) == 0
+    with lock_dir(out) if main else contextlib.nullcontext():
+        return _train(cfg)
+
+
+def _train(cfg: TrainConfig) -> dict:
     """Train (or resume training of) a model folder; returns a summary dict.
 
     Raises :class:`SemgenError` for bad data or when ``cfg.out`` holds a run with another configuration.

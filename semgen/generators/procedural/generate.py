@@ -23,7 +23,7 @@ import numpy as np
 
 from ...errors import SemgenError
 from ...imageio import encode_png, sha256_bytes
-from ...manifests import DatasetDir, current_command
+from ...manifests import DatasetDir, current_command, lock_dir
 from ...seeding import image_seed, rng_for
 from .imaging import render
 from .overlays import apply_overlays
@@ -228,33 +228,34 @@ def generate(label: str, n: int, out: str | os.PathLike = DEFAULT_OUT, *, seed: 
     cfg = run_config(gen, seed=seed, size=size, overrides=fixed)
     key = f"procedural:{gen.name}"
     ds = DatasetDir.create(out)          # raises on an unwritable dir or another schema
-    ds.check_config(key, cfg)            # raises on a different configuration: nothing written yet
-    indices = shard_range(int(n), shard_t)
-    done = ds.keys()
-    todo = [i for i in indices if record_id(gen.label, i) not in done]
-    ds.write_info(command=current_command(), config_key=key, config=cfg)
-    _remove_stale_temps(ds.root, gen.label)
-    job = _Job(gen.name, str(ds.root), int(seed), int(size), fixed)
-    bar = None
-    if progress and sys.stderr.isatty() and todo:
-        from tqdm import tqdm
+    with lock_dir(ds.root):              # one run per dir: two would interleave records (issue 14)
+        ds.check_config(key, cfg)            # raises on a different configuration: nothing written yet
+        indices = shard_range(int(n), shard_t)
+        done = ds.keys()
+        todo = [i for i in indices if record_id(gen.label, i) not in done]
+        ds.write_info(command=current_command(), config_key=key, config=cfg)
+        _remove_stale_temps(ds.root, gen.label)
+        job = _Job(gen.name, str(ds.root), int(seed), int(size), fixed)
+        bar = None
+        if progress and sys.stderr.isatty() and todo:
+            from tqdm import tqdm
 
-        bar = tqdm(total=len(todo), desc=f"procedural {gen.label}", unit="img", file=sys.stderr)
-    made = 0
-    try:
-        with ds.appender() as app:
-            for rec in _run(job, todo, workers, chunksize):
-                app.append(rec)
-                made += 1
-                if bar is not None:
-                    bar.update(1)
-    finally:
-        if bar is not None:
-            bar.close()
-        if made:
-            ds.write_info(command=current_command(), config_key=key, config=cfg)
-    return {"out": str(ds.root), "label": gen.label, "generator": f"{gen.name}@{gen.version}", "made": made,
-            "skipped": len(indices) - len(todo), "total": len(indices)}
+            bar = tqdm(total=len(todo), desc=f"procedural {gen.label}", unit="img", file=sys.stderr)
+        made = 0
+        try:
+            with ds.appender() as app:
+                for rec in _run(job, todo, workers, chunksize):
+                    app.append(rec)
+                    made += 1
+                    if bar is not None:
+                        bar.update(1)
+        finally:
+            if bar is not None:
+                bar.close()
+            if made:
+                ds.write_info(command=current_command(), config_key=key, config=cfg)
+        return {"out": str(ds.root), "label": gen.label, "generator": f"{gen.name}@{gen.version}", "made": made,
+                "skipped": len(indices) - len(todo), "total": len(indices)}
 
 
 def _remove_stale_temps(root, label: str) -> None:

@@ -1,0 +1,124 @@
+"""One semgen process per output dir: an exclusive lock, with the holder's pid in the error.
+
+Two runs writing one dataset dir (or run dir) at once interleave their records and files and leave
+duplicates and checksum mismatches that no command can repair (issue 14). Every command that
+writes a dir takes :func:`lock_dir` on it first.
+
+The lock is an OS file lock (``flock`` through the ``filelock`` package) on ``DIR/.semgen.lock``:
+the kernel drops it when the holder exits, however it exits, so a lock left by a killed process
+is simply taken over; nothing stale needs cleaning. The holder writes its pid to
+``DIR/.semgen.lock.pid`` (a separate file: some ``filelock`` versions truncate the lock file when a
+contender opens it) so that the error can say who holds the dir. A process that already holds a
+dir may take it again (nested calls); only the outermost release unlocks it.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+
+from ..errors import SemgenError
+
+LOCK_NAME = ".semgen.lock"
+PID_NAME = ".semgen.lock.pid"
+#: Names of the lock files, which commands that inspect a dir's contents must ignore.
+LOCK_FILES = (LOCK_NAME, PID_NAME)
+
+_held: dict[str, list] = {}  # realpath -> [FileLock, depth], this process's locks
+_guard = threading.Lock()
+
+
+class DirInUseError(SemgenError):
+    """Another live process holds the dir's lock."""
+
+
+def _holder_pid(pid_path: Path, wait_s: float = 1.0) -> int | None:
+    """The pid the holder wrote; it may be a moment behind its lock, so wait up to ``wait_s``."""
+    end = time.monotonic() + wait_s
+    while True:
+        try:
+            return int(pid_path.read_text().strip())
+        except (OSError, ValueError):
+            if time.monotonic() >= end:
+                return None
+            time.sleep(0.05)
+
+
+class DirLock:
+    """Context manager: hold ``DIR/.semgen.lock`` exclusively for this process.
+
+    Parameters
+    ----------
+    directory : path
+        The output dir; created (with its parents) if missing.
+
+    Raises
+    ------
+    DirInUseError
+        On entry, when another live process holds the dir:
+        ``DIR is in use by another semgen process (pid N)``.
+    SemgenError
+        When the lock file cannot be created (a read-only or missing parent, a file in the way).
+    """
+
+    def __init__(self, directory: str | os.PathLike):
+        self.dir = Path(directory)
+        self.key: str | None = None
+
+    def __enter__(self) -> "DirLock":
+        from filelock import FileLock, Timeout
+
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:
+            raise SemgenError(f"{self.dir} exists and is not a directory") from None
+        except OSError as e:
+            raise SemgenError(f"cannot create {self.dir}: {e.strerror or e}") from None
+        key = os.path.realpath(self.dir)
+        with _guard:
+            if key in _held:  # this process already holds it: a nested call
+                _held[key][1] += 1
+                self.key = key
+                return self
+            lock = FileLock(str(Path(key) / LOCK_NAME), timeout=0)
+            try:
+                lock.acquire(timeout=0)
+            except Timeout:
+                pid = _holder_pid(Path(key) / PID_NAME)
+                who = f"pid {pid}" if pid else "pid unknown"
+                raise DirInUseError(f"{self.dir} is in use by another semgen process ({who}); "
+                                    "wait for it to finish or use another output dir") from None
+            except OSError as e:
+                raise SemgenError(f"cannot lock {self.dir}: {e.strerror or e}") from None
+            try:
+                # written after the lock is ours: a dead holder's stale pid is overwritten here
+                tmp = Path(key) / f".{PID_NAME}.{os.getpid()}.tmp"
+                tmp.write_text(f"{os.getpid()}\n")
+                os.replace(tmp, Path(key) / PID_NAME)
+            except OSError:
+                pass  # the lock holds without it; only the error message loses the pid
+            _held[key] = [lock, 1]
+            self.key = key
+        return self
+
+    def __exit__(self, *exc) -> None:
+        with _guard:
+            entry = _held.get(self.key) if self.key else None
+            if entry is None:
+                return
+            entry[1] -= 1
+            if entry[1] > 0:
+                return
+            del _held[self.key]
+            try:  # remove the pid while still holding the lock: never another holder's
+                os.unlink(Path(self.key) / PID_NAME)
+            except OSError:
+                pass
+            entry[0].release()
+
+
+def lock_dir(directory: str | os.PathLike) -> DirLock:
+    """``with lock_dir(out): ...``: see :class:`DirLock`."""
+    return DirLock(directory)
