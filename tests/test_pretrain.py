@@ -147,3 +147,44 @@ def test_fine_tuning_starts_from_a_pretraining_run(tmp_path):
                          min_epoch_images=16, progress=False, num_threads=1)
     cfg = json.loads((tmp_path / "ft" / "config.json").read_text())
     assert s["epochs_run"] == 1 and cfg["init"]
+
+
+def test_bundle_drops_the_head_and_loads_as_an_init(tmp_path):
+    from semgen.classifier.init import apply_init
+    from semgen.classifier.models import create_model
+    from semgen.pretrain.bundle import bundle_backbone
+
+    run = tmp_path / "pt"
+    pretrain(run, PretrainConfig(**{**TINY, "images": 8}), workers=0, threads=1, progress=False)
+    folder = bundle_backbone(run, tmp_path / "bb", card="# card\n")
+    from safetensors.torch import load_file
+
+    state = load_file(str(folder / "model.safetensors"))
+    model = create_model(TINY["arch"], 9)
+    assert not (set(state) & model.head_parameter_names())
+    assert {v.dtype for k, v in state.items() if "num_batches" not in k} == {torch.float16}
+    info = apply_init(model, folder)
+    assert info["loaded"] == len(model.state_dict()) - len(model.head_parameter_names())
+    full = _weights(run)
+    k = next(k for k in state if k.endswith("conv_stem.weight"))
+    torch.testing.assert_close(model.state_dict()[k], full[k], atol=1e-3, rtol=1e-3)
+
+
+def test_bundled_backbones_load_and_fine_tune(tmp_path):
+    """Every bundled backbone loads into its arch, and fine-tuning from it runs."""
+    from classifier_synth import make_dataset
+
+    from semgen.classifier.init import apply_init, bundled_backbones
+    from semgen.classifier.models import create_model
+    from semgen.classifier.train import train_classifier
+
+    archs = bundled_backbones()
+    if not archs:
+        pytest.skip("no backbone bundled in this checkout")
+    for arch in archs:
+        info = apply_init(create_model(arch, 9), "semgen")
+        assert info["kind"] == "semgen" and info["loaded"] > 50
+    data = make_dataset(tmp_path / "d", n_per_class=4, side=32)
+    s = train_classifier(data.root, tmp_path / "ft", init="semgen", arch=archs[0], size=32, epochs=1,
+                         batch_size=8, min_epoch_images=8, progress=False, num_threads=1)
+    assert s["epochs_run"] == 1

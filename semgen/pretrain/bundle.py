@@ -1,0 +1,89 @@
+"""Turn a pretraining run into a bundled backbone folder (``--init semgen``).
+
+The fine-label head is dropped (fine-tuning never loads it) and floating-point tensors are stored
+as float16, which halves the size that ships in the package; ``apply_init`` copies them into the
+float32 model. Run as ``python -m semgen.pretrain.bundle RUN_DIR FOLDER [--card CARD.md]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+from ..errors import SemgenError
+from ..imageio import write_bytes_atomic
+
+
+def bundle_backbone(run_dir, folder, *, card: str | None = None, half: bool = True) -> Path:
+    """Write the backbone of pretraining run ``run_dir`` to ``folder`` (the bundled layout).
+
+    Parameters
+    ----------
+    run_dir : path
+        A ``semgen pretrain`` run dir (its ``model.safetensors`` + ``config.json``).
+    folder : path
+        Output folder: ``model.safetensors``, ``config.json`` and ``README.md`` (``card``).
+    card : str, optional
+        The model card (Markdown); default a short one made from the run's config.
+    half : bool
+        Store floating-point tensors as float16.
+
+    Returns
+    -------
+    Path
+        ``folder``.
+    """
+    from safetensors.torch import load_file, save_file
+
+    from ..classifier.models import create_model
+
+    run = Path(run_dir)
+    if not (run / "model.safetensors").is_file() or not (run / "config.json").is_file():
+        raise SemgenError(f"{run} is not a semgen pretrain run dir (no model.safetensors / config.json)")
+    cfg = json.loads((run / "config.json").read_text())
+    state = load_file(str(run / "model.safetensors"))
+    arch = cfg["arch"]
+    head = create_model(arch, 2).head_parameter_names()
+    state = {k: (v.half() if half and v.is_floating_point() else v).contiguous()
+             for k, v in state.items() if k not in head}
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / ".model.safetensors.tmp"
+    save_file(state, str(tmp), metadata={"format": "semgen-classifier", "arch": arch})
+    tmp.replace(folder / "model.safetensors")
+    keep = {k: cfg[k] for k in ("arch", "size", "input", "pretrain", "step", "images_seen", "semgen_version",
+                                "generators", "init") if k in cfg}
+    keep.update({"format": "semgen-classifier", "head": "removed (fine-tuning trains its own)",
+                 "dtype": "float16" if half else "float32", "fine_labels": len(cfg.get("classes", []))})
+    write_bytes_atomic(folder / "config.json", (json.dumps(keep, indent=1) + "\n").encode())
+    if card is None:
+        card = (f"# semgen backbone: {arch}\n\nPretrained by `semgen pretrain` on "
+                f"{keep.get('images_seen')} streamed procedural images. Settings: `config.json`.\n")
+    write_bytes_atomic(folder / "README.md", card.encode())
+    return folder
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m semgen.pretrain.bundle", description=__doc__.splitlines()[0])
+    ap.add_argument("run_dir")
+    ap.add_argument("folder")
+    ap.add_argument("--card", help="model card (Markdown file) to ship as README.md")
+    ap.add_argument("--fp32", action="store_true", help="keep float32 tensors")
+    a = ap.parse_args(argv)
+    try:
+        card = Path(a.card).read_text() if a.card else None
+        out = bundle_backbone(a.run_dir, a.folder, card=card, half=not a.fp32)
+    except (SemgenError, OSError) as e:
+        print(f"semgen: error: {e}", file=sys.stderr)
+        return 2
+    print(out)
+    return 0
+
+
+if __name__ == "__main__":
+    torch.set_num_threads(1)
+    sys.exit(main())
