@@ -9,13 +9,12 @@ new dataset dir (hard links, never re-encoded) with ``metadata.jsonl`` (kept) an
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import sys
 from collections import Counter, defaultdict
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +23,7 @@ from ..errors import ManifestError, SemgenError
 from ..imageio import MAX_PIXELS, write_bytes_atomic
 from ..manifests import DatasetDir, current_command, dumps_record, iter_jsonl, record_key, validate_record
 from ..manifests.imagefolder import IMAGE_SUFFIXES, is_dataset_dir, scan_imagefolder
+from ..parallel import ordered_map
 from .analyze import (ANALYSIS_VERSION, THUMB_SIZE, analyze_file, dihedral_signatures, thumb_from_bytes,
                       thumb_noise)
 from .cache import AnalysisCache, default_cache_path
@@ -133,17 +133,27 @@ def load_any_items(root, *, labels: bool = True) -> list[Item]:
 
 # -- analysis ------------------------------------------------------------------------------------
 
-def _mp_context():
-    """``forkserver`` on Linux: ``fork`` can deadlock a child when the parent's OpenCV thread pool
-    holds a lock (seen in the benchmark). Scripts that call :func:`curate` with ``workers > 1`` need
-    the usual ``if __name__ == "__main__":`` guard."""
-    return get_context("forkserver") if sys.platform.startswith("linux") else None
+def _chunks(args: list, workers: int) -> list[list]:
+    cs = max(1, min(64, len(args) // (workers * 8)))
+    return [args[i:i + cs] for i in range(0, len(args), cs)]
 
 
-def _init_worker() -> None:
-    import cv2
+def _map_chunk(fn, chunk: list) -> list:
+    return [fn(a) for a in chunk]
 
-    cv2.setNumThreads(1)
+
+def _pool_map(fn, args: list, workers: int):
+    """``fn(a)`` for each arg, in order, lazily; over :func:`semgen.parallel.ordered_map` when worth it.
+
+    Its forkserver workers exit when this process dies (a ``kill -9`` used to leave them, the
+    forkserver and the resource tracker running). Scripts that call :func:`curate` with
+    ``workers > 1`` need the usual ``if __name__ == "__main__":`` guard.
+    """
+    if workers <= 1 or len(args) < 32:
+        yield from map(fn, args)
+        return
+    for res in ordered_map(functools.partial(_map_chunk, fn), _chunks(args, workers), workers=workers):
+        yield from res
 
 
 def analyze_items(items: list[Item], *, workers: int = 1, cache_path=None, allow_16bit: bool = False,
@@ -161,13 +171,7 @@ def analyze_items(items: list[Item], *, workers: int = 1, cache_path=None, allow
         from tqdm import tqdm
 
         bar = tqdm(total=len(jobs), desc=desc, unit="img", disable=not sys.stderr.isatty())
-        if workers <= 1 or len(jobs) < 32:
-            results = map(analyze_file, jobs)
-            pool = None
-        else:
-            ctx = _mp_context()
-            pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker)
-            results = pool.map(analyze_file, jobs, chunksize=max(1, min(64, len(jobs) // (workers * 8))))
+        results = _pool_map(analyze_file, jobs, workers)
         try:
             for it, res in zip(items, results):
                 it.sha256 = res.get("sha256")
@@ -188,8 +192,7 @@ def analyze_items(items: list[Item], *, workers: int = 1, cache_path=None, allow
                 bar.update(1)
         finally:
             bar.close()
-            if pool is not None:
-                pool.shutdown()
+            results.close()  # an early exit shuts the pool down now, not at garbage collection
         if cache is not None and pending:
             cache.put_many(pending)
     finally:
@@ -200,11 +203,7 @@ def analyze_items(items: list[Item], *, workers: int = 1, cache_path=None, allow
 
 def _map(fn, args: list, workers: int) -> list:
     """``list(map(fn, args))``, in a process pool when it is worth it; order preserved."""
-    if workers <= 1 or len(args) < 32:
-        return [fn(a) for a in args]
-    ctx = _mp_context()
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker) as pool:
-        return list(pool.map(fn, args, chunksize=max(1, min(64, len(args) // (workers * 8)))))
+    return list(_pool_map(fn, args, workers))
 
 
 def _thumbs(items: list[Item]) -> np.ndarray:

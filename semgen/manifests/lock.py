@@ -6,7 +6,7 @@ writes a dir takes :func:`lock_dir` on it first.
 
 The lock is an OS file lock (``flock`` through the ``filelock`` package) on ``DIR/.semgen.lock``:
 the kernel drops it when the holder exits, however it exits, so a lock left by a killed process
-is simply taken over; nothing stale needs cleaning. The holder writes its pid to
+is simply taken over; nothing stale needs cleaning. A clean release removes the lock files. The holder writes its pid to
 ``DIR/.semgen.lock.pid`` (a separate file: some ``filelock`` versions truncate the lock file when a
 contender opens it) so that the error can say who holds the dir. A process that already holds a
 dir may take it again (nested calls); only the outermost release unlocks it.
@@ -46,6 +46,19 @@ def _holder_pid(pid_path: Path, wait_s: float = 1.0) -> int | None:
             time.sleep(0.05)
 
 
+def _holds_linked_file(lock, path: Path) -> bool:
+    """Whether ``lock`` holds the file that ``path`` names now, not one unlinked by its last holder.
+
+    (filelock 3.12.3+ checks this itself; this keeps older versions safe too.)
+    """
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return False
+    fd = getattr(getattr(lock, "_context", None), "lock_file_fd", None)
+    return fd is None or os.path.samestat(os.fstat(fd), st)
+
+
 class DirLock:
     """Context manager: hold ``DIR/.semgen.lock`` exclusively for this process.
 
@@ -82,9 +95,16 @@ class DirLock:
                 _held[key][1] += 1
                 self.key = key
                 return self
-            lock = FileLock(str(Path(key) / LOCK_NAME), timeout=0)
+            path = Path(key) / LOCK_NAME
             try:
-                lock.acquire(timeout=0)
+                for _ in range(3):
+                    lock = FileLock(str(path), timeout=0)
+                    lock.acquire(timeout=0)
+                    if _holds_linked_file(lock, path):
+                        break
+                    lock.release()  # we locked a file its last holder had just removed: try again
+                else:
+                    raise Timeout(str(path))
             except Timeout:
                 pid = _holder_pid(Path(key) / PID_NAME)
                 who = f"pid {pid}" if pid else "pid unknown"
@@ -112,10 +132,15 @@ class DirLock:
             if entry[1] > 0:
                 return
             del _held[self.key]
-            try:  # remove the pid while still holding the lock: never another holder's
-                os.unlink(Path(self.key) / PID_NAME)
-            except OSError:
-                pass
+            # Remove both files while still holding the lock, so a finished run leaves its dir as it
+            # would be without locking. Safe: a contender that opened the old lock file before the
+            # unlink and gets its flock after the release holds a file that is no longer in the dir,
+            # sees so (_holds_linked_file) and lets go, so it never shares the lock with a newer holder.
+            for name in (PID_NAME, LOCK_NAME):
+                try:
+                    os.unlink(Path(self.key) / name)
+                except OSError:
+                    pass
             entry[0].release()
 
 

@@ -12,8 +12,8 @@ the ids already recorded.
 
 from __future__ import annotations
 
+import functools
 import math
-import multiprocessing as mp
 import os
 import sys
 from dataclasses import dataclass, field
@@ -24,6 +24,7 @@ import numpy as np
 from ...errors import SemgenError
 from ...imageio import encode_png, sha256_bytes
 from ...manifests import DatasetDir, current_command, lock_dir
+from ...parallel import ordered_map
 from ...seeding import image_seed, rng_for
 from .imaging import render
 from .overlays import apply_overlays
@@ -172,15 +173,6 @@ class _Job:
         return rec
 
 
-def _init_worker() -> None:
-    try:
-        import cv2
-
-        cv2.setNumThreads(1)  # one process per core already; OpenCV threads would fight them
-    except Exception:  # pragma: no cover
-        pass
-
-
 def _validate(label: str, n: int, size: int, workers: int, overrides: dict | None):
     gen = create_generator(label)
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n <= 0:
@@ -287,33 +279,17 @@ def _work(job: _Job, indices: list[int]) -> list[dict]:
 
 
 def _run(job: _Job, todo: list[int], workers: int, chunksize: int | None) -> Iterable[dict]:
-    """Records of ``todo`` in order; a bounded window of chunks in flight over a process pool."""
+    """Records of ``todo`` in order: chunks of indices over :func:`semgen.parallel.ordered_map`.
+
+    Its pool has a bounded window of chunks in flight, forkserver workers (a child forked after
+    OpenCV started its threads can deadlock) and workers that exit when this process dies.
+    """
     if workers == 1 or len(todo) <= 1:
         for i in todo:
             yield job(i)
         return
-    from concurrent.futures import ProcessPoolExecutor
-    from concurrent.futures.process import BrokenProcessPool
-
     workers = min(workers, len(todo))
     cs = chunksize or max(1, min(16, len(todo) // (workers * 8)))
-    chunks = [todo[i:i + cs] for i in range(0, len(todo), cs)]
-    # not "fork": a child forked after OpenCV has started its thread pool can deadlock in it
-    if "forkserver" in mp.get_all_start_methods():
-        ctx = mp.get_context("forkserver")
-        ctx.set_forkserver_preload([__name__])
-    else:  # pragma: no cover - Windows / macOS
-        ctx = mp.get_context("spawn")
-    window = 4 * workers
-    try:
-        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker) as ex:
-            pending = [ex.submit(_work, job, c) for c in chunks[:window]]
-            nxt = len(pending)
-            while pending:
-                recs = pending.pop(0).result()
-                if nxt < len(chunks):
-                    pending.append(ex.submit(_work, job, chunks[nxt]))
-                    nxt += 1
-                yield from recs
-    except BrokenProcessPool as e:
-        raise RuntimeError(f"a generator worker process died ({e}); re-run the same command to resume") from None
+    chunks = (todo[i:i + cs] for i in range(0, len(todo), cs))
+    for recs in ordered_map(functools.partial(_work, job), chunks, workers=workers, preload=[__name__]):
+        yield from recs
