@@ -188,3 +188,32 @@ def test_bundled_backbones_load_and_fine_tune(tmp_path):
     s = train_classifier(data.root, tmp_path / "ft", init="semgen", arch=archs[0], size=32, epochs=1,
                          batch_size=8, min_epoch_images=8, progress=False, num_threads=1)
     assert s["epochs_run"] == 1
+
+
+def test_a_killed_run_resumes_to_the_weights_of_an_uninterrupted_one(tmp_path):
+    """kill -9 in the middle of a run (after some states were saved), then the same command again."""
+    import os
+    import signal
+    import time
+
+    cfg = {**TINY, "images": 96}  # 12 steps
+    args = ["--arch", cfg["arch"], "--generators", ",".join(cfg["generators"]), "--size", str(cfg["size"]),
+            "--batch", str(cfg["batch_size"]), "--images", str(cfg["images"]), "--seed", str(cfg["seed"]),
+            "--workers", "0", "--threads", "1", "--save-every", "1", "--no-progress"]
+    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
+    run = tmp_path / "k"
+    p = subprocess.Popen([sys.executable, "-m", "semgen", "pretrain", "--out", str(run), *args],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    deadline = time.time() + 600
+    while time.time() < deadline and not list(run.glob("state-00000000[3-9]")):
+        time.sleep(0.05)
+    os.kill(p.pid, signal.SIGKILL)
+    p.wait()
+    states = sorted(x.name for x in run.glob("state-*"))
+    assert states and states[-1] < "state-000000012", states  # killed before the end
+    r = subprocess.run([sys.executable, "-m", "semgen", "pretrain", "--out", str(run), *args],
+                       capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr
+    pretrain(tmp_path / "u", PretrainConfig(**cfg), workers=0, threads=1, progress=False)
+    wk, wu = _weights(run), _weights(tmp_path / "u")
+    assert all(torch.equal(wk[k], wu[k]) for k in wu)
