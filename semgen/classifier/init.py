@@ -56,7 +56,7 @@ def bundled_backbones() -> list[str]:
 
 
 def _sha256(path) -> str:
-    from .pretrained import sha256_file
+    from ..imageio import sha256_file
 
     return sha256_file(path)
 
@@ -121,7 +121,8 @@ def resolve_init(init=None, arch: str | None = None) -> dict:
     if init is None or (isinstance(init, str) and init.strip() in ("", "scratch")):
         return {"kind": "scratch", "arch": arch or DEFAULT_ARCH, "key": None}
     if isinstance(init, str) and init == "imagenet":
-        from .pretrained import imagenet_weights_file, sha256_file
+        from ..imageio import sha256_file
+        from .pretrained import imagenet_weights_file
 
         arch = arch or IMAGENET_DEFAULT_ARCH
         if not get_arch(arch).imagenet:

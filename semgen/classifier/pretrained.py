@@ -24,7 +24,6 @@ architecture would need its own treatment.)
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 from importlib import metadata
 from pathlib import Path
@@ -33,6 +32,7 @@ import torch
 from torch import nn
 
 from ..errors import SemgenError
+from ..imageio import sha256_file
 from .registry import get_arch, imagenet_archs
 
 #: How to find each architecture's ImageNet weights: the importable module of its package, the
@@ -103,15 +103,6 @@ def imagenet_weights_file(arch: str) -> dict:
     except metadata.PackageNotFoundError:
         version = None
     return {"file": str(path), "package": package, "version": version}
-
-
-def sha256_file(path) -> str:
-    """Hex SHA-256 of a file (read in 1 MiB blocks)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _bn_modules(net: nn.Module) -> list[tuple[str, nn.Module]]:
