@@ -38,13 +38,33 @@ def register(sub) -> None:
     p.add_argument("--classes", help="comma-separated class list (default: the labels in --data)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     p.add_argument("--overwrite", action="store_true", help="retrain even if RUN_DIR holds a finished run")
+    g = p.add_argument_group("distillation")
+    g.add_argument("--teacher", action="append", default=[], metavar="RUN",
+                   help="distil from this run dir / checkpoint (repeatable: softened probabilities averaged)")
+    g.add_argument("--distill-temperature", type=float, default=4.0, metavar="T", help="softening temperature (4)")
+    g.add_argument("--distill-weight", type=float, default=0.7, metavar="A",
+                   help="share of the soft loss (T^2 KL) on labelled batches (0.7; the rest is the hard loss)")
+    g.add_argument("--transfer", action="append", default=[], metavar="DIR[=W]",
+                   help="unlabelled images the teachers label (soft loss only); W transfer batches per labelled one")
+    g = p.add_argument_group("quantisation-aware training")
+    g.add_argument("--qat", action="store_true", help="fake-quantised fine-tuning in the last epochs (all of them "
+                   "with --init RUN); semgen export then writes 8-bit activations from it")
+    g.add_argument("--qat-epochs", type=int, default=None, metavar="K", help="epochs of the QAT phase")
+    g.add_argument("--qat-lr", type=float, default=None, help="peak lr of the QAT phase (default --lr/10 after "
+                   "an FP32 phase, else --lr)")
+    g.add_argument("--qat-weight-bits", type=int, default=8, choices=(8, 7),
+                   help="7: weights in +-63 (exact under onnxruntime on x86 CPUs without VNNI)")
     p.set_defaults(func=_train)
 
     p = sub.add_parser("evaluate", help="metrics, bootstrap CIs and a confusion matrix of a trained run")
     p.add_argument("run_dir")
     p.add_argument("--data", action="append", required=True, metavar="DIR")
-    p.add_argument("--reject-below", type=float, default=None, metavar="P",
-                   help="map predictions with confidence < P to 'other' and report the effect")
+    p.add_argument("--reject-below", type=_prob_or_auto, default=None, metavar="P|auto",
+                   help="map predictions with (calibrated) confidence < P to 'other' and report the effect; "
+                   "'auto' picks P on the run's validation split for --target-precision")
+    p.add_argument("--target-precision", type=float, default=None, metavar="P",
+                   help="with --reject-below auto: precision wanted on the accepted images")
+    p.add_argument("--no-calibration", action="store_true", help="use the raw probabilities (temperature 1)")
     p.add_argument("--n-boot", type=int, default=1000)
     p.add_argument("--out-name", default="metrics.json", help="file name in RUN_DIR (default metrics.json)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -52,7 +72,13 @@ def register(sub) -> None:
 
     p = sub.add_parser("export", help="ONNX FP32 + INT8 (QDQ) export, C header, accuracy and latency")
     p.add_argument("run_dir")
-    p.add_argument("--calib", action="append", required=True, metavar="DIR", help="calibration images")
+    p.add_argument("--calib", action="append", metavar="DIR",
+                   help="calibration images (required unless the run is QAT-trained)")
+    p.add_argument("--qat", dest="qat", action="store_true", default=None,
+                   help="require the QAT model (an error for a run that was not QAT-trained); a QAT run "
+                   "uses it anyway")
+    p.add_argument("--ptq", dest="qat", action="store_false",
+                   help="post-training quantisation even for a QAT run")
     p.add_argument("--data", action="append", metavar="DIR", help="labelled images to compare FP32 vs INT8")
     p.add_argument("--out", metavar="DIR", help="where to write (default RUN_DIR)")
     p.add_argument("--tolerance", type=float, default=0.01, help="accepted INT8 accuracy loss (default 0.01)")
@@ -71,21 +97,38 @@ def register(sub) -> None:
     p.set_defaults(func=_predict)
 
 
+def _prob_or_auto(v: str):
+    if v == "auto":
+        return v
+    try:
+        return float(v)
+    except ValueError:
+        raise SemgenError(f"--reject-below must be a probability or 'auto', got {v!r}") from None
+
+
 def _train(args) -> int:
+    from .distill import DistillConfig
+    from .qat import QATConfig
     from .train import train_classifier
 
+    distill = (DistillConfig(args.teacher, args.distill_temperature, args.distill_weight, args.transfer)
+               if args.teacher or args.transfer else None)
+    qat = QATConfig(epochs=args.qat_epochs, lr=args.qat_lr, weight_bits=args.qat_weight_bits) if args.qat else None
+    if not args.qat and (args.qat_epochs is not None or args.qat_lr is not None):
+        raise SemgenError("--qat-epochs / --qat-lr need --qat")
     classes = [c.strip() for c in args.classes.split(",")] if args.classes else None
     s = train_classifier(
         args.data, args.out, arch=args.arch, size=args.size, epochs=args.epochs, batch_size=args.batch,
         lr=args.lr, seed=args.seed, val=args.val, init=args.init, head_only_epochs=args.head_only_epochs,
         classes=classes, patience=args.patience, min_epochs=args.min_epochs, mixup=args.mixup, label_smoothing=args.label_smoothing,
-        num_threads=args.threads, overwrite=args.overwrite, progress=True,
+        num_threads=args.threads, overwrite=args.overwrite, progress=True, distill=distill, qat=qat,
     )
     f1 = s["best_val_macro_f1"]
     print(f"{s['run_dir']}: {s['arch']}, {len(s['classes'])} classes, {s['n_train']} train / {s['n_val']} val "
           f"images, best epoch {s['best_epoch']}/{s['epochs_run']} (val macro-F1 "
           f"{'n/a' if f1 is None else f'{f1:.3f}'}), {s['images_per_s']:.0f} img/s"
-          + (f", {s['skipped']} unreadable image(s) skipped" if s["skipped"] else ""))
+          + (f", {s['skipped']} unreadable image(s) skipped" if s["skipped"] else "")
+          + (", QAT" if s.get("qat") else "") + (f", temperature {s['temperature']:.3f}" if "temperature" in s else ""))
     return 0
 
 
@@ -93,7 +136,8 @@ def _evaluate(args) -> int:
     from .evaluate import evaluate_run
 
     data = args.data if len(args.data) > 1 else args.data[0]
-    m = evaluate_run(args.run_dir, data, reject_below=args.reject_below, n_boot=args.n_boot, out_name=args.out_name)
+    m = evaluate_run(args.run_dir, data, reject_below=args.reject_below, target_precision=args.target_precision,
+                     calibrated=not args.no_calibration, n_boot=args.n_boot, out_name=args.out_name)
     if args.json:
         print(json.dumps({k: m[k] for k in ("accuracy", "macro_precision", "macro_recall", "macro_f1", "ci",
                                             "absent_from_model") if k in m}, indent=2))
@@ -117,6 +161,11 @@ def _evaluate(args) -> int:
               f"{r['before']['accuracy']:.3f} -> {r['after']['accuracy']:.3f}, macro-F1 {r['before']['macro_f1']:.3f} "
               f"-> {r['after']['macro_f1']:.3f}; accuracy on accepted "
               + ("n/a" if r["accuracy_on_accepted"] is None else f"{r['accuracy_on_accepted']:.3f}"))
+        if "auto" in r:
+            a = r["auto"]
+            print(f"auto threshold {a['threshold']:.4f} for precision {a['target']}: validation precision "
+                  f"{a['precision']:.3f} at coverage {a['coverage']:.3f}" + ("" if a["met"] else " (target not reached)")
+                  + f"; on these images coverage {a['coverage_on_data']:.3f}; plot {r['coverage_precision_png']}")
     if m["skipped_images"]:
         print(f"  {len(m['skipped_images'])} unreadable image(s) skipped", file=sys.stderr)
     print(f"wrote {m.get('confusion_png', '')} and {args.out_name}")
@@ -128,12 +177,14 @@ def _export(args) -> int:
 
     r = export_run(args.run_dir, args.calib, data=args.data, out=args.out, tolerance=args.tolerance,
                    calib_max=args.calib_max, auto_fix=not args.no_auto_fix, allow_a16w8=not args.no_a16w8, latency_runs=args.latency_runs,
-                   progress=True)
+                   progress=True, qat=args.qat)
     f, q = r["fp32"], r["int8"]
     acc = (lambda d: f"acc {d['accuracy']:.3f} macro-F1 {d['macro_f1']:.3f}, " if "accuracy" in d else "")
     print(f"FP32 {f['file']}: {f['bytes'] / 1e6:.3f} MB, {acc(f)}{f['latency']['median_ms']:.3f} ms/image")
     print(f"INT8 {q['file']}: {q['bytes'] / 1e6:.3f} MB, {acc(q)}{q['latency']['median_ms']:.3f} ms/image "
           f"({r['quantization']['strategy']}, {len(r['quantization']['nodes_kept_float'])} nodes kept float)")
+    if r["quantization"]["strategy"] != "minmax" or r["quantization"].get("qat"):
+        print(f"INT8: {r['quantization']['note']}")
     print(f"top-1 agreement {r['top1_agreement']:.3f} on {r['n_eval']} {r['evaluated_on']} images; "
           f"wrote model.onnx, model.int8.onnx, model_int8.h, export.json")
     return 0

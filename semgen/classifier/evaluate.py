@@ -12,6 +12,8 @@ from ..errors import SemgenError
 from ..imageio import write_bytes_atomic
 from .checkpoint import load_run
 from .data import load_image_set
+from .calibrate import (apply_temperature, coverage_precision, plot_coverage_precision, read_calibration,
+                        rejected_mask, threshold_for_precision)
 from .metrics import bootstrap_ci, confusion_matrix, metrics_from_confusion
 from .train import predict_probs, torch_threads
 
@@ -29,6 +31,7 @@ def evaluate_probs(y_true, probs, classes: list[str], *, model_classes: list[str
         ``classes``; further entries are test classes the model lacks).
     reject_below : float, optional
         Predictions with top probability under this map to ``other``; both figures are reported.
+        1.0 rejects every prediction, 0 none.
     """
     y_true = np.asarray(y_true, dtype=np.int64)
     probs = np.asarray(probs, dtype=np.float64)
@@ -50,7 +53,7 @@ def evaluate_probs(y_true, probs, classes: list[str], *, model_classes: list[str
         if "other" not in cls_r:
             cls_r.append("other")
         other = cls_r.index("other")
-        rejected = conf < reject_below
+        rejected = rejected_mask(conf, reject_below)
         y_rej = np.where(rejected, other, y_pred)
         after = _block(y_true, y_rej, cls_r, n_boot, seed)
         kept = ~rejected
@@ -110,27 +113,70 @@ def plot_confusion(cm, classes: list[str], path, *, title: str = "") -> None:
     tmp.replace(path)
 
 
-def evaluate_run(run_dir, data, *, reject_below: float | None = None, n_boot: int = 1000, seed: int = 0,
+def load_eval_model(run_dir, which: str | None = None):
+    """The model a run deploys: the fake-quant model of a QAT run, else the checkpoint's."""
+    from .qat import checkpoint_is_qat, load_qat_run
+
+    p = Path(run_dir) / f"{which}.pt" if which is not None and Path(run_dir).is_dir() else run_dir
+    if checkpoint_is_qat(p):
+        return load_qat_run(run_dir, which=which)
+    return load_run(run_dir, which=which)
+
+
+def evaluate_run(run_dir, data, *, reject_below: float | str | None = None, target_precision: float | None = None,
+                 calibrated: bool = True, n_boot: int = 1000, seed: int = 0,
                  write: bool = True, out_name: str = "metrics.json", batch_size: int = 128,
                  progress: bool = False, num_threads: int | None = None, which: str | None = None) -> dict:
     """Evaluate a run's best checkpoint on ``data`` (dataset dir(s) or ImageFolder tree(s)).
 
     Writes ``RUN_DIR/metrics.json`` (``out_name``) and ``confusion.png`` when ``write``. Images of
     classes the model lacks count as errors and are listed under ``absent_from_model``.
+
+    Parameters
+    ----------
+    reject_below : float, "auto" or None
+        Map predictions whose (calibrated) confidence is under this to ``other``. ``"auto"``: the
+        lowest threshold at which the run's validation images reach ``target_precision`` on the
+        accepted ones (from ``calibration.json``); writes ``coverage_precision.png``.
+    calibrated : bool
+        Use the run's temperature (``calibration.json``) on the probabilities; runs without one
+        (trained before it existed) use T = 1.
     """
-    if reject_below is not None and not (0.0 <= reject_below <= 1.0):
+    auto = isinstance(reject_below, str)
+    if auto and reject_below != "auto":
+        raise SemgenError(f"--reject-below must be a probability in [0, 1] or 'auto', got {reject_below!r}")
+    if auto and target_precision is None:
+        raise SemgenError("--reject-below auto needs --target-precision P (e.g. 0.9)")
+    if target_precision is not None and not auto:
+        raise SemgenError("--target-precision only goes with --reject-below auto")
+    if not auto and reject_below is not None and not (0.0 <= reject_below <= 1.0):
         raise SemgenError(f"--reject-below must be a probability in [0, 1], got {reject_below}")
-    model, meta = load_run(run_dir, which=which)
+    model, meta = load_eval_model(run_dir, which=which)
+    run = Path(meta["checkpoint"]).parent
+    cal = read_calibration(run) if calibrated else None
+    temperature = float(cal["temperature"]) if cal else 1.0
+    chosen = None
+    if auto:
+        if not cal or not cal.get("val_confidence"):
+            raise SemgenError(f"{run} has no validation calibration (calibration.json); --reject-below auto "
+                              "needs a run trained by this semgen with a validation split")
+        chosen = threshold_for_precision(cal["val_confidence"], cal["val_correct"], target_precision)
+        reject_below = chosen["threshold"]
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="leaving out images of classes")
         s = load_image_set(data, size=meta["size"], classes=meta["classes"], allow_unknown=True, progress=progress)
     with torch_threads(num_threads):
         probs = predict_probs(model, s.images, batch_size=batch_size).numpy()
+    probs = apply_temperature(probs, temperature)
     res = evaluate_probs(s.labels.numpy(), probs, s.classes, model_classes=meta["classes"],
                          reject_below=reject_below, n_boot=n_boot, seed=seed)
     res = {"run_dir": str(run_dir), "checkpoint": meta["checkpoint"], "epoch": meta["epoch"],
            "data": [str(src.path) for src in s.sources], "skipped_images": s.skipped,
-           "files": s.files, **res}
+           "files": s.files, "temperature": temperature, "qat": bool(meta.get("qat")), **res}
+    if chosen is not None:
+        acc = res["reject"]["accuracy_on_accepted"]
+        res["reject"]["auto"] = {**chosen, "chosen_on": "validation",
+                                 "precision_on_data": acc, "coverage_on_data": 1 - res["reject"]["rejected_fraction"]}
     if write:
         run = Path(meta["checkpoint"]).parent
         stem = Path(out_name).stem
@@ -145,5 +191,17 @@ def evaluate_run(run_dir, data, *, reject_below: float | None = None, n_boot: in
                            title=f"reject below {reject_below}: acc {r['after']['accuracy']:.3f}, "
                                  f"macro-F1 {r['after']['macro_f1']:.3f}")
             r["confusion_png"] = str(run / rp)
+            # coverage / precision on these images (and on validation, where auto chooses)
+            ok = np.asarray(res["y_pred"]) == np.asarray(res["y_true"])
+            curves = {f"{', '.join(Path(p).name for p in res['data'])}": coverage_precision(res["confidence"], ok)}
+            if cal and cal.get("val_confidence"):
+                curves["validation"] = coverage_precision(cal["val_confidence"], cal["val_correct"])
+            marks = {f"threshold {r['threshold']:.3f}": (1 - r["rejected_fraction"],
+                                                        r["accuracy_on_accepted"] or 0.0)}
+            cp = png.replace("confusion.png", "coverage_precision.png")
+            plot_coverage_precision(curves, run / cp, marks=marks,
+                                    title=f"T = {temperature:.3f}" + (f", target precision {target_precision}"
+                                                                      if auto else ""))
+            r["coverage_precision_png"] = str(run / cp)
         write_bytes_atomic(run / out_name, (json.dumps(res, indent=1) + "\n").encode())
     return res

@@ -300,7 +300,7 @@ def read_c_header(path, symbol: str = "semgen_model_int8") -> bytes:
 # --------------------------------------------------------------------------------------------
 def export_run(run_dir, calib, *, data=None, out=None, tolerance: float = 0.01, calib_max: int = 512,
                seed: int = 0, latency_runs: int = 300, threads: int = 1, auto_fix: bool = True,
-               max_tries: int = 12, allow_a16w8: bool = True, progress: bool = False) -> dict:
+               max_tries: int = 12, allow_a16w8: bool = True, progress: bool = False, qat: bool | None = None) -> dict:
     """Export a run: ``model.onnx``, ``model.int8.onnx``, ``model_int8.h`` and ``export.json``.
 
     Parameters
@@ -320,7 +320,24 @@ def export_run(run_dir, calib, *, data=None, out=None, tolerance: float = 0.01, 
     allow_a16w8 : bool
         Let the fix use 16-bit activations (INT8 weights, same size; accurate, but onnxruntime on
         CPU runs it several times slower than 8-bit activations).
+    qat : bool or None
+        None: a QAT-trained run (``semgen train --qat``) is exported from its QAT model, any other
+        by post-training quantisation. True: require the QAT model (a one-line error for a run that
+        was not QAT-trained). False: post-training quantisation even for a QAT run. The QAT INT8
+        graph is compared with the run's own fake-quant model; only if it loses more than
+        ``tolerance`` against it does the post-training fix run (needs ``calib``), A16W8 last.
     """
+    from .qat import checkpoint_is_qat, export_qat_onnx, load_qat_run
+
+    is_qat_run = checkpoint_is_qat(run_dir)
+    if qat and not is_qat_run:
+        raise SemgenError(f"{run_dir} was not QAT-trained, so there is no QAT model to export; train it with "
+                          "'semgen train --qat' (e.g. --init RUN --qat) or export without --qat")
+    use_qat = is_qat_run if qat is None else bool(qat)
+    if calib is None and not use_qat:
+        raise SemgenError("--calib is required: post-training INT8 needs calibration images")
+    if calib is None and data is None:
+        raise SemgenError("a QAT export without --calib needs --data (images to compare INT8 with FP32 on)")
     model, meta = load_run(run_dir)
     out = Path(out) if out is not None else Path(meta["checkpoint"]).parent
     out.mkdir(parents=True, exist_ok=True)
@@ -330,10 +347,20 @@ def export_run(run_dir, calib, *, data=None, out=None, tolerance: float = 0.01, 
           "input": f"float32 [N,1,{size},{size}] = gray/255; normalisation inside the model",
           "checkpoint": Path(meta["checkpoint"]).name}
 
-    cal = load_image_set(calib, size=size, progress=progress, classes=None)
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(len(cal))[:calib_max]
-    calib_images = cal.images[torch.as_tensor(np.sort(order))]
+    if use_qat:
+        md["qat"] = True
+    from .calibrate import read_calibration
+
+    cal_rec = read_calibration(Path(meta["checkpoint"]).parent)
+    if cal_rec:
+        md["temperature"] = float(cal_rec["temperature"])  # predict applies it to the logits
+    if calib is not None:
+        cal = load_image_set(calib, size=size, progress=progress, classes=None)
+        rng = np.random.default_rng(seed)
+        order = rng.permutation(len(cal))[:calib_max]
+        calib_images = cal.images[torch.as_tensor(np.sort(order))]
+    else:
+        cal, calib_images = None, None
     if data is not None:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="leaving out images of classes")
@@ -392,7 +419,39 @@ def export_run(run_dir, calib, *, data=None, out=None, tolerance: float = 0.01, 
         return t
 
     best = None
-    attempt("minmax", [], "minmax")
+    qat_info = None
+    if use_qat:
+        # The QAT graph, judged against the run's own fake-quant model (what it was trained as).
+        qmodel, _ = load_qat_run(run_dir)
+        with torch.no_grad():
+            lq = torch.cat([qmodel(ev_images[i:i + 64].unsqueeze(1).float() / 255.0)
+                            for i in range(0, len(ev_images), 64)]).numpy()
+        sq = _score(lq, ev_y, k_eval)
+        path = out / ".model.int8.try.onnx"
+        export_qat_onnx(qmodel, size, path, metadata=md)
+        l8 = ort_logits(ort_session(path, threads), ev_images)
+        s8q = _score(l8, ev_y, k_eval)
+        r = {"strategy": "qat", "calibration": "qat (trained ranges)", "activations": "uint8", "excluded_nodes": 0,
+             "agreement": float((s8q["pred"] == s32["pred"]).mean()), "bytes": path.stat().st_size,
+             "agreement_with_fake_quant": float((s8q["pred"] == sq["pred"]).mean()),
+             "max_abs_logit_diff_vs_fake_quant": float(np.abs(l8 - lq).max()) if len(lq) else 0.0}
+        if ev_y is not None:
+            r.update({"accuracy": s8q["accuracy"], "macro_f1": s8q["macro_f1"],
+                      "fake_quant_accuracy": sq["accuracy"], "fake_quant_macro_f1": sq["macro_f1"],
+                      "accuracy_drop": sq["accuracy"] - s8q["accuracy"]})
+        else:
+            r["accuracy_drop"] = 1.0 - r["agreement_with_fake_quant"]
+        qat_info = {k2: r[k2] for k2 in r if k2 not in ("strategy", "calibration", "activations", "excluded_nodes")}
+        tries.append(r)
+        best = (r, path.read_bytes(), l8, [])
+    if use_qat and not ok(best[0]):
+        if auto_fix and calib_images is not None:
+            warnings.warn(f"the QAT INT8 graph loses {best[0]['accuracy_drop']:.3f} against its fake-quant model "
+                          f"(tolerance {tolerance}); trying post-training quantisation as well", stacklevel=2)
+        else:
+            auto_fix = False  # nothing else to try: keep the QAT graph and say what it lost
+    if not use_qat or (auto_fix and not ok(best[0])):
+        attempt("minmax", [], "minmax")
     if auto_fix and not ok(best[0]):
         # 1. Other calibrations: outliers in hard-swish activations stretch min-max ranges.
         for cal_name in ("percentile", "entropy"):
@@ -401,7 +460,7 @@ def export_run(run_dir, calib, *, data=None, out=None, tolerance: float = 0.01, 
                 break
     if auto_fix and not ok(best[0]):
         # 2. Sensitivity: keep one group of layers in float at a time, then combine the helpful ones.
-        base_cal = best[0]["calibration"]
+        base_cal = best[0]["calibration"] if best[0]["calibration"] in CALIBRATIONS else "minmax"
         groups = layer_groups(preprocessed_nodes(pre, prepared=True))
         gains = []
         for name, nodes in groups.items():
@@ -446,7 +505,8 @@ def export_run(run_dir, calib, *, data=None, out=None, tolerance: float = 0.01, 
         "run_dir": str(run_dir), "arch": meta["arch"], "classes": classes, "size": size, "opset": OPSET,
         "input": md["input"], "evaluated_on": ev_src,
         "data": [str(s.path) for s in ev.sources] if data is not None else None,
-        "n_eval": int(len(ev_images)), "calib": [str(s.path) for s in cal.sources], "n_calib": int(len(calib_images)),
+        "n_eval": int(len(ev_images)), "calib": [str(s.path) for s in cal.sources] if cal is not None else None,
+        "n_calib": int(len(calib_images)) if calib_images is not None else 0,
         "fp32": figs(fp32, s32, latency_ms(fp32, size, runs=latency_runs, threads=threads)),
         "int8": figs(out / "model.int8.onnx", s8, latency_ms(out / "model.int8.onnx", size, runs=latency_runs,
                                                                 threads=threads)),
@@ -458,7 +518,8 @@ def export_run(run_dir, calib, *, data=None, out=None, tolerance: float = 0.01, 
             "int8_opset": _opset(int8_bytes),
             "calibration": chosen_r["calibration"], "strategy": chosen_r["strategy"],
             "nodes_kept_float": excluded, "tolerance": tolerance,
-            "auto_fixed": len(tries) > 1, "tries": tries,
+            "auto_fixed": len(tries) > 1, "tries": tries, "qat": qat_info,
+            "note": _quant_note(chosen_r, use_qat),
         },
         "machine": {"cpu": platform.processor() or platform.machine(), "onnxruntime": _ort_version(),
                     "load_avg": list(os.getloadavg()) if hasattr(os, "getloadavg") else None},
@@ -467,6 +528,19 @@ def export_run(run_dir, calib, *, data=None, out=None, tolerance: float = 0.01, 
         res["accuracy_drop"] = s32["accuracy"] - s8["accuracy"]
     write_bytes_atomic(out / "export.json", (json.dumps(res, indent=2) + "\n").encode())
     return res
+
+
+def _quant_note(r: dict, use_qat: bool) -> str:
+    """One line on what the INT8 file is, saying so when it is a fallback."""
+    if r["strategy"] == "qat":
+        return "QAT model: 8-bit activations with the ranges learnt in training, per-channel int8 weights"
+    a16 = r["activations"] == "uint16"
+    if use_qat:
+        return (f"fallback: the QAT graph lost more than the tolerance against its fake-quant model; kept "
+                f"post-training '{r['strategy']}'" + (" with 16-bit activations (A16W8, last resort)" if a16 else ""))
+    if a16:
+        return "A16W8 (last resort): no 8-bit-activation try was within tolerance; 16-bit activations, int8 weights"
+    return f"post-training quantisation '{r['strategy']}', 8-bit activations"
 
 
 @contextlib.contextmanager

@@ -17,7 +17,9 @@ class Predictor:
     Parameters
     ----------
     model : path
-        A run dir (uses ``best.pt``), a ``.pt`` checkpoint, or an exported ``.onnx`` file.
+        A run dir (uses ``best.pt``), a ``.pt`` checkpoint, or an exported ``.onnx`` file. The
+        probabilities use the run's temperature (``calibration.json``, or ``semgen.temperature``
+        in the ONNX metadata), so confidences are calibrated.
     """
 
     def __init__(self, model, *, threads: int | None = None):
@@ -33,12 +35,17 @@ class Predictor:
                 raise SemgenError(f"{p} is not an ONNX file exported by 'semgen export' (no class metadata)")
             self.kind = "onnx-int8" if ".int8" in p.name else "onnx"
             self.classes, self.size = list(meta["classes"]), int(meta["size"])
+            self.temperature = float(meta.get("temperature", 1.0))
             self._sess = ort_session(p, threads or 1)
         else:
-            from .checkpoint import load_run
+            from .calibrate import read_calibration
+            from .evaluate import load_eval_model
 
-            self._model, meta = load_run(p)
+            # a QAT run predicts with its fake-quant model, as its INT8 export will
+            self._model, meta = load_eval_model(p)
             self.kind = "torch"
+            cal = read_calibration(Path(meta["checkpoint"]).parent)
+            self.temperature = float(cal["temperature"]) if cal else 1.0
             self.classes, self.size = meta["classes"], meta["size"]
             self._threads = threads
 
@@ -47,11 +54,13 @@ class Predictor:
         if self.kind == "torch":
             from .train import predict_probs, torch_threads
 
+            from .calibrate import apply_temperature
+
             with torch_threads(self._threads):
-                return predict_probs(self._model, images).numpy()
+                return apply_temperature(predict_probs(self._model, images).numpy(), self.temperature)
         from .export import ort_logits
 
-        logits = ort_logits(self._sess, images)
+        logits = ort_logits(self._sess, images) / self.temperature  # the run's calibration
         e = np.exp(logits - logits.max(1, keepdims=True))
         return e / e.sum(1, keepdims=True)
 

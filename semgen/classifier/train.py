@@ -24,6 +24,9 @@ from .data import ImageSet, load_image_set, parse_data_arg, sampling_weights, st
 from .metrics import confusion_matrix, metrics_from_confusion
 from .init import apply_init, resolve_init
 from .models import create_model
+from .calibrate import calibrate_run
+from .distill import DistillConfig, Distiller, transfer_schedule
+from .qat import QATConfig, is_qat, save_qat_checkpoint, to_qat
 
 #: Fewest images drawn per epoch: tiny real sets (a few hundred images) still get enough
 #: optimiser steps per epoch for early stopping to be meaningful.
@@ -97,6 +100,7 @@ def train_classifier(
     warmup_epochs: float = 1.0, val_fraction: float = 0.2, augment: AugmentConfig | None = None,
     min_epoch_images: int = MIN_EPOCH_IMAGES, progress: bool = True, num_threads: int | None = None,
     overwrite: bool = False, drop_rate: float = 0.2, min_epochs: int | None = None,
+    distill: DistillConfig | None = None, qat: QATConfig | bool | None = None,
 ) -> dict:
     """Train a classifier and write a run dir.
 
@@ -127,6 +131,15 @@ def train_classifier(
         and a small validation split is noisy early on).
     min_epoch_images : int
         An epoch draws ``max(len(train), min_epoch_images)`` images (class-balanced, with replacement).
+    distill : DistillConfig, optional
+        Teachers (``--teacher``), temperature, soft-loss weight and transfer set
+        (:mod:`semgen.classifier.distill`).
+    qat : QATConfig or bool, optional
+        Quantisation-aware training in the last epochs (:mod:`semgen.classifier.qat`); ``best.pt``
+        is then a QAT checkpoint that ``semgen export`` exports with 8-bit activations.
+
+    At the end, a temperature is fitted on the validation split (``calibration.json``,
+    :mod:`semgen.classifier.calibrate`).
 
     Returns
     -------
@@ -148,6 +161,10 @@ def train_classifier(
     if head_only_epochs < 0:
         raise SemgenError(f"--head-only-epochs must be >= 0, got {head_only_epochs}")
     augment = augment if augment is not None else AugmentConfig()
+    distill = distill if distill is not None and distill.teachers or (distill and distill.transfer) else None
+    if distill is not None:
+        distill.validate()
+    qat = QATConfig() if qat is True else (qat or None)
     min_epochs = epochs // 2 if min_epochs is None else int(min_epochs)
     sources = [parse_data_arg(d) for d in _as_list(data)]
 
@@ -156,6 +173,18 @@ def train_classifier(
     arch = init_spec["arch"]
     if head_only_epochs and init_spec["kind"] == "scratch":
         raise SemgenError("--head-only-epochs needs --init (weights to take the backbone from)")
+    qat_start = None
+    if qat is not None:
+        # a trained classifier is fine-tuned in QAT throughout; otherwise an FP32 phase comes first
+        # (a network with its BatchNorm folded does not train well from scratch)
+        qat_epochs = qat.epochs if qat.epochs is not None else (
+            epochs if init_spec["kind"] == "checkpoint" else max(1, round(0.3 * epochs)))
+        if not 1 <= qat_epochs <= epochs:
+            raise SemgenError(f"--qat-epochs must be between 1 and --epochs ({epochs}), got {qat_epochs}")
+        qat_start = epochs - qat_epochs + 1
+        if head_only_epochs >= qat_start:
+            raise SemgenError(f"--head-only-epochs {head_only_epochs} overlaps the QAT phase (epochs {qat_start}-"
+                              f"{epochs}); lower it or --qat-epochs")
 
     request = {
         "data": [{"path": str(s.path.resolve()), "weight": s.weight} for s in sources],
@@ -168,6 +197,11 @@ def train_classifier(
         "augment": augment.to_dict(), "min_epoch_images": min_epoch_images, "drop_rate": drop_rate,
         "min_epochs": min_epochs,
     }
+    # Only present when used, so the requests of earlier runs stay as they were.
+    if distill is not None:
+        request["distill"] = distill.request()  # checks that every teacher exists, before any loading
+    if qat is not None:
+        request["qat"] = {**qat.to_dict(), "epochs": qat_epochs}
     if init_spec["kind"] in ("imagenet", "semgen"):
         # Named weights can change under the same name (a new package or bundled backbone): a
         # finished run only counts as the same run for the same bytes. Absent for other inits, so
@@ -208,17 +242,16 @@ def train_classifier(
         init_info = apply_init(model, init_spec, classes=cls)
         model = model.to(memory_format=torch.channels_last)
 
+        distiller = Distiller(distill, cls) if distill is not None and distill.teachers else None
+        transfer_set, transfer_probs, transfer_share = _load_transfer(distill, size, progress)
+
         n_train = len(train_set)
         steps = max(1, math.ceil(max(n_train, min_epoch_images) / batch_size))
-        total_steps = steps * epochs
+        # labelled (False) and transfer (True) batches of one epoch
+        schedule = transfer_schedule(steps, transfer_share) if transfer_set is not None else [False] * steps
+        total_steps = len(schedule) * (epochs if qat_start is None else qat_start - 1)
         head_params = {id(p) for p in model.head_parameters()}
-        decay = [p for n, p in model.named_parameters() if p.ndim > 1 and id(p) not in head_params]
-        no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1 and id(p) not in head_params]
-        opt = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": weight_decay},
-             {"params": no_decay, "weight_decay": 0.0},
-             {"params": model.head_parameters(), "weight_decay": weight_decay}], lr=lr)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(total_steps, int(round(warmup_epochs * steps))))
+        opt, sched = _optimizer(model, lr, weight_decay, max(1, total_steps), int(round(warmup_epochs * len(schedule))))
         probs = sampling_weights(train_set)
 
         config = {
@@ -232,6 +265,11 @@ def train_classifier(
             "skipped_images": full.skipped + (val_set.skipped if val is not None else []),
             "dropped_labels": full.dropped_labels, "init": init_info, "load_seconds": round(load_s, 3),
         }
+        if distiller is not None:
+            config["distill"] = {"teachers": distiller.info(), "transfer_n": len(transfer_set) if transfer_set is not None
+                                 else 0, "transfer_batches_per_epoch": sum(schedule)}
+        if qat_start is not None:
+            config["qat"] = {"start_epoch": qat_start, "epochs": epochs - qat_start + 1}
         _write_json(out / "config.json", config)
 
         from tqdm.auto import tqdm
@@ -244,6 +282,13 @@ def train_classifier(
                    disable=not (progress and sys.stderr.isatty()))
         with JsonlAppender(out / "train_log.jsonl") as log:
             for epoch in bar:
+                if qat_start is not None and epoch == qat_start:
+                    model, opt, sched = _start_qat(model, qat, out, train_set, probs, augment, g, batch_size,
+                                                   qat.lr if qat.lr is not None else (lr if qat_start == 1 else lr / 10),
+                                                   qat_start > 1, weight_decay,
+                                                   len(schedule) * (epochs - qat_start + 1), len(schedule))
+                    head_params = {id(p) for p in model.head_parameters()}
+                    best, bad = (-1.0, -math.inf), 0  # best.pt must be a QAT model
                 head_only = epoch <= head_only_epochs
                 for p in model.parameters():
                     p.requires_grad_(not head_only or id(p) in head_params)
@@ -252,8 +297,27 @@ def train_classifier(
                 te = time.perf_counter()
                 idx_all = torch.multinomial(probs, steps * batch_size, replacement=True, generator=g)
                 loss_sum, correct, seen = 0.0, 0, 0
-                for s in range(steps):
+                kd_sum, kd_n, n_transfer = 0.0, 0, 0
+                s = 0
+                for is_transfer in schedule:
+                    if is_transfer:
+                        # unlabelled: only the teachers' soft targets
+                        tidx = torch.multinomial(transfer_probs, batch_size, replacement=True, generator=g)
+                        x = augment_batch(transfer_set.images[tidx], augment, g).contiguous(
+                            memory_format=torch.channels_last)
+                        loss = distiller.cfg.weight * distiller.soft_loss(model(x), x)
+                        if not torch.isfinite(loss):
+                            raise SemgenError(f"training diverged (loss {loss.item()}) at epoch {epoch}; lower --lr")
+                        opt.zero_grad(set_to_none=True)
+                        loss.backward()
+                        opt.step()
+                        sched.step()
+                        kd_sum += loss.item() / max(distiller.cfg.weight, 1e-12) * len(x)
+                        kd_n += len(x)
+                        n_transfer += len(x)
+                        continue
                     idx = idx_all[s * batch_size:(s + 1) * batch_size]
+                    s += 1
                     x = augment_batch(train_set.images[idx], augment, g)
                     y = train_set.labels[idx]
                     soft = F.one_hot(y, k).float() * (1 - label_smoothing) + label_smoothing / k
@@ -261,6 +325,11 @@ def train_classifier(
                     x = x.contiguous(memory_format=torch.channels_last)
                     logits = model(x)
                     loss = -(soft * F.log_softmax(logits, 1)).sum(1).mean()
+                    if distiller is not None:
+                        kd = distiller.soft_loss(logits, x)
+                        loss = (1 - distiller.cfg.weight) * loss + distiller.cfg.weight * kd
+                        kd_sum += kd.item() * len(y)
+                        kd_n += len(y)
                     if not torch.isfinite(loss):
                         raise SemgenError(f"training diverged (loss {loss.item()}) at epoch {epoch}; lower --lr")
                     opt.zero_grad(set_to_none=True)
@@ -276,6 +345,10 @@ def train_classifier(
                 rec = {"epoch": epoch, "lr": opt.param_groups[0]["lr"], "train_loss": loss_sum / seen,
                        "train_acc": correct / seen, "head_only": head_only, "images_per_s": seen / dt,
                        "train_seconds": dt}
+                if distiller is not None:
+                    rec.update({"soft_loss": kd_sum / max(kd_n, 1), "transfer_images": n_transfer})
+                if qat_start is not None:
+                    rec["qat"] = epoch >= qat_start
                 if len(val_set):
                     vp = predict_probs(model, val_set.images)
                     vl = float(F.nll_loss(torch.log(vp.clamp_min(1e-12)), val_set.labels))
@@ -294,22 +367,87 @@ def train_classifier(
                 if improved:
                     best, best_epoch, bad = score, epoch, 0
                     best_metrics = ckmeta
-                    save_checkpoint(out / "best.pt", model, classes=cls, size=size, epoch=epoch,
-                                    metrics=ckmeta, config=config["request"])
+                    _save(out / "best.pt", model, classes=cls, size=size, epoch=epoch,
+                          metrics=ckmeta, config=config["request"])
                 else:
                     bad += 1
                 bar.set_postfix(loss=f"{rec['train_loss']:.3f}", f1=f"{rec.get('val_macro_f1', float('nan')):.3f}")
-                if len(val_set) and bad >= patience and epoch > head_only_epochs and epoch >= min_epochs:
+                if (len(val_set) and bad >= patience and epoch > head_only_epochs and epoch >= min_epochs
+                        and (qat_start is None or epoch >= qat_start)):  # never stop before the QAT phase
                     break
-        save_checkpoint(out / "last.pt", model, classes=cls,
-                        size=size, epoch=epochs_run, metrics=ckmeta, config=config["request"])
+        _save(out / "last.pt", model, classes=cls,
+              size=size, epoch=epochs_run, metrics=ckmeta, config=config["request"])
+        calibration = _calibrate(out, val_set, cls, qat_start is not None)
 
     summary = {
         "run_dir": str(out), "arch": arch, "classes": cls, "best_epoch": best_epoch,
         "best_val_macro_f1": best_metrics.get("val_macro_f1"), "best_val_accuracy": best_metrics.get("val_acc"),
         "epochs_run": epochs_run, "images_per_s": train_images / train_time if train_time else None,
         "n_train": n_train, "n_val": len(val_set), "seconds": time.perf_counter() - t0,
-        "skipped": len(config["skipped_images"]),
+        "skipped": len(config["skipped_images"]), "temperature": calibration["temperature"],
     }
+    if qat_start is not None:
+        summary["qat"] = True
     _write_json(out / "summary.json", summary)
     return summary
+
+
+def _save(path, model, **kw) -> None:
+    (save_qat_checkpoint if is_qat(model) else save_checkpoint)(path, model, **kw)
+
+
+def _optimizer(model, lr: float, weight_decay: float, total: int, warmup: int):
+    """AdamW without weight decay on norms / biases, warm-up then cosine decay."""
+    head = {id(p) for p in model.head_parameters()}
+    decay = [p for n, p in model.named_parameters() if p.ndim > 1 and id(p) not in head]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1 and id(p) not in head]
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": weight_decay},
+         {"params": no_decay, "weight_decay": 0.0},
+         {"params": model.head_parameters(), "weight_decay": weight_decay}], lr=lr)
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(total, warmup))
+
+
+def _load_transfer(distill, size: int, progress: bool):
+    """The transfer set (labels ignored), per-image sampling probabilities (sources by weight,
+    uniform within one) and the transfer batches per labelled batch (the weights' sum)."""
+    if distill is None or not distill.transfer:
+        return None, None, 0.0
+    srcs = [parse_data_arg(t) for t in distill.transfer]
+    ts = load_image_set(srcs, size=size, classes=None, progress=progress)
+    if not len(ts):
+        raise SemgenError(f"--transfer {', '.join(str(s.path) for s in srcs)}: no readable images")
+    w = torch.tensor([s.weight for s in ts.sources], dtype=torch.float64)
+    n = torch.bincount(ts.source, minlength=len(w)).double().clamp_min(1)
+    return ts, (w / n)[ts.source], float(sum(s.weight for s in srcs))
+
+
+def _start_qat(model, qat: QATConfig, out: Path, train_set, probs, augment, g, batch_size: int, lr_q: float,
+               from_best: bool, weight_decay: float, total: int, steps: int):
+    """Enter the QAT phase: start from the best FP32 epoch (if there was an FP32 phase), fold and
+    fake-quantise, set the quantiser ranges on a few training batches, and a fresh optimiser."""
+    from .checkpoint import read_checkpoint
+
+    if from_best and (out / "best.pt").exists():
+        model.load_state_dict(read_checkpoint(out / "best.pt")["state_dict"])
+    model = to_qat(model.to(memory_format=torch.contiguous_format), momentum=qat.momentum,
+                   weight_bits=qat.weight_bits)
+    model = model.to(memory_format=torch.channels_last)
+    model.train()
+    with torch.no_grad():  # ranges from real batches before the first step moves the weights
+        for _ in range(max(0, qat.calib_batches)):
+            idx = torch.multinomial(probs, batch_size, replacement=True, generator=g)
+            model(augment_batch(train_set.images[idx], augment, g).contiguous(memory_format=torch.channels_last))
+    return (model, *_optimizer(model, lr_q, weight_decay, max(1, total), max(1, steps // 10)))
+
+
+def _calibrate(out: Path, val_set, classes, qat: bool) -> dict:
+    """Temperature scaling of the best checkpoint on the validation split."""
+    from .checkpoint import load_run
+    from .qat import load_qat_run
+
+    if not len(val_set):
+        return calibrate_run(out, np.zeros((0, len(classes))), np.zeros(0, np.int64), classes)
+    model, _ = (load_qat_run if qat else load_run)(out / "best.pt")
+    vp = predict_probs(model, val_set.images).numpy()
+    return calibrate_run(out, vp, val_set.labels.numpy(), classes)

@@ -1,0 +1,149 @@
+"""Knowledge distillation: a student learns the softened predictions of one or more teachers.
+
+The loss on a labelled batch is ``(1 - weight) * CE(student, hard labels) + weight * T^2 *
+KL(teacher_T || student_T)`` (Hinton et al.; ``T^2`` keeps the soft gradients on the scale of the
+hard ones when T changes). Several teachers: their softened probabilities are averaged. A
+*transfer set* (``--transfer DIR[=W]``) adds unlabelled images that only the teachers label: its
+batches contribute only the soft term.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from ..errors import SemgenError
+
+
+@dataclass
+class DistillConfig:
+    """Options of ``semgen train --teacher``.
+
+    Attributes
+    ----------
+    teachers : list of path
+        Run dirs or checkpoints of ``semgen train`` / ``semgen pretrain`` (any arch and input size).
+    temperature : float
+        Softening temperature T of teacher and student (``--distill-temperature``, default 4).
+    weight : float
+        Share of the soft (KL) term in the loss of labelled batches (``--distill-weight``, default 0.7).
+    transfer : list of ``"DIR[=W]"``
+        Unlabelled images for the soft term only. W (default 1) is the number of transfer batches
+        per labelled batch this source adds (0.5: one every other step); sources mix by W.
+    """
+
+    teachers: list = field(default_factory=list)
+    temperature: float = 4.0
+    weight: float = 0.7
+    transfer: list = field(default_factory=list)
+
+    def validate(self) -> None:
+        if not self.teachers:
+            if self.transfer:
+                raise SemgenError("--transfer needs --teacher (only a teacher can label the transfer images)")
+            return
+        if not self.temperature > 0:
+            raise SemgenError(f"--distill-temperature must be positive, got {self.temperature}")
+        if not 0.0 <= self.weight <= 1.0:
+            raise SemgenError(f"--distill-weight must be in [0, 1], got {self.weight}")
+
+    def request(self) -> dict:
+        """JSON record for the run's request: teachers by resolved checkpoint and its sha256 (a
+        retrained teacher under the same path is another run)."""
+        teachers = []
+        for t in self.teachers:
+            p = _resolve_teacher(t)
+            teachers.append({"path": str(p.resolve()), "sha256": _sha256(p)})
+        return {"teachers": teachers, "temperature": float(self.temperature), "weight": float(self.weight),
+                "transfer": [str(x) for x in self.transfer]}
+
+
+def _sha256(p: Path) -> str:
+    h = hashlib.sha256()
+    with open(p, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _resolve_teacher(t) -> Path:
+    from .checkpoint import resolve_checkpoint
+
+    try:
+        return resolve_checkpoint(t)
+    except SemgenError as e:
+        raise SemgenError(f"--teacher {t}: {e}") from None
+
+
+class Teacher:
+    """A loaded teacher: eval-mode model, its classes mapped onto the student's, its input size.
+
+    Raises a one-line :class:`SemgenError` when its classes are not the student's (another set;
+    the same set in another order is re-ordered).
+    """
+
+    def __init__(self, path, student_classes: list[str]):
+        from .checkpoint import load_run
+
+        p = _resolve_teacher(path)
+        self.model, meta = load_run(p)
+        self.path, self.size, self.arch = str(path), int(meta["size"]), meta["arch"]
+        tc = list(meta["classes"])
+        if sorted(tc) != sorted(student_classes):
+            raise SemgenError(f"--teacher {path} has classes [{', '.join(tc)}] but the student has "
+                              f"[{', '.join(student_classes)}]; distillation needs the same classes")
+        self.order = torch.tensor([tc.index(c) for c in student_classes])
+        for q in self.model.parameters():
+            q.requires_grad_(False)
+        self.calls = 0  # images seen (tests check the transfer set reaches the teacher)
+
+    @torch.no_grad()
+    def log_probs(self, x: torch.Tensor, temperature: float) -> torch.Tensor:
+        """Softened log-probabilities ``[N, K]`` (student class order) for float ``[N, 1, S, S]``."""
+        self.calls += len(x)
+        if x.shape[-1] != self.size or x.shape[-2] != self.size:
+            # the teacher sees the student's (augmented) batch at its own input size
+            x = F.interpolate(x.float(), size=(self.size, self.size), mode="bilinear", align_corners=False,
+                              antialias=x.shape[-1] > self.size)
+        logits = self.model(x.contiguous()).float()[:, self.order]
+        return F.log_softmax(logits / temperature, dim=1)
+
+
+class Distiller:
+    """The teachers of a run and the soft loss against them."""
+
+    def __init__(self, cfg: DistillConfig, student_classes: list[str]):
+        self.cfg = cfg
+        self.teachers = [Teacher(t, student_classes) for t in cfg.teachers]
+
+    @torch.no_grad()
+    def targets(self, x: torch.Tensor) -> torch.Tensor:
+        """Averaged softened teacher probabilities ``[N, K]``."""
+        p = torch.stack([t.log_probs(x, self.cfg.temperature).exp() for t in self.teachers]).mean(0)
+        return p
+
+    def soft_loss(self, student_logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """``T^2 * KL(teachers_T || student_T)``, mean over the batch."""
+        t = self.cfg.temperature
+        p = self.targets(x)
+        logq = F.log_softmax(student_logits.float() / t, dim=1)
+        kl = (p * (torch.log(p.clamp_min(1e-12)) - logq)).sum(1).mean()
+        return kl * (t * t)
+
+    def info(self) -> list[dict]:
+        return [{"path": t.path, "arch": t.arch, "size": t.size} for t in self.teachers]
+
+
+def transfer_schedule(steps: int, share: float) -> list[bool]:
+    """Which of an epoch's steps are transfer batches: ``round(steps * share)`` of them, spread
+    evenly between the ``steps`` labelled ones (labelled first)."""
+    n_t = int(round(steps * share))
+    out = []
+    for i in range(steps):
+        out.append(False)
+        out += [True] * (int((i + 1) * n_t / steps) - int(i * n_t / steps))
+    return out

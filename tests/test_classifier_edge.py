@@ -1,0 +1,184 @@
+"""The edge classifier (issue 13): distillation, QAT with an 8-bit QDQ export, calibrated rejection.
+
+Tiny textures (``classifier_synth``), 32-48 px, a few optimiser steps per run.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from onnx import numpy_helper
+
+from classifier_synth import SYNTH_CLASSES, make_dataset
+from semgen.classifier import distill as distill_mod
+from semgen.classifier import load_run, train_classifier
+from semgen.classifier.checkpoint import read_checkpoint, save_checkpoint
+from semgen.classifier.distill import DistillConfig
+from semgen.classifier.evaluate import evaluate_run
+from semgen.classifier.export import export_run, ort_logits, ort_session
+from semgen.classifier.predict import predict_files
+from semgen.classifier.qat import QATConfig, checkpoint_is_qat, load_qat_run
+from semgen.errors import SemgenError
+
+FAST = dict(size=32, batch_size=32, lr=2e-3, min_epoch_images=96, num_threads=1, progress=False)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("edge")
+    make_dataset(root / "train", n_per_class=14, seed=0)
+    make_dataset(root / "test", n_per_class=8, seed=1)
+    make_dataset(root / "transfer", n_per_class=6, seed=2)
+    # two teachers: another arch, and another input size (the student's batch is resized for it)
+    train_classifier(root / "train", root / "t1", arch="mobilenetv3_small_050", epochs=3, **FAST)
+    train_classifier(root / "train", root / "t2", arch="mobilenetv2_035", epochs=2,
+                     **{**FAST, "size": 40})
+    return root
+
+
+def _log(run):
+    return [json.loads(line) for line in (run / "train_log.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.parametrize("teachers", [["t1"], ["t1", "t2"]])
+def test_distillation_student_loss_falls(runs, teachers):
+    out = runs / f"student_{len(teachers)}"
+    cfg = DistillConfig([runs / t for t in teachers], temperature=2.0, weight=0.9)
+    s = train_classifier(runs / "train", out, arch="mobilenetv3_small_050", epochs=4, distill=cfg,
+                         **{**FAST, "lr": 1e-3, "min_epoch_images": 192})
+    log = _log(out)
+    assert len(log) == 4 and all(np.isfinite(r["soft_loss"]) for r in log)
+    # the student's distillation and total losses fall from the first epoch to the last
+    assert log[-1]["soft_loss"] < log[0]["soft_loss"] and log[-1]["train_loss"] < log[0]["train_loss"]
+    conf = json.loads((out / "config.json").read_text())
+    assert [t["size"] for t in conf["distill"]["teachers"]] == [{"t1": 32, "t2": 40}[t] for t in teachers]
+    assert len(conf["request"]["distill"]["teachers"]) == len(teachers)
+    assert s["temperature"] > 0
+
+
+def test_transfer_set_goes_to_the_teacher(runs, monkeypatch):
+    seen = []
+    orig = distill_mod.Teacher.log_probs
+
+    def spy(self, x, temperature):
+        seen.append(len(x))
+        return orig(self, x, temperature)
+
+    monkeypatch.setattr(distill_mod.Teacher, "log_probs", spy)
+    out = runs / "student_transfer"
+    cfg = DistillConfig([runs / "t1"], transfer=[f"{runs / 'transfer'}=1"])
+    train_classifier(runs / "train", out, arch="mobilenetv3_small_050", epochs=1, distill=cfg, **FAST)
+    rec = _log(out)[0]
+    conf = json.loads((out / "config.json").read_text())
+    steps = conf["steps_per_epoch"]
+    assert conf["distill"]["transfer_n"] == 18 and conf["distill"]["transfer_batches_per_epoch"] == steps
+    assert rec["transfer_images"] == steps * 32
+    # the teacher labelled every labelled and every transfer image
+    assert sum(seen) == steps * 32 + rec["transfer_images"]
+
+
+@pytest.fixture(scope="module")
+def qat_run(runs):
+    out = runs / "qat"
+    # 7-bit weights: onnxruntime's u8s8 kernels on x86 without VNNI (this CI's AVX2 machines) saturate
+    # int16 pair sums with full-range int8 weights, so the INT8 graph would not match its own
+    # fake-quant model bit for bit there; an MCU / NPU / VNNI CPU runs 8-bit weights exactly.
+    train_classifier(runs / "train", out, arch="mobilenetv2_035", epochs=2, qat=QATConfig(weight_bits=7), **FAST)
+    return out
+
+
+def test_qat_alone_has_an_fp32_phase_and_a_loadable_checkpoint(runs, qat_run):
+    assert [r["qat"] for r in _log(qat_run)] == [False, True]
+    assert checkpoint_is_qat(qat_run) and not checkpoint_is_qat(runs / "t1")
+    plain, meta = load_run(qat_run)  # the plain layout: a teacher / --init can use it as is
+    qmodel, _ = load_qat_run(qat_run)
+    x = torch.rand(4, 1, 32, 32)
+    with torch.no_grad():
+        a, b = plain(x), qmodel(x)
+    assert a.shape == b.shape == (4, 3) and float((a - b).abs().max()) < 0.5 * float(a.abs().max()) + 1e-3
+    assert predict_files(qat_run, [str(next((runs / "test" / "images" / "bridge").iterdir()))])[0]["label"]
+
+
+def test_qat_export_keeps_8bit_activations_and_agrees(runs, qat_run):
+    res = export_run(qat_run, None, data=runs / "test", latency_runs=5)
+    q = res["quantization"]
+    assert q["strategy"] == "qat" and q["activations"].startswith("uint8")
+    m = onnx.load(str(qat_run / "model.int8.onnx"))
+    consts = {t.name: numpy_helper.to_array(t) for t in m.graph.initializer}
+    for n in m.graph.node:
+        if n.op_type == "Constant":
+            consts[n.output[0]] = numpy_helper.to_array(n.attribute[0].t)
+    qnodes = [n for n in m.graph.node if n.op_type == "QuantizeLinear"]
+    zp_types = {str(consts[n.input[2]].dtype) for n in qnodes}
+    assert qnodes and zp_types <= {"uint8", "int8"}  # 8-bit activations, nothing 16-bit
+    assert not any(t.data_type in (onnx.TensorProto.UINT16, onnx.TensorProto.INT16) for t in m.graph.initializer)
+    int8_w = [t for t in m.graph.initializer if t.data_type == onnx.TensorProto.INT8]
+    n_w = sum(p.numel() for p in load_run(qat_run)[0].parameters() if p.ndim > 1)
+    assert sum(int(np.prod(t.dims)) for t in int8_w) == n_w  # every weight stored as int8
+    per_channel = [n for n in m.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in
+                   {t.name for t in int8_w}]
+    assert per_channel and all(np.asarray(consts[n.input[1]]).size > 1 for n in per_channel
+                               if consts[n.input[0]].shape[0] > 1)
+    # the INT8 graph against the run's own FP32 fake-quant model on a fixed batch
+    qmodel, _ = load_qat_run(qat_run)
+    imgs = (torch.rand(24, 32, 32, generator=torch.Generator().manual_seed(0)) * 255).to(torch.uint8)
+    with torch.no_grad():
+        want = qmodel(imgs.unsqueeze(1).float() / 255).numpy()
+    got = ort_logits(ort_session(qat_run / "model.int8.onnx"), imgs)
+    assert (got.argmax(1) == want.argmax(1)).mean() >= 0.9
+    assert q["qat"]["agreement_with_fake_quant"] >= 0.9
+    assert json.loads((qat_run / "export.json").read_text())["quantization"]["strategy"] == "qat"
+
+
+def test_qat_with_teacher_from_trained_run(runs):
+    out = runs / "qat_ft"
+    s = train_classifier(runs / "train", out, init=runs / "t1", epochs=1, qat=QATConfig(),
+                         distill=DistillConfig([runs / "t2"]), **FAST)
+    assert s["qat"] and _log(out)[0]["qat"] and "soft_loss" in _log(out)[0]
+    assert read_checkpoint(out)["qat"]["weight_bits"] == 8
+
+
+def test_rejection_thresholds_and_auto(runs):
+    run = runs / "t1"
+    cal = json.loads((run / "calibration.json").read_text())
+    assert cal["temperature"] > 0 and len(cal["val_confidence"]) == cal["n"] > 0
+    assert (run / "coverage_precision_val.png").exists()
+    all_r = evaluate_run(run, runs / "test", reject_below=1.0, n_boot=20, out_name="m1.json")
+    assert all_r["reject"]["rejected"] == all_r["n"] == 24
+    none_r = evaluate_run(run, runs / "test", reject_below=0.0, n_boot=20, out_name="m0.json")
+    assert none_r["reject"]["rejected"] == 0
+    auto = evaluate_run(run, runs / "test", reject_below="auto", target_precision=0.9, n_boot=20,
+                        out_name="ma.json")
+    a = auto["reject"]["auto"]
+    assert 0.0 <= a["threshold"] <= 1.0 and a["chosen_on"] == "validation"
+    assert a["precision"] >= 0.9 or not a["met"]
+    assert (run / "ma_coverage_precision.png").exists() and auto["temperature"] == cal["temperature"]
+    with pytest.raises(SemgenError, match="--target-precision"):
+        evaluate_run(run, runs / "test", reject_below="auto", n_boot=20, write=False)
+
+
+def test_bad_input_is_one_line(runs, tmp_path):
+    # a teacher with other classes
+    model, meta = load_run(runs / "t1")
+    other = ["bridge", "open", "crack"]
+    save_checkpoint(tmp_path / "other.pt", model, classes=other, size=32, epoch=1)
+    with pytest.raises(SemgenError) as e:
+        train_classifier(runs / "train", tmp_path / "s", epochs=1, distill=DistillConfig([tmp_path / "other.pt"]),
+                         **FAST)
+    msg = str(e.value)
+    assert "\n" not in msg and "bridge, open, crack" in msg and ", ".join(SYNTH_CLASSES) in msg
+    # a missing teacher run: refused before any image is loaded
+    with pytest.raises(SemgenError, match=r"--teacher .*nope.* does not exist") as e:
+        train_classifier(runs / "train", tmp_path / "s2", epochs=1, distill=DistillConfig([tmp_path / "nope"]), **FAST)
+    assert "\n" not in str(e.value) and not (tmp_path / "s2").exists()
+    # a QAT export of a run that was not QAT-trained
+    with pytest.raises(SemgenError, match="not QAT-trained") as e:
+        export_run(runs / "t1", runs / "train", data=runs / "test", qat=True)
+    assert "\n" not in str(e.value)
+    with pytest.raises(SemgenError, match="--transfer needs --teacher"):
+        train_classifier(runs / "train", tmp_path / "s3", epochs=1, distill=DistillConfig([], transfer=[runs / "transfer"]),
+                         **FAST)
