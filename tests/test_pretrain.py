@@ -217,3 +217,19 @@ def test_a_killed_run_resumes_to_the_weights_of_an_uninterrupted_one(tmp_path):
     pretrain(tmp_path / "u", PretrainConfig(**cfg), workers=0, threads=1, progress=False)
     wk, wu = _weights(run), _weights(tmp_path / "u")
     assert all(torch.equal(wk[k], wu[k]) for k in wu)
+
+
+def test_dataset_dirs_mix_into_the_stream(tmp_path):
+    from classifier_synth import make_dataset
+
+    data = make_dataset(tmp_path / "d", n_per_class=4, classes=("bridge", "open"), side=32)
+    cfg = PretrainConfig(**{**TINY, "generators": ["bridge", "open"], "images": 16, "data": [str(data.root)],
+                            "data_fraction": 0.5})
+    r = pretrain(tmp_path / "r", cfg, workers=0, threads=1, progress=False)
+    assert r["done"] and np.isfinite(r["loss"])
+    saved = json.loads((tmp_path / "r" / "config.json").read_text())["pretrain"]["data"]
+    assert saved == [f"{data.root.resolve()}=1"]
+    bad = make_dataset(tmp_path / "b", n_per_class=2, classes=("particle",), side=32)
+    with pytest.raises(SemgenError, match="no generator in the stream: particle"):
+        pretrain(tmp_path / "x", PretrainConfig(**{**TINY, "data": [str(bad.root)]}), workers=0, threads=1,
+                 progress=False)

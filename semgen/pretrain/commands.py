@@ -27,6 +27,9 @@ def register(sub) -> None:
                    help="weight of the parameter-regression loss (0: no auxiliary head)")
     p.add_argument("--generators", default=None, metavar="A,B,...",
                    help="generators to stream (default: all; see 'semgen procedural --list')")
+    p.add_argument("--data", action="append", default=None, metavar="DIR[=WEIGHT]",
+                   help="dataset dirs / ImageFolders (real or synthetic) mixed into every batch; repeatable")
+    p.add_argument("--data-fraction", type=float, default=0.25, help="share of each batch taken from --data")
     p.add_argument("--size", type=int, default=128, help="image side in pixels")
     p.add_argument("--batch", type=int, default=64, help="batch size")
     p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (AdamW, cosine)")
@@ -52,7 +55,8 @@ def _pretrain(args) -> int:
     cfg = PretrainConfig(arch=args.arch, init=None if args.init == "scratch" else args.init, generators=gens,
                          labels=args.labels, aux_weight=args.aux_weight, size=args.size, images=args.images,
                          batch_size=args.batch, lr=args.lr, weight_decay=args.weight_decay, warmup=args.warmup,
-                         label_smoothing=args.label_smoothing, drop_rate=args.drop_rate, seed=args.seed)
+                         label_smoothing=args.label_smoothing, drop_rate=args.drop_rate, seed=args.seed,
+                         data=args.data, data_fraction=args.data_fraction)
     res = pretrain(args.out, cfg, workers=args.workers, threads=args.threads, save_every=args.save_every,
                    log_every=args.log_every, stop_after=args.stop_after, progress=not args.no_progress)
     print(json.dumps(res, indent=1))

@@ -67,6 +67,12 @@ class PretrainConfig:
         Samples to train on in all (the schedule's length).
     batch_size, lr, weight_decay, warmup, label_smoothing, drop_rate, seed
         Optimisation (AdamW, linear warm-up over the ``warmup`` fraction of steps, cosine decay).
+    data : list of str, optional
+        Dataset dirs or ImageFolders (``DIR[=WEIGHT]``, real or synthetic) mixed into every batch.
+        They carry only their class, so their loss is the likelihood of the class: the summed
+        probability of its fine labels. Every class in them needs a generator in the stream.
+    data_fraction : float
+        Share of each batch drawn from ``data`` (class-balanced, with the classifier's augmentation).
     """
 
     arch: str = DEFAULT_ARCH
@@ -83,6 +89,8 @@ class PretrainConfig:
     label_smoothing: float = 0.1
     drop_rate: float = 0.2
     seed: int = 0
+    data: list[str] | None = None
+    data_fraction: float = 0.25
 
     def validate(self) -> "PretrainConfig":
         get_arch(self.arch)
@@ -100,10 +108,17 @@ class PretrainConfig:
             (0 <= self.aux_weight <= 100 and math.isfinite(self.aux_weight),
              f"--aux-weight must be in [0, 100], got {self.aux_weight}"),
             (0 <= self.seed < 2**63, f"--seed must be in [0, 2^63), got {self.seed}"),
+            (0 < self.data_fraction < 1 or not self.data,
+             f"--data-fraction must be in (0, 1), got {self.data_fraction}"),
         ]
         for ok, msg in checks:
             if not ok:
                 raise SemgenError(msg)
+        if self.data:
+            from ..classifier.data import parse_data_arg
+
+            src = [parse_data_arg(d) for d in self.data]
+            self.data = [f"{Path(x.path).resolve()}={x.weight:g}" for x in src]
         return self
 
     @property
@@ -333,10 +348,12 @@ def pretrain(out, config: PretrainConfig | None = None, *, workers: int = 1, thr
     _truncate_log(log_path, step)
     stop = steps if stop_after is None else min(steps, int(stop_after))
     B = cfg.batch_size
-    chunk = max(1, math.gcd(B, int(chunk)))
+    mix = _MixedIn(cfg, space, progress) if cfg.data else None
+    Bs = B - (mix.n if mix else 0)  # streamed samples per step
+    chunk = max(1, math.gcd(Bs, int(chunk)))
     job = StreamJob(space, seed=cfg.seed, size=cfg.size)
-    spans = ((s * B + c, chunk) for s in range(step, stop) for c in range(0, B, chunk))
-    per_step = B // chunk
+    spans = ((s * Bs + c, chunk) for s in range(step, stop) for c in range(0, Bs, chunk))
+    per_step = Bs // chunk
 
     from tqdm.auto import tqdm
 
@@ -360,11 +377,18 @@ def pretrain(out, config: PretrainConfig | None = None, *, workers: int = 1, thr
             reg = torch.from_numpy(np.concatenate([p["reg"] for p in parts]))
             rmask = torch.from_numpy(np.concatenate([p["reg_mask"] for p in parts]))
             parts = []
+            if mix is not None:
+                xm, ym = mix.batch(step)
+                x = torch.cat([x, xm])
             torch.manual_seed(cfg.seed * 1_000_003 + step)  # dropout's stream: a function of the step
             x = x.contiguous(memory_format=torch.channels_last)
             logits, pred = model(x)
-            loss_c = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
-            loss = loss_c
+            loss = F.cross_entropy(logits[:Bs], y, label_smoothing=cfg.label_smoothing, reduction="sum")
+            if mix is not None:
+                loss = loss + mix.loss(logits[Bs:], ym)
+            loss = loss / B
+            pred = pred[:Bs] if pred is not None else None
+            logits = logits[:Bs]
             loss_r = torch.zeros(())
             if pred is not None and rmask.any():
                 m = rmask.float()
@@ -409,6 +433,42 @@ def pretrain(out, config: PretrainConfig | None = None, *, workers: int = 1, thr
             "images_per_s": last.get("images_per_s"), "loss": last.get("loss"),
             "fine_accuracy": last.get("fine_accuracy"), "n_fine": len(space.fine_names),
             "n_reg": len(space.reg_names), "seconds": took}
+
+
+class _MixedIn:
+    """Images of ``--data`` dirs mixed into every batch, learned through their class only."""
+
+    def __init__(self, cfg: PretrainConfig, space: TargetSpace, progress: bool):
+        from ..classifier.augment import AugmentConfig
+        from ..classifier.data import load_image_set, sampling_weights
+
+        self.set = load_image_set(cfg.data, size=cfg.size, progress=progress)
+        coarse = space.coarse_of()
+        member = torch.tensor([[c == f for f in coarse] for c in self.set.classes])
+        lost = [c for c, row in zip(self.set.classes, member) if not row.any()]
+        if lost:
+            raise SemgenError(f"--data has classes with no generator in the stream: {', '.join(lost)}; "
+                              f"streamed: {', '.join(dict.fromkeys(coarse))}")
+        self.member = member
+        self.probs = sampling_weights(self.set)
+        self.n = max(1, round(cfg.data_fraction * cfg.batch_size))
+        if self.n >= cfg.batch_size:
+            raise SemgenError("--data-fraction leaves no streamed image in a batch; lower it or raise --batch")
+        self.seed = cfg.seed
+        self.augment = AugmentConfig()
+
+    def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(images [n, 1, S, S] float, class ids [n])`` of ``step`` (a function of seed and step)."""
+        from ..classifier.augment import augment_batch
+
+        g = torch.Generator().manual_seed(self.seed * 7_919 + step + 1)
+        idx = torch.multinomial(self.probs, self.n, replacement=True, generator=g)
+        return augment_batch(self.set.images[idx], self.augment, g), self.set.labels[idx]
+
+    def loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Summed negative log-likelihood of each image's class: log of its fine labels' total probability."""
+        logp = F.log_softmax(logits, 1)
+        return -torch.logsumexp(logp.masked_fill(~self.member[y], float("-inf")), 1).sum()
 
 
 def _truncate_log(path: Path, step: int) -> None:
