@@ -82,6 +82,24 @@ def _cache_lookup(cache_path, sha: str):
     return c.get(sha)
 
 
+def _header_refusal(path, data: bytes, allow_16bit: bool, max_pixels: int) -> dict | None:
+    """What :func:`~semgen.imageio.read_gray` would refuse, from the header alone (no decoding)."""
+    import io
+
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            (w, h), mode = im.size, im.mode
+    except Exception:
+        return None  # it was analysed before, so it decodes; let the cached analysis stand
+    if w * h > max_pixels:
+        return {"reason": "too_large", "detail": f"{w}x{h} > --max-pixels {max_pixels}"}
+    if not allow_16bit and mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        return {"reason": "high_bit_depth", "detail": f"mode {mode}"}
+    return None
+
+
 def analyze_file(job: tuple) -> dict:
     """Analyse one file; ``job`` = (path, expected sha256 or None, cache path or None, allow_16bit, max_pixels).
 
@@ -102,6 +120,10 @@ def analyze_file(job: tuple) -> dict:
                 "detail": "the file changed since its manifest line was written"}
     hit = _cache_lookup(cache_path, sha)
     if hit is not None:
+        # the cache is keyed by content only: this run's --max-pixels / 16-bit limits still apply
+        refused = _header_refusal(path, data, allow_16bit, max_pixels or MAX_PIXELS)
+        if refused is not None:
+            return {"ok": False, "sha256": sha, **refused}
         return {"ok": True, "sha256": sha, "computed": False, **hit}
     try:
         img = read_gray(path, allow_16bit=allow_16bit, max_pixels=max_pixels or MAX_PIXELS)

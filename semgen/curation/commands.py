@@ -80,9 +80,17 @@ def _curate(args) -> int:
     if args.report:
         from .report import write_report
 
-        path = write_report(res, args.report)
+        try:
+            path = write_report(res, args.report)
+        except OSError as e:  # the outputs are written; only the report failed
+            from ..errors import SemgenError
+
+            raise SemgenError(f"cannot write the report {args.report}: {e.strerror or e} "
+                              f"(the curated dir {res.out} is complete)") from None
         print(f"report -> {path}")
-    unreadable = c["reasons"].get("unreadable", 0) + c["reasons"].get("invalid_record", 0)
+    # every input that could not be used: unreadable images and manifest lines that made no record
+    unreadable = sum(c["reasons"].get(k, 0) for k in ("unreadable", "invalid_record", "repeated_record",
+                                                      "unreadable_line"))
     if args.strict and unreadable:
         print(f"semgen: {unreadable} unreadable input(s); failing because of --strict")
         return 1

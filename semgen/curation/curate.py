@@ -21,7 +21,7 @@ import numpy as np
 
 from ..errors import ManifestError, SemgenError
 from ..imageio import MAX_PIXELS, write_bytes_atomic
-from ..manifests import DatasetDir, current_command, dumps_record, iter_jsonl, record_key, validate_record
+from ..manifests import DatasetDir, current_command, dumps_record, record_key, validate_record
 from ..manifests.imagefolder import IMAGE_SUFFIXES, is_dataset_dir, scan_imagefolder
 from ..parallel import ordered_map
 from .analyze import (ANALYSIS_VERSION, THUMB_SIZE, analyze_file, dihedral_signatures, thumb_from_bytes,
@@ -73,17 +73,40 @@ class CurationResult:
     cached: int
     out: Path
     config: dict
+    bad_lines: list = field(default_factory=list)  #: manifest lines that made no item (invalid, unreadable)
 
     def counts(self) -> dict:
-        # images per kind of reason (an image with three atypical metrics counts once)
+        # images per kind of reason (an image with three atypical metrics counts once); a manifest
+        # line that made no item counts as rejected too, or the summary would say "rejected 0"
         reasons = Counter(k for it in self.rejected for k in {r.split(":", 1)[0] for r in it.reasons})
-        return {"input": len(self.items), "kept": len(self.kept), "rejected": len(self.rejected),
+        reasons.update(b["reasons"][0].split(":", 1)[0] for b in self.bad_lines)
+        return {"input": len(self.items) + len(self.bad_lines), "kept": len(self.kept),
+                "rejected": len(self.rejected) + len(self.bad_lines),
                 "computed": self.computed, "cached": self.cached, "reasons": dict(sorted(reasons.items())),
                 "kept_per_class": dict(sorted(Counter(it.label for it in self.kept).items())),
                 "input_per_class": dict(sorted(Counter(it.label for it in self.items).items()))}
 
 
 # -- loading inputs ------------------------------------------------------------------------------
+
+def _manifest_lines(path: Path):
+    """``(line number, object or None)`` for every non-blank line; None where it does not parse.
+
+    Unlike :func:`~semgen.manifests.iter_jsonl`, which skips such lines with a warning, curate
+    reports each one in its rejected file, where ``--strict`` counts it.
+    """
+    import json
+
+    with open(path, "rb") as f:
+        for n, raw in enumerate(f, 1):
+            if not raw.strip():
+                continue
+            try:
+                obj = json.loads(raw)
+            except (ValueError, UnicodeDecodeError):
+                obj = None
+            yield n, (obj if isinstance(obj, dict) else None)
+
 
 def load_dataset_items(root, *, start: int = 0) -> tuple[list[Item], list[dict]]:
     """Items of a dataset dir; invalid manifest lines become pre-rejected items (never a crash)."""
@@ -93,7 +116,10 @@ def load_dataset_items(root, *, start: int = 0) -> tuple[list[Item], list[dict]]
     seen: set[str] = set()
     if not ds.manifest_path.exists():
         return items, bad
-    for n, raw in enumerate(iter_jsonl(ds.manifest_path), 1):
+    for n, raw in _manifest_lines(ds.manifest_path):
+        if raw is None:  # not JSON: its record must show up as rejected, not vanish (issue 14)
+            bad.append({"line": n, "record": None, "reasons": ["unreadable_line"]})
+            continue
         try:
             rec = validate_record(raw)
             path = str(ds.path(rec["file_name"]))
@@ -244,6 +270,8 @@ def curate(input_dir, out, *, reference=None, config=None, against=None, per_cla
     """
     src = Path(input_dir)
     out = Path(out)
+    if per_class is not None and (isinstance(per_class, bool) or int(per_class) != per_class or per_class < 1):
+        raise SemgenError(f"--per-class must be a positive integer, got {per_class}")  # [-5:] kept some
     if out.exists() and src.exists() and out.resolve() == src.resolve():
         raise SemgenError("--out must be a new dir: curate never modifies its input")
     cfg = load_config(config) if config else {"sanity": {}, "z_max": None, "bands": {}}
@@ -290,6 +318,12 @@ def curate(input_dir, out, *, reference=None, config=None, against=None, per_cla
         c3 = analyze_items(against_items, workers=workers, cache_path=cache_path, allow_16bit=True,
                            max_pixels=max_pixels, desc="against")
         computed, cached = computed + c3[0], cached + c3[1]
+        # a leakage check that silently skips test images proves nothing: every one must be read
+        unread = [a for a in against_items if not a.ok]
+        if unread or not against_items:
+            first = f" (first: {unread[0].path}: {', '.join(unread[0].reasons)})" if unread else ""
+            raise SemgenError(f"--against {against}: {len(unread)} of {len(against_items)} test image(s) "
+                              f"could not be read{first}; the leakage check needs every one")
 
     good = [it for it in items if it.ok]
     # 1. quality
@@ -395,7 +429,7 @@ def curate(input_dir, out, *, reference=None, config=None, against=None, per_cla
     kept = [it for it in items if not it.reasons]
     rejected = [it for it in items if it.reasons]
     result = CurationResult(items, kept, rejected, exact_groups, near_groups, leaks, ref_items, model,
-                            against_items, computed, cached, out, run_config)
+                            against_items, computed, cached, out, run_config, bad_lines)
     _write_output(dst, src, result, bad_lines, run_config)
     unreadable = [it for it in rejected if any(r.startswith("unreadable:") for r in it.reasons)]
     if strict and (unreadable or bad_lines):

@@ -206,15 +206,17 @@ def label_from_prompt(prompt: str) -> str:
     for label, phrase in CLASS_PHRASES.items():
         if phrase.lower() in text:
             found.add(label)
-    if not found:
-        words = {w.strip(".,;:()") for w in text.replace("-", "_").split()}
-        for w in words:
-            if w in CLASSES:
-                found.add(w)
-            elif w in ALIASES:
-                found.add(ALIASES[w])
-        if "line edge roughness" in text:
-            found.add("ler")
+            text = text.replace(phrase.lower(), " ")  # its words name no further class
+    # class names and aliases are looked for even after a phrase matched: "a bridge phrase and an
+    # open" names two classes, and taking the first would label the images wrongly
+    words = {w.strip(".,;:()") for w in text.replace("-", "_").split()}
+    for w in words:
+        if w in CLASSES:
+            found.add(w)
+        elif w in ALIASES:
+            found.add(ALIASES[w])
+    if "line edge roughness" in text:
+        found.add("ler")
     if len(found) != 1:
         what = "no class" if not found else f"several classes ({', '.join(sorted(found))})"
         raise SemgenError(f"the prompt names {what}; give the label with --class "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import sys
 from pathlib import Path
 
@@ -15,6 +16,10 @@ from ...manifests import DatasetDir, current_command
 from ...seeding import image_seed
 from ...taxonomy import canonical
 from .captions import REAL_STYLE, SIM_STYLE, class_prompt, label_from_prompt
+
+
+#: Most images one ``sample`` call makes (its ids are listed up front).
+MAX_N = 10_000_000
 
 
 def load_model(model=None, *, device="cpu"):
@@ -66,8 +71,12 @@ def sample(*, out, n: int, prompt: str | None = None, label: str | None = None, 
     """
     from tqdm.auto import tqdm
 
-    if n < 0 or batch < 1:
-        raise SemgenError("--n must be >= 0 and --batch >= 1")
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_N:
+        raise SemgenError(f"--n must be an integer in [1, {MAX_N}], got {n}")  # 1e20 hung growing a list
+    if batch < 1 or steps < 1:
+        raise SemgenError("--batch and --steps must be >= 1")
+    if not math.isfinite(guidance):  # nan makes every image nan
+        raise SemgenError(f"--guidance must be a finite number, got {guidance}")
     if prompt is None and label is None:
         raise SemgenError("give --prompt or --class")
     label = canonical(label) if label is not None else label_from_prompt(prompt)

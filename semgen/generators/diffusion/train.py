@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import shutil
 import sys
@@ -263,11 +264,38 @@ def train(cfg: TrainConfig) -> dict:
     for path, _ in cfg.data:
         if not Path(path).exists():
             raise SemgenError(f"training data {path} does not exist")
+    _check_numbers(cfg)
     # Two runs in one folder would interleave checkpoints and the log (issue 14). Under
     # ``accelerate launch`` every process of the one run calls this: only global rank 0 locks.
     main = int(os.environ.get("RANK", "0") or 0) == 0
     with lock_dir(out) if main else contextlib.nullcontext():
         return _train(cfg)
+
+
+#: Largest --resolution: a UNet's activations grow with its square (100000 px took 23 GB, then the OOM killer).
+MAX_RESOLUTION = 1024
+
+
+def _check_numbers(cfg: TrainConfig) -> None:
+    """Refuse values that would train nonsense or crash later, before anything is written."""
+    def finite(x):
+        return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+    if not (finite(cfg.lr) and cfg.lr > 0):
+        raise SemgenError(f"--lr must be a positive number, got {cfg.lr}")
+    if not (finite(cfg.ema_decay) and 0.0 <= cfg.ema_decay < 1.0):
+        raise SemgenError(f"--ema-decay must be in [0, 1), got {cfg.ema_decay}")
+    for name, v in (("--caption-dropout", cfg.p_drop), ("caption field dropout", cfg.p_field)):
+        if not (finite(v) and 0.0 <= v <= 1.0):
+            raise SemgenError(f"{name} must be a probability in [0, 1], got {v}")
+    if not (finite(cfg.weight_decay) and cfg.weight_decay >= 0):
+        raise SemgenError(f"weight decay must be >= 0, got {cfg.weight_decay}")
+    if cfg.warmup < 0:
+        raise SemgenError(f"--warmup must be >= 0, got {cfg.warmup}")
+    if not 0 < cfg.resolution <= MAX_RESOLUTION:
+        raise SemgenError(f"--resolution must be in [1, {MAX_RESOLUTION}], got {cfg.resolution}")
+    if cfg.steps < 1 or cfg.batch < 1 or cfg.checkpoint_every < 1 or cfg.log_every < 1:
+        raise SemgenError("--steps, --batch and --checkpoint-every must be >= 1")
 
 
 def _train(cfg: TrainConfig) -> dict:

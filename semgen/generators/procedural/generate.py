@@ -33,6 +33,7 @@ from .registry import Generator, create_generator
 #: Default output dir of ``semgen procedural`` (relative to the working directory).
 DEFAULT_OUT = os.path.join("out", "procedural")
 MIN_SIZE, MAX_SIZE = 32, 4096
+MAX_N = 10_000_000  #: most images of one class in one run (its manifest alone would be ~20 GB)
 SOURCE = "procedural"
 
 
@@ -177,6 +178,8 @@ def _validate(label: str, n: int, size: int, workers: int, overrides: dict | Non
     gen = create_generator(label)
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n <= 0:
         raise SemgenError(f"--n must be a positive integer, got {n}")
+    if n > MAX_N:  # an unbounded n listed its indices first: 1e20 hung with its memory growing (issue 14)
+        raise SemgenError(f"--n must be at most {MAX_N:,} images of one class per run, got {n}")
     if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or not MIN_SIZE <= size <= MAX_SIZE:
         raise SemgenError(f"--size must be an integer in [{MIN_SIZE}, {MAX_SIZE}], got {size}")
     if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1:
@@ -222,6 +225,9 @@ def generate(label: str, n: int, out: str | os.PathLike = DEFAULT_OUT, *, seed: 
     ds = DatasetDir.create(out)          # raises on an unwritable dir or another schema
     with lock_dir(ds.root):              # one run per dir: two would interleave records (issue 14)
         ds.check_config(key, cfg)            # raises on a different configuration: nothing written yet
+        for p in (ds.root / "images", ds.root / "images" / gen.label, ds.root / "masks", ds.root / "masks" / gen.label):
+            if p.is_symlink():  # files would land outside the dataset dir
+                raise SemgenError(f"{p} is a symbolic link; semgen writes only inside {ds.root}")
         indices = shard_range(int(n), shard_t)
         done = ds.keys()
         todo = [i for i in indices if record_id(gen.label, i) not in done]

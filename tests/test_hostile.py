@@ -1,0 +1,126 @@
+"""Hostile-user probes (issue 14, items 3, 6, 7, 8) as a table: command, bad input, expected exit code and
+one-line message, and what must (not) be on disk afterwards. Each probe runs ``semgen.cli.main`` in
+this process on a small procedural dataset made once per module."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from semgen.cli import main
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+
+@pytest.fixture(scope="module")
+def ds(tmp_path_factory) -> Path:
+    from semgen.generators.procedural.generate import generate
+
+    root = tmp_path_factory.mktemp("hostile")
+    generate("clean", 4, root / "ds", size=64, progress=False)
+    return root / "ds"
+
+
+def _bad_manifest(d: Path) -> None:
+    """A dataset dir with an invalid line, an absolute path and a torn middle line."""
+    lines = (d / "metadata.jsonl").read_text().splitlines()
+    r = json.loads(lines[0])
+    no_label = {k: v for k, v in r.items() if k != "label"} | {"id": "no_label"}
+    lines = lines[:2] + ['{"torn": tru'] + lines[2:] + [json.dumps(r | {"id": "abs", "file_name": "/etc/passwd"}),
+                                                        json.dumps(no_label)]
+    (d / "metadata.jsonl").write_text("\n".join(lines) + "\n")
+
+
+def _copy_ds(src: Path, dst: Path) -> Path:
+    import shutil
+
+    shutil.copytree(src, dst)
+    return dst
+
+
+# (name, argv with {ds} / {tmp}, set-up(tmp, ds) or None, exit code, message regex, paths that must not exist)
+PROBES = [
+    ("procedural --n huge", ["procedural", "--class", "clean", "--n", "100000000000000000000", "--out", "{tmp}/o"],
+     None, 2, r"--n must be at most 10,000,000 images of one class per run", ["o"]),
+    ("procedural symlinked class dir",
+     ["procedural", "--class", "clean", "--n", "6", "--size", "64", "--out", "{tmp}/o", "--no-progress"],
+     lambda t, d: _copy_ds(d, t / "o") and (t / "outside").mkdir() is None
+     and os.rename(t / "o" / "images" / "clean", t / "outside" / "clean") is None
+     and os.symlink(t / "outside" / "clean", t / "o" / "images" / "clean"),
+     2, r"images/clean is a symbolic link; semgen writes only inside", []),
+    ("curate --per-class -5", ["curate", "{ds}", "--out", "{tmp}/o", "--per-class", "-5", "--no-cache"],
+     None, 2, r"--per-class must be a positive integer, got -5", ["o"]),
+    ("curate --strict, bad manifest lines",
+     ["curate", "{tmp}/bad", "--out", "{tmp}/o", "--strict", "--no-cache"],
+     lambda t, d: _bad_manifest(_copy_ds(d, t / "bad")), 1, None, []),
+    ("curate --against a non-image", ["curate", "{ds}", "--out", "{tmp}/o", "--against", "{tmp}/x.png", "--no-cache"],
+     lambda t, d: (t / "x.png").write_text("not a png"), 2,
+     r"--against .*x.png: 1 of 1 test image\(s\) could not be read .*the leakage check needs every one", []),
+    ("curate --report under a file", ["curate", "{ds}", "--out", "{tmp}/o", "--report", "{tmp}/f/r.html", "--no-cache"],
+     lambda t, d: (t / "f").write_text("a file"), 2, r"cannot write the report .*the curated dir .* is complete", []),
+    ("diffuse train --lr -1", ["diffuse", "train", "--data", "{ds}", "--out", "{tmp}/m", "--lr", "-1"],
+     None, 2, r"--lr must be a positive number, got -1", ["m"]),
+    ("diffuse train --ema-decay 2", ["diffuse", "train", "--data", "{ds}", "--out", "{tmp}/m", "--ema-decay", "2"],
+     None, 2, r"--ema-decay must be in \[0, 1\), got 2", ["m"]),
+    ("diffuse train --caption-dropout 2",
+     ["diffuse", "train", "--data", "{ds}", "--out", "{tmp}/m", "--caption-dropout", "2"],
+     None, 2, r"--caption-dropout must be a probability in \[0, 1\], got 2", ["m"]),
+    ("diffuse train --resolution 100000",
+     ["diffuse", "train", "--data", "{ds}", "--out", "{tmp}/m", "--resolution", "100000"],
+     None, 2, r"--resolution must be in \[1, 1024\], got 100000", ["m"]),
+    ("diffuse train --out a file", ["diffuse", "train", "--data", "{ds}", "--out", "{tmp}/f"],
+     lambda t, d: (t / "f").write_text("a file"), 2, r"--out .*f exists and is not a directory", []),
+    ("diffuse sample --n 0", ["diffuse", "sample", "--class", "bridge", "--n", "0", "--out", "{tmp}/o"],
+     None, 2, r"--n must be an integer in \[1, 10000000\], got 0", ["o"]),
+    ("diffuse sample --guidance nan",
+     ["diffuse", "sample", "--class", "bridge", "--n", "1", "--guidance", "nan", "--out", "{tmp}/o"],
+     None, 2, r"--guidance must be a finite number, got nan", ["o"]),
+    ("diffuse sample, a prompt naming two classes",
+     ["diffuse", "sample", "--prompt", "SEM image of a bridge defect and an open", "--n", "1", "--out", "{tmp}/o"],
+     None, 2, r"the prompt names several classes \(bridge, open\)", ["o"]),
+    ("diffuse refine --limit -2", ["diffuse", "refine", "--input", "{ds}", "--out", "{tmp}/o", "--limit", "-2"],
+     None, 2, r"--limit must be >= 1, got -2", ["o"]),
+    ("diffuse refine --guidance nan", ["diffuse", "refine", "--input", "{ds}", "--out", "{tmp}/o", "--guidance", "nan"],
+     None, 2, r"--guidance must be a finite number, got nan", ["o"]),
+]
+
+
+@pytest.mark.parametrize("name,argv,setup,code,message,absent", PROBES, ids=[p[0] for p in PROBES])
+def test_probe(name, argv, setup, code, message, absent, ds, tmp_path, capsys):
+    if setup is not None:
+        setup(tmp_path, ds)
+    before = {p: p.read_bytes() for p in ds.rglob("*") if p.is_file()}
+    rc = main([a.format(ds=ds, tmp=tmp_path) for a in argv])
+    err = capsys.readouterr().err
+    errors = [ln for ln in err.splitlines() if ln.startswith("semgen: error:")]
+    assert rc == code, (rc, err[-2000:])
+    assert "Traceback" not in err
+    if message is not None:
+        assert len(errors) == 1 and re.search(message, errors[0]), err[-2000:]
+    for rel in absent:
+        assert not (tmp_path / rel).exists(), f"{rel} was written"
+    assert {p: p.read_bytes() for p in ds.rglob("*") if p.is_file()} == before  # the input is untouched
+
+
+def test_curate_strict_reports_every_dropped_line(ds, tmp_path, capsys):
+    """Invalid, absolute-path and torn middle lines each show up as rejected, and in the summary."""
+    bad = _copy_ds(ds, tmp_path / "bad")
+    _bad_manifest(bad)
+    assert main(["curate", str(bad), "--out", str(tmp_path / "o"), "--no-cache"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"curated 7 images .*: kept 4, rejected 3", out), out
+    rejected = [json.loads(x) for x in (tmp_path / "o" / "rejected.jsonl").read_text().splitlines()]
+    reasons = sorted(r["curation"]["reasons"][0].split(":")[0] for r in rejected)
+    assert reasons == ["invalid_record", "invalid_record", "unreadable_line"]
+
+
+def test_curation_cache_applies_max_pixels(ds, tmp_path, capsys):
+    """A cached analysis does not let an image past a smaller --max-pixels."""
+    cache = tmp_path / "c.sqlite"
+    assert main(["curate", str(ds), "--out", str(tmp_path / "a"), "--cache", str(cache)]) == 0
+    assert main(["curate", str(ds), "--out", str(tmp_path / "b"), "--cache", str(cache), "--max-pixels", "100"]) == 0
+    assert "kept 0, rejected 4" in capsys.readouterr().out
