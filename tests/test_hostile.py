@@ -124,3 +124,43 @@ def test_curation_cache_applies_max_pixels(ds, tmp_path, capsys):
     assert main(["curate", str(ds), "--out", str(tmp_path / "a"), "--cache", str(cache)]) == 0
     assert main(["curate", str(ds), "--out", str(tmp_path / "b"), "--cache", str(cache), "--max-pixels", "100"]) == 0
     assert "kept 0, rejected 4" in capsys.readouterr().out
+
+
+class _EchoPipe:
+    """A stand-in diffusion pipeline that returns its input images (refine's bookkeeping only)."""
+
+    resolution = 64
+    semgen_config: dict = {}
+
+    def __init__(self, model_dir):
+        self.model_dir = str(model_dir)
+
+    def __call__(self, prompts, seeds, image=None, **kw):
+        return list(image)
+
+
+def test_refine_writes_a_repeated_input_record_once(ds, tmp_path, capsys):
+    from semgen.generators.diffusion.refine import refine
+    from semgen.manifests import DatasetDir
+
+    dup = _copy_ds(ds, tmp_path / "dup")
+    first = (dup / "metadata.jsonl").read_text().splitlines()[0]
+    with open(dup / "metadata.jsonl", "a") as f:
+        f.write(first + "\n")
+    res = refine(input=dup, out=tmp_path / "o", pipe=_EchoPipe(tmp_path), progress=False)
+    ids = [r["id"] for r in DatasetDir(tmp_path / "o").records()]
+    assert res["written"] == 4 and len(ids) == len(set(ids)) == 4
+    assert "1 repeated record(s) refined once" in capsys.readouterr().err
+
+
+def test_import_resume_over_a_hard_link_leaves_no_temporary(ds, tmp_path):
+    from semgen.curation.importer import import_imagefolder
+
+    folder = tmp_path / "folder" / "clean"
+    folder.mkdir(parents=True)
+    for p in sorted((ds / "images" / "clean").glob("*.png")):
+        os.link(p, folder / p.name)
+    import_imagefolder(tmp_path / "folder", tmp_path / "o")
+    (tmp_path / "o" / "metadata.jsonl").write_text("")  # a resume that finds the files already linked
+    import_imagefolder(tmp_path / "folder", tmp_path / "o")
+    assert not [p for p in (tmp_path / "o").rglob(".*.tmp")]

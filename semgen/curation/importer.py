@@ -108,12 +108,15 @@ def import_imagefolder(root, out, *, label_map: dict[str, str] | None = None, so
                 if plain:
                     # already what a dataset dir holds: keep the very bytes (no re-encoding)
                     dst.parent.mkdir(parents=True, exist_ok=True)
-                    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
-                    try:
-                        os.link(src, tmp)
-                    except OSError:
-                        shutil.copy2(src, tmp)
-                    os.replace(tmp, dst)
+                    if not (dst.exists() and os.path.samefile(src, dst)):
+                        # (renaming a hard link over another link of the same file is a no-op that
+                        # leaves the temporary name behind, so a target that is already the file stays)
+                        tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
+                        try:
+                            os.link(src, tmp)
+                        except OSError:
+                            shutil.copy2(src, tmp)
+                        os.replace(tmp, dst)
                     rec["sha256"] = sha256_file(dst)
                     linked += 1
                 else:

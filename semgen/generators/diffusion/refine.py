@@ -63,7 +63,14 @@ def refine(*, input, out, strength: float = 0.3, model=None, steps: int = 25, gu
     if negative not in NEGATIVES:
         raise SemgenError(f"--negative must be one of {', '.join(NEGATIVES)}, got {negative!r}")
     src = DatasetDir.open(input)
-    recs = src.records()
+    recs, seen, all_recs = [], set(), src.records()
+    for r in all_recs:  # a record repeated in the input is refined once, not appended twice
+        if record_key(r) not in seen:
+            seen.add(record_key(r))
+            recs.append(r)
+    if len(recs) < len(all_recs):
+        print(f"semgen: warning: {input}: {len(all_recs) - len(recs)} repeated record(s) refined once",
+              file=sys.stderr)
     if limit is not None:
         recs = recs[:limit]
     if src.root.resolve() == DatasetDir(out).root.resolve():
