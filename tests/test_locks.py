@@ -78,9 +78,15 @@ def test_every_writing_command_refuses_a_held_dir(tmp_path, holder):
         train_classifier(str(data), held, epochs=1, progress=False)
     from test_diffusion_pipeline import _cfg
 
+    from semgen.curation.curate import curate
+    from semgen.generators.diffusion.sample import sample
     from semgen.generators.diffusion.train import train
     with _in_use(held, p.pid):
         train(_cfg(data, held, 1))
+    with _in_use(held, p.pid):
+        sample(out=held, n=1, label="bridge", pipe=object(), progress=False)
+    with _in_use(held, p.pid):
+        curate(data, held, cache=False)
     assert sorted(os.listdir(held)) == before  # nothing written by the refused runs
 
 

@@ -21,7 +21,7 @@ import numpy as np
 
 from ..errors import ManifestError, SemgenError
 from ..imageio import MAX_PIXELS, write_bytes_atomic
-from ..manifests import DatasetDir, current_command, dumps_record, record_key, validate_record
+from ..manifests import DatasetDir, current_command, dumps_record, lock_dir, record_key, validate_record
 from ..manifests.imagefolder import IMAGE_SUFFIXES, is_dataset_dir, scan_imagefolder
 from ..parallel import ordered_map
 from .analyze import (ANALYSIS_VERSION, THUMB_SIZE, analyze_file, dihedral_signatures, thumb_from_bytes,
@@ -299,143 +299,144 @@ def curate(input_dir, out, *, reference=None, config=None, against=None, per_cla
         "z_max": zmax, "dihedral": dihedral, "allow_16bit": allow_16bit, "analysis_version": ANALYSIS_VERSION,
     }
     dst = DatasetDir.create(out)
-    dst.check_config(CONFIG_KEY, run_config)
+    with lock_dir(dst.root):  # one curate per --out: two would rewrite each other's files (issue 14)
+        dst.check_config(CONFIG_KEY, run_config)
 
-    computed, cached = analyze_items(items, workers=workers, cache_path=cache_path, allow_16bit=allow_16bit,
-                                     max_pixels=max_pixels, desc="curate")
-    ref_items: list[Item] = []
-    model = None
-    if reference:
-        ref_items = load_any_items(reference)
-        c2 = analyze_items(ref_items, workers=workers, cache_path=cache_path, allow_16bit=True,
-                           max_pixels=max_pixels, desc="reference")
-        computed, cached = computed + c2[0], cached + c2[1]
-        model = ReferenceModel.fit([{"label": it.label, "metrics": it.analysis["metrics"]}
-                                    for it in ref_items if it.ok])
-    against_items: list[Item] = []
-    if against:
-        against_items = load_any_items(against, labels=False)
-        c3 = analyze_items(against_items, workers=workers, cache_path=cache_path, allow_16bit=True,
-                           max_pixels=max_pixels, desc="against")
-        computed, cached = computed + c3[0], cached + c3[1]
-        # a leakage check that silently skips test images proves nothing: every one must be read
-        unread = [a for a in against_items if not a.ok]
-        if unread or not against_items:
-            first = f" (first: {unread[0].path}: {', '.join(unread[0].reasons)})" if unread else ""
-            raise SemgenError(f"--against {against}: {len(unread)} of {len(against_items)} test image(s) "
-                              f"could not be read{first}; the leakage check needs every one")
+        computed, cached = analyze_items(items, workers=workers, cache_path=cache_path, allow_16bit=allow_16bit,
+                                         max_pixels=max_pixels, desc="curate")
+        ref_items: list[Item] = []
+        model = None
+        if reference:
+            ref_items = load_any_items(reference)
+            c2 = analyze_items(ref_items, workers=workers, cache_path=cache_path, allow_16bit=True,
+                               max_pixels=max_pixels, desc="reference")
+            computed, cached = computed + c2[0], cached + c2[1]
+            model = ReferenceModel.fit([{"label": it.label, "metrics": it.analysis["metrics"]}
+                                        for it in ref_items if it.ok])
+        against_items: list[Item] = []
+        if against:
+            against_items = load_any_items(against, labels=False)
+            c3 = analyze_items(against_items, workers=workers, cache_path=cache_path, allow_16bit=True,
+                               max_pixels=max_pixels, desc="against")
+            computed, cached = computed + c3[0], cached + c3[1]
+            # a leakage check that silently skips test images proves nothing: every one must be read
+            unread = [a for a in against_items if not a.ok]
+            if unread or not against_items:
+                first = f" (first: {unread[0].path}: {', '.join(unread[0].reasons)})" if unread else ""
+                raise SemgenError(f"--against {against}: {len(unread)} of {len(against_items)} test image(s) "
+                                  f"could not be read{first}; the leakage check needs every one")
 
-    good = [it for it in items if it.ok]
-    # 1. quality
-    for it in good:
-        m = it.analysis["metrics"]
-        it.reasons += sanity_reasons(m, cfg["sanity"])
-        it.reasons += [r for r in band_reasons(it.label, m, cfg["bands"]) if r not in it.reasons]
-        if model is not None:
-            it.score, why, it.zscores = model.score(it.label, m, zmax)
-            it.reasons += [r for r in why if r not in it.reasons]
-        else:
-            it.score = generic_score(m)
-
-    # 2. leakage (exact and near) against the test set
-    leaks = []
-    ag = [a for a in against_items if a.ok]
-    if ag:
-        by_pixels = defaultdict(list)
-        for a in ag:
-            by_pixels[a.analysis["hashes"]["pixels"]].append(a)
-        hits: dict[int, tuple] = {}
-        for k, it in enumerate(good):
-            for a in by_pixels.get(it.analysis["hashes"]["pixels"], [])[:1]:
-                hits[k] = (a, 0, 0.0, 0.0)
-        if dihedral:
-            sigs = _map(dihedral_signatures, [a.path for a in ag], workers)
-            keep = [k for k, sg in enumerate(sigs) if sg is not None]
-            ref_of = np.repeat(np.array(keep, np.int64), 8)
-            ref_hash = [h for k in keep for h in sigs[k]["phash"]]
-            ref_shash = [h for k in keep for h in sigs[k]["shash"]]
-            ref_thumbs = np.stack([thumb_from_bytes(t) for k in keep for t in sigs[k]["thumb"]]) \
-                if keep else np.zeros((0, THUMB_SIZE * THUMB_SIZE), np.float32)
-            ref_noise = np.repeat(_noise([ag[k] for k in keep]), 8)
-        else:
-            ref_of = np.arange(len(ag), dtype=np.int64)
-            ref_hash = [a.analysis["hashes"]["phash"] for a in ag]
-            ref_shash = [a.analysis["hashes"]["shash"] for a in ag]
-            ref_thumbs = _thumbs(ag)
-            ref_noise = _noise(ag)
-        cp = cross_pairs([it.analysis["hashes"]["shash"] for it in good], [it.analysis["hashes"]["phash"] for it in good],
-                         _thumbs(good), _noise(good), ref_shash, ref_hash, ref_thumbs, ref_noise, params)
-        cp["r"] = ref_of[cp["r"]]
-        for q, r, d, lo, rm in zip(cp["q"], cp["r"], cp["hamming"], cp["local"], cp["rms"]):
-            if int(q) not in hits or (hits[int(q)][1] > 0 and lo < hits[int(q)][2]):
-                hits[int(q)] = (ag[int(r)], int(d), float(lo), float(rm))
-        for k in sorted(hits):
-            a, d, lo, rm = hits[k]
-            good[k].reasons.append(f"leak:{a.id}")
-            leaks.append((good[k].id, a.id, d, round(lo, 2), round(rm, 3), a.path, good[k].path))
-
-    # 3. exact duplicates: the best-scored copy stays, the rest point to it
-    def rank(it: Item):
-        return (bool(it.reasons), -it.score, it.index)
-
-    exact_groups = []
-    groups = defaultdict(list)
-    for it in good:
-        groups[it.analysis["hashes"]["pixels"]].append(it)
-    for members in groups.values():
-        if len(members) < 2:
-            continue
-        members = sorted(members, key=rank)
-        head = members[0]
-        for it in members[1:]:
-            it.reasons.append(f"duplicate_of:{head.id}")
-            it.duplicate_of = head.id
-        exact_groups.append([head.id] + [it.id for it in members[1:]])
-
-    # 4. near-duplicates among what is still in: greedy leaders in score order
-    live = [it for it in good if not it.reasons]
-    near_groups = []
-    if len(live) > 1:
-        npairs = near_duplicate_pairs([it.analysis["hashes"]["shash"] for it in live],
-                                      [it.analysis["hashes"]["phash"] for it in live], _thumbs(live), _noise(live),
-                                      params)
-        nbrs = defaultdict(list)
-        for i, j, d, lo, rm in zip(npairs["i"], npairs["j"], npairs["hamming"], npairs["local"], npairs["rms"]):
-            nbrs[int(i)].append((int(j), int(d), float(lo), float(rm)))
-            nbrs[int(j)].append((int(i), int(d), float(lo), float(rm)))
-        leader_of: dict[int, int] = {}
-        is_leader = set()
-        for k in sorted(range(len(live)), key=lambda k: rank(live[k])):
-            lead = [(j, d, lo, rm) for j, d, lo, rm in nbrs.get(k, ()) if j in is_leader]
-            if lead:
-                j, d, lo, rm = min(lead, key=lambda t: (-live[t[0]].score, live[t[0]].index))
-                live[k].reasons.append(f"near_duplicate_of:{live[j].id}")
-                live[k].duplicate_of = live[j].id
-                leader_of[k] = j
-                near_groups.append((live[j].id, live[k].id, d, round(lo, 2), round(rm, 3)))
-            else:
-                is_leader.add(k)
-
-    # 5. per-class quota
-    if per_class is not None:
-        by_cls = defaultdict(list)
+        good = [it for it in items if it.ok]
+        # 1. quality
         for it in good:
-            if not it.reasons:
-                by_cls[it.label].append(it)
-        for members in by_cls.values():
-            for it in sorted(members, key=rank)[per_class:]:
-                it.reasons.append(f"per_class_limit:{per_class}")
+            m = it.analysis["metrics"]
+            it.reasons += sanity_reasons(m, cfg["sanity"])
+            it.reasons += [r for r in band_reasons(it.label, m, cfg["bands"]) if r not in it.reasons]
+            if model is not None:
+                it.score, why, it.zscores = model.score(it.label, m, zmax)
+                it.reasons += [r for r in why if r not in it.reasons]
+            else:
+                it.score = generic_score(m)
 
-    kept = [it for it in items if not it.reasons]
-    rejected = [it for it in items if it.reasons]
-    result = CurationResult(items, kept, rejected, exact_groups, near_groups, leaks, ref_items, model,
-                            against_items, computed, cached, out, run_config, bad_lines)
-    _write_output(dst, src, result, bad_lines, run_config)
-    unreadable = [it for it in rejected if any(r.startswith("unreadable:") for r in it.reasons)]
-    if strict and (unreadable or bad_lines):
-        raise SemgenError(f"{len(unreadable)} unreadable image(s) and {len(bad_lines)} invalid manifest "
-                          f"line(s) in {src} (see {out / REJECTED_NAME}); --strict makes that an error")
-    return result
+        # 2. leakage (exact and near) against the test set
+        leaks = []
+        ag = [a for a in against_items if a.ok]
+        if ag:
+            by_pixels = defaultdict(list)
+            for a in ag:
+                by_pixels[a.analysis["hashes"]["pixels"]].append(a)
+            hits: dict[int, tuple] = {}
+            for k, it in enumerate(good):
+                for a in by_pixels.get(it.analysis["hashes"]["pixels"], [])[:1]:
+                    hits[k] = (a, 0, 0.0, 0.0)
+            if dihedral:
+                sigs = _map(dihedral_signatures, [a.path for a in ag], workers)
+                keep = [k for k, sg in enumerate(sigs) if sg is not None]
+                ref_of = np.repeat(np.array(keep, np.int64), 8)
+                ref_hash = [h for k in keep for h in sigs[k]["phash"]]
+                ref_shash = [h for k in keep for h in sigs[k]["shash"]]
+                ref_thumbs = np.stack([thumb_from_bytes(t) for k in keep for t in sigs[k]["thumb"]]) \
+                    if keep else np.zeros((0, THUMB_SIZE * THUMB_SIZE), np.float32)
+                ref_noise = np.repeat(_noise([ag[k] for k in keep]), 8)
+            else:
+                ref_of = np.arange(len(ag), dtype=np.int64)
+                ref_hash = [a.analysis["hashes"]["phash"] for a in ag]
+                ref_shash = [a.analysis["hashes"]["shash"] for a in ag]
+                ref_thumbs = _thumbs(ag)
+                ref_noise = _noise(ag)
+            cp = cross_pairs([it.analysis["hashes"]["shash"] for it in good], [it.analysis["hashes"]["phash"] for it in good],
+                             _thumbs(good), _noise(good), ref_shash, ref_hash, ref_thumbs, ref_noise, params)
+            cp["r"] = ref_of[cp["r"]]
+            for q, r, d, lo, rm in zip(cp["q"], cp["r"], cp["hamming"], cp["local"], cp["rms"]):
+                if int(q) not in hits or (hits[int(q)][1] > 0 and lo < hits[int(q)][2]):
+                    hits[int(q)] = (ag[int(r)], int(d), float(lo), float(rm))
+            for k in sorted(hits):
+                a, d, lo, rm = hits[k]
+                good[k].reasons.append(f"leak:{a.id}")
+                leaks.append((good[k].id, a.id, d, round(lo, 2), round(rm, 3), a.path, good[k].path))
+
+        # 3. exact duplicates: the best-scored copy stays, the rest point to it
+        def rank(it: Item):
+            return (bool(it.reasons), -it.score, it.index)
+
+        exact_groups = []
+        groups = defaultdict(list)
+        for it in good:
+            groups[it.analysis["hashes"]["pixels"]].append(it)
+        for members in groups.values():
+            if len(members) < 2:
+                continue
+            members = sorted(members, key=rank)
+            head = members[0]
+            for it in members[1:]:
+                it.reasons.append(f"duplicate_of:{head.id}")
+                it.duplicate_of = head.id
+            exact_groups.append([head.id] + [it.id for it in members[1:]])
+
+        # 4. near-duplicates among what is still in: greedy leaders in score order
+        live = [it for it in good if not it.reasons]
+        near_groups = []
+        if len(live) > 1:
+            npairs = near_duplicate_pairs([it.analysis["hashes"]["shash"] for it in live],
+                                          [it.analysis["hashes"]["phash"] for it in live], _thumbs(live), _noise(live),
+                                          params)
+            nbrs = defaultdict(list)
+            for i, j, d, lo, rm in zip(npairs["i"], npairs["j"], npairs["hamming"], npairs["local"], npairs["rms"]):
+                nbrs[int(i)].append((int(j), int(d), float(lo), float(rm)))
+                nbrs[int(j)].append((int(i), int(d), float(lo), float(rm)))
+            leader_of: dict[int, int] = {}
+            is_leader = set()
+            for k in sorted(range(len(live)), key=lambda k: rank(live[k])):
+                lead = [(j, d, lo, rm) for j, d, lo, rm in nbrs.get(k, ()) if j in is_leader]
+                if lead:
+                    j, d, lo, rm = min(lead, key=lambda t: (-live[t[0]].score, live[t[0]].index))
+                    live[k].reasons.append(f"near_duplicate_of:{live[j].id}")
+                    live[k].duplicate_of = live[j].id
+                    leader_of[k] = j
+                    near_groups.append((live[j].id, live[k].id, d, round(lo, 2), round(rm, 3)))
+                else:
+                    is_leader.add(k)
+
+        # 5. per-class quota
+        if per_class is not None:
+            by_cls = defaultdict(list)
+            for it in good:
+                if not it.reasons:
+                    by_cls[it.label].append(it)
+            for members in by_cls.values():
+                for it in sorted(members, key=rank)[per_class:]:
+                    it.reasons.append(f"per_class_limit:{per_class}")
+
+        kept = [it for it in items if not it.reasons]
+        rejected = [it for it in items if it.reasons]
+        result = CurationResult(items, kept, rejected, exact_groups, near_groups, leaks, ref_items, model,
+                                against_items, computed, cached, out, run_config, bad_lines)
+        _write_output(dst, src, result, bad_lines, run_config)
+        unreadable = [it for it in rejected if any(r.startswith("unreadable:") for r in it.reasons)]
+        if strict and (unreadable or bad_lines):
+            raise SemgenError(f"{len(unreadable)} unreadable image(s) and {len(bad_lines)} invalid manifest "
+                              f"line(s) in {src} (see {out / REJECTED_NAME}); --strict makes that an error")
+        return result
 
 
 def _curation_fields(it: Item, status: str) -> dict:

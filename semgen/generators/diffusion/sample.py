@@ -12,7 +12,7 @@ import numpy as np
 from ... import __version__
 from ...errors import SemgenError
 from ...imageio import encode_png, sha256_bytes, sha256_file
-from ...manifests import DatasetDir, current_command
+from ...manifests import DatasetDir, current_command, lock_dir
 from ...seeding import image_seed
 from ...taxonomy import canonical
 from .captions import REAL_STYLE, SIM_STYLE, class_prompt, label_from_prompt
@@ -82,43 +82,44 @@ def sample(*, out, n: int, prompt: str | None = None, label: str | None = None, 
     label = canonical(label) if label is not None else label_from_prompt(prompt)
     pipe = pipe or load_model(model)  # before creating --out: a bad model leaves nothing behind
     ds = DatasetDir.create(out)
-    if prompt is None:
-        prompt = class_prompt(label, style=default_style(pipe))
-    ident = model_identity(pipe)
-    phash = hashlib.sha256(prompt.encode()).hexdigest()[:8]
-    key = f"diffuse-sample/{label}/{phash}"
-    config = {"prompt": prompt, "label": label, "steps": steps, "guidance": guidance, "seed": seed,
-              "scheduler": scheduler, **ident}
-    ds.check_config(key, config)
-    ds.write_info(command=current_command(), config_key=key, config=config)
-    done = ds.keys()
-    ids = [f"diffusion-{label}-{phash}-{i:06d}" for i in range(n)]
-    todo = [i for i in range(n) if ids[i] not in done]
-    bar = tqdm(total=n, initial=n - len(todo), desc=f"diffuse sample {label}", unit="img",
-               disable=not (progress and sys.stderr.isatty()))
-    written = 0
-    with ds.appender() as app:
-        for b in range(0, len(todo), batch):
-            idx = todo[b:b + batch]
-            seeds = [image_seed(seed, f"{label}|{prompt}", i) % (2**63) for i in idx]
-            imgs = pipe([prompt] * len(idx), seeds, num_inference_steps=steps, guidance_scale=guidance,
-                        scheduler=scheduler)
-            for i, s, img in zip(idx, seeds, imgs):
-                data = encode_png(img)
-                fn = f"images/{label}/{ids[i]}.png"
-                ds.write_file(fn, data)
-                app.append({
-                    "id": ids[i], "file_name": fn, "label": label, "source": "diffusion",
-                    "sha256": sha256_bytes(data), "width": int(img.shape[1]), "height": int(img.shape[0]),
-                    "generator": {"name": "diffusion", "version": __version__}, "seed": int(s),
-                    "prompt": prompt, "model": ident["model"], "steps": int(steps), "guidance": float(guidance),
-                    "params": {"scheduler": scheduler, "index": i, "master_seed": int(seed),
-                               "model_sha256": ident["model_sha256"], "model_steps": ident["model_steps"]},
-                })
-                written += 1
-            bar.update(len(idx))
-    bar.close()
-    ds.write_info(command=current_command(), config_key=key, config=config)
-    return {"out": str(ds.root), "written": written, "skipped": n - len(todo), "label": label, "prompt": prompt}
+    with lock_dir(ds.root):  # one run per dir: two would write the same images twice (issue 14)
+        if prompt is None:
+            prompt = class_prompt(label, style=default_style(pipe))
+        ident = model_identity(pipe)
+        phash = hashlib.sha256(prompt.encode()).hexdigest()[:8]
+        key = f"diffuse-sample/{label}/{phash}"
+        config = {"prompt": prompt, "label": label, "steps": steps, "guidance": guidance, "seed": seed,
+                  "scheduler": scheduler, **ident}
+        ds.check_config(key, config)
+        ds.write_info(command=current_command(), config_key=key, config=config)
+        done = ds.keys()
+        ids = [f"diffusion-{label}-{phash}-{i:06d}" for i in range(n)]
+        todo = [i for i in range(n) if ids[i] not in done]
+        bar = tqdm(total=n, initial=n - len(todo), desc=f"diffuse sample {label}", unit="img",
+                   disable=not (progress and sys.stderr.isatty()))
+        written = 0
+        with ds.appender() as app:
+            for b in range(0, len(todo), batch):
+                idx = todo[b:b + batch]
+                seeds = [image_seed(seed, f"{label}|{prompt}", i) % (2**63) for i in idx]
+                imgs = pipe([prompt] * len(idx), seeds, num_inference_steps=steps, guidance_scale=guidance,
+                            scheduler=scheduler)
+                for i, s, img in zip(idx, seeds, imgs):
+                    data = encode_png(img)
+                    fn = f"images/{label}/{ids[i]}.png"
+                    ds.write_file(fn, data)
+                    app.append({
+                        "id": ids[i], "file_name": fn, "label": label, "source": "diffusion",
+                        "sha256": sha256_bytes(data), "width": int(img.shape[1]), "height": int(img.shape[0]),
+                        "generator": {"name": "diffusion", "version": __version__}, "seed": int(s),
+                        "prompt": prompt, "model": ident["model"], "steps": int(steps), "guidance": float(guidance),
+                        "params": {"scheduler": scheduler, "index": i, "master_seed": int(seed),
+                                   "model_sha256": ident["model_sha256"], "model_steps": ident["model_steps"]},
+                    })
+                    written += 1
+                bar.update(len(idx))
+        bar.close()
+        ds.write_info(command=current_command(), config_key=key, config=config)
+        return {"out": str(ds.root), "written": written, "skipped": n - len(todo), "label": label, "prompt": prompt}
 
 
