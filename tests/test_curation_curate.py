@@ -223,3 +223,84 @@ def test_against_plain_folder_and_empty_input(tmp_path):
     empty.write_info(command="test")
     res = curate(empty.root, tmp_path / "out2", cache=False)
     assert res.kept == [] and (tmp_path / "out2" / "metadata.jsonl").read_bytes() == b""
+
+
+# -- interrupted runs (issue 14 item 4) ------------------------------------------------------------
+
+def _files(root) -> dict:
+    """{relative path: bytes} of every file under ``root`` but dataset.json (it holds timestamps)."""
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file() and p.name != "dataset.json"}
+
+
+def test_disk_full_while_linking_leaves_nothing_and_the_rerun_resumes(dataset, tmp_path, monkeypatch, capsys):
+    """A full disk mid-way through the links: a one-line error, no half-made --out, and the same
+    command then writes what an uninterrupted run writes (it used to be refused as "not empty")."""
+    import errno
+
+    import semgen.curation.curate as cur
+
+    curate(dataset[0].root, tmp_path / "ref", cache=False)
+    real, calls = cur._link, []
+
+    def full_once(src, dst):
+        calls.append(dst)
+        if len(calls) == 3:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(src, dst)
+
+    monkeypatch.setattr(cur, "_link", full_once)
+    argv = ["curate", dataset[0].root, "--out", tmp_path / "o", "--no-cache"]
+    assert cli(argv, monkeypatch, tmp_path) == 2
+    err = capsys.readouterr().err
+    assert "semgen: error: disk full" in err and "re-run the same command to resume" in err
+    assert not (tmp_path / "o").exists()  # the run created it, so it takes it away again
+    assert cli(argv, monkeypatch, tmp_path) == 0
+    assert _files(tmp_path / "o") == _files(tmp_path / "ref")
+
+
+def test_kill_9_while_linking_then_the_same_command_resumes(dataset, tmp_path):
+    """A real kill -9 in the middle of the links leaves a dir marked unfinished; the re-run clears it
+    and finishes, with the same files as an uninterrupted run."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from semgen.manifests.ops import PARTIAL_NAME
+
+    curate(dataset[0].root, tmp_path / "ref", cache=False)
+    out = tmp_path / "o"
+    script = (
+        "import os, signal, semgen.curation.curate as c\n"
+        "real, n = c._link, [0]\n"
+        "def link(src, dst):\n"
+        "    n[0] += 1\n"
+        "    if n[0] == 3:\n"
+        "        os.kill(os.getpid(), signal.SIGKILL)\n"
+        "    real(src, dst)\n"
+        "c._link = link\n"
+        f"c.curate({str(dataset[0].root)!r}, {str(out)!r}, cache=False)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"})
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    assert (out / PARTIAL_NAME).exists() and list((out / "images").rglob("*.png"))  # killed mid-way
+    assert not (out / "metadata.jsonl").exists()
+    curate(dataset[0].root, out, cache=False)
+    assert not (out / PARTIAL_NAME).exists()
+    assert _files(out) == _files(tmp_path / "ref") and validate_dir(out) == []
+
+
+def test_rerun_over_a_finished_output_keeps_it_in_place(dataset, tmp_path):
+    """A finished --out is a dataset dir: a re-run rewrites it in place (no mark), and a failing
+    re-run (here: another configuration) leaves it whole."""
+    from semgen.manifests.ops import PARTIAL_NAME
+
+    curate(dataset[0].root, tmp_path / "o", cache=False)
+    before = _files(tmp_path / "o")
+    with pytest.raises(SemgenError, match="different configuration"):
+        curate(dataset[0].root, tmp_path / "o", cache=False, per_class=1)
+    assert _files(tmp_path / "o") == before and not (tmp_path / "o" / PARTIAL_NAME).exists()
+    curate(dataset[0].root, tmp_path / "o", cache=False)
+    assert _files(tmp_path / "o") == before

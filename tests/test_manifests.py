@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import warnings
 
 import numpy as np
@@ -148,3 +149,102 @@ def test_unwritable_output(tmp_path):
     (tmp_path / "busy" / "notes.txt").write_text("mine")
     with pytest.raises(SemgenError, match="not empty"):
         DatasetDir.create(tmp_path / "busy")
+
+
+# -- merge of bad inputs and interrupted merges (issue 14 items 4, 7, 8) -----------------------------
+
+def _corrupt(ds, how: str) -> None:
+    """Break the second record of ``ds``: its bytes, its length, its file, or its manifest line."""
+    lines = ds.manifest_path.read_text().splitlines()
+    rec = json.loads(lines[1])
+    p = ds.path(rec["file_name"])
+    if how == "sha256":
+        p.write_bytes(p.read_bytes()[:-1] + bytes([p.read_bytes()[-1] ^ 1]))
+    elif how == "truncated":
+        p.write_bytes(p.read_bytes()[:20])
+    elif how == "missing":
+        p.unlink()
+    elif how == "unparsable":
+        lines[1] = lines[1][:30]
+        ds.manifest_path.write_text("\n".join(lines) + "\n")
+
+
+@pytest.mark.parametrize("how,message", [
+    ("sha256", r"does not match its sha256"), ("truncated", r"does not match its sha256"),
+    ("missing", r"bridge_000001.png is missing"), ("unparsable", r"metadata.jsonl:2: unreadable line"),
+])
+def test_merge_refuses_a_bad_record_and_writes_nothing(tmp_path, capsys, how, message):
+    a = make_dir(tmp_path / "a", labels=("bridge",), n=3, seed=1)
+    b = make_dir(tmp_path / "b", labels=("clean",), n=2, seed=2)
+    _corrupt(a, how)
+    assert main(["merge", str(a.root), str(b.root), "--out", str(tmp_path / "m")]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert re.search(message, err) and "--skip-bad" in err, err
+    assert not (tmp_path / "m").exists()
+    # with --skip-bad: the bad record is left out, counted, and the rest is whole
+    assert main(["merge", str(a.root), str(b.root), "--out", str(tmp_path / "m"), "--skip-bad"]) == 0
+    out, err = capsys.readouterr()
+    assert "4 records (1 bad record(s) left out)" in out and "left out 1 bad input record" in err
+    assert validate_dir(tmp_path / "m") == []
+    assert "bridge_000001" not in {r["id"] for r in DatasetDir.open(tmp_path / "m").records()}
+
+
+def test_merge_refuses_one_file_name_for_two_images(tmp_path):
+    a = make_dir(tmp_path / "a", labels=("bridge",), n=1, seed=1)
+    b = make_dir(tmp_path / "b", labels=("bridge",), n=1, seed=2)
+    lines = b.manifest_path.read_text().splitlines()
+    b.manifest_path.write_text(json.dumps(json.loads(lines[0]) | {"id": "other"}) + "\n")
+    with pytest.raises(SemgenError, match="images/bridge/bridge_000000.png is a different file in two inputs"):
+        merge([a.root, b.root], tmp_path / "m")
+    assert not (tmp_path / "m").exists()
+
+
+def test_merge_resumes_after_a_full_disk_and_after_kill_9(tmp_path, monkeypatch):
+    import errno
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from semgen.manifests import ops
+    from semgen.manifests.ops import PARTIAL_NAME
+
+    a = make_dir(tmp_path / "a", labels=("bridge",), n=3, seed=1)
+    b = make_dir(tmp_path / "b", labels=("clean",), n=3, seed=2)
+    merge([a.root, b.root], tmp_path / "ref")
+    ref = (tmp_path / "ref" / "metadata.jsonl").read_bytes()
+    real, calls = ops.link_file, []
+
+    def full_once(src, dst):
+        calls.append(dst)
+        if len(calls) == 3:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(src, dst)
+
+    monkeypatch.setattr(ops, "link_file", full_once)
+    with pytest.raises(OSError):
+        merge([a.root, b.root], tmp_path / "m")
+    assert not (tmp_path / "m").exists()
+    merge([a.root, b.root], tmp_path / "m")
+    assert (tmp_path / "m" / "metadata.jsonl").read_bytes() == ref and validate_dir(tmp_path / "m") == []
+    # a real kill -9 after two links: the dir stays marked; the same merge clears it and finishes
+    out = tmp_path / "k"
+    script = (
+        "import os, signal\nfrom semgen.manifests import ops\n"
+        "real, n = ops.link_file, [0]\n"
+        "def link(src, dst):\n"
+        "    n[0] += 1\n"
+        "    if n[0] == 3:\n"
+        "        os.kill(os.getpid(), signal.SIGKILL)\n"
+        "    real(src, dst)\n"
+        "ops.link_file = link\n"
+        f"ops.merge([{str(a.root)!r}, {str(b.root)!r}], {str(out)!r})\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    assert (out / PARTIAL_NAME).exists() and not (out / "metadata.jsonl").exists()
+    assert main(["merge", str(a.root), str(b.root), "--out", str(out)]) == 0
+    assert (out / "metadata.jsonl").read_bytes() == ref and not (out / PARTIAL_NAME).exists()
+    assert sorted(p.name for p in out.rglob("*") if p.is_file()) == sorted(
+        p.name for p in (tmp_path / "ref").rglob("*") if p.is_file())

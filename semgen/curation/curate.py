@@ -10,8 +10,6 @@ new dataset dir (hard links, never re-encoded) with ``metadata.jsonl`` (kept) an
 from __future__ import annotations
 
 import functools
-import os
-import shutil
 import sys
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -21,8 +19,9 @@ import numpy as np
 
 from ..errors import ManifestError, SemgenError
 from ..imageio import MAX_PIXELS, write_bytes_atomic
-from ..manifests import DatasetDir, current_command, dumps_record, lock_dir, record_key, validate_record
+from ..manifests import DatasetDir, current_command, dumps_record, record_key, validate_record
 from ..manifests.imagefolder import IMAGE_SUFFIXES, is_dataset_dir, scan_imagefolder
+from ..manifests.ops import link_file, new_output
 from ..parallel import ordered_map
 from .analyze import (ANALYSIS_VERSION, THUMB_SIZE, analyze_file, dihedral_signatures, thumb_from_bytes,
                       thumb_noise)
@@ -298,8 +297,9 @@ def curate(input_dir, out, *, reference=None, config=None, against=None, per_cla
         "leak_rms_floor": params.leak_rms_floor,
         "z_max": zmax, "dihedral": dihedral, "allow_16bit": allow_16bit, "analysis_version": ANALYSIS_VERSION,
     }
-    dst = DatasetDir.create(out)
-    with lock_dir(dst.root):  # one curate per --out: two would rewrite each other's files (issue 14)
+    # One curate per --out (two would rewrite each other's files), and a new --out that a kill -9 or
+    # a full disk interrupted is cleared and made again by the same command (issue 14): new_output.
+    with new_output(out, "semgen curate") as dst:
         dst.check_config(CONFIG_KEY, run_config)
 
         computed, cached = analyze_items(items, workers=workers, cache_path=cache_path, allow_16bit=allow_16bit,
@@ -432,11 +432,12 @@ def curate(input_dir, out, *, reference=None, config=None, against=None, per_cla
         result = CurationResult(items, kept, rejected, exact_groups, near_groups, leaks, ref_items, model,
                                 against_items, computed, cached, out, run_config, bad_lines)
         _write_output(dst, src, result, bad_lines, run_config)
-        unreadable = [it for it in rejected if any(r.startswith("unreadable:") for r in it.reasons)]
-        if strict and (unreadable or bad_lines):
-            raise SemgenError(f"{len(unreadable)} unreadable image(s) and {len(bad_lines)} invalid manifest "
-                              f"line(s) in {src} (see {out / REJECTED_NAME}); --strict makes that an error")
-        return result
+    # after the output is complete: --strict fails the command but keeps what it wrote, which says why
+    unreadable = [it for it in rejected if any(r.startswith("unreadable:") for r in it.reasons)]
+    if strict and (unreadable or bad_lines):
+        raise SemgenError(f"{len(unreadable)} unreadable image(s) and {len(bad_lines)} invalid manifest "
+                          f"line(s) in {src} (see {out / REJECTED_NAME}); --strict makes that an error")
+    return result
 
 
 def _curation_fields(it: Item, status: str) -> dict:
@@ -445,25 +446,7 @@ def _curation_fields(it: Item, status: str) -> dict:
     return cur
 
 
-def _link(src: Path, dst: Path) -> None:
-    """Hard-link ``src`` to ``dst`` (a copy where links fail); an existing identical file stays."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    if dst.exists():
-        try:
-            if os.path.samefile(src, dst):
-                return
-        except OSError:
-            pass
-    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
-    try:
-        try:
-            os.link(src, tmp)
-        except OSError:
-            shutil.copy2(src, tmp)
-        os.replace(tmp, dst)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+_link = link_file  # atomic hard link or copy (semgen.manifests.ops); a name tests can patch
 
 
 def _write_output(dst: DatasetDir, src: Path, res: CurationResult, bad_lines: list, run_config: dict) -> None:

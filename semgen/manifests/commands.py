@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+import sys
 
-from .ops import merge, summarize, validate_dir
+from .ops import merge_dirs, summarize, validate_dir
 
 
 def register(sub) -> None:
@@ -21,6 +22,9 @@ def register(sub) -> None:
     p = sub.add_parser("merge", help="merge dataset dirs (e.g. shards) into a new one")
     p.add_argument("inputs", nargs="+")
     p.add_argument("--out", "-o", required=True)
+    p.add_argument("--skip-bad", action="store_true",
+                   help="leave out input records that are unreadable or whose file is missing or does not match "
+                   "its sha256 (counted; default: such a record is an error and nothing is written)")
     p.set_defaults(func=_merge)
 
 
@@ -55,6 +59,10 @@ def _validate(args) -> int:
 
 
 def _merge(args) -> int:
-    ds = merge(args.inputs, args.out)
-    print(f"merged {len(args.inputs)} dirs into {ds.root}: {len(ds.records())} records")
+    res = merge_dirs(args.inputs, args.out, skip_bad=args.skip_bad)
+    if res.skipped:  # --skip-bad: say how many, and the first, so the count is never a surprise
+        print(f"semgen: warning: left out {len(res.skipped)} bad input record(s) (--skip-bad); first: "
+              f"{res.skipped[0]}", file=sys.stderr)
+    print(f"merged {len(args.inputs)} dirs into {res.dataset.root}: {res.records} records"
+          + (f" ({len(res.skipped)} bad record(s) left out)" if res.skipped else ""))
     return 0

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import shutil
 from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
 from ..errors import ManifestError, SemgenError
-from ..imageio import sha256_file
+from ..imageio import sha256_file, write_bytes_atomic
 from .dataset import DatasetDir, current_command
-from .schema import record_key
+from .lock import LOCK_FILES, lock_dir
+from .schema import MANIFEST_NAME, record_key, validate_record
 
 
 def summarize(root) -> dict:
@@ -74,47 +79,224 @@ def validate_dir(root, *, check_hash: bool = True) -> list[str]:
     return problems
 
 
-def _link_or_copy(src: Path, dst: Path) -> None:
+#: Marker file in an output dir that a merge or curate is building from nothing; see :func:`new_output`.
+PARTIAL_NAME = ".semgen.partial"
+
+
+def link_file(src: Path, dst: Path) -> None:
+    """Hard-link ``src`` to ``dst`` (a copy where links fail), atomically; an identical link stays.
+
+    The file appears under its name only when whole (temporary name + rename), so a crash or a
+    full disk never leaves a truncated copy that a later run would take for done.
+    """
     dst.parent.mkdir(parents=True, exist_ok=True)
     if dst.exists():
-        return
+        try:
+            if os.path.samefile(src, dst):
+                return
+        except OSError:
+            pass
+    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
     try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copy2(src, dst)
+        try:
+            os.link(src, tmp)
+        except OSError:
+            shutil.copy2(src, tmp)
+        os.replace(tmp, dst)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
 
 
-def merge(inputs, out, *, sort: bool = True) -> DatasetDir:
+def _clear_dir(root: Path) -> None:
+    """Remove everything in ``root`` except the lock files (held by this process), marker last."""
+    for p in sorted(root.iterdir(), key=lambda p: p.name == PARTIAL_NAME):
+        if p.name in LOCK_FILES:
+            continue
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+        else:
+            p.unlink()
+
+
+@contextlib.contextmanager
+def new_output(root, what: str) -> Iterator[DatasetDir]:
+    """Lock the output dataset dir ``root`` and build it, leaving nothing half-made behind.
+
+    A command that makes a dataset dir from nothing (``merge``, ``curate`` into a new ``--out``)
+    used to leave, after a ``kill -9`` or a full disk, a dir with images but no manifest, which the
+    re-run refused as "not empty and is not a dataset dir" (issue 14). Now such a run marks the dir
+    with :data:`PARTIAL_NAME` before writing anything, and removes the mark once ``dataset.json``
+    is written. Then:
+
+    - an exception in the body (a full disk, a bad input found late, Ctrl-C) removes what the run
+      wrote, and the dir itself if the run created it;
+    - after a ``kill -9`` the mark is still there, so the next run knows that everything in the
+      dir is its own unfinished work, clears it and starts again: the same command resumes.
+
+    A dir that already holds a dataset (e.g. curate re-run on its own output) is written in place,
+    with no mark: its files are replaced atomically, so a crash leaves the previous output.
+
+    Parameters
+    ----------
+    root : path
+        The output dir.
+    what : str
+        The command, written into the mark (for a person who finds it).
+
+    Yields
+    ------
+    DatasetDir
+        The output, locked (:func:`~semgen.manifests.lock_dir`) for the whole body.
+    """
+    root = Path(root)
+    created = not root.exists()
+    try:
+        with lock_dir(root):
+            marker = root / PARTIAL_NAME
+            if marker.exists():  # a run of ours was killed here: all of it is unfinished work
+                _clear_dir(root)
+            dst = DatasetDir.create(root)
+            fresh = not (dst.manifest_path.exists() or dst.info_path.exists())
+            try:
+                if fresh:
+                    write_bytes_atomic(marker, f"{what} is building this dir; re-run it to finish\n".encode())
+                yield dst
+            except BaseException:
+                if fresh:
+                    _clear_dir(root)
+                raise
+            if fresh:
+                marker.unlink()
+    except BaseException:
+        if created:  # after the lock's release removed its files: the dir is empty again
+            try:
+                root.rmdir()
+            except OSError:
+                pass
+        raise
+
+
+def _manifest_objects(path: Path) -> Iterator[tuple[int, dict | None, str]]:
+    """``(line number, object or None, parse error)`` for each non-blank line of a manifest."""
+    with open(path, "rb") as f:
+        for n, raw in enumerate(f, 1):
+            if not raw.strip():
+                continue
+            try:
+                obj = json.loads(raw)
+                if not isinstance(obj, dict):
+                    raise ValueError("not a JSON object")
+            except (ValueError, UnicodeDecodeError) as e:
+                torn = "" if raw.endswith(b"\n") else " (a torn last line: the run that wrote it was interrupted)"
+                yield n, None, f"{e}{torn}"
+                continue
+            yield n, obj, ""
+
+
+@dataclass
+class MergeResult:
+    """What :func:`merge_dirs` wrote, and the input records it left out (``skip_bad`` only)."""
+
+    dataset: DatasetDir
+    records: int
+    skipped: list[str] = field(default_factory=list)
+
+
+def merge_dirs(inputs, out, *, sort: bool = True, skip_bad: bool = False) -> MergeResult:
+    """Merge dataset dirs into the new dataset dir ``out``; see :func:`merge`.
+
+    Every input record is checked before anything is written: its line parses, it is a valid
+    record, its image exists and matches its sha256 (a truncated or changed file does not), its mask
+    exists. A bad record is an error that names it and writes nothing, or, with ``skip_bad``, is
+    left out and listed in :attr:`MergeResult.skipped`. Two inputs that give one key (or one
+    file name) different bytes are an error either way: that is a conflict, not a bad record.
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise SemgenError(f"merge output {out} exists and is not a directory")
+    if (out / MANIFEST_NAME).exists() and (out / MANIFEST_NAME).stat().st_size:
+        raise SemgenError(f"merge output {out} already holds records; merge into a new dir")
+    srcs = [DatasetDir.open(p) for p in inputs]
+    merged: dict[str, tuple[DatasetDir, dict]] = {}
+    names: dict[str, tuple[str, str]] = {}  # file name in the output -> (its sha256, first record key)
+    bad: list[str] = []
+    configs: dict = {}
+    hashed: dict[Path, str] = {}
+    for src in srcs:
+        configs.update(src.read_info().get("configs", {}))
+        if not src.manifest_path.exists():
+            continue
+        for n, obj, err in _manifest_objects(src.manifest_path):
+            where = f"{src.manifest_path}:{n}"
+            if obj is None:
+                bad.append(f"{where}: unreadable line ({err})")
+                continue
+            try:
+                rec = validate_record(obj)
+                img = src.path(rec["file_name"])
+                mask = src.path(rec["mask_file_name"]) if rec.get("mask_file_name") else None
+            except ManifestError as e:
+                bad.append(f"{where}: {e}")
+                continue
+            key = record_key(rec)
+            if key in merged:
+                if merged[key][1]["sha256"] != rec["sha256"]:
+                    raise SemgenError(f"record {key!r} differs between inputs; cannot merge")
+                continue  # the same image again (overlapping shards): kept once
+            if not img.is_file():
+                bad.append(f"{where}: {rec['file_name']} is missing")
+                continue
+            if img not in hashed:
+                hashed[img] = sha256_file(img)
+            if hashed[img] != rec["sha256"]:
+                bad.append(f"{where}: {rec['file_name']} does not match its sha256 (changed or truncated)")
+                continue
+            if mask is not None and not mask.is_file():
+                bad.append(f"{where}: mask {rec['mask_file_name']} is missing")
+                continue
+            # two records may share a file name only for the same bytes: the output holds one file
+            files = [(rec["file_name"], rec["sha256"])]
+            if mask is not None:
+                files.append((rec["mask_file_name"], sha256_file(mask)))
+            for name, digest in files:
+                if names.setdefault(name, (digest, key))[0] != digest:
+                    raise SemgenError(f"{name} is a different file in two inputs (records "
+                                      f"{names[name][1]!r} and {key!r}); cannot merge")
+            merged[key] = (src, rec)
+    if bad and not skip_bad:
+        more = f" (and {len(bad) - 1} more bad record(s))" if len(bad) > 1 else ""
+        raise SemgenError(f"{bad[0]}{more}; nothing was merged: fix the input, or pass --skip-bad to leave "
+                          "bad records out")
+    keys = sorted(merged) if sort else list(merged)
+    with new_output(out, "semgen merge") as dst:
+        if dst.manifest_path.exists() and dst.manifest_path.stat().st_size:  # checked again under the lock
+            raise SemgenError(f"merge output {dst.root} already holds records; merge into a new dir")
+        recs = []
+        for k in keys:
+            src, rec = merged[k]
+            for fld in ("file_name", "mask_file_name"):
+                if rec.get(fld):
+                    link_file(src.path(rec[fld]), dst.path(rec[fld]))
+            recs.append(rec)
+        with dst.appender() as app:
+            for rec in recs:
+                app.append(rec)
+        dst.write_info(command=current_command(), records=recs, extra={"configs": configs} if configs else None)
+    return MergeResult(dst, len(recs), bad)
+
+
+def merge(inputs, out, *, sort: bool = True, skip_bad: bool = False) -> DatasetDir:
     """Merge dataset dirs into ``out`` (hard links where possible, else copies).
 
     Records with the same key and the same sha256 are the same image (e.g. shards that overlap)
     and kept once; the same key with different bytes is an error. With ``sort`` the merged
     manifest is ordered by record key, so N shards merged equal one unsharded run byte for byte.
+    A bad input record (unreadable line, missing or mismatched file) is an error before anything
+    is written, or left out with ``skip_bad`` (:func:`merge_dirs` says which). An interrupted merge
+    leaves nothing half-made: the same command runs again (:func:`new_output`).
     """
-    srcs = [DatasetDir.open(p) for p in inputs]
-    dst = DatasetDir.create(out)
-    if dst.manifest_path.exists() and dst.manifest_path.stat().st_size:
-        raise SemgenError(f"merge output {dst.root} already holds records; merge into a new dir")
-    merged: dict[str, dict] = {}
-    configs: dict = {}
-    for src in srcs:
-        configs.update(src.read_info().get("configs", {}))
-        for rec in src.iter_records():
-            key = record_key(rec)
-            if key in merged:
-                if merged[key]["sha256"] != rec["sha256"]:
-                    raise SemgenError(f"record {key!r} differs between inputs; cannot merge")
-                continue
-            for field in ("file_name", "mask_file_name"):
-                if rec.get(field):
-                    _link_or_copy(src.path(rec[field]), dst.path(rec[field]))
-            merged[key] = rec
-    recs = [merged[k] for k in (sorted(merged) if sort else merged)]
-    with dst.appender() as app:
-        for rec in recs:
-            app.append(rec)
-    dst.write_info(command=current_command(), records=recs, extra={"configs": configs} if configs else None)
-    return dst
+    return merge_dirs(inputs, out, sort=sort, skip_bad=skip_bad).dataset
 
 
 def split(root, outs: dict[str, float], *, seed: int = 0, group_field: str | None = None) -> dict[str, DatasetDir]:
@@ -155,9 +337,9 @@ def split(root, outs: dict[str, float], *, seed: int = 0, group_field: str | Non
         picked = [r for r in recs if assignment[group_of(r)] == name]
         with dst.appender() as app:
             for rec in picked:
-                for field in ("file_name", "mask_file_name"):
-                    if rec.get(field):
-                        _link_or_copy(src.path(rec[field]), dst.path(rec[field]))
+                for fld in ("file_name", "mask_file_name"):
+                    if rec.get(fld):
+                        link_file(src.path(rec[fld]), dst.path(rec[fld]))
                 app.append(rec)
         dst.write_info(command=current_command(), records=picked)
     return result
