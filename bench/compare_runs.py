@@ -1,0 +1,59 @@
+"""Two groups of trained runs (one per seed) on the same real test set: each group's macro-F1 and the
+paired difference, with the joint seed x image bootstrap of ``semgen ablate`` (semgen.ablation.stats).
+
+Example::
+
+    python bench/compare_runs.py --test ../shared/data/sem-real/dev_test \\
+        --a out/ft/mnv3s_scratch_all_s{0,1,2} --b out/ft/mnv3s_semgen96k_all_s{0,1,2}
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from semgen.ablation.stats import bootstrap, paired_difference  # noqa: E402
+from semgen.classifier.checkpoint import load_run  # noqa: E402
+from semgen.classifier.data import load_image_set  # noqa: E402
+from semgen.classifier.train import predict_probs  # noqa: E402
+
+
+def predictions(run, test) -> tuple[list[str], list[str]]:
+    """(true labels, predicted labels) of a run's best checkpoint on ``test``."""
+    model, meta = load_run(run)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        s = load_image_set(test, size=meta["size"], classes=meta["classes"], allow_unknown=True)
+    pred = predict_probs(model, s.images).argmax(1).tolist()
+    return [s.classes[i] for i in s.labels.tolist()], [meta["classes"][i] for i in pred]
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--test", required=True)
+    ap.add_argument("--a", nargs="+", required=True, help="runs of group A (one per seed)")
+    ap.add_argument("--b", nargs="+", required=True, help="runs of group B (same seeds, same order)")
+    ap.add_argument("--n-boot", type=int, default=2000)
+    a = ap.parse_args(argv)
+    ya = [predictions(r, a.test) for r in a.a]
+    yb = [predictions(r, a.test) for r in a.b]
+    y = ya[0][0]
+    for name, group in (("A", ya), ("B", yb)):
+        s = bootstrap(y, [p for _, p in group], n_boot=a.n_boot)
+        m = s["macro_f1"]
+        print(f"{name}: macro-F1 {m['mean']:.3f} [{m['lo']:.3f}, {m['hi']:.3f}], accuracy "
+              f"{s['accuracy']['mean']:.3f}  ({len(group)} seeds)")
+    d = paired_difference(y, [p for _, p in ya], [p for _, p in yb], n_boot=a.n_boot)
+    m = d["macro_f1"]
+    print(f"B - A: macro-F1 {m['mean']:+.3f} [{m['lo']:+.3f}, {m['hi']:+.3f}], accuracy "
+          f"{d['accuracy']['mean']:+.3f} [{d['accuracy']['lo']:+.3f}, {d['accuracy']['hi']:+.3f}]")
+    print("per-class F1 change: " + ", ".join(f"{c} {v['f1']['mean']:+.2f}" for c, v in d["per_class"].items()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
