@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import os
 import sys
+import warnings
 
 from . import __version__
 from .errors import SemgenError
@@ -34,9 +37,53 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def _is_semgen_warning(category: type, filename: str) -> bool:
+    """A warning semgen raised: its class is semgen's, or it is a UserWarning issued from semgen's code.
+
+    Other libraries' warnings keep Python's format, so they still say where they come from.
+    """
+    if getattr(category, "__module__", "").split(".")[0] == "semgen":
+        return True
+    return issubclass(category, UserWarning) and os.path.abspath(filename).startswith(_PACKAGE_DIR)
+
+
+@contextlib.contextmanager
+def _one_line_warnings():
+    """Print semgen's warnings as ``semgen: warning: ...`` on one line, while the command runs.
+
+    Python's default shows two raw lines (``file:line: Category: message`` and the source line),
+    which reads like a crash to a user (issue 14). Installed by :func:`main` only and undone after,
+    so importing semgen as a library changes nothing.
+    """
+    previous = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if not _is_semgen_warning(category, filename):
+            return previous(message, category, filename, lineno, file, line)
+        text = " ".join(str(message).split("\n")).strip()
+        try:
+            print(f"semgen: warning: {text}", file=file if file is not None else sys.stderr)
+        except OSError:  # stderr gone (a closed pipe): a warning must never become the error
+            pass
+
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = previous
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    with _one_line_warnings():
+        return _run(args)
+
+
+def _run(args) -> int:
     try:
         rc = args.func(args)
     except SemgenError as e:

@@ -25,6 +25,58 @@ def ds(tmp_path_factory) -> Path:
     return root / "ds"
 
 
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> Path:
+    """A tiny trained classifier run (one epoch on synthetic textures), for the classifier probes."""
+    from classifier_synth import make_dataset
+    from semgen.classifier import train_classifier
+
+    root = tmp_path_factory.mktemp("hostile_run")
+    make_dataset(root / "data", n_per_class=6, seed=0)
+    train_classifier(root / "data", root / "run", arch="mobilenetv3_small_050", size=32, batch_size=32, epochs=1,
+                     min_epoch_images=32, num_threads=1, progress=False)
+    return root / "run"
+
+
+def _read_only_dir(tmp: Path) -> Path:
+    """A dir that cannot be written: mode 555, or (root ignores modes) a path under sysfs."""
+    if os.geteuid() == 0:
+        return Path("/sys/semgen-probe")
+    d = tmp / "ro"
+    d.mkdir(exist_ok=True)
+    d.chmod(0o555)
+    return d
+
+
+def _break_record(d: Path, how: str) -> Path:
+    """Break the second record of dataset dir ``d``: its image's bytes or length, its image, or its line."""
+    lines = (d / "metadata.jsonl").read_text().splitlines()
+    img = d / json.loads(lines[1])["file_name"]
+    if how == "sha256":
+        img.write_bytes(img.read_bytes()[:-1] + bytes([img.read_bytes()[-1] ^ 1]))
+    elif how == "truncated":
+        img.write_bytes(img.read_bytes()[:40])
+    elif how == "missing":
+        img.unlink()
+    elif how == "unparsable":
+        (d / "metadata.jsonl").write_text("\n".join(lines[:1] + [lines[1][:25]] + lines[2:]) + "\n")
+    return d
+
+
+def _onnx_bytes() -> bytes:
+    """A well-formed ONNX file with semgen's metadata whose one node is an operator nobody has."""
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("NoSuchOp", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 32, 32])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])])
+    m = helper.make_model(graph)
+    for k, v in (("semgen.classes", '["bridge", "open", "particle"]'), ("semgen.size", "32")):
+        prop = m.metadata_props.add()
+        prop.key, prop.value = k, v
+    return m.SerializeToString()
+
+
 def _bad_manifest(d: Path) -> None:
     """A dataset dir with an invalid line, an absolute path and a torn middle line."""
     lines = (d / "metadata.jsonl").read_text().splitlines()
@@ -86,15 +138,54 @@ PROBES = [
      None, 2, r"--limit must be >= 1, got -2", ["o"]),
     ("diffuse refine --guidance nan", ["diffuse", "refine", "--input", "{ds}", "--out", "{tmp}/o", "--guidance", "nan"],
      None, 2, r"--guidance must be a finite number, got nan", ["o"]),
+    # merge: a bad record is one line and nothing is written (issue 14 items 7, 8)
+    *[(f"merge, {how} record", ["merge", "{tmp}/a", "{ds}", "--out", "{tmp}/m"],
+       (lambda h: lambda t, d: _break_record(_copy_ds(d, t / "a"), h))(how), 2, message + r".*--skip-bad", ["m"])
+      for how, message in (("sha256", r"does not match its sha256"), ("truncated", r"does not match its sha256"),
+                           ("missing", r"\.png is missing"), ("unparsable", r"metadata.jsonl:2: unreadable line"))],
+    ("merge --out a file", ["merge", "{ds}", "--out", "{tmp}/f"], lambda t, d: (t / "f").write_text("a file"), 2,
+     r"merge output .*f exists and is not a directory", []),
+    # an --out that cannot be written: one line, before any work (issue 14 item 8)
+    *[(f"{cmd} --out {kind}", argv + ["--out", out], setup, 2, message, [])
+      for cmd, argv in (("train", ["train", "--data", "{ds}", "--epochs", "1"]),
+                        ("export", ["export", "{run}", "--calib", "{ds}"]),
+                        ("ablate", ["ablate", "--estimate"]))
+      for kind, out, setup, message in (
+          ("a file", "{tmp}/f", lambda t, d: (t / "f").write_text("a file"), r"--out .*f exists and is not a directory"),
+          ("under a file", "{tmp}/f/sub", lambda t, d: (t / "f").write_text("a file"),
+           r"--out .*f/sub cannot be made: .*f is not a directory"),
+          ("read-only", "{ro}/out", None, r"--out .*out cannot be (written|made)"))],
+    ("evaluate --out-name under a file", ["evaluate", "{run}", "--data", "{ds}", "--out-name", "summary.json/m.json"],
+     None, 2, r"--out-name's folder .*summary.json exists and is not a directory", []),
+    ("evaluate --n-boot 0", ["evaluate", "{run}", "--data", "{ds}", "--n-boot", "0"],
+     None, 2, r"--n-boot must be an integer in \[1, 1,000,000\], got 0", []),
+    ("export --calib-max 0", ["export", "{run}", "--calib", "{ds}", "--calib-max", "0", "--out", "{tmp}/e"],
+     None, 2, r"--calib-max must be a positive integer, got 0", ["e"]),
+    ("export --latency-runs 0", ["export", "{run}", "--calib", "{ds}", "--latency-runs", "0", "--out", "{tmp}/e"],
+     None, 2, r"--latency-runs must be a positive integer, got 0", ["e"]),
+    ("export --tolerance nan", ["export", "{run}", "--calib", "{ds}", "--tolerance", "nan", "--out", "{tmp}/e"],
+     None, 2, r"--tolerance must be a finite number >= 0, got nan", ["e"]),
+    ("predict, a garbage .onnx", ["predict", "{tmp}/g.onnx", "{ds}/images/clean/clean_000000.png"],
+     lambda t, d: (t / "g.onnx").write_bytes(b"garbage\n" * 10), 2, r"g.onnx is not a readable ONNX model", []),
+    ("predict, a truncated .onnx", ["predict", "{tmp}/t.onnx", "{ds}/images/clean/clean_000000.png"],
+     lambda t, d: (t / "t.onnx").write_bytes(_onnx_bytes()[:60]), 2, r"t.onnx is not a readable ONNX model", []),
+    ("predict, an .onnx onnxruntime refuses", ["predict", "{tmp}/b.onnx", "{ds}/images/clean/clean_000000.png"],
+     lambda t, d: (t / "b.onnx").write_bytes(_onnx_bytes()), 2, r"b.onnx cannot be loaded by onnxruntime", []),
+    # sheets: bounded before numpy is asked for the memory (issue 14 item 6)
+    ("sheet --cell 100000", ["sheet", "{ds}", "--cell", "100000", "--out", "{tmp}/s.png"],
+     None, 2, r"--cell must be at most 1024 pixels, got 100000", ["s.png"]),
+    ("sheet --per-class huge", ["sheet", "{ds}", "--per-class", "100000000000000000000", "--out", "{tmp}/s.png"],
+     None, 2, r"the sheet would be .* pixels, over the 268,435,456 semgen draws", ["s.png"]),
 ]
 
 
 @pytest.mark.parametrize("name,argv,setup,code,message,absent", PROBES, ids=[p[0] for p in PROBES])
-def test_probe(name, argv, setup, code, message, absent, ds, tmp_path, capsys):
+def test_probe(name, argv, setup, code, message, absent, ds, tmp_path, capsys, request):
     if setup is not None:
         setup(tmp_path, ds)
+    run = request.getfixturevalue("run") if any("{run}" in a for a in argv) else None  # trained once, if needed
     before = {p: p.read_bytes() for p in ds.rglob("*") if p.is_file()}
-    rc = main([a.format(ds=ds, tmp=tmp_path) for a in argv])
+    rc = main([a.format(ds=ds, tmp=tmp_path, run=run, ro=_read_only_dir(tmp_path)) for a in argv])
     err = capsys.readouterr().err
     errors = [ln for ln in err.splitlines() if ln.startswith("semgen: error:")]
     assert rc == code, (rc, err[-2000:])
@@ -164,3 +255,46 @@ def test_import_resume_over_a_hard_link_leaves_no_temporary(ds, tmp_path):
     (tmp_path / "o" / "metadata.jsonl").write_text("")  # a resume that finds the files already linked
     import_imagefolder(tmp_path / "folder", tmp_path / "o")
     assert not [p for p in (tmp_path / "o").rglob(".*.tmp")]
+
+
+def test_semgen_warnings_print_as_one_line(ds, tmp_path, capsys):
+    """Through the CLI a semgen warning is one ``semgen: warning:`` line (not Python's two raw lines),
+    and the hook is gone once main returns."""
+    import warnings
+
+    torn = _copy_ds(ds, tmp_path / "torn")
+    with open(torn / "metadata.jsonl", "a") as f:
+        f.write('{"file_name": "images/cle')
+    before = warnings.showwarning
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")  # over this module's "ignore"
+        assert main(["info", str(torn)]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert err == [f"semgen: warning: {torn / 'metadata.jsonl'}: skipping torn last line (an interrupted write)"], err
+    assert warnings.showwarning is before
+
+
+def test_only_semgen_warnings_are_reformatted():
+    from semgen.cli import _is_semgen_warning
+    from semgen.manifests.jsonl import TornLineWarning
+
+    assert _is_semgen_warning(TornLineWarning, "/anywhere/x.py")
+    assert _is_semgen_warning(UserWarning, str(Path(__file__).parents[1] / "semgen" / "cli.py"))
+    assert not _is_semgen_warning(UserWarning, "/site-packages/torch/nn/modules/module.py")
+    assert not _is_semgen_warning(FutureWarning, str(Path(__file__).parents[1] / "semgen" / "cli.py"))
+
+
+def test_evaluate_counts_a_repeated_record_once(run, tmp_path, capsys):
+    """A record listed twice in the manifest is one test image, with a warning (issue 14 item 7)."""
+    data = _copy_ds(run.parent / "data", tmp_path / "data")
+    lines = (data / "metadata.jsonl").read_text().splitlines()
+    (data / "metadata.jsonl").write_text("\n".join(lines + lines[:1]) + "\n")
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")  # over this module's "ignore"
+        assert main(["evaluate", str(run), "--data", str(data), "--n-boot", "10", "--out-name", "dup.json"]) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith(f"{len(lines)} images:"), out
+    assert "semgen: warning: 1 repeated record(s) in the evaluation data counted once" in err, err
+    assert json.loads((run / "dup.json").read_text())["n"] == len(lines)

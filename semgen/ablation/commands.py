@@ -76,9 +76,11 @@ def _overrides(args) -> dict:
 
 
 def _ablate(args) -> int:
+    from ..manifests.ops import check_writable_dir
     from .config import load_config
 
     out = Path(args.out) if args.out else Path("runs") / f"ablate-{Path(args.config).stem if args.config else 'cli'}"
+    check_writable_dir(out)  # before the config is read: a file or read-only --out is one line, never a traceback
     if args.report:
         from .report import write_report
 

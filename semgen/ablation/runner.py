@@ -31,6 +31,7 @@ from .. import __version__
 from ..errors import SemgenError
 from ..imageio import write_bytes_atomic
 from ..manifests.lock import lock_dir
+from ..manifests.ops import check_writable_dir
 from .config import SCRATCH, AblationConfig
 from .matrix import Cell, plan
 from .subsets import Pool, load_pool, write_json_atomic
@@ -186,9 +187,10 @@ def run_ablation(cfg: AblationConfig, out, *, train_fn: Callable | None = None, 
     dict: ``cells`` (number), ``trained`` (this call), ``reused``, ``estimate_s``, ``wall_s``, ``out``
     """
     t0 = time.perf_counter()
-    out = Path(out)
+    out = check_writable_dir(Path(out))  # a one-line error for a file or read-only out, not a traceback
     out.mkdir(parents=True, exist_ok=True)
     cache = Path(cfg.cache) if cfg.cache else out / "cache"
+    check_writable_dir(cache, "the cache")  # cfg.cache may point anywhere
     (cache / "cells").mkdir(parents=True, exist_ok=True)
     train_fn = train_fn or _default_train()
     eval_fn = eval_fn or _default_eval()

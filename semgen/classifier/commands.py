@@ -107,9 +107,12 @@ def _prob_or_auto(v: str):
 
 
 def _train(args) -> int:
+    from ..manifests.ops import check_writable_dir
     from .distill import DistillConfig
     from .qat import QATConfig
     from .train import train_classifier
+
+    check_writable_dir(args.out)  # a read-only --out failed with a traceback after loading every image
 
     distill = (DistillConfig(args.teacher, args.distill_temperature, args.distill_weight, args.transfer)
                if args.teacher or args.transfer else None)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 import warnings
 from pathlib import Path
 
@@ -10,6 +12,7 @@ import numpy as np
 
 from ..errors import SemgenError
 from ..imageio import write_bytes_atomic
+from ..manifests.ops import check_writable_dir
 from .checkpoint import load_run
 from .data import load_image_set
 from .calibrate import (apply_temperature, coverage_precision, plot_coverage_precision, read_calibration,
@@ -123,6 +126,32 @@ def load_eval_model(run_dir, which: str | None = None):
     return load_run(run_dir, which=which)
 
 
+class RepeatedRecordWarning(UserWarning):
+    """The same image listed more than once in the evaluation data; it counts once."""
+
+
+#: Most bootstrap resamples ``evaluate`` draws (each costs a pass over the predictions).
+MAX_N_BOOT = 1_000_000
+
+
+def _once_each(s):
+    """``s`` with each (image file, label) once: a record listed twice in a manifest is one test image.
+
+    Counting it twice weighted that image double in every metric and interval (issue 14). Repeats
+    are dropped with a :class:`RepeatedRecordWarning`; the first occurrence stays, in order.
+    """
+    keep, repeats, seen = [], [], set()
+    for i, (f, y) in enumerate(zip(s.files, s.labels.tolist())):
+        key = (os.path.realpath(f), y)
+        (repeats if key in seen else keep).append(i)
+        seen.add(key)
+    if not repeats:
+        return s
+    warnings.warn(f"{len(repeats)} repeated record(s) in the evaluation data counted once "
+                  f"(first: {s.files[repeats[0]]})", RepeatedRecordWarning, stacklevel=3)
+    return dataclasses.replace(s.subset(keep), skipped=s.skipped, dropped_labels=s.dropped_labels)
+
+
 def evaluate_run(run_dir, data, *, reject_below: float | str | None = None, target_precision: float | None = None,
                  calibrated: bool = True, n_boot: int = 1000, seed: int = 0,
                  write: bool = True, out_name: str = "metrics.json", batch_size: int = 128,
@@ -142,6 +171,9 @@ def evaluate_run(run_dir, data, *, reject_below: float | str | None = None, targ
         Use the run's temperature (``calibration.json``) on the probabilities; runs without one
         (trained before it existed) use T = 1.
     """
+    if isinstance(n_boot, bool) or int(n_boot) != n_boot or not 1 <= n_boot <= MAX_N_BOOT:
+        # 0 left the intervals out and the summary failed on them with a KeyError (issue 14)
+        raise SemgenError(f"--n-boot must be an integer in [1, {MAX_N_BOOT:,}], got {n_boot}")
     auto = isinstance(reject_below, str)
     if auto and reject_below != "auto":
         raise SemgenError(f"--reject-below must be a probability in [0, 1] or 'auto', got {reject_below!r}")
@@ -153,6 +185,9 @@ def evaluate_run(run_dir, data, *, reject_below: float | str | None = None, targ
         raise SemgenError(f"--reject-below must be a probability in [0, 1], got {reject_below}")
     model, meta = load_eval_model(run_dir, which=which)
     run = Path(meta["checkpoint"]).parent
+    if write:  # before the images are read and the model run: a read-only run dir used to end in a traceback
+        check_writable_dir((run / out_name).parent,
+                           "the run dir" if Path(out_name).parent == Path(".") else "--out-name's folder")
     cal = read_calibration(run) if calibrated else None
     temperature = float(cal["temperature"]) if cal else 1.0
     chosen = None
@@ -165,6 +200,7 @@ def evaluate_run(run_dir, data, *, reject_below: float | str | None = None, targ
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="leaving out images of classes")
         s = load_image_set(data, size=meta["size"], classes=meta["classes"], allow_unknown=True, progress=progress)
+    s = _once_each(s)
     with torch_threads(num_threads):
         probs = predict_probs(model, s.images, batch_size=batch_size).numpy()
     probs = apply_temperature(probs, temperature)

@@ -23,6 +23,7 @@ import torch
 
 from ..errors import SemgenError
 from ..imageio import write_bytes_atomic
+from ..manifests.ops import check_writable_dir
 from .checkpoint import load_run
 from .data import load_image_set
 from .metrics import confusion_matrix, metrics_from_confusion
@@ -329,6 +330,12 @@ def export_run(run_dir, calib, *, data=None, out=None, tolerance: float = 0.01, 
     """
     from .qat import checkpoint_is_qat, export_qat_onnx, load_qat_run
 
+    # checked first: 0 calibration images or 0 timed runs failed deep inside numpy (issue 14)
+    for flag, v in (("--calib-max", calib_max), ("--latency-runs", latency_runs)):
+        if isinstance(v, bool) or int(v) != v or v < 1:
+            raise SemgenError(f"{flag} must be a positive integer, got {v}")
+    if not (np.isfinite(tolerance) and tolerance >= 0):
+        raise SemgenError(f"--tolerance must be a finite number >= 0, got {tolerance}")
     is_qat_run = checkpoint_is_qat(run_dir)
     if qat and not is_qat_run:
         raise SemgenError(f"{run_dir} was not QAT-trained, so there is no QAT model to export; train it with "
@@ -340,6 +347,7 @@ def export_run(run_dir, calib, *, data=None, out=None, tolerance: float = 0.01, 
         raise SemgenError("a QAT export without --calib needs --data (images to compare INT8 with FP32 on)")
     model, meta = load_run(run_dir)
     out = Path(out) if out is not None else Path(meta["checkpoint"]).parent
+    check_writable_dir(out)  # a file or read-only --out: one line, before any image is read
     out.mkdir(parents=True, exist_ok=True)
     size, classes = meta["size"], meta["classes"]
     k = len(classes)
@@ -359,6 +367,8 @@ def export_run(run_dir, calib, *, data=None, out=None, tolerance: float = 0.01, 
         rng = np.random.default_rng(seed)
         order = rng.permutation(len(cal))[:calib_max]
         calib_images = cal.images[torch.as_tensor(np.sort(order))]
+        if not len(calib_images):
+            raise SemgenError(f"--calib {calib}: no image could be read for calibration")
     else:
         cal, calib_images = None, None
     if data is not None:

@@ -30,13 +30,24 @@ class Predictor:
         if p.suffix == ".onnx":
             from .export import ort_session, read_metadata
 
-            meta = read_metadata(p)
+            try:
+                meta = read_metadata(p)
+            except Exception as e:  # noqa: BLE001 - protobuf, onnx and OS errors alike mean "not a model"
+                raise SemgenError(f"{p} is not a readable ONNX model ({_first_line(e)})") from None
             if "classes" not in meta or "size" not in meta:
                 raise SemgenError(f"{p} is not an ONNX file exported by 'semgen export' (no class metadata)")
             self.kind = "onnx-int8" if ".int8" in p.name else "onnx"
-            self.classes, self.size = list(meta["classes"]), int(meta["size"])
-            self.temperature = float(meta.get("temperature", 1.0))
-            self._sess = ort_session(p, threads or 1)
+            try:
+                self.classes, self.size = [str(c) for c in meta["classes"]], int(meta["size"])
+                self.temperature = float(meta.get("temperature", 1.0))
+                if not self.classes or self.size < 1 or not np.isfinite(self.temperature) or self.temperature <= 0:
+                    raise ValueError("empty classes, a size < 1 or a bad temperature")
+            except (TypeError, ValueError) as e:
+                raise SemgenError(f"{p} has broken semgen metadata ({_first_line(e)})") from None
+            try:
+                self._sess = ort_session(p, threads or 1)
+            except Exception as e:  # noqa: BLE001 - onnxruntime raises its own types for a bad graph
+                raise SemgenError(f"{p} cannot be loaded by onnxruntime ({_first_line(e)})") from None
         else:
             from .calibrate import read_calibration
             from .evaluate import load_eval_model
@@ -63,6 +74,12 @@ class Predictor:
         logits = ort_logits(self._sess, images) / self.temperature  # the run's calibration
         e = np.exp(logits - logits.max(1, keepdims=True))
         return e / e.sum(1, keepdims=True)
+
+
+def _first_line(e: BaseException) -> str:
+    """A library's exception as one short line (onnxruntime's messages run over several)."""
+    msg = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {msg[0][:200]}" if msg else type(e).__name__
 
 
 def predict_files(model, files, *, top_k: int = 1, threads: int | None = None) -> list[dict]:

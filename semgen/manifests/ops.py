@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import shutil
+import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,6 +78,41 @@ def validate_dir(root, *, check_hash: bool = True) -> list[str]:
         if rec.get("mask_file_name") and not ds.path(rec["mask_file_name"]).is_file():
             problems.append(f"line {i}: mask {rec['mask_file_name']} is missing")
     return problems
+
+
+def check_writable_dir(path, name: str = "--out") -> Path:
+    """Raise a one-line :class:`SemgenError` unless ``path`` is, or can be made as, a writable dir.
+
+    Creates nothing that stays: a probe dir is made and removed in ``path`` or, where ``path`` does
+    not exist yet, in its nearest existing ancestor. Commands call it before any long work, so a
+    read-only or file ``--out`` is a message, not a traceback after minutes of training (issue 14).
+    (A permission test would not do: root passes ``os.access`` on read-only mounts.)
+
+    Parameters
+    ----------
+    path : path
+        The output dir.
+    name : str
+        How the message names it (``--out``, ``the run dir``).
+
+    Returns
+    -------
+    Path
+        ``path``.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise SemgenError(f"{name} {path} exists and is not a directory")
+    base = path
+    while not base.exists() and base.parent != base:  # where the missing dirs would be made
+        base = base.parent
+    if not base.is_dir():
+        raise SemgenError(f"{name} {path} cannot be made: {base} is not a directory")
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".semgen-write-test-", dir=base))
+    except OSError as e:
+        raise SemgenError(f"{name} {path} cannot be written ({e.strerror or e})") from None
+    return path
 
 
 #: Marker file in an output dir that a merge or curate is building from nothing; see :func:`new_output`.

@@ -19,6 +19,13 @@ from ...manifests.imagefolder import is_dataset_dir, scan_imagefolder
 from ...taxonomy import CLASSES, canonical
 
 
+#: Largest thumbnail side, in pixels (source images are rarely larger).
+MAX_CELL = 1024
+#: Largest sheet, in pixels: 256 MiB as 8-bit gray, which any machine that runs semgen can hold and
+#: encode (a sheet is for looking; 16 images x 10 classes at --cell 1024 is 3% of it).
+MAX_SHEET_PIXELS = 1 << 28
+
+
 def images_by_class(root: str | os.PathLike) -> dict[str, list[Path]]:
     """``{label: [paths]}`` of a dataset dir or an ImageFolder tree (paths sorted)."""
     root = Path(root)
@@ -90,6 +97,8 @@ def contact_sheet(root, out, *, beside=None, per_class: int = 16, classes=None, 
     """
     if per_class <= 0 or cell < 16:
         raise SemgenError("--per-class must be positive and --cell at least 16")
+    if cell > MAX_CELL:
+        raise SemgenError(f"--cell must be at most {MAX_CELL} pixels, got {cell}")
     left = images_by_class(root)
     right = images_by_class(beside) if beside else None
     wanted = [canonical(c) for c in classes] if classes else [c for c in CLASSES if c in left]
@@ -104,6 +113,9 @@ def contact_sheet(root, out, *, beside=None, per_class: int = 16, classes=None, 
     n_sides = 2 if right is not None else 1
     width = label_w + n_sides * panel_w + (n_sides - 1) * 3 * pad + pad
     height = head + len(wanted) * (panel_h + 3 * pad) + pad
+    if width * height > MAX_SHEET_PIXELS:  # checked before numpy is asked for it: --cell 100000 wanted 37 GiB
+        raise SemgenError(f"the sheet would be {width:,} x {height:,} pixels, over the {MAX_SHEET_PIXELS:,} "
+                          "semgen draws in one PNG; lower --per-class, --cell or the number of --classes")
     sheet = np.full((height, width), 20, np.uint8)
     names = [Path(root).name or str(root)] + ([Path(beside).name or str(beside)] if beside else [])
     for s, nm in enumerate(names):
