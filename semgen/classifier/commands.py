@@ -136,8 +136,10 @@ def _train(args) -> int:
 
 
 def _evaluate(args) -> int:
-    from .evaluate import evaluate_run
+    from .evaluate import MAX_N_BOOT, evaluate_run
 
+    if not 1 <= args.n_boot <= MAX_N_BOOT:  # 0 left out the intervals that the summary prints: a KeyError
+        raise SemgenError(f"--n-boot must be an integer in [1, {MAX_N_BOOT:,}], got {args.n_boot}")
     data = args.data if len(args.data) > 1 else args.data[0]
     m = evaluate_run(args.run_dir, data, reject_below=args.reject_below, target_precision=args.target_precision,
                      calibrated=not args.no_calibration, n_boot=args.n_boot, out_name=args.out_name)

@@ -170,9 +170,11 @@ def evaluate_run(run_dir, data, *, reject_below: float | str | None = None, targ
     calibrated : bool
         Use the run's temperature (``calibration.json``) on the probabilities; runs without one
         (trained before it existed) use T = 1.
+    n_boot : int
+        Bootstrap resamples for the confidence intervals, at most :data:`MAX_N_BOOT`; 0 leaves
+        the intervals out (``ci`` is empty), for callers that need only the point figures.
     """
-    if isinstance(n_boot, bool) or int(n_boot) != n_boot or not 1 <= n_boot <= MAX_N_BOOT:
-        # 0 left the intervals out and the summary failed on them with a KeyError (issue 14)
+    if isinstance(n_boot, bool) or int(n_boot) != n_boot or not 0 <= n_boot <= MAX_N_BOOT:
         raise SemgenError(f"--n-boot must be an integer in [1, {MAX_N_BOOT:,}], got {n_boot}")
     auto = isinstance(reject_below, str)
     if auto and reject_below != "auto":
