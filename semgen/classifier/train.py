@@ -7,7 +7,7 @@ import math
 import platform
 import sys
 import time
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +20,7 @@ from ..imageio import write_bytes_atomic
 from ..manifests import JsonlAppender, current_command, lock_dir
 from .augment import AugmentConfig, augment_batch, mixup as mixup_batch, to_float
 from .checkpoint import save_checkpoint
-from .data import ImageSet, load_image_set, parse_data_arg, sampling_weights, stratified_split
+from .data import load_image_set, parse_data_arg, sampling_weights, stratified_split
 from .metrics import confusion_matrix, metrics_from_confusion
 from .init import apply_init, resolve_init
 from .models import create_model
@@ -84,7 +84,9 @@ def _write_json(path: Path, obj) -> None:
     write_bytes_atomic(path, (json.dumps(obj, indent=2, default=_json_default) + "\n").encode())
 
 
-def _lr_lambda(total: int, warmup: int, floor: float = 0.01):
+def warmup_cosine(total: int, warmup: int, floor: float = 0.01):
+    """The LR multiplier as a function of the step (for ``LambdaLR``): linear warm-up over ``warmup``
+    steps, then a cosine decay to ``floor`` at step ``total``."""
     def f(step: int) -> float:
         if step < warmup:
             return (step + 1) / warmup
@@ -405,7 +407,7 @@ def _optimizer(model, lr: float, weight_decay: float, total: int, warmup: int):
         [{"params": decay, "weight_decay": weight_decay},
          {"params": no_decay, "weight_decay": 0.0},
          {"params": model.head_parameters(), "weight_decay": weight_decay}], lr=lr)
-    return opt, torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(total, warmup))
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(total, warmup))
 
 
 def _load_transfer(distill, size: int, progress: bool):

@@ -34,6 +34,7 @@ from torch import nn
 from .. import __version__
 from ..classifier.checkpoint import save_checkpoint
 from ..classifier.models import DEFAULT_ARCH, SemClassifier, create_model, get_arch
+from ..classifier.train import warmup_cosine
 from ..errors import SemgenError
 from ..imageio import write_bytes_atomic
 from ..manifests import JsonlAppender, current_command
@@ -155,15 +156,6 @@ def _apply_init(model: SemClassifier, init: str | None) -> dict | None:
     from ..classifier.init import apply_init
 
     return apply_init(model, init)
-
-
-def _lr_lambda(total: int, warmup: int, floor: float = 0.01):
-    def f(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        t = (step - warmup) / max(1, total - warmup)
-        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
-    return f
 
 
 # -- state: safetensors + JSON, never pickle ---------------------------------------------------
@@ -331,7 +323,7 @@ def pretrain(out, config: PretrainConfig | None = None, *, workers: int = 1, thr
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
     steps = cfg.steps
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(steps, max(1, int(cfg.warmup * steps))))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(steps, max(1, int(cfg.warmup * steps))))
     step = 0
     if found is not None:
         d, state, msd, osd = found
