@@ -36,6 +36,14 @@ def _parse_init(s: str) -> tuple[str, str, str | None]:
     return (name or s), init, (arch or None)
 
 
+def _save_row(path: Path, row: dict) -> None:
+    """Keep one line per (name, shots, seed): a resumed sweep replaces its rows, never repeats them."""
+    key = (row["name"], row["shots"], row["seed"])
+    old = [json.loads(x) for x in path.read_text().splitlines() if x.strip()] if path.exists() else []
+    keep = [r for r in old if (r["name"], r["shots"], r["seed"]) != key] + [row]
+    path.write_text("".join(json.dumps(r) + "\n" for r in keep))
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -72,8 +80,7 @@ def main(argv=None) -> int:
                        "macro_f1": m["macro_f1"], "macro_f1_ci": [lo, hi], "accuracy": m["accuracy"],
                        "minutes": (time.perf_counter() - t) / 60, "run": str(run)}
                 rows.append(row)
-                with open(out / "results.jsonl", "a") as f:
-                    f.write(json.dumps(row) + "\n")
+                _save_row(out / "results.jsonl", row)
                 print(f"{name:28s} {row['arch']:24s} {shots:>5s} {seed:>4d} {row['macro_f1']:9.3f} "
                       f"[{lo:.3f}, {hi:.3f}] {row['accuracy']:6.3f} {row['minutes']:5.1f}", flush=True)
     print("\nmean over seeds:")

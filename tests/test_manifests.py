@@ -202,7 +202,6 @@ def test_merge_refuses_one_file_name_for_two_images(tmp_path):
 
 def test_merge_resumes_after_a_full_disk_and_after_kill_9(tmp_path, monkeypatch):
     import errno
-    import os
     import signal
     import subprocess
     import sys
