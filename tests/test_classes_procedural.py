@@ -1,5 +1,6 @@
-"""Helper E's procedural classes: every class on every layout it supports, and the physical
-invariants that define each class, checked on the generator's own scene (tiny images)."""
+"""Every procedural class on every layout it supports, and the physical invariants that define
+each class, checked on the generator's own scene (tiny images). The classes and their layouts
+come from the registry, so a new class module is tested here without touching this file."""
 
 from __future__ import annotations
 
@@ -7,24 +8,33 @@ import numpy as np
 import pytest
 
 from semgen.generators.procedural.generate import generate_one
-from semgen.generators.procedural.layouts import select, tilt
+from semgen.generators.procedural.layouts import edits, select, tilt
 from semgen.generators.procedural.layouts.edits import components
-from semgen.generators.procedural.registry import create_generator
+from semgen.generators.procedural.registry import create_generator, generator_class, list_generators
 from semgen.generators.procedural.scene import DIELECTRIC, METAL, SUBSTRATE, VOID, Scene
 from semgen.seeding import rng_for
+from semgen.taxonomy import CLASSES
 
-CLASS_LAYOUTS = {
-    "via": ("crosssection", "contacts"),
-    "crack": ("bump", "crosssection", "film", "pads"),
-    "particle": ("lines", "contacts", "pads", "logic", "film"),
-    "cmp": ("lines", "contacts", "pads", "logic"),
-    "scratch": ("lines", "contacts", "pads", "logic", "film"),
-    "other": ("lines", "tilted", "logic", "pads", "contacts"),
-}
-CASES = [(c, l) for c, ls in CLASS_LAYOUTS.items() for l in ls]
-#: the foundation's classes, on the layouts helper E added to them
-E_LAYOUTS_OF = {"bridge": ("contacts", "pads", "logic", "crosssection"), "open": ("pads", "logic", "crosssection"),
-                "clean": ("contacts", "pads", "crosssection", "bump")}
+
+def _layouts(name: str) -> tuple:
+    return tuple(create_generator(name).space["layout"].choices)
+
+
+CASES = [(g, layout) for g in list_generators() for layout in _layouts(g)]
+#: layouts on which bridge and open draw on the coverage raster (every one but lines)
+RASTER_CASES = [(g, layout) for g in ("bridge", "open") for layout in _layouts(g) if layout != "lines"]
+
+
+def test_registry_covers_the_taxonomy():
+    labels = {create_generator(g).label for g in list_generators()}
+    assert labels == set(CLASSES)
+    for label in CLASSES:  # each class has a default generator named after it
+        assert generator_class(label).name == label
+    for g in list_generators():
+        gen = create_generator(g)
+        assert isinstance(gen, select.LayoutGenerator), g  # one generator style
+        assert set(gen.space["layout"].choices) <= set(select.ALL), g
+        assert gen.space["layout"].default == gen.space["layout"].choices[0]
 
 
 def _bbox_of(mask, k):
@@ -35,13 +45,12 @@ def _bbox_of(mask, k):
 @pytest.mark.parametrize("cls,layout", CASES)
 def test_generates_on_every_layout(cls, layout):
     gen = create_generator(cls)
-    assert tuple(gen.space["layout"].choices) == CLASS_LAYOUTS[cls]
     for seed in (1, 2):
         s = generate_one(gen, seed, 64, {"layout": layout})
         assert s.image.shape == (64, 64) and s.image.dtype == np.uint8
         assert s.params["layout"] == layout and "overlay_jpeg" in s.params and "dose" in s.params
-        plain = cls == "other" and s.meta.get("variant") == "plain"
-        if plain:
+        assert s.meta["layout"] and s.meta["view"]  # (a tilted view names its base layout)
+        if not gen.masked(s.params):
             assert s.mask is None and s.bboxes == []
             continue
         assert s.mask is not None and s.mask.dtype == np.uint16 and s.mask.any(), (cls, layout, seed)
@@ -52,17 +61,76 @@ def test_generates_on_every_layout(cls, layout):
             assert 0 <= bb[0] < bb[2] <= 64 and 0 <= bb[1] < bb[3] <= 64
         again = generate_one(gen, seed, 64, {"layout": layout})
         assert again.image.tobytes() == s.image.tobytes() and again.mask.tobytes() == s.mask.tobytes()
-        assert again.params == s.params
+        assert again.params == s.params and again.meta == s.meta
 
 
-@pytest.mark.parametrize("cls,layout", [(c, l) for c in ("bridge", "open") for l in E_LAYOUTS_OF[c]])
-def test_bridge_and_open_classes_on_e_layouts(cls, layout):
+@pytest.mark.parametrize("cls,layout", RASTER_CASES)
+def test_bridge_and_open_classes_on_raster_layouts(cls, layout):
     for seed in (0, 1):
         s = generate_one(cls, seed, 64, {"layout": layout})
         assert s.mask is not None and s.mask.any() and len(s.bboxes) == 1
         assert s.meta["defect"] == cls and s.params["layout"] == layout
         again = generate_one(cls, seed, 64, {"layout": layout})
         assert again.image.tobytes() == s.image.tobytes()
+
+
+def test_a_layout_without_a_site_is_built_again_then_refused(monkeypatch):
+    """``NoSite`` from a class's defect: the layout is built again from the same stream, at most
+    ``attempts`` times, then a one-line SemgenError."""
+    from semgen.errors import SemgenError
+
+    gen = create_generator("bridge")
+    calls = []
+    real = type(gen).defect
+
+    def flaky(self, built, p, rng, size):
+        calls.append(rng.bit_generator.state["state"]["state"])
+        if len(calls) < 3:
+            raise edits.NoSite("no pair")
+        return real(self, built, p, rng, size)
+
+    monkeypatch.setattr(type(gen), "defect", flaky)
+    s = generate_one(gen, 5, 64, {"layout": "pads"})
+    assert len(calls) == 3 and len(set(calls)) == 3 and s.mask is not None  # each try further along
+    calls.clear()
+
+    def never(self, built, p, rng, size):
+        calls.append(1)
+        raise edits.NoSite("no pair")
+
+    monkeypatch.setattr(type(gen), "defect", never)
+    with pytest.raises(SemgenError, match="could not place a bridge on layout 'pads'"):
+        generate_one(gen, 5, 64, {"layout": "pads"})
+    assert len(calls) == gen.attempts
+
+
+def test_a_new_class_module_is_registered_listed_and_labelled(monkeypatch):
+    """What adding a module to ``classes/`` does: the registry, ``--list`` and the pretraining
+    targets pick the class up (registered here on a copy of the registry)."""
+    from semgen.generators.procedural import registry
+    from semgen.generators.procedural.params import ParamSpace, ParamSpec
+    from semgen.pretrain.labels import TargetSpace
+
+    list_generators()
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+
+    @registry.register
+    class Stain(select.LayoutGenerator):
+        name = "other_stain"
+        label = "other"
+        params = ParamSpace(select.all_params({"film": 1.0}, [
+            ParamSpec("other_stain_kind", "choice", "ring", choices=("ring", "blot"), doc="stain shape")]))
+
+        def defect(self, built, p, rng, size):
+            scene = built.scene(rng)
+            scene.mask[size // 3:size // 2, size // 3:size // 2] = 1
+            return scene
+
+    assert "other_stain" in list_generators() and generator_class("other").name == "other"
+    s = generate_one("other_stain", 0, 32)
+    assert s.mask is not None and s.meta["layout"] == "film" and "pixel_nm" in s.meta
+    ts = TargetSpace.build(["other_stain"])
+    assert ts.fine_names == ["other/film/ring", "other/film/blot"]
 
 
 def test_bridge_class_joins_features_in_its_own_scene():
@@ -272,7 +340,7 @@ def test_tilt_shows_front_walls_of_a_raised_bar():
     assert abs(n_bar - (20 * np.cos(np.pi / 4) + 20 * np.sin(np.pi / 4))) <= 2
 
 
-# -- bridges and opens on helper E's layouts (layouts/shorts.py) ---------------------------------
+# -- bridges and opens on the coverage raster (layouts/edits.py, classes/bridge.py, open.py) -------
 
 def _built(layout, seed, size=96, **ov):
     from semgen.generators.procedural.params import ParamSpace
@@ -284,13 +352,11 @@ def _built(layout, seed, size=96, **ov):
 
 @pytest.mark.parametrize("layout", ["contacts", "pads", "logic"])
 def test_bridge_connects_two_features(layout):
-    from semgen.generators.procedural.layouts import shorts
-
     for seed in range(3):
         b, rng = _built(layout, seed)
         cov = b.geom.coverage()
         lab0, n0 = components(cov >= 0.5)
-        new, region, (a, c) = shorts.bridge_coverage(cov, rng, 2.5)
+        new, region, (a, c) = edits.bridge_coverage(cov, rng, 2.5)
         lab1, n1 = components(new >= 0.5)
         assert a != c and region.any()
         ya, xa = np.argwhere(lab0 == a)[0]
@@ -301,13 +367,11 @@ def test_bridge_connects_two_features(layout):
 
 @pytest.mark.parametrize("layout,ov", [("logic", {}), ("pads", {"pad_style": "pads"})])
 def test_open_disconnects_a_feature(layout, ov):
-    from semgen.generators.procedural.layouts import shorts
-
     for seed in range(3):
         b, rng = _built(layout, seed, **ov)
         cov = b.geom.coverage()
         lab0, n0 = components(cov >= 0.5)
-        new, region, a = shorts.open_coverage(cov, rng, 3.0)
+        new, region, a = edits.open_coverage(cov, rng, 3.0)
         lab1, n1 = components(new >= 0.5)
         assert n1 > n0
         # the cut feature's pixels now fall into at least two components
@@ -317,7 +381,8 @@ def test_open_disconnects_a_feature(layout, ov):
 
 
 def test_bridge_and_open_in_a_cross_section():
-    from semgen.generators.procedural.layouts import shorts
+    from semgen.generators.procedural.classes.bridge import xs_bridge
+    from semgen.generators.procedural.classes.open import xs_open
 
     done = 0
     for seed in range(6):
@@ -325,7 +390,7 @@ def test_bridge_and_open_in_a_cross_section():
         sc = b.scene(rng)
         n0 = components(sc.material == METAL)[1]
         try:
-            shorts.xs_open(sc, rng, 0.6)
+            xs_open(sc, rng, 0.6)
         except ValueError:
             continue
         assert components(sc.material == METAL)[1] > n0 and sc.mask.any()
@@ -333,13 +398,13 @@ def test_bridge_and_open_in_a_cross_section():
             continue
         b, rng = _built("crosssection", seed)
         sc = b.scene(rng)
-        shorts.xs_bridge(sc, rng, 0.6)
+        xs_bridge(sc, rng, 0.6)
         assert components(sc.material == METAL)[1] < n0 and sc.mask.any()
         done += 1
     assert done >= 3
 
 
-@pytest.mark.parametrize("layout", ["lines", "contacts", "pads", "crosssection", "bump"])
+@pytest.mark.parametrize("layout", _layouts("clean"))
 def test_clean_on_every_layout(layout):
     s = generate_one("clean", 4, 64, {"layout": layout})
     assert s.mask is None and s.bboxes == [] and s.params["layout"] == layout

@@ -52,6 +52,10 @@ class Generator:
     def sample_params(self, rng: np.random.Generator, overrides: dict | None = None) -> dict:
         return self.space.sample(rng, overrides)
 
+    def masked(self, p: dict) -> bool:
+        """Whether an image made with sampled parameters ``p`` shows a defect, hence has a mask."""
+        return True
+
     def config(self) -> dict:
         """What identifies this generator's output in ``dataset.json``."""
         return {"name": self.name, "version": self.version, "label": self.label}

@@ -8,19 +8,25 @@ Three kinds on line/space patterns:
   (a greyer film joining the line bottoms).
 
 Each bridge is one instance in the mask, covering the bridge itself and the ends where it merges
-into both lines (so the mask touches two lines). The layout is a choice parameter (``LAYOUTS``).
+into both lines (so the mask touches two lines).
+
+On contact arrays, pads and logic (``RASTER_LAYOUTS``) a bridge is a bar across the narrowest gap
+between a feature and its nearest neighbour, drawn on the layout's coverage raster
+(:func:`~..layouts.edits.bridge_coverage`); in an interconnect cross-section, metal joining two
+metal features.
 """
 
 from __future__ import annotations
 
-
-
 import numpy as np
+from scipy import ndimage as ndi
 
-from ..layouts.lines import LineGrid, line_params, lines_scene, make_line_grid, pick_site, window, wobble
+from ..layouts.edits import bridge_coverage, next_id
+from ..layouts.lines import LineGrid, lines_scene, pick_site, window, wobble
+from ..layouts.select import Built, LayoutGenerator, all_params
 from ..params import ParamSpace, ParamSpec
-from ..registry import Generator, register
-from ..scene import LINE, RESIDUE, SUBSTRATE, Scene
+from ..registry import register
+from ..scene import LINE, METAL, RESIDUE, SUBSTRATE, Scene
 
 BRIDGE_TYPES = ("full", "micro", "footing")
 _WIDTH_SCALE = {"full": 1.0, "micro": 0.45, "footing": 0.8}
@@ -116,8 +122,7 @@ def draw_bridges(grid: LineGrid, p: dict, rng: np.random.Generator) -> tuple[np.
     return extra, mask, footing, info
 
 
-def _bridge_on_lines(p: dict, rng: np.random.Generator, size: int) -> Scene:
-    grid = make_line_grid(p, rng, size)
+def _bridge_on_lines(grid: LineGrid, p: dict, rng: np.random.Generator) -> Scene:
     cov = grid.coverage()
     extra, mask, footing, info = draw_bridges(grid, p, rng)
     scene = lines_scene(grid, p, coverage=cov, extra_height=extra, mask=mask,
@@ -132,41 +137,56 @@ def _bridge_on_lines(p: dict, rng: np.random.Generator, size: int) -> Scene:
     return scene
 
 
-#: layout name -> scene builder ``f(p, rng, size) -> Scene``
-LAYOUTS = {"lines": _bridge_on_lines}
-LAYOUT_WEIGHTS = {"lines": 1.0}
-
-# layouts of helper E (contact arrays, pads, logic, cross-sections): see layouts/shorts.py
-from ..layouts import select as _select, shorts as _shorts  # noqa: E402
-
-
-def _e_layout(name: str):
-    def build(p: dict, rng: np.random.Generator, size: int) -> Scene:
-        return _shorts.bridge_scene(name, p, rng, size, p["bridge_severity"])
-    return build
+def built_bridge(built: Built, rng: np.random.Generator, severity: float) -> Scene:
+    """A bridge on a built ``features`` layout; the mask is the bar (touching both features)."""
+    cov = built.geom.coverage()
+    pitch_like = max(2.0, float(np.sqrt((cov >= 0.5).mean() + 1e-3)) * 6)
+    width = max(1.5, (0.4 + 1.2 * severity) * pitch_like)
+    new, region, _ = bridge_coverage(cov, rng, width)
+    scene = built.scene(rng, cov=new)
+    scene.mask[region] = next_id(scene)
+    return scene
 
 
-LAYOUT_WEIGHTS["lines"] = 1.0 - sum(_shorts.BRIDGE_LAYOUTS.values())
-for _k, _w in _shorts.BRIDGE_LAYOUTS.items():
-    LAYOUTS[_k] = _e_layout(_k)
-    LAYOUT_WEIGHTS[_k] = _w
+def xs_bridge(scene: Scene, rng: np.random.Generator, severity: float) -> Scene:
+    """Metal joining two neighbouring metal features of a cross-section (in place)."""
+    metal = (scene.material == METAL).astype(np.float32)
+    new, region, _ = bridge_coverage(metal, rng, 1.5 + 3 * severity)
+    region &= scene.material != METAL  # only dielectric / liner turns into metal
+    scene.material[region] = METAL
+    scene.height[region] = 4.0
+    if scene.se_offset is not None:
+        scene.se_offset[region] = 0.0
+    scene.mask[(new >= 0.5) & (ndi.binary_dilation(region, iterations=1))] = next_id(scene)
+    return scene
+
+
+#: layouts besides ``lines``, with their weights (``lines`` takes the rest)
+RASTER_LAYOUTS = {"contacts": 0.06, "pads": 0.05, "logic": 0.06, "crosssection": 0.03}
+LAYOUTS = {"lines": 1.0 - sum(RASTER_LAYOUTS.values()), **RASTER_LAYOUTS}
+
+PARAMS = list(BRIDGE_LINE_PARAMS) + [
+    ParamSpec("bridge_severity", "float", 0.5, 0.2, 1.0, limits=(0.0, 1.0), when={"layout": tuple(RASTER_LAYOUTS)},
+              doc="defect size on contact / pad / logic / cross-section layouts (relative)"),
+]
 
 
 @register
-class Bridge(Generator):
+class Bridge(LayoutGenerator):
     name = "bridge"
     label = "bridge"
     version = "4"
     description = "material joining two neighbouring lines: full bridges, micro-bridges, footing"
-    params = ParamSpace([
-        ParamSpec("layout", "choice", "lines", choices=tuple(LAYOUTS),
-                  weights=tuple(LAYOUT_WEIGHTS[k] for k in LAYOUTS), doc="pattern layout"),
-    ]) + line_params(sigma=(0.4, 2.0), periods=(3.0, 26.0), duty=(0.35, 0.65), when=W_LINES) + BRIDGE_LINE_PARAMS \
-        + ParamSpace([_shorts.severity_param("bridge_severity", _shorts.BRIDGE_LAYOUTS)]) \
-        + ParamSpace(_select.layout_params(tuple(_shorts.BRIDGE_LAYOUTS), restrict={"xs_style": ("interconnect",)}))
+    # xs_style: only interconnect stacks, whose metal is not one connected network
+    params = ParamSpace(all_params(LAYOUTS, PARAMS, lines_first=True, restrict={"xs_style": ("interconnect",)},
+                                   sigma=(0.4, 2.0), periods=(3.0, 26.0), duty=(0.35, 0.65)))
 
-    def build(self, p: dict, rng: np.random.Generator, size: int) -> Scene:
-        return LAYOUTS[p["layout"]](p, rng, size)
-
-
-
+    def defect(self, built, p, rng, size):
+        if built.kind == "lines":
+            return _bridge_on_lines(built.geom, p, rng)
+        if built.kind == "xsection":
+            scene = xs_bridge(built.scene(rng), rng, p["bridge_severity"])
+        else:
+            scene = built_bridge(built, rng, p["bridge_severity"])
+        scene.meta["defect"] = "bridge"
+        return scene

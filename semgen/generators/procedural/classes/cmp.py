@@ -18,7 +18,7 @@ from ..layouts.edits import emboss, next_id, stamp
 from ..layouts.select import LayoutGenerator, all_params, edge_start
 from ..layouts.shapes import Shape, polylines_coverage, random_path, smooth_noise
 from ..params import ParamSpace, ParamSpec
-from ..registry import Generator, register
+from ..registry import register
 from ..scene import RESIDUE, Scene
 from .scratch import add_groove, scratch_coverage
 
@@ -149,7 +149,7 @@ def add_cmp(scene: Scene, rng: np.random.Generator, p: dict, variant: str | None
 
 
 @register
-class CMP(LayoutGenerator, Generator):
+class CMP(LayoutGenerator):
     name = "cmp"
     label = "cmp"
     version = "3"

@@ -19,7 +19,7 @@ from ..layouts.edits import next_id, stamp
 from ..layouts.select import LayoutGenerator, all_params, edge_start
 from ..layouts.shapes import polyline_coverage, random_path, smooth_noise
 from ..params import ParamSpace, ParamSpec
-from ..registry import Generator, register
+from ..registry import register
 from ..scene import VOID, Scene
 
 LAYOUTS = {"bump": 0.5, "crosssection": 0.2, "film": 0.22, "pads": 0.08}
@@ -144,7 +144,7 @@ def stack_crack(built, rng: np.random.Generator, p: dict) -> Scene:
 
 
 @register
-class Crack(LayoutGenerator, Generator):
+class Crack(LayoutGenerator):
     name = "crack"
     label = "crack"
     version = "3"

@@ -8,37 +8,26 @@ and left/right correlation from mirrored edges (width roughness, LWR) to edges t
 
 from __future__ import annotations
 
-import numpy as np
+from ..layouts.lines import lines_scene
+from ..layouts.select import LayoutGenerator, all_params
+from ..params import ParamSpace
+from ..registry import register
 
-from ..layouts.lines import line_params, lines_scene, make_line_grid
-from ..params import ParamSpace, ParamSpec
-from ..registry import Generator, register
-from ..scene import Scene
-
-W_LINES = {"layout": ("lines",)}
-
-
-def _lines(p: dict, rng: np.random.Generator, size: int) -> Scene:
-    grid = make_line_grid(p, rng, size)
-    return lines_scene(grid, p, meta={"defect": "ler", "sigma_nm": round(float(p["sigma_nm"]), 3)})
-
-
-LAYOUTS = {"lines": _lines}
-LAYOUT_WEIGHTS = {"lines": 1.0}
+LAYOUTS = {"lines": 1.0}
 
 
 @register
-class Ler(Generator):
+class Ler(LayoutGenerator):
     name = "ler"
     label = "ler"
     version = "3"
     description = "strong line-edge / line-width roughness on line/space patterns"
-    params = ParamSpace([
-        ParamSpec("layout", "choice", "lines", choices=tuple(LAYOUTS),
-                  weights=tuple(LAYOUT_WEIGHTS[k] for k in LAYOUTS), doc="pattern layout"),
-    ]) + line_params(sigma=(2.5, 5.5), xi=(6.0, 80.0), alpha=(0.3, 0.95), corr=(-0.5, 0.95),
-                     periods=(4.0, 16.0), pitch_nm=(40.0, 100.0), duty=(0.35, 0.6),
-                     orientation_weights=(0.7, 0.25, 0.05), when=W_LINES)
+    params = ParamSpace(all_params(LAYOUTS, [], sigma=(2.5, 5.5), xi=(6.0, 80.0), alpha=(0.3, 0.95),
+                                   corr=(-0.5, 0.95), periods=(4.0, 16.0), pitch_nm=(40.0, 100.0),
+                                   duty=(0.35, 0.6), orientation_weights=(0.7, 0.25, 0.05)))
 
-    def build(self, p: dict, rng: np.random.Generator, size: int) -> Scene:
-        return LAYOUTS[p["layout"]](p, rng, size)
+    def defect(self, built, p, rng, size):
+        return lines_scene(built.geom, p, meta={"defect": "ler", "sigma_nm": round(float(p["sigma_nm"]), 3)})
+
+    def masked(self, p: dict) -> bool:
+        return False  # the whole pattern is the defect

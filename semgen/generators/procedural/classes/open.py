@@ -8,17 +8,23 @@ Three kinds on line/space patterns:
 - ``partial``: a bite from one side (mouse bite) that does not cut the line through.
 
 Each open is one mask instance: the line material that is missing (for a pinch, the whole
-pinched stretch of the line). The layout is a choice parameter (``LAYOUTS``).
+pinched stretch of the line).
+
+On pads and logic (``RASTER_LAYOUTS``) an open is a cut across a lead or wire at a point of its
+medial axis, drawn on the layout's coverage raster (:func:`~..layouts.edits.open_coverage`); in a
+cross-section, a metal line or via broken and filled with dielectric.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ..layouts.lines import LineGrid, line_params, lines_scene, make_line_grid, pick_site, window, wobble
+from ..layouts.edits import next_id, open_coverage
+from ..layouts.lines import LineGrid, lines_scene, pick_site, window, wobble
+from ..layouts.select import Built, LayoutGenerator, all_params
 from ..params import ParamSpace, ParamSpec
-from ..registry import Generator, register
-from ..scene import Scene
+from ..registry import register
+from ..scene import DIELECTRIC, METAL, Scene
 
 OPEN_TYPES = ("break", "pinch", "partial")
 W_LINES = {"layout": ("lines",)}
@@ -102,44 +108,56 @@ def draw_opens(grid: LineGrid, p: dict, rng: np.random.Generator, cov: np.ndarra
     return cov, mask, info
 
 
-def _open_on_lines(p: dict, rng: np.random.Generator, size: int) -> Scene:
-    grid = make_line_grid(p, rng, size)
+def _open_on_lines(grid: LineGrid, p: dict, rng: np.random.Generator) -> Scene:
     cov, mask, info = draw_opens(grid, p, rng, grid.coverage())
     return lines_scene(grid, p, coverage=cov, mask=mask, meta={"defect": p["open_type"], "defects": info})
 
 
-#: layout name -> scene builder ``f(p, rng, size) -> Scene``
-LAYOUTS = {"lines": _open_on_lines}
-LAYOUT_WEIGHTS = {"lines": 1.0}
-
-# layouts of helper E (contact arrays, pads, logic, cross-sections): see layouts/shorts.py
-from ..layouts import select as _select, shorts as _shorts  # noqa: E402
-
-
-def _e_layout(name: str):
-    def build(p: dict, rng: np.random.Generator, size: int) -> Scene:
-        return _shorts.open_scene(name, p, rng, size, p["open_severity"])
-    return build
+def built_open(built: Built, rng: np.random.Generator, severity: float) -> Scene:
+    """An open on a built ``features`` layout; the mask is the removed material."""
+    cov = built.geom.coverage()
+    new, region, _ = open_coverage(cov, rng, gap_px=1.5 + 3.0 * severity, min_length_px=8.0)
+    scene = built.scene(rng, cov=new)
+    scene.mask[region] = next_id(scene)
+    return scene
 
 
-LAYOUT_WEIGHTS["lines"] = 1.0 - sum(_shorts.OPEN_LAYOUTS.values())
-for _k, _w in _shorts.OPEN_LAYOUTS.items():
-    LAYOUTS[_k] = _e_layout(_k)
-    LAYOUT_WEIGHTS[_k] = _w
+def xs_open(scene: Scene, rng: np.random.Generator, severity: float) -> Scene:
+    """A break through a metal line or via of a cross-section, filled with dielectric (in place)."""
+    metal = (scene.material == METAL).astype(np.float32)
+    new, region, _ = open_coverage(metal, rng, gap_px=1.5 + 3 * severity, min_length_px=8)
+    scene.material[region] = DIELECTRIC
+    scene.height[region] = 0.0
+    scene.mask[region] = next_id(scene)
+    return scene
+
+
+#: layouts besides ``lines``, with their weights (``lines`` takes the rest)
+RASTER_LAYOUTS = {"pads": 0.04, "logic": 0.07, "crosssection": 0.04}
+LAYOUTS = {"lines": 1.0 - sum(RASTER_LAYOUTS.values()), **RASTER_LAYOUTS}
+
+PARAMS = list(OPEN_LINE_PARAMS) + [
+    ParamSpec("open_severity", "float", 0.5, 0.2, 1.0, limits=(0.0, 1.0), when={"layout": tuple(RASTER_LAYOUTS)},
+              doc="defect size on contact / pad / logic / cross-section layouts (relative)"),
+]
 
 
 @register
-class Open(Generator):
+class Open(LayoutGenerator):
     name = "open"
     label = "open"
     version = "4"
     description = "a line broken (rounded ends), pinched (necking) or partly cut"
-    params = ParamSpace([
-        ParamSpec("layout", "choice", "lines", choices=tuple(LAYOUTS),
-                  weights=tuple(LAYOUT_WEIGHTS[k] for k in LAYOUTS), doc="pattern layout"),
-    ]) + line_params(sigma=(0.4, 2.0), periods=(3.0, 26.0), duty=(0.35, 0.65), when=W_LINES) + OPEN_LINE_PARAMS \
-        + ParamSpace([_shorts.severity_param("open_severity", _shorts.OPEN_LAYOUTS)]) \
-        + ParamSpace(_select.layout_params(tuple(_shorts.OPEN_LAYOUTS), restrict={"pad_style": ("pads",)}))
+    # pad_style: only pads with leads can be cut open
+    params = ParamSpace(all_params(LAYOUTS, PARAMS, lines_first=True, restrict={"pad_style": ("pads",)},
+                                   sigma=(0.4, 2.0), periods=(3.0, 26.0), duty=(0.35, 0.65)))
 
-    def build(self, p: dict, rng: np.random.Generator, size: int) -> Scene:
-        return LAYOUTS[p["layout"]](p, rng, size)
+    def defect(self, built, p, rng, size):
+        if built.kind == "lines":
+            return _open_on_lines(built.geom, p, rng)
+        if built.kind == "xsection":
+            scene = xs_open(built.scene(rng), rng, p["open_severity"])
+        else:
+            scene = built_open(built, rng, p["open_severity"])
+        scene.meta["defect"] = "open"
+        return scene

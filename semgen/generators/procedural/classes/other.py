@@ -17,7 +17,7 @@ from ..layouts.edits import next_id, stamp
 from ..layouts.select import LayoutGenerator, all_params
 from ..layouts.shapes import smooth_noise
 from ..params import ParamSpace, ParamSpec
-from ..registry import Generator, register
+from ..registry import register
 from ..scene import RESIDUE, Scene
 
 LAYOUTS = {"lines": 0.3, "tilted": 0.3, "logic": 0.2, "pads": 0.1, "contacts": 0.1}
@@ -170,12 +170,15 @@ _VARIANT_FN = {"collapse": collapse, "wiggle": wiggle, "scumming": scumming, "in
 
 
 @register
-class Other(LayoutGenerator, Generator):
+class Other(LayoutGenerator):
     name = "other"
     label = "other"
     version = "3"
     description = "pattern collapse, wiggling, scumming, incomplete etch, mixed defects; rare layouts"
     params = ParamSpace(all_params(LAYOUTS, PARAMS, periods=(4.0, 40.0)))
+
+    def masked(self, p: dict) -> bool:
+        return not p.get("other_plain", False)
 
     def defect(self, built, p, rng, size):
         scene = built.scene(rng)

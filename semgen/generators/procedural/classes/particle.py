@@ -15,7 +15,7 @@ from ..layouts.edits import next_id, stamp
 from ..layouts.select import LayoutGenerator, all_params
 from ..layouts.shapes import Shape, smooth_noise
 from ..params import ParamSpace, ParamSpec
-from ..registry import Generator, register
+from ..registry import register
 from ..scene import PARTICLE, Scene
 
 LAYOUTS = {"lines": 0.55, "contacts": 0.12, "pads": 0.12, "logic": 0.13, "film": 0.08}
@@ -139,7 +139,7 @@ def add_particles(scene: Scene, rng: np.random.Generator, p: dict, n: int | None
 
 
 @register
-class Particle(LayoutGenerator, Generator):
+class Particle(LayoutGenerator):
     name = "particle"
     label = "particle"
     version = "3"

@@ -15,7 +15,7 @@ from ..layouts.edits import emboss, next_id, stamp
 from ..layouts.select import LayoutGenerator, all_params, edge_start
 from ..layouts.shapes import polyline_coverage, random_path, smooth_noise
 from ..params import ParamSpace, ParamSpec
-from ..registry import Generator, register
+from ..registry import register
 from ..scene import SUBSTRATE, Scene
 
 LAYOUTS = {"lines": 0.4, "contacts": 0.12, "pads": 0.12, "logic": 0.16, "film": 0.2}
@@ -93,7 +93,7 @@ def add_scratches(scene: Scene, rng: np.random.Generator, p: dict, length_frac=(
 
 
 @register
-class Scratch(LayoutGenerator, Generator):
+class Scratch(LayoutGenerator):
     name = "scratch"
     label = "scratch"
     version = "3"

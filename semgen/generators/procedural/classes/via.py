@@ -19,7 +19,7 @@ from ..layouts.edits import interior_shapes, neighbours, next_id, shape_mask, st
 from ..layouts.select import LayoutGenerator, all_params
 from ..layouts.shapes import Shape, polyline_coverage, smooth_noise
 from ..params import ParamSpace, ParamSpec
-from ..registry import Generator, register
+from ..registry import register
 from ..scene import VOID, Scene
 
 LAYOUTS = {"crosssection": 0.75, "contacts": 0.25}
@@ -165,7 +165,7 @@ def _xsection(built, p: dict, rng: np.random.Generator) -> Scene:
 
 
 @register
-class Via(LayoutGenerator, Generator):
+class Via(LayoutGenerator):
     name = "via"
     label = "via"
     version = "3"

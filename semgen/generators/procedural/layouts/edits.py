@@ -1,8 +1,10 @@
 """Geometric edits shared by the defect classes: join two features, cut one, stamp a region
 into a scene with its own instance id.
 
-Feature edits act on a :class:`~.shapes.FeatureSet` (before rendering); scene edits act on a
-rendered :class:`~..scene.Scene` and leave everything outside the stamped region untouched.
+Feature edits act on a :class:`~.shapes.FeatureSet` (before rendering); coverage edits
+(:func:`bridge_coverage`, :func:`open_coverage`) on the coverage raster of any built layout, so
+that tests can check connectivity directly; scene edits act on a rendered :class:`~..scene.Scene`
+and leave everything outside the stamped region untouched.
 """
 
 from __future__ import annotations
@@ -12,6 +14,14 @@ from scipy import ndimage as ndi
 
 from ..scene import Scene
 from .shapes import FeatureSet, Shape
+
+
+class NoSite(ValueError):
+    """A built layout has no place for the defect (e.g. no two features near enough to bridge).
+
+    :meth:`~.select.LayoutGenerator.build` then builds the layout again, further along the same
+    random stream, so that the image stays a pure function of its seed.
+    """
 
 
 def next_id(scene: Scene) -> int:
@@ -130,3 +140,99 @@ def emboss(scene: Scene, dh: np.ndarray, light_deg: float, gain: float, blur_px:
     if scene.se_offset is None:
         scene.se_offset = np.zeros(scene.shape, np.float32)
     scene.se_offset += (gain * np.tanh(slope)).astype(np.float32)
+
+
+# -- coverage edits (any built layout's raster) ------------------------------------------------------
+
+def _interior(lab: np.ndarray, margin: int) -> np.ndarray:
+    """Pixels at least ``margin`` px inside the border of ``lab``'s grid."""
+    h, w = lab.shape
+    ok = np.zeros(lab.shape, bool)
+    ok[margin:h - margin, margin:w - margin] = True
+    return ok
+
+
+def bridge_coverage(cov: np.ndarray, rng: np.random.Generator, width_px: float, margin: int = 3,
+                    max_gap_px: float | None = None) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
+    """Join two neighbouring features of ``cov`` (>= 0.5 is material) with a bar of ``width_px``.
+
+    Picks a random feature, then the place where another feature is nearest to it (among the
+    near-nearest places, at random) and draws a capsule across the gap. Returns the new coverage,
+    the bridge region (the bar, overlapping both features) and the labels of the two joined features.
+    """
+    binary = cov >= 0.5
+    lab, n = components(binary)
+    if n < 2:
+        raise NoSite("a bridge needs two features")
+    ok = _interior(lab, margin)
+    ids = [i for i in np.unique(lab[ok & binary]) if i]
+    rng.shuffle(ids)
+    for a in ids:
+        mine = lab == a
+        others = binary & ~mine
+        dt, (iy, ix) = ndi.distance_transform_edt(~others, return_indices=True)
+        edge = mine & ~ndi.binary_erosion(mine) & ok
+        if not edge.any():
+            continue
+        d = dt[edge]
+        lim = d.min() * 1.3 + 1.0
+        if max_gap_px is not None and d.min() > max_gap_px:
+            continue
+        ys, xs = np.nonzero(edge)
+        cand = np.nonzero(d <= lim)[0]
+        k = int(rng.choice(cand))
+        y0, x0 = int(ys[k]), int(xs[k])
+        y1, x1 = int(iy[y0, x0]), int(ix[y0, x0])
+        b = lab[y1, x1]
+        bar = np.zeros(cov.shape, np.float32)
+        Shape("capsule", (x0 + 0.5, y0 + 0.5, x1 + 0.5, y1 + 0.5, width_px / 2)).splat(bar)
+        new = np.maximum(cov, bar)
+        # like the line/space bridges, the region covers the bar and the ends where it merges
+        # into both features (so it touches both); it must add material somewhere
+        if ((bar >= 0.5) & ~binary).any():
+            return new, bar >= 0.5, (int(a), int(b))
+    raise NoSite("no pair of features to bridge")
+
+
+def open_coverage(cov: np.ndarray, rng: np.random.Generator, gap_px: float, margin: int = 4,
+                  min_length_px: float = 12.0) -> tuple[np.ndarray, np.ndarray, int]:
+    """Cut an elongated feature of ``cov`` across its width with a gap of ``gap_px``.
+
+    The cut is placed at a random point of the feature's medial axis and oriented across the
+    local direction of the feature (principal axis of the nearby pixels). Returns the new
+    coverage, the removed region and the label of the cut feature.
+    """
+    binary = cov >= 0.5
+    lab, n = components(binary)
+    ok = _interior(lab, margin)
+    dt = ndi.distance_transform_edt(binary)
+    ids = [i for i in np.unique(lab[ok & binary]) if i]
+    rng.shuffle(ids)
+    yy, xx = np.mgrid[0:cov.shape[0], 0:cov.shape[1]]
+    for a in ids:
+        mine = lab == a
+        ys, xs = np.nonzero(mine)
+        if max(np.ptp(ys), np.ptp(xs)) < min_length_px:
+            continue
+        half = float(dt[mine].max())
+        # ridge points: local maxima of the distance map inside the feature, away from the border
+        ridge = mine & ok & (dt >= 0.7 * half) & (dt >= ndi.maximum_filter(dt, 3) - 0.5)
+        ry, rx = np.nonzero(ridge)
+        if len(ry) == 0:
+            continue
+        for k in rng.permutation(len(ry))[:6]:
+            cy, cx = int(ry[k]), int(rx[k])
+            near = mine & ((yy - cy) ** 2 + (xx - cx) ** 2 <= (4 * half + 4) ** 2)
+            py, px = np.nonzero(near)
+            c = np.cov(np.stack([px - px.mean(), py - py.mean()]))
+            evals, evecs = np.linalg.eigh(c)
+            ux, uy = evecs[:, 1]  # along the feature
+            vx, vy = -uy, ux      # across it
+            L = 2.5 * float(dt[cy, cx]) + 3  # across the local width only
+            cut = np.zeros(cov.shape, np.float32)
+            Shape("capsule", (cx - vx * L, cy - vy * L, cx + vx * L, cy + vy * L, gap_px / 2)).splat(cut)
+            new = cov * (1.0 - cut)
+            region = (cut >= 0.5) & binary
+            if region.any() and components(new >= 0.5)[1] > n:
+                return new, region, int(a)
+    raise NoSite("no feature long enough to open")

@@ -16,8 +16,11 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ....errors import SemgenError
 from ..params import ParamSpec
+from ..registry import Generator
 from ..scene import DIELECTRIC, METAL, SILICON, Scene
+from .edits import NoSite
 from .shapes import smooth_noise
 from . import bumps, contacts, crosssection, logic, pads, tilt
 
@@ -217,12 +220,32 @@ def layout_choice(layouts: dict[str, float], doc: str = "pattern layout") -> Par
     return ParamSpec("layout", "choice", names[0], choices=names, weights=tuple(layouts[k] for k in names), doc=doc)
 
 
-def all_params(layouts: dict[str, float], class_params: list[ParamSpec], **line_ranges) -> list[ParamSpec]:
-    """``layout`` choice, the class's own parameters, then every layout's parameters."""
-    out = [layout_choice(layouts)] + list(class_params)
-    if "lines" in layouts:
-        out += lines_layout_params(**line_ranges)
-    out += layout_params(tuple(k for k in layouts if k != "lines"))
+def all_params(layouts: dict[str, float], class_params: list[ParamSpec], *, lines_first: bool = False,
+               restrict: dict | None = None, **line_ranges) -> list[ParamSpec]:
+    """``layout`` choice, the class's own parameters, then every layout's parameters.
+
+    Parameters
+    ----------
+    layouts : dict
+        ``{layout: relative weight}``; the first is the default. ``lines`` brings the foundation's
+        line/space parameters (with ``line_ranges``, see :func:`~.lines.line_params`).
+    class_params : list of ParamSpec
+        The class's own parameters.
+    lines_first : bool
+        Put the line/space parameters before the class's own (``bridge`` and ``open`` sample in
+        this order: the order of the specs is the order of the uniforms they take).
+    restrict : dict, optional
+        Limits some layout choice parameters to some of their choices (see :func:`layout_params`).
+
+    Examples
+    --------
+    >>> [s.name for s in all_params({"film": 1.0}, [])][:2]
+    ['layout', 'film_grain']
+    """
+    lines = lines_layout_params(**line_ranges) if "lines" in layouts else []
+    own = list(class_params)
+    out = [layout_choice(layouts)] + (lines + own if lines_first else own + lines)
+    out += layout_params(tuple(k for k in layouts if k != "lines"), restrict)
     return out
 
 
@@ -234,18 +257,34 @@ def edge_start(rng: np.random.Generator, size: int, inward: bool = True) -> tupl
     return pt, base + float(rng.uniform(-0.5, 0.5))
 
 
-class LayoutGenerator:
-    """Mixin for generators that pick a layout, build it, then add a defect.
+class LayoutGenerator(Generator):
+    """The procedural generator: pick a layout, build it, add the defect.
 
-    Subclasses implement ``defect(built, p, rng, size) -> Scene``.
+    Subclasses set ``name``, ``label``, ``version``, ``description`` and ``params`` (normally
+    ``ParamSpace(all_params(LAYOUTS, PARAMS))``) and implement
+    ``defect(built, p, rng, size) -> Scene``; they register with ``@register``. Adding a class is
+    adding one such module to ``classes/``: the registry, ``--list``, the pretraining labels and
+    the tests that iterate :func:`~..registry.list_generators` pick it up.
     """
 
+    #: layout builds tried while :meth:`defect` raises :class:`NoSite`
+    attempts: int = 6
+    #: record ``pixel_nm`` in the scene's meta (``clean`` did not outside ``lines`` until version 5)
+    meta_pixel_nm: bool = True
+
     def build(self, p: dict, rng: np.random.Generator, size: int) -> Scene:
-        built = build(p["layout"], p, rng, size)
-        scene = self.defect(built, p, rng, size)
-        scene.meta.setdefault("layout", p["layout"])
-        scene.meta["pixel_nm"] = round(float(scene.pixel_nm), 4)
-        return scene
+        for _ in range(self.attempts):
+            built = build(p["layout"], p, rng, size)
+            try:
+                scene = self.defect(built, p, rng, size)
+            except NoSite:
+                continue
+            scene.meta.setdefault("layout", p["layout"])
+            if self.meta_pixel_nm:
+                scene.meta["pixel_nm"] = round(float(scene.pixel_nm), 4)
+            return scene
+        raise SemgenError(f"could not place a {self.label} on layout {p['layout']!r} with these parameters")
 
     def defect(self, built: Built, p: dict, rng: np.random.Generator, size: int) -> Scene:  # pragma: no cover
+        """The scene of layout ``built`` with this class's defect drawn into it."""
         raise NotImplementedError
