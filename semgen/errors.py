@@ -23,3 +23,15 @@ class ImageReadError(SemgenError):
         if detail:
             msg += f" ({detail})"
         super().__init__(msg)
+
+
+class StrictFailure(SemgenError):
+    """``--strict`` found inputs it could not use; everything else was written (``result`` says what).
+
+    The CLI prints the summary of ``result``, then this message, and exits 1 (not 2: the command
+    ran to the end and its output is whole).
+    """
+
+    def __init__(self, message: str, result=None):
+        super().__init__(message)
+        self.result = result

@@ -241,7 +241,7 @@ def test_disk_full_while_linking_leaves_nothing_and_the_rerun_resumes(dataset, t
     import semgen.curation.curate as cur
 
     curate(dataset[0].root, tmp_path / "ref", cache=False)
-    real, calls = cur._link, []
+    real, calls = cur.link_or_copy, []
 
     def full_once(src, dst):
         calls.append(dst)
@@ -249,7 +249,7 @@ def test_disk_full_while_linking_leaves_nothing_and_the_rerun_resumes(dataset, t
             raise OSError(errno.ENOSPC, "No space left on device")
         real(src, dst)
 
-    monkeypatch.setattr(cur, "_link", full_once)
+    monkeypatch.setattr(cur, "link_or_copy", full_once)
     argv = ["curate", dataset[0].root, "--out", tmp_path / "o", "--no-cache"]
     assert cli(argv, monkeypatch, tmp_path) == 2
     err = capsys.readouterr().err
@@ -273,13 +273,13 @@ def test_kill_9_while_linking_then_the_same_command_resumes(dataset, tmp_path):
     out = tmp_path / "o"
     script = (
         "import os, signal, semgen.curation.curate as c\n"
-        "real, n = c._link, [0]\n"
+        "real, n = c.link_or_copy, [0]\n"
         "def link(src, dst):\n"
         "    n[0] += 1\n"
         "    if n[0] == 3:\n"
         "        os.kill(os.getpid(), signal.SIGKILL)\n"
         "    real(src, dst)\n"
-        "c._link = link\n"
+        "c.link_or_copy = link\n"
         f"c.curate({str(dataset[0].root)!r}, {str(out)!r}, cache=False)\n"
     )
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
@@ -304,3 +304,24 @@ def test_rerun_over_a_finished_output_keeps_it_in_place(dataset, tmp_path):
     assert _files(tmp_path / "o") == before and not (tmp_path / "o" / PARTIAL_NAME).exists()
     curate(dataset[0].root, tmp_path / "o", cache=False)
     assert _files(tmp_path / "o") == before
+
+
+def test_strict_fails_on_one_invalid_manifest_line_through_the_cli(tmp_path, monkeypatch, capsys):
+    """Issue 15: ``curate --strict`` on a manifest whose only problem is one invalid line exits 1,
+    with the library's own message on stderr (the CLI does not decide it again); without --strict, 0."""
+    from semgen.errors import StrictFailure
+
+    ds = make_dataset(tmp_path / "in", [("a", "bridge", lines(S, bridge=(20, 15))), ("b", "clean", lines(S))])
+    with open(ds.manifest_path, "a") as f:
+        f.write('{"file_name": "images/x.png", "label": "bridge"}\n')  # lacks source, sha256, size
+    assert cli(["curate", ds.root, "--out", tmp_path / "o1", "--no-cache"], monkeypatch, tmp_path) == 0
+    capsys.readouterr()
+    assert cli(["curate", ds.root, "--out", tmp_path / "o2", "--no-cache", "--strict"], monkeypatch, tmp_path) == 1
+    out, err = capsys.readouterr()
+    assert "kept 2, rejected 1" in out and "invalid_record" in out  # the summary is still printed
+    assert err.startswith("semgen: error: 0 unreadable image(s) and 1 invalid manifest line(s)"), err
+    assert "--strict makes that an error" in err and "semgen:" not in out
+    assert DatasetDir.open(tmp_path / "o2").records() and (tmp_path / "o2" / REJECTED_NAME).exists()
+    with pytest.raises(StrictFailure) as e:  # the library says the same, and hands back what it did
+        curate(ds.root, tmp_path / "o3", cache=False, strict=True)
+    assert len(e.value.result.kept) == 2 and len(e.value.result.bad_lines) == 1

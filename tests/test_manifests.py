@@ -213,7 +213,7 @@ def test_merge_resumes_after_a_full_disk_and_after_kill_9(tmp_path, monkeypatch)
     b = make_dir(tmp_path / "b", labels=("clean",), n=3, seed=2)
     merge([a.root, b.root], tmp_path / "ref")
     ref = (tmp_path / "ref" / "metadata.jsonl").read_bytes()
-    real, calls = ops.link_file, []
+    real, calls = ops.link_or_copy, []
 
     def full_once(src, dst):
         calls.append(dst)
@@ -221,7 +221,7 @@ def test_merge_resumes_after_a_full_disk_and_after_kill_9(tmp_path, monkeypatch)
             raise OSError(errno.ENOSPC, "No space left on device")
         real(src, dst)
 
-    monkeypatch.setattr(ops, "link_file", full_once)
+    monkeypatch.setattr(ops, "link_or_copy", full_once)
     with pytest.raises(OSError):
         merge([a.root, b.root], tmp_path / "m")
     assert not (tmp_path / "m").exists()
@@ -231,13 +231,13 @@ def test_merge_resumes_after_a_full_disk_and_after_kill_9(tmp_path, monkeypatch)
     out = tmp_path / "k"
     script = (
         "import os, signal\nfrom semgen.manifests import ops\n"
-        "real, n = ops.link_file, [0]\n"
+        "real, n = ops.link_or_copy, [0]\n"
         "def link(src, dst):\n"
         "    n[0] += 1\n"
         "    if n[0] == 3:\n"
         "        os.kill(os.getpid(), signal.SIGKILL)\n"
         "    real(src, dst)\n"
-        "ops.link_file = link\n"
+        "ops.link_or_copy = link\n"
         f"ops.merge([{str(a.root)!r}, {str(b.root)!r}], {str(out)!r})\n"
     )
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)

@@ -23,8 +23,9 @@ import numpy as np
 from .. import __version__
 from ..errors import SemgenError
 from ..imageio import sha256_file
-from ..manifests import DatasetDir
-from ..manifests.imagefolder import is_dataset_dir, scan_imagefolder
+from ..manifests import DatasetDir, read_source
+from ..manifests.imagefolder import is_dataset_dir
+from ..manifests.ops import link_or_copy
 from ..seeding import label_key
 from ..taxonomy import CLASSES
 
@@ -70,29 +71,21 @@ def content_key(items) -> str:
 def load_pool(path, *, source: str = "real", what: str = "data") -> Pool:
     """Read a dataset dir (its manifest) or an ImageFolder tree (hashing every file).
 
-    Raises :class:`SemgenError` if the path is neither or holds no images.
+    Raises :class:`SemgenError` if the path is neither, holds no images, or its manifest lists a
+    file that is missing.
     """
     root = Path(path).expanduser().resolve()
-    if not root.exists():
-        raise SemgenError(f"{what} {path} does not exist")
-    if is_dataset_dir(root):
-        ds = DatasetDir.open(root)
-        items = []
-        for rec in ds.iter_records():
-            p = ds.path(rec["file_name"])
-            if not p.is_file():
-                raise SemgenError(f"{root}: {rec['file_name']} is listed in the manifest but missing")
-            items.append(Item(str(p), rec["label"], rec["sha256"], rec))
-        kind = "dataset"
-    else:
-        items = []
-        for rel, label in scan_imagefolder(root):
-            p = root / rel
-            items.append(Item(str(p), label, sha256_file(p), {"source": source, "id": rel}))
-        kind = "imagefolder"
-    if not items:
-        raise SemgenError(f"{what} {path} holds no images")
-    return Pool(str(root), kind, items)
+    dataset = is_dataset_dir(root)
+    items = []
+    for it in read_source(root, source=source, what=what):
+        if not dataset:  # the record an ImageFolder image has always had here (subset dirs keep their bytes)
+            items.append(Item(str(it.path), it.label, sha256_file(it.path),
+                              {"source": source, "id": it.record["file_name"]}))
+            continue
+        if not it.path.is_file():
+            raise SemgenError(f"{root}: {it.record['file_name']} is listed in the manifest but missing")
+        items.append(Item(str(it.path), it.label, it.record["sha256"], it.record))
+    return Pool(str(root), "dataset" if dataset else "imagefolder", items)
 
 
 def _class_order(items: list[Item], seed: int, label: str) -> list[Item]:
@@ -136,12 +129,7 @@ def materialize(items: list[Item], cache: Path, *, tag: str = "") -> Path:
                 name = f"images/{it.label}/{it.sha256[:20]}_{n}{suffix}"
                 n += 1
             used.add(name)
-            dst = ds.path(name)
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                os.link(it.path, dst)
-            except OSError:
-                shutil.copyfile(it.path, dst)
+            dst = link_or_copy(it.path, ds.path(name))
             rec = {k: v for k, v in it.record.items() if k not in ("mask_file_name", "bboxes")}
             rec.update(file_name=name, label=it.label, sha256=it.sha256)
             rec.setdefault("source", "real")

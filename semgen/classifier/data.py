@@ -10,7 +10,6 @@ import os
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -18,25 +17,20 @@ import torch
 
 from ..errors import ImageReadError, SemgenError
 from ..imageio import read_gray
-from ..manifests import DatasetDir
-from ..manifests.imagefolder import is_dataset_dir, scan_imagefolder
+from ..manifests.sources import DataSource, iter_source, parse_source
 from ..taxonomy import CLASSES, canonical
 
 #: ``curation.status`` values whose records are left out of training and evaluation.
 EXCLUDED_STATUSES = frozenset({"rejected", "reject", "duplicate", "dropped", "excluded"})
 
 
+#: The names this module's callers know (train, pretrain, bench): :mod:`semgen.manifests.sources`' own.
+Source = DataSource
+parse_data_arg = parse_source
+
+
 class SkippedImageWarning(UserWarning):
     """An image in ``--data`` could not be read and was left out."""
-
-
-@dataclass
-class Source:
-    """One ``--data`` argument: a dataset dir or an ImageFolder tree, with its mixing weight."""
-
-    path: Path
-    weight: float = 1.0
-    kind: str = ""
 
 
 @dataclass
@@ -59,7 +53,7 @@ class ImageSet:
     source: torch.Tensor
     files: list[str]
     classes: list[str]
-    sources: list[Source]
+    sources: list[DataSource]
     skipped: list[dict] = field(default_factory=list)
     dropped_labels: dict[str, int] = field(default_factory=dict)
 
@@ -76,46 +70,19 @@ class ImageSet:
         return {c: int(n) for c, n in zip(self.classes, counts)}
 
 
-def parse_data_arg(arg) -> Source:
-    """``DIR`` or ``DIR=WEIGHT`` (or a ``(path, weight)`` pair) -> :class:`Source`."""
-    if isinstance(arg, Source):
-        return arg
-    if isinstance(arg, (tuple, list)):
-        path, weight = arg
-    else:
-        text = str(arg)
-        path, weight = text, 1.0
-        if "=" in text and not Path(text).exists():
-            path, _, w = text.rpartition("=")
-            try:
-                weight = float(w)
-            except ValueError:
-                raise SemgenError(f"--data {text}: weight '{w}' is not a number (use DIR=WEIGHT)") from None
-    weight = float(weight)
-    if not np.isfinite(weight) or weight <= 0:
-        raise SemgenError(f"--data {path}: weight must be a positive number, got {weight}")
-    return Source(Path(path), weight)
+def usable(record: dict) -> bool:
+    """Whether a record may be trained or evaluated on: not marked rejected by curation."""
+    status = (record.get("curation") or {}).get("status")
+    return not (isinstance(status, str) and status.lower() in EXCLUDED_STATUSES)
 
 
-def list_items(src: Source, *, include_rejected: bool = False) -> list[tuple[str, str]]:
-    """``(absolute path, canonical label)`` of every usable image of a source, in a fixed order."""
-    root = src.path
-    if not root.exists():
-        raise SemgenError(f"data {root} does not exist")
-    if is_dataset_dir(root):
-        src.kind = "dataset_dir"
-        ds = DatasetDir.open(root)
-        items = []
-        for rec in ds.iter_records():
-            status = (rec.get("curation") or {}).get("status")
-            if not include_rejected and isinstance(status, str) and status.lower() in EXCLUDED_STATUSES:
-                continue
-            items.append((str(ds.path(rec["file_name"])), rec["label"]))
-        if not items:
-            raise SemgenError(f"dataset dir {root} has no usable records")
-        return items
-    src.kind = "imagefolder"
-    return [(str(root / rel), label) for rel, label in scan_imagefolder(root)]
+def _items(src: DataSource, *, include_rejected: bool = False) -> list[tuple[str, str]]:
+    """``(path, canonical label)`` of every usable image of a source, in a fixed order."""
+    items = [(str(it.path), it.label) for it in iter_source(src.path)
+             if include_rejected or usable(it.record)]
+    if not items:
+        raise SemgenError(f"data {src.path} has no usable images")
+    return items
 
 
 def _read_resized(path: str, size: int):
@@ -188,15 +155,15 @@ def load_image_set(data, *, size: int = 128, classes: list[str] | None = None, p
         out (counted in ``dropped_labels``), unless ``allow_unknown``, where they are appended as
         extra classes (evaluation of a test set with classes the model lacks).
     """
-    if isinstance(data, (str, os.PathLike, Source)) or (
+    if isinstance(data, (str, os.PathLike, DataSource)) or (
             isinstance(data, tuple) and len(data) == 2 and isinstance(data[1], (int, float))):
         data = [data]
-    sources = [parse_data_arg(d) for d in data]
+    sources = [parse_source(d) for d in data]
     if not sources:
         raise SemgenError("no --data given")
     items, src_idx = [], []
     for k, s in enumerate(sources):
-        its = list_items(s, include_rejected=include_rejected)
+        its = _items(s, include_rejected=include_rejected)
         items += its
         src_idx += [k] * len(its)
     labels = [lab for _, lab in items]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 
 from ..imageio import MAX_PIXELS
 from .dedup import HASH_RADIUS, LEAK_RMS_FLOOR, MAX_LOCAL, MAX_RMS, NOISE_RATIO, PHASH_RADIUS, RMS_FLOOR
@@ -43,7 +44,8 @@ def register(sub) -> None:
     p.add_argument("--cache", help="analysis cache file (default: $SEMGEN_CACHE_DIR or ~/.cache/semgen/curation.sqlite)")
     p.add_argument("--no-cache", action="store_true", help="do not read or write the analysis cache")
     p.add_argument("--max-pixels", type=int, default=MAX_PIXELS, help="larger images are rejected as too_large")
-    p.add_argument("--strict", action="store_true", help="exit 1 if any input image is unreadable")
+    p.add_argument("--strict", action="store_true",
+                   help="exit 1 if any input image is unreadable or any manifest line makes no image")
     p.set_defaults(func=_curate)
 
     p = sub.add_parser(
@@ -61,16 +63,32 @@ def register(sub) -> None:
     p.set_defaults(func=_import)
 
 
+def _strict(run, **kw):
+    """``(result, failure)``: the library decides what ``--strict`` fails on; the CLI only reports it."""
+    from ..errors import StrictFailure
+
+    try:
+        return run(**kw), None
+    except StrictFailure as e:
+        return e.result, e
+
+
+def _fail(failure) -> int:
+    print(f"semgen: error: {failure}", file=sys.stderr)
+    return 1
+
+
 def _curate(args) -> int:
     from .curate import REJECTED_NAME, curate
 
     cache = False if args.no_cache else (args.cache or True)
-    res = curate(args.input, args.out, reference=args.reference, config=args.config, against=args.against,
-                 per_class=args.per_class, workers=args.workers, cache=cache, hash_radius=args.hash_radius,
-                 phash_radius=args.phash_radius,
-                 max_local=args.max_local, max_rms=args.max_rms, noise_ratio=args.noise_ratio,
-                 rms_floor=args.rms_floor, leak_rms_floor=args.leak_rms_floor, z_max=args.z_max, max_pixels=args.max_pixels,
-                 dihedral=not args.no_dihedral)
+    res, failure = _strict(
+        curate, input_dir=args.input, out=args.out, reference=args.reference, config=args.config,
+        against=args.against, per_class=args.per_class, workers=args.workers, cache=cache,
+        hash_radius=args.hash_radius, phash_radius=args.phash_radius, max_local=args.max_local,
+        max_rms=args.max_rms, noise_ratio=args.noise_ratio, rms_floor=args.rms_floor,
+        leak_rms_floor=args.leak_rms_floor, z_max=args.z_max, max_pixels=args.max_pixels,
+        dihedral=not args.no_dihedral, strict=args.strict)
     c = res.counts()
     print(f"curated {c['input']} images from {args.input}: kept {c['kept']}, rejected {c['rejected']} "
           f"({c['computed']} analysed, {c['cached']} from cache)")
@@ -88,27 +106,19 @@ def _curate(args) -> int:
             raise SemgenError(f"cannot write the report {args.report}: {e.strerror or e} "
                               f"(the curated dir {res.out} is complete)") from None
         print(f"report -> {path}")
-    # every input that could not be used: unreadable images and manifest lines that made no record
-    unreadable = sum(c["reasons"].get(k, 0) for k in ("unreadable", "invalid_record", "repeated_record",
-                                                      "unreadable_line"))
-    if args.strict and unreadable:
-        print(f"semgen: {unreadable} unreadable input(s); failing because of --strict")
-        return 1
-    return 0
+    return _fail(failure) if failure else 0
 
 
 def _import(args) -> int:
     from .importer import REJECTED_NAME, import_imagefolder, parse_label_map
 
-    res = import_imagefolder(args.root, args.out, label_map=parse_label_map(args.label_map), source=args.source,
-                             allow_16bit=args.allow_16bit, max_pixels=args.max_pixels)
+    res, failure = _strict(import_imagefolder, root=args.root, out=args.out,
+                           label_map=parse_label_map(args.label_map), source=args.source,
+                           allow_16bit=args.allow_16bit, max_pixels=args.max_pixels, strict=args.strict)
     print(f"imported {res.added} images into {res.out} ({res.linked} linked, {res.converted} converted to "
           f"8-bit grayscale PNG), {res.skipped} already there, {len(res.rejected)} rejected")
     for rel, reason, detail in res.rejected[:20]:
         print(f"  rejected {rel}: {reason}" + (f" ({detail})" if detail else ""))
     if len(res.rejected) > 20:
         print(f"  ... see {res.out}/{REJECTED_NAME}")
-    if args.strict and res.rejected:
-        print(f"semgen: {len(res.rejected)} unreadable input(s); failing because of --strict")
-        return 1
-    return 0
+    return _fail(failure) if failure else 0

@@ -9,7 +9,6 @@ new dataset dir (hard links, never re-encoded) with ``metadata.jsonl`` (kept) an
 
 from __future__ import annotations
 
-import functools
 import sys
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -17,12 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ManifestError, SemgenError
+from ..errors import SemgenError, StrictFailure
 from ..imageio import MAX_PIXELS, write_bytes_atomic
-from ..manifests import DatasetDir, current_command, dumps_record, record_key, validate_record
-from ..manifests.imagefolder import IMAGE_SUFFIXES, is_dataset_dir, scan_imagefolder
-from ..manifests.ops import link_file, new_output
-from ..parallel import ordered_map
+from ..manifests import DatasetDir, current_command, dumps_record, iter_source, read_source, record_key
+from ..manifests.imagefolder import IMAGE_SUFFIXES, is_dataset_dir
+from ..manifests.ops import link_or_copy, new_output
+from ..parallel import map_items
 from .analyze import (ANALYSIS_VERSION, THUMB_SIZE, analyze_file, dihedral_signatures, thumb_from_bytes,
                       thumb_noise)
 from .cache import AnalysisCache, default_cache_path
@@ -88,97 +87,52 @@ class CurationResult:
 
 # -- loading inputs ------------------------------------------------------------------------------
 
-def _manifest_lines(path: Path):
-    """``(line number, object or None)`` for every non-blank line; None where it does not parse.
-
-    Unlike :func:`~semgen.manifests.iter_jsonl`, which skips such lines with a warning, curate
-    reports each one in its rejected file, where ``--strict`` counts it.
-    """
-    import json
-
-    with open(path, "rb") as f:
-        for n, raw in enumerate(f, 1):
-            if not raw.strip():
-                continue
-            try:
-                obj = json.loads(raw)
-            except (ValueError, UnicodeDecodeError):
-                obj = None
-            yield n, (obj if isinstance(obj, dict) else None)
-
-
 def load_dataset_items(root, *, start: int = 0) -> tuple[list[Item], list[dict]]:
-    """Items of a dataset dir; invalid manifest lines become pre-rejected items (never a crash)."""
-    ds = DatasetDir.open(root)
+    """Items of a dataset dir; invalid manifest lines become pre-rejected items (never a crash).
+
+    Unlike the other readers of :func:`~semgen.manifests.iter_source`, which skip an unreadable
+    line with a warning, curate reports each line that makes no item (unreadable, invalid, or a
+    record repeated) in its rejected file, where ``--strict`` counts it (issue 14).
+    """
+    DatasetDir.open(root)  # a dataset dir, not an ImageFolder: curate writes records back
     items: list[Item] = []
     bad: list[dict] = []
     seen: set[str] = set()
-    if not ds.manifest_path.exists():
-        return items, bad
-    for n, raw in _manifest_lines(ds.manifest_path):
-        if raw is None:  # not JSON: its record must show up as rejected, not vanish (issue 14)
-            bad.append({"line": n, "record": None, "reasons": ["unreadable_line"]})
-            continue
-        try:
-            rec = validate_record(raw)
-            path = str(ds.path(rec["file_name"]))
-        except ManifestError as e:
-            bad.append({"line": n, "record": raw, "reasons": [f"invalid_record:{e}"]})
-            continue
-        key = record_key(rec)
+
+    def on_bad(n: int, obj, why: str) -> None:
+        bad.append({"line": n, "record": obj,
+                    "reasons": ["unreadable_line" if obj is None else f"invalid_record:{why}"]})
+
+    for it in iter_source(root, on_bad=on_bad):
+        key = record_key(it.record)
         if key in seen:
-            bad.append({"line": n, "record": raw, "reasons": [f"repeated_record:{key}"]})
+            bad.append({"line": it.line, "record": it.record, "reasons": [f"repeated_record:{key}"]})
             continue
         seen.add(key)
-        items.append(Item(start + len(items), key, rec["label"], path, rec))
+        items.append(Item(start + len(items), key, it.label, str(it.path), it.record))
     return items, bad
 
 
-def load_any_items(root, *, labels: bool = True) -> list[Item]:
+def load_any_items(root, *, labels: bool = True, what: str = "input") -> list[Item]:
     """Items of a dataset dir, an ImageFolder tree, a flat folder of images, or one image file.
 
     With ``labels`` an ImageFolder's class folders go through the taxonomy (an unknown name is an
-    error); without (a test set for the leakage check) every image file under ``root`` is taken.
+    error); without (a test set for the leakage check), or for a file or a folder with images at
+    its top level, every image file under ``root`` is taken, labelled ``other``.
     """
+    root = Path(root)
     if is_dataset_dir(root):
         return load_dataset_items(root)[0]
-    root = Path(root)
-    if not root.exists():
-        raise SemgenError(f"{root} does not exist")
-    if root.is_file():
-        return [Item(0, root.name, "other", str(root), None)]
-    if labels and not any(p.suffix.lower() in IMAGE_SUFFIXES for p in root.iterdir()):
-        return [Item(k, rel, label, str(root / rel), None) for k, (rel, label) in enumerate(scan_imagefolder(root))]
-    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-                   and not p.name.startswith("."))
-    if not files:
-        raise SemgenError(f"{root} holds no images")
-    return [Item(k, p.relative_to(root).as_posix(), "other", str(p), None) for k, p in enumerate(files)]
+    flat = root.is_file() or (root.is_dir() and any(
+        p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES for p in root.iterdir()))
+    found = read_source(root, labels=labels and not flat, what=what)
+    return [Item(k, record_key(it.record), it.label or "other", str(it.path), None) for k, it in enumerate(found)]
 
 
 # -- analysis ------------------------------------------------------------------------------------
 
-def _chunks(args: list, workers: int) -> list[list]:
-    cs = max(1, min(64, len(args) // (workers * 8)))
-    return [args[i:i + cs] for i in range(0, len(args), cs)]
-
-
-def _map_chunk(fn, chunk: list) -> list:
-    return [fn(a) for a in chunk]
-
-
-def _pool_map(fn, args: list, workers: int):
-    """``fn(a)`` for each arg, in order, lazily; over :func:`semgen.parallel.ordered_map` when worth it.
-
-    Its forkserver workers exit when this process dies (a ``kill -9`` used to leave them, the
-    forkserver and the resource tracker running). Scripts that call :func:`curate` with
-    ``workers > 1`` need the usual ``if __name__ == "__main__":`` guard.
-    """
-    if workers <= 1 or len(args) < 32:
-        yield from map(fn, args)
-        return
-    for res in ordered_map(functools.partial(_map_chunk, fn), _chunks(args, workers), workers=workers):
-        yield from res
+#: Fewer images than this are analysed in this process: a pool costs more than it saves.
+POOL_FROM = 32
 
 
 def analyze_items(items: list[Item], *, workers: int = 1, cache_path=None, allow_16bit: bool = False,
@@ -186,6 +140,8 @@ def analyze_items(items: list[Item], *, workers: int = 1, cache_path=None, allow
     """Fill ``item.analysis`` (or a reason) for every item; returns (computed, cached) counts.
 
     Results come back in input order whatever the number of workers, so the output is deterministic.
+    The workers (:func:`semgen.parallel.map_items`) exit when this process dies; scripts that call
+    it with ``workers > 1`` need the usual ``if __name__ == "__main__":`` guard.
     """
     cache = AnalysisCache(cache_path) if cache_path else None
     jobs = [(it.path, (it.record or {}).get("sha256"), str(cache_path) if cache_path else None,
@@ -196,7 +152,7 @@ def analyze_items(items: list[Item], *, workers: int = 1, cache_path=None, allow
         from tqdm import tqdm
 
         bar = tqdm(total=len(jobs), desc=desc, unit="img", disable=not sys.stderr.isatty())
-        results = _pool_map(analyze_file, jobs, workers)
+        results = map_items(analyze_file, jobs, workers=workers, serial_below=POOL_FROM)
         try:
             for it, res in zip(items, results):
                 it.sha256 = res.get("sha256")
@@ -224,11 +180,6 @@ def analyze_items(items: list[Item], *, workers: int = 1, cache_path=None, allow
         if cache is not None:
             cache.close()
     return computed, cached
-
-
-def _map(fn, args: list, workers: int) -> list:
-    """``list(map(fn, args))``, in a process pool when it is worth it; order preserved."""
-    return list(_pool_map(fn, args, workers))
 
 
 def _thumbs(items: list[Item]) -> np.ndarray:
@@ -265,7 +216,8 @@ def curate(input_dir, out, *, reference=None, config=None, against=None, per_cla
     dihedral : bool
         Also match the 8 rotations / flips of each test image in the leakage check.
     strict : bool
-        Raise :class:`SemgenError` if any input image is unreadable (after writing everything).
+        Raise :class:`~semgen.errors.StrictFailure` (holding the result) if any input image is
+        unreadable or any manifest line makes no image, after writing everything.
     """
     src = Path(input_dir)
     out = Path(out)
@@ -307,7 +259,7 @@ def curate(input_dir, out, *, reference=None, config=None, against=None, per_cla
         ref_items: list[Item] = []
         model = None
         if reference:
-            ref_items = load_any_items(reference)
+            ref_items = load_any_items(reference, what="--reference")
             c2 = analyze_items(ref_items, workers=workers, cache_path=cache_path, allow_16bit=True,
                                max_pixels=max_pixels, desc="reference")
             computed, cached = computed + c2[0], cached + c2[1]
@@ -315,7 +267,7 @@ def curate(input_dir, out, *, reference=None, config=None, against=None, per_cla
                                         for it in ref_items if it.ok])
         against_items: list[Item] = []
         if against:
-            against_items = load_any_items(against, labels=False)
+            against_items = load_any_items(against, labels=False, what="--against")
             c3 = analyze_items(against_items, workers=workers, cache_path=cache_path, allow_16bit=True,
                                max_pixels=max_pixels, desc="against")
             computed, cached = computed + c3[0], cached + c3[1]
@@ -350,7 +302,8 @@ def curate(input_dir, out, *, reference=None, config=None, against=None, per_cla
                 for a in by_pixels.get(it.analysis["hashes"]["pixels"], [])[:1]:
                     hits[k] = (a, 0, 0.0, 0.0)
             if dihedral:
-                sigs = _map(dihedral_signatures, [a.path for a in ag], workers)
+                sigs = list(map_items(dihedral_signatures, [a.path for a in ag], workers=workers,
+                                        serial_below=POOL_FROM))
                 keep = [k for k, sg in enumerate(sigs) if sg is not None]
                 ref_of = np.repeat(np.array(keep, np.int64), 8)
                 ref_hash = [h for k in keep for h in sigs[k]["phash"]]
@@ -435,8 +388,8 @@ def curate(input_dir, out, *, reference=None, config=None, against=None, per_cla
     # after the output is complete: --strict fails the command but keeps what it wrote, which says why
     unreadable = [it for it in rejected if any(r.startswith("unreadable:") for r in it.reasons)]
     if strict and (unreadable or bad_lines):
-        raise SemgenError(f"{len(unreadable)} unreadable image(s) and {len(bad_lines)} invalid manifest "
-                          f"line(s) in {src} (see {out / REJECTED_NAME}); --strict makes that an error")
+        raise StrictFailure(f"{len(unreadable)} unreadable image(s) and {len(bad_lines)} invalid manifest "
+                            f"line(s) in {src} (see {out / REJECTED_NAME}); --strict makes that an error", result)
     return result
 
 
@@ -446,9 +399,6 @@ def _curation_fields(it: Item, status: str) -> dict:
     return cur
 
 
-_link = link_file  # atomic hard link or copy (semgen.manifests.ops); a name tests can patch
-
-
 def _write_output(dst: DatasetDir, src: Path, res: CurationResult, bad_lines: list, run_config: dict) -> None:
     src_ds = DatasetDir(src)
     kept_recs = []
@@ -456,7 +406,7 @@ def _write_output(dst: DatasetDir, src: Path, res: CurationResult, bad_lines: li
         rec = dict(it.record)
         for fld in ("file_name", "mask_file_name"):
             if rec.get(fld):
-                _link(src_ds.path(rec[fld]), dst.path(rec[fld]))
+                link_or_copy(src_ds.path(rec[fld]), dst.path(rec[fld]))
         rec["metrics"] = it.analysis["metrics"]
         rec["curation"] = _curation_fields(it, "kept")
         kept_recs.append(rec)

@@ -8,19 +8,18 @@ reason and never stop the run. Re-running resumes: images already in the manifes
 
 from __future__ import annotations
 
-import os
-import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from PIL import Image
 
-from ..errors import ImageReadError, SemgenError
+from ..errors import ImageReadError, SemgenError, StrictFailure
 from .analyze import error_detail
 from ..imageio import MAX_PIXELS, encode_png, read_gray, sha256_bytes, sha256_file, write_bytes_atomic
 from ..manifests import IMAGES_DIR, DatasetDir, current_command, dumps_record, lock_dir
 from ..manifests.imagefolder import scan_imagefolder
+from ..manifests.ops import link_or_copy
 
 REJECTED_NAME = "rejected.jsonl"
 CONFIG_KEY = "import"
@@ -106,17 +105,7 @@ def import_imagefolder(root, out, *, label_map: dict[str, str] | None = None, so
                 rec = {"file_name": name, "label": label, "source": source, "width": int(img.shape[1]),
                        "height": int(img.shape[0]), "source_file": rel}
                 if plain:
-                    # already what a dataset dir holds: keep the very bytes (no re-encoding)
-                    dst.parent.mkdir(parents=True, exist_ok=True)
-                    if not (dst.exists() and os.path.samefile(src, dst)):
-                        # (renaming a hard link over another link of the same file is a no-op that
-                        # leaves the temporary name behind, so a target that is already the file stays)
-                        tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
-                        try:
-                            os.link(src, tmp)
-                        except OSError:
-                            shutil.copy2(src, tmp)
-                        os.replace(tmp, dst)
+                    link_or_copy(src, dst)  # already what a dataset dir holds: the very bytes, not re-encoded
                     rec["sha256"] = sha256_file(dst)
                     linked += 1
                 else:
@@ -135,10 +124,11 @@ def import_imagefolder(root, out, *, label_map: dict[str, str] | None = None, so
         write_bytes_atomic(ds.root / REJECTED_NAME, "".join(line + "\n" for line in lines).encode())
         ds.write_info(command=current_command(), config_key=CONFIG_KEY, config=config,
                       extra={"import": {"rejected": len(rejected)}})
+        result = ImportResult(ds.root, added, skipped, rejected, converted, linked)
         if strict and rejected:
-            raise SemgenError(f"{len(rejected)} unreadable image(s) in {root} (see {ds.root / REJECTED_NAME}); "
-                              "--strict makes that an error")
-        return ImportResult(ds.root, added, skipped, rejected, converted, linked)
+            raise StrictFailure(f"{len(rejected)} unreadable image(s) in {root} (see {ds.root / REJECTED_NAME}); "
+                                "--strict makes that an error", result)
+        return result
 
 
 __all__ = ["import_imagefolder", "parse_label_map", "ImportResult"]

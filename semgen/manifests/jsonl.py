@@ -20,14 +20,21 @@ def dumps_record(rec: dict) -> str:
     return json.dumps(rec, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
-def iter_jsonl(path: str | os.PathLike, *, strict: bool = False) -> Iterator[dict]:
-    """Yield the JSON objects of a JSONL file.
+def jsonl_lines(path: str | os.PathLike) -> Iterator[tuple[int, dict | None, str, bool]]:
+    r"""``(line number, object, error, torn)`` for every non-blank line of a JSONL file.
 
-    A last line without its newline that does not parse is a torn write: skipped with a
-    :class:`TornLineWarning`. Any other bad line is skipped with a warning too, unless ``strict``,
-    where it raises :class:`ManifestError` naming the line.
+    The one parser of manifest lines: ``object`` is None where the line is not a JSON object, and
+    then ``error`` says why; ``torn`` marks a last line without its newline (an interrupted write).
+    Callers decide what a bad line means (skip with a warning, raise, or report it).
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> p = os.path.join(tempfile.mkdtemp(), "m.jsonl")
+    >>> _ = open(p, "w").write('{"a": 1}\n\nnot json\n{"b"')
+    >>> [(n, obj, torn) for n, obj, _, torn in jsonl_lines(p)]
+    [(1, {'a': 1}, False), (3, None, False), (4, None, True)]
     """
-    path = Path(path)
     with open(path, "rb") as f:
         data = f.read()
     lines = data.split(b"\n")
@@ -41,10 +48,23 @@ def iter_jsonl(path: str | os.PathLike, *, strict: bool = False) -> Iterator[dic
             if not isinstance(obj, dict):
                 raise ValueError("not a JSON object")
         except (ValueError, UnicodeDecodeError) as e:
-            torn = i == last and not complete
+            yield i + 1, None, str(e), i == last and not complete
+            continue
+        yield i + 1, obj, "", False
+
+
+def iter_jsonl(path: str | os.PathLike, *, strict: bool = False) -> Iterator[dict]:
+    """Yield the JSON objects of a JSONL file.
+
+    A last line without its newline that does not parse is a torn write: skipped with a
+    :class:`TornLineWarning`. Any other bad line is skipped with a warning too, unless ``strict``,
+    where it raises :class:`ManifestError` naming the line.
+    """
+    for n, obj, err, torn in jsonl_lines(path):
+        if obj is None:
             if strict and not torn:
-                raise ManifestError(f"{path}:{i + 1}: unreadable manifest line ({e})") from None
-            what = "torn last line (an interrupted write)" if torn else f"unreadable line {i + 1}"
+                raise ManifestError(f"{path}:{n}: unreadable manifest line ({err})")
+            what = "torn last line (an interrupted write)" if torn else f"unreadable line {n}"
             warnings.warn(f"{path}: skipping {what}", TornLineWarning, stacklevel=2)
             continue
         yield obj

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import tempfile
@@ -18,7 +17,8 @@ from ..errors import ManifestError, SemgenError
 from ..imageio import sha256_file, write_bytes_atomic
 from .dataset import DatasetDir, current_command
 from .lock import LOCK_FILES, lock_dir
-from .schema import MANIFEST_NAME, record_key, validate_record
+from .schema import MANIFEST_NAME, record_key
+from .sources import iter_source
 
 
 def summarize(root) -> dict:
@@ -119,17 +119,35 @@ def check_writable_dir(path, name: str = "--out") -> Path:
 PARTIAL_NAME = ".semgen.partial"
 
 
-def link_file(src: Path, dst: Path) -> None:
+def link_or_copy(src, dst) -> Path:
     """Hard-link ``src`` to ``dst`` (a copy where links fail), atomically; an identical link stays.
 
-    The file appears under its name only when whole (temporary name + rename), so a crash or a
-    full disk never leaves a truncated copy that a later run would take for done.
+    The one way semgen puts an existing file into a dataset dir without re-encoding it (merge,
+    split, curate, import, ablation subsets). The file appears under its name only when whole
+    (temporary name + rename), so a crash or a full disk never leaves a truncated copy that a later
+    run would take for done. A ``dst`` that already is ``src`` (the same inode) is left as it is:
+    renaming a hard link over another link of the same file is a no-op that would leave the
+    temporary name behind.
+
+    Returns
+    -------
+    Path
+        ``dst``.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (d / "a.png").write_bytes(b"x")
+    >>> link_or_copy(d / "a.png", d / "sub" / "b.png").read_bytes()
+    b'x'
     """
+    src, dst = Path(src), Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
     if dst.exists():
         try:
             if os.path.samefile(src, dst):
-                return
+                return dst
         except OSError:
             pass
     tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
@@ -142,6 +160,7 @@ def link_file(src: Path, dst: Path) -> None:
     finally:
         if tmp.exists():
             tmp.unlink()
+    return dst
 
 
 def _clear_dir(root: Path) -> None:
@@ -213,23 +232,6 @@ def new_output(root, what: str) -> Iterator[DatasetDir]:
         raise
 
 
-def _manifest_objects(path: Path) -> Iterator[tuple[int, dict | None, str]]:
-    """``(line number, object or None, parse error)`` for each non-blank line of a manifest."""
-    with open(path, "rb") as f:
-        for n, raw in enumerate(f, 1):
-            if not raw.strip():
-                continue
-            try:
-                obj = json.loads(raw)
-                if not isinstance(obj, dict):
-                    raise ValueError("not a JSON object")
-            except (ValueError, UnicodeDecodeError) as e:
-                torn = "" if raw.endswith(b"\n") else " (a torn last line: the run that wrote it was interrupted)"
-                yield n, None, f"{e}{torn}"
-                continue
-            yield n, obj, ""
-
-
 @dataclass
 class MergeResult:
     """What :func:`merge_dirs` wrote, and the input records it left out (``skip_bad`` only)."""
@@ -263,18 +265,12 @@ def merge_dirs(inputs, out, *, sort: bool = True, skip_bad: bool = False) -> Mer
         configs.update(src.read_info().get("configs", {}))
         if not src.manifest_path.exists():
             continue
-        for n, obj, err in _manifest_objects(src.manifest_path):
+        def on_bad(n, obj, why, src=src):
+            bad.append(f"{src.manifest_path}:{n}: {why}")
+
+        for img, _, rec, n in iter_source(src.root, on_bad=on_bad):
             where = f"{src.manifest_path}:{n}"
-            if obj is None:
-                bad.append(f"{where}: unreadable line ({err})")
-                continue
-            try:
-                rec = validate_record(obj)
-                img = src.path(rec["file_name"])
-                mask = src.path(rec["mask_file_name"]) if rec.get("mask_file_name") else None
-            except ManifestError as e:
-                bad.append(f"{where}: {e}")
-                continue
+            mask = src.path(rec["mask_file_name"]) if rec.get("mask_file_name") else None
             key = record_key(rec)
             if key in merged:
                 if merged[key][1]["sha256"] != rec["sha256"]:
@@ -313,7 +309,7 @@ def merge_dirs(inputs, out, *, sort: bool = True, skip_bad: bool = False) -> Mer
             src, rec = merged[k]
             for fld in ("file_name", "mask_file_name"):
                 if rec.get(fld):
-                    link_file(src.path(rec[fld]), dst.path(rec[fld]))
+                    link_or_copy(src.path(rec[fld]), dst.path(rec[fld]))
             recs.append(rec)
         with dst.appender() as app:
             for rec in recs:
@@ -375,7 +371,7 @@ def split(root, outs: dict[str, float], *, seed: int = 0, group_field: str | Non
             for rec in picked:
                 for fld in ("file_name", "mask_file_name"):
                     if rec.get(fld):
-                        link_file(src.path(rec[fld]), dst.path(rec[fld]))
+                        link_or_copy(src.path(rec[fld]), dst.path(rec[fld]))
                 app.append(rec)
         dst.write_info(command=current_command(), records=picked)
     return result

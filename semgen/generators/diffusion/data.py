@@ -1,33 +1,25 @@
-"""Training data for diffusion: images + records from dataset dirs or ImageFolder trees, with weights."""
+"""Training data for diffusion: images + records from dataset dirs or ImageFolder trees, with weights.
+
+``--data DIR[=WEIGHT]`` is parsed by :func:`semgen.manifests.parse_source` (a bad weight is an
+error, never part of the path), which this module exports as ``parse_data_arg`` for its CLI.
+"""
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import cv2
 import numpy as np
 
-from ...errors import SemgenError
 from ...imageio import read_gray
-from ...manifests import DatasetDir
-from ...manifests.imagefolder import is_dataset_dir, scan_imagefolder
+from ...manifests.sources import parse_source, read_source
 from .captions import caption_parts
 
 
-def parse_data_arg(arg: str) -> tuple[str, float]:
-    """``"DIR"`` or ``"DIR=weight"`` -> (DIR, weight)."""
-    path, sep, w = str(arg).rpartition("=")
-    if not sep or not path:
-        return str(arg), 1.0
-    try:
-        weight = float(w)
-    except ValueError:
-        return str(arg), 1.0  # a path that contains '='
-    if not np.isfinite(weight) or weight <= 0:
-        raise SemgenError(f"--data {arg}: weight must be a positive number")
-    return path, weight
+def parse_data_arg(arg) -> tuple[str, float]:
+    """``DIR`` or ``DIR=WEIGHT`` -> ``(DIR, weight)``: :func:`~semgen.manifests.parse_source` as a plain pair."""
+    src = parse_source(arg)
+    return str(src.path), src.weight
 
 
 @dataclass
@@ -44,33 +36,13 @@ class TrainingSet:
         return len(self.images)
 
 
-def _records_of(path: Path) -> list[dict]:
-    if is_dataset_dir(path):
-        ds = DatasetDir.open(path)
-        recs = [dict(r, _path=str(ds.path(r["file_name"]))) for r in ds.iter_records()]
-        if not recs:
-            raise SemgenError(f"training data {path} has no records")
-        return recs
-    # ImageFolder (e.g. the real train pool): style "real"; view from a labels.csv beside it, if any
-    views = {}
-    for csv_path in (path / "labels.csv", path.parent / "labels.csv"):
-        if csv_path.exists():
-            with open(csv_path, newline="") as f:
-                for row in csv.DictReader(f):
-                    if row.get("file") and row.get("view"):
-                        views[(csv_path.parent / row["file"]).resolve()] = row["view"]
-    recs = []
-    for rel, label in scan_imagefolder(path):
-        p = (path / rel).resolve()
-        rec = {"file_name": rel, "label": label, "source": "real", "_path": str(p)}
-        if p in views:
-            rec["view"] = views[p]
-        recs.append(rec)
-    return recs
-
-
-def load_training_set(data: list[tuple[str, float]], resolution: int, *, progress: bool = False) -> TrainingSet:
+def load_training_set(data: list, resolution: int, *, progress: bool = False) -> TrainingSet:
     """Load every image of every input into memory at ``resolution`` (area-resized if needed).
+
+    ``data``: ``(path, weight)`` pairs, ``DIR=WEIGHT`` strings or
+    :class:`~semgen.manifests.DataSource` s; each a dataset dir or an ImageFolder
+    (:func:`semgen.manifests.iter_source`; an ImageFolder's images are ``real``, with the view a
+    ``labels.csv`` beside it names).
 
     Each input's total sampling weight is its given weight, shared equally by its images, so
     ``--data proc=1 --data real=1`` draws half the batches' images from each whatever their sizes.
@@ -78,13 +50,11 @@ def load_training_set(data: list[tuple[str, float]], resolution: int, *, progres
     from tqdm.auto import tqdm
 
     images, parts, vflip, weights, sources = [], [], [], [], []
-    for path, weight in data:
-        p = Path(path)
-        if not p.exists():
-            raise SemgenError(f"training data {p} does not exist")
-        recs = _records_of(p)
-        for rec in tqdm(recs, desc=f"loading {p.name}", disable=not progress, leave=False):
-            img = read_gray(rec["_path"])
+    for path, weight in map(parse_source, data):
+        items = read_source(path, what="training data")
+        for it in tqdm(items, desc=f"loading {path.name}", disable=not progress, leave=False):
+            rec = it.record
+            img = read_gray(it.path)
             if img.dtype != np.uint8:
                 img = (img >> 8).astype(np.uint8)
             if img.shape != (resolution, resolution):
@@ -93,8 +63,8 @@ def load_training_set(data: list[tuple[str, float]], resolution: int, *, progres
             cp = caption_parts(rec)
             parts.append(cp)
             vflip.append("cross-section" not in cp)
-            weights.append(weight / len(recs))
-        sources.append({"path": str(p), "weight": weight, "images": len(recs)})
+            weights.append(weight / len(items))
+        sources.append({"path": str(path), "weight": weight, "images": len(items)})
     w = np.asarray(weights, np.float64)
     return TrainingSet(np.stack(images), parts, np.asarray(vflip, bool), w / w.sum(), sources)
 

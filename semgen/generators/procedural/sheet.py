@@ -14,8 +14,7 @@ import numpy as np
 
 from ...errors import SemgenError
 from ...imageio import read_gray, write_bytes_atomic
-from ...manifests import DatasetDir
-from ...manifests.imagefolder import is_dataset_dir, scan_imagefolder
+from ...manifests.sources import iter_source
 from ...taxonomy import CLASSES, canonical
 
 
@@ -28,15 +27,9 @@ MAX_SHEET_PIXELS = 1 << 28
 
 def images_by_class(root: str | os.PathLike) -> dict[str, list[Path]]:
     """``{label: [paths]}`` of a dataset dir or an ImageFolder tree (paths sorted)."""
-    root = Path(root)
     out: dict[str, list[Path]] = {}
-    if is_dataset_dir(root):
-        ds = DatasetDir.open(root)
-        for r in ds.iter_records():
-            out.setdefault(r["label"], []).append(ds.path(r["file_name"]))
-    else:
-        for rel, label in scan_imagefolder(root):
-            out.setdefault(label, []).append(root / rel)
+    for it in iter_source(root):
+        out.setdefault(it.label, []).append(it.path)
     return {k: sorted(v) for k, v in out.items()}
 
 
