@@ -49,7 +49,7 @@ def test_generates_on_every_layout(cls, layout):
         s = generate_one(gen, seed, 64, {"layout": layout})
         assert s.image.shape == (64, 64) and s.image.dtype == np.uint8
         assert s.params["layout"] == layout and "overlay_jpeg" in s.params and "dose" in s.params
-        assert s.meta["layout"] and s.meta["view"]  # (a tilted view names its base layout)
+        assert s.meta["layout"] and s.meta["view"] and s.meta["pixel_nm"] > 0  # (tilted: its base layout)
         if not gen.masked(s.params):
             assert s.mask is None and s.bboxes == []
             continue

@@ -41,6 +41,13 @@ def test_image_seed_depends_on_each_part_and_is_stable():
     assert len({a, image_seed(1, "bridge", 5), image_seed(0, "open", 5), image_seed(0, "bridge", 6)}) == 4
 
 
+def test_image_seeds_are_signed_64_bit():
+    # Arrow / pandas / JSON readers keep a seed exact only below 2^63 (above: float64)
+    seeds = [image_seed(m, c, i) for m in (0, 7, 2 ** 64 - 1) for c in taxonomy.CLASSES for i in range(40)]
+    assert all(isinstance(s, int) and 0 <= s < 2 ** 63 for s in seeds)
+    assert len(set(seeds)) == len(seeds) and max(seeds) >= 2 ** 62  # the whole range is used
+
+
 def test_png_roundtrip_is_deterministic():
     rng = np.random.default_rng(0)
     img = rng.integers(0, 256, (33, 47), dtype=np.uint8)

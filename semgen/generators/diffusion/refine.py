@@ -99,7 +99,7 @@ def refine(*, input, out, strength: float = 0.3, model=None, steps: int = 25, gu
                 inputs = [im if im.dtype == np.uint8 else (im >> 8).astype(np.uint8) for im in inputs]
                 prompts = [build_caption(r, style=style) for r in chunk]
                 negatives = [build_caption(r, style=SIM_STYLE) for r in chunk] if negative == "simulated" else None
-                seeds = [image_seed(seed, record_key(r), 0) % (2**63) for r in chunk]
+                seeds = [image_seed(seed, record_key(r), 0) for r in chunk]
                 x = np.stack([im if im.shape == (res, res) else
                               cv2.resize(im, (res, res), interpolation=cv2.INTER_AREA) for im in inputs])
                 outs = pipe(prompts, seeds, num_inference_steps=steps, guidance_scale=guidance, scheduler=scheduler,

@@ -100,7 +100,7 @@ def sample(*, out, n: int, prompt: str | None = None, label: str | None = None, 
         with ds.appender() as app:
             for b in range(0, len(todo), batch):
                 idx = todo[b:b + batch]
-                seeds = [image_seed(seed, f"{label}|{prompt}", i) % (2**63) for i in idx]
+                seeds = [image_seed(seed, f"{label}|{prompt}", i) for i in idx]
                 imgs = pipe([prompt] * len(idx), seeds, num_inference_steps=steps, guidance_scale=guidance,
                             scheduler=scheduler)
                 for i, s, img in zip(idx, seeds, imgs):

@@ -175,7 +175,7 @@ PARAMS = list(BRIDGE_LINE_PARAMS) + [
 class Bridge(LayoutGenerator):
     name = "bridge"
     label = "bridge"
-    version = "4"
+    version = "5"
     description = "material joining two neighbouring lines: full bridges, micro-bridges, footing"
     # xs_style: only interconnect stacks, whose metal is not one connected network
     params = ParamSpace(all_params(LAYOUTS, PARAMS, lines_first=True, restrict={"xs_style": ("interconnect",)},

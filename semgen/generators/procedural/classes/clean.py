@@ -19,10 +19,9 @@ LAYOUTS = {"lines": 0.42, "contacts": 0.06, "pads": 0.1, "crosssection": 0.3, "b
 class Clean(LayoutGenerator):
     name = "clean"
     label = "clean"
-    version = "4"
+    version = "5"
     description = "defect-free line/space patterns, nominal low roughness"
     params = ParamSpace(all_params(LAYOUTS, [], sigma=(0.3, 1.5), xi=(10.0, 40.0), corr=(-0.3, 0.6)))
-    meta_pixel_nm = False  # version 4's records: bytes kept until the next version
 
     def defect(self, built, p, rng, size):
         return built.scene(rng)

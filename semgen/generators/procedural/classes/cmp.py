@@ -152,7 +152,7 @@ def add_cmp(scene: Scene, rng: np.random.Generator, p: dict, variant: str | None
 class CMP(LayoutGenerator):
     name = "cmp"
     label = "cmp"
-    version = "3"
+    version = "4"
     description = "CMP scratches, chatter marks, slurry residue and dishing / erosion"
     params = ParamSpace(all_params(LAYOUTS, PARAMS, periods=(4.0, 30.0)))
 

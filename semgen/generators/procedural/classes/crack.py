@@ -147,7 +147,7 @@ def stack_crack(built, rng: np.random.Generator, p: dict) -> Scene:
 class Crack(LayoutGenerator):
     name = "crack"
     label = "crack"
-    version = "3"
+    version = "4"
     description = "film cracks, bump fatigue cracks along the IMC, cracks and delamination in stacks"
     params = ParamSpace(all_params(LAYOUTS, PARAMS))
 

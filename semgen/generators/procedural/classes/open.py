@@ -146,7 +146,7 @@ PARAMS = list(OPEN_LINE_PARAMS) + [
 class Open(LayoutGenerator):
     name = "open"
     label = "open"
-    version = "4"
+    version = "5"
     description = "a line broken (rounded ends), pinched (necking) or partly cut"
     # pad_style: only pads with leads can be cut open
     params = ParamSpace(all_params(LAYOUTS, PARAMS, lines_first=True, restrict={"pad_style": ("pads",)},

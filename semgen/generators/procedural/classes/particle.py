@@ -142,7 +142,7 @@ def add_particles(scene: Scene, rng: np.random.Generator, p: dict, n: int | None
 class Particle(LayoutGenerator):
     name = "particle"
     label = "particle"
-    version = "3"
+    version = "4"
     description = "foreign particles (spheres, grains, flakes, agglomerates) on any top-down layout"
     params = ParamSpace(all_params(LAYOUTS, PARAMS, periods=(4.0, 30.0)))
 

@@ -269,8 +269,6 @@ class LayoutGenerator(Generator):
 
     #: layout builds tried while :meth:`defect` raises :class:`NoSite`
     attempts: int = 6
-    #: record ``pixel_nm`` in the scene's meta (``clean`` did not outside ``lines`` until version 5)
-    meta_pixel_nm: bool = True
 
     def build(self, p: dict, rng: np.random.Generator, size: int) -> Scene:
         for _ in range(self.attempts):
@@ -280,8 +278,7 @@ class LayoutGenerator(Generator):
             except NoSite:
                 continue
             scene.meta.setdefault("layout", p["layout"])
-            if self.meta_pixel_nm:
-                scene.meta["pixel_nm"] = round(float(scene.pixel_nm), 4)
+            scene.meta["pixel_nm"] = round(float(scene.pixel_nm), 4)
             return scene
         raise SemgenError(f"could not place a {self.label} on layout {p['layout']!r} with these parameters")
 
