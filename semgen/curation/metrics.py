@@ -16,6 +16,8 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
+from ..edges import canny
+
 #: Bumped whenever a metric's definition changes: cached values of another version are ignored.
 METRICS_VERSION = 2
 
@@ -156,8 +158,7 @@ def edge_density(img: np.ndarray, max_size: int = 128) -> float:
     f = max(1, -(-max(img.shape) // max_size))
     if f > 1:
         img = cv2.resize(img, (img.shape[1] // f, img.shape[0] // f), interpolation=cv2.INTER_AREA)
-    blur = cv2.GaussianBlur(img, (0, 0), 1.0)
-    edges = cv2.Canny(blur, 30, 90)
+    edges = canny(img, sigma=1.0, low=30, high=90)
     return float(np.count_nonzero(edges) / edges.size)
 
 

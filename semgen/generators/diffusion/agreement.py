@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
-from skimage.feature import canny
+
+from ...edges import canny
 
 #: Pixels the defect mask is grown by before measuring "inside": edges of a defect sit on its border.
 MASK_GROW_PX = 3
@@ -16,8 +17,7 @@ MASK_GROW_PX = 3
 
 def edge_map(img: np.ndarray, sigma: float = 2.0) -> np.ndarray:
     """Canny edges (bool) with quantile thresholds, so the edge density does not depend on contrast."""
-    return canny(img.astype(np.float32) / 255.0, sigma=sigma, low_threshold=0.75, high_threshold=0.90,
-                 use_quantiles=True)
+    return canny(img, sigma, 0.75, 0.90, quantiles=True, l2=True)
 
 
 def _iou(a: np.ndarray, b: np.ndarray, region: np.ndarray) -> float | None:
