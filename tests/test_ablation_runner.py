@@ -12,6 +12,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -240,6 +241,91 @@ def test_half_written_cell_is_trained_again(data, tmp_path):
     fc = FakeClassifier()
     r = run_ablation(cfg, tmp_path / "o", train_fn=fc.train, eval_fn=fc.evaluate, log=lambda m: None)
     assert r["trained"] == 3 and len(_lines(tmp_path / "o")) == 3
+
+
+# A run that trains its one cell until the file RELEASE appears, and fails if its run dir is gone by
+# then (another run deleted it): the first user of a shared cache, in its own process.
+HOLDER = r"""
+import json, sys, time
+from pathlib import Path
+from test_ablation_runner import FakeClassifier
+from semgen.ablation import build_config, run_ablation
+
+raw, out, signals = json.loads(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
+fc = FakeClassifier()
+
+def train(data, run_dir, **kw):
+    summary = fc.train(data, run_dir, **kw)
+    if "/cells/" in str(run_dir):  # not the time-estimate probe
+        with open(signals / "first-trained", "a") as f:
+            f.write(str(Path(run_dir).parent.name) + "\n")
+        (signals / "started").write_text("")
+        end = time.monotonic() + 120
+        while not (signals / "release").exists() and time.monotonic() < end:
+            time.sleep(0.05)
+        if not (Path(run_dir) / "best.pt").exists():
+            raise SystemExit("my run dir was deleted by the other run")
+    return summary
+
+run_ablation(build_config(raw), out, train_fn=train, eval_fn=fc.evaluate, log=lambda m: None)
+print("done", flush=True)
+"""
+
+
+def test_two_runs_share_a_cache_cell_by_cell(data, tmp_path):
+    """Two ablate runs on one shared cache (issue 15): the second waits for the cell the first is
+    training, then reuses it; neither deletes the other's run dir, and every cell is trained once."""
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    raw = {"real": str(data["real"]), "test": {"t": str(data["test"])}, "arms": ["real"], "shots": ["all"],
+           "seeds": 3, "bootstrap": {"n": 100}, "cache": str(tmp_path / "shared")}
+    signals = tmp_path / "signals"
+    signals.mkdir()
+    env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE", PYTHONPATH=os.pathsep.join(
+        [str(REPO), str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]))
+    first = subprocess.Popen([sys.executable, "-c", HOLDER, json.dumps(raw), str(tmp_path / "a"), str(signals)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        for _ in range(2400):  # until the first run is inside its cell's training
+            if (signals / "started").exists() or first.poll() is not None:
+                break
+            time.sleep(0.05)
+        assert (signals / "started").exists(), first.communicate()[1][-2000:]
+        second = FakeClassifier()
+        messages = []
+
+        def train(d, out, **kw):  # the old runner trained the cell again here, deleting the first's
+            if "/cells/" in str(out):
+                (signals / "release").write_text("")
+            return second.train(d, out, **kw)
+
+        def log(msg):
+            messages.append(msg)
+            if "waiting for" in msg:  # the new runner waits for the cell's lock: let the first finish
+                (signals / "release").write_text("")
+
+        r = run_ablation(build_config(raw), tmp_path / "b", train_fn=train, eval_fn=second.evaluate, log=log)
+        out, err = first.communicate(timeout=300)
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+    assert first.returncode == 0 and "done" in out, err[-2000:]
+    assert any(f"another ablate (pid {first.pid})" in m and "is training it in the shared cache" in m
+               for m in messages), messages
+    # the two runs split the 3 cells between them (who takes cells 2 and 3 is a race), each once
+    by_first = (signals / "first-trained").read_text().split()
+    by_second = [Path(c["out"]).parent.name for c in second.cell_calls]
+    cells = sorted(p.name for p in (tmp_path / "shared" / "cells").iterdir())
+    assert sorted(by_first + by_second) == cells and len(cells) == 3 and r["trained"] == len(by_second)
+    strip = lambda ls: [(x["cell"], x["test"]["t"]["macro_f1"]) for x in ls]  # noqa: E731
+    assert strip(_lines(tmp_path / "a")) == strip(_lines(tmp_path / "b"))
+    for c in cells:
+        d = tmp_path / "shared" / "cells" / c
+        assert (d / "cell.json").exists() and (d / "run" / "best.pt").exists() and not (d / ".semgen.lock").exists()
 
 
 # -- report -------------------------------------------------------------------------------------

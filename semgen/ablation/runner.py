@@ -10,7 +10,9 @@ Cache layout (``OUT/cache`` unless the config names a shared one)::
     cache/timing.json              measured seconds per training image, for estimates
 
 A killed run leaves at most one cell without ``cell.json``; its run dir is discarded and that one
-cell is trained again. A widened matrix (more seeds, shots, arms, test sets) finds the old cells
+cell is trained again. A cache may be shared by several runs at once: each cell is trained under
+its own lock (``cache/cells/<cell key>/.semgen.lock``), so a second run that reaches a cell being
+trained waits for it and then reuses it. A widened matrix (more seeds, shots, arms, test sets) finds the old cells
 by key and trains only the new ones.
 """
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
 import shutil
 import sys
@@ -260,14 +263,22 @@ def run_ablation(cfg: AblationConfig, out, *, train_fn: Callable | None = None, 
         for i, cell in enumerate(cells, 1):
             cdir = cache / "cells" / cell.key[:24]
             t_cell, c_cell = time.perf_counter(), time.process_time()
-            fresh = not _done(cache, cell)
-            if fresh:
-                if cell.init is not None and not _done(cache, cell.init):
-                    raise SemgenError(f"internal: {cell.label()} runs before its pretraining cell")
-                log(f"[{i}/{len(cells)}] train {cell.label()} ({cell.n_train} images, {cell.epochs} epochs)")
-                _train_cell(cell, cache, train_fn, progress)
-                trained += 1
-            else:
+            fresh = False
+            if not _done(cache, cell):
+                # One process per cell, whoever else shares the cache: a second run waits here for
+                # the first to finish the cell, then reuses it (it used to delete the first's run dir).
+                waited = lambda pid, c=cell, i=i: log(  # noqa: E731
+                    f"[{i}/{len(cells)}] waiting for {c.label()}: another ablate (pid {pid or 'unknown'}) "
+                    "is training it in the shared cache")
+                with lock_dir(cdir, wait=math.inf, on_wait=waited):
+                    fresh = not _done(cache, cell)
+                    if fresh:
+                        if cell.init is not None and not _done(cache, cell.init):
+                            raise SemgenError(f"internal: {cell.label()} runs before its pretraining cell")
+                        log(f"[{i}/{len(cells)}] train {cell.label()} ({cell.n_train} images, {cell.epochs} epochs)")
+                        _train_cell(cell, cache, train_fn, progress)
+                        trained += 1
+            if not fresh:
                 log(f"[{i}/{len(cells)}] cached {cell.label()}")
             evals = {name: _evaluate_cell(cell, cdir, name, test, eval_fn) for name, test in tests.items()}
             done_lines.append(_result_line(cell, cdir, evals, out))
@@ -292,9 +303,10 @@ def _done(cache: Path, cell: Cell) -> bool:
 
 
 def _train_cell(cell: Cell, cache: Path, train_fn, progress: bool) -> None:
+    """Train one cell into ``cache/cells/<key>``; the caller holds that dir's lock."""
     cdir = cache / "cells" / cell.key[:24]
     run_dir = cdir / "run"
-    if run_dir.exists():  # a killed run's half-trained model: start that cell again
+    if run_dir.exists():  # under the cell's lock, so a killed run's half-trained model: start again
         shutil.rmtree(run_dir)
     cdir.mkdir(parents=True, exist_ok=True)
     kwargs = dict(cell.hyper)

@@ -18,6 +18,7 @@ import os
 import threading
 import time
 from pathlib import Path
+from typing import Callable
 
 from ..errors import SemgenError
 
@@ -66,23 +67,33 @@ class DirLock:
     ----------
     directory : path
         The output dir; created (with its parents) if missing.
+    wait : float
+        Seconds to wait for another process to let go (``math.inf``: until it does); 0, the
+        default, fails at once. For work two runs may share, such as one cell of a shared
+        ablation cache: the second waits for the first, then finds the work done.
+    on_wait : callable, optional
+        Called once, with the holder's pid (or None), when the lock is taken and this one waits.
 
     Raises
     ------
     DirInUseError
-        On entry, when another live process holds the dir:
+        On entry, when another live process holds the dir (after ``wait`` seconds):
         ``DIR is in use by another semgen process (pid N)``.
     SemgenError
         When the lock file cannot be created (a read-only or missing parent, a file in the way).
     """
 
-    def __init__(self, directory: str | os.PathLike):
+    #: Seconds between two tries while waiting.
+    POLL_S = 0.2
+
+    def __init__(self, directory: str | os.PathLike, *, wait: float = 0.0,
+                 on_wait: Callable[[int | None], None] | None = None):
         self.dir = Path(directory)
+        self.wait = float(wait)
+        self.on_wait = on_wait
         self.key: str | None = None
 
     def __enter__(self) -> "DirLock":
-        from filelock import FileLock, Timeout
-
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
         except FileExistsError:
@@ -90,38 +101,54 @@ class DirLock:
         except OSError as e:
             raise SemgenError(f"cannot create {self.dir}: {e.strerror or e}") from None
         key = os.path.realpath(self.dir)
-        with _guard:
-            if key in _held:  # this process already holds it: a nested call
-                _held[key][1] += 1
-                self.key = key
-                return self
-            path = Path(key) / LOCK_NAME
-            try:
-                for _ in range(3):
-                    lock = FileLock(str(path), timeout=0)
-                    lock.acquire(timeout=0)
-                    if _holds_linked_file(lock, path):
-                        break
-                    lock.release()  # we locked a file its last holder had just removed: try again
-                else:
-                    raise Timeout(str(path))
-            except Timeout:
+        deadline = time.monotonic() + self.wait
+        told = False
+        while True:
+            with _guard:  # never held while waiting: other threads' locks go on
+                if self._try(key):
+                    return self
+            if time.monotonic() >= deadline:
                 pid = _holder_pid(Path(key) / PID_NAME)
                 who = f"pid {pid}" if pid else "pid unknown"
                 raise DirInUseError(f"{self.dir} is in use by another semgen process ({who}); "
-                                    "wait for it to finish or use another output dir") from None
-            except OSError as e:
-                raise SemgenError(f"cannot lock {self.dir}: {e.strerror or e}") from None
-            try:
-                # written after the lock is ours: a dead holder's stale pid is overwritten here
-                tmp = Path(key) / f".{PID_NAME}.{os.getpid()}.tmp"
-                tmp.write_text(f"{os.getpid()}\n")
-                os.replace(tmp, Path(key) / PID_NAME)
-            except OSError:
-                pass  # the lock holds without it; only the error message loses the pid
-            _held[key] = [lock, 1]
+                                    "wait for it to finish or use another output dir")
+            if self.on_wait is not None and not told:
+                self.on_wait(_holder_pid(Path(key) / PID_NAME))
+                told = True
+            time.sleep(min(self.POLL_S, max(0.0, deadline - time.monotonic())))
+
+    def _try(self, key: str) -> bool:
+        """Take the lock now if it is free (or already this process's); False if another holds it."""
+        from filelock import FileLock, Timeout
+
+        if key in _held:  # this process already holds it: a nested call
+            _held[key][1] += 1
             self.key = key
-        return self
+            return True
+        path = Path(key) / LOCK_NAME
+        try:
+            for _ in range(3):
+                lock = FileLock(str(path), timeout=0)
+                lock.acquire(timeout=0)
+                if _holds_linked_file(lock, path):
+                    break
+                lock.release()  # we locked a file its last holder had just removed: try again
+            else:
+                return False
+        except Timeout:
+            return False
+        except OSError as e:
+            raise SemgenError(f"cannot lock {self.dir}: {e.strerror or e}") from None
+        try:
+            # written after the lock is ours: a dead holder's stale pid is overwritten here
+            tmp = Path(key) / f".{PID_NAME}.{os.getpid()}.tmp"
+            tmp.write_text(f"{os.getpid()}\n")
+            os.replace(tmp, Path(key) / PID_NAME)
+        except OSError:
+            pass  # the lock holds without it; only the error message loses the pid
+        _held[key] = [lock, 1]
+        self.key = key
+        return True
 
     def __exit__(self, *exc) -> None:
         with _guard:
@@ -144,6 +171,16 @@ class DirLock:
             entry[0].release()
 
 
-def lock_dir(directory: str | os.PathLike) -> DirLock:
-    """``with lock_dir(out): ...``: see :class:`DirLock`."""
-    return DirLock(directory)
+def lock_dir(directory: str | os.PathLike, *, wait: float = 0.0,
+             on_wait: Callable[[int | None], None] | None = None) -> DirLock:
+    """``with lock_dir(out): ...``: see :class:`DirLock`.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> d = tempfile.mkdtemp()
+    >>> with lock_dir(d):
+    ...     with lock_dir(d):  # the same process may take it again
+    ...         pass
+    """
+    return DirLock(directory, wait=wait, on_wait=on_wait)
