@@ -130,3 +130,19 @@ def test_two_procedural_runs_at_once_leave_a_valid_dir(tmp_path):
     r = subprocess.run([sys.executable, "-m", "semgen.cli", "validate", str(d)], capture_output=True, text=True,
                        env=_env(), cwd=tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_lock_dir_can_wait_for_the_holder(tmp_path, holder):
+    """``wait=``: told once who holds the dir, gives up after the wait, takes it once the holder is gone."""
+    d = tmp_path / "cell"
+    p = holder(d)
+    told = []
+    with _in_use(d, p.pid):
+        with lock_dir(d, wait=0.5, on_wait=told.append):
+            pass
+    assert told == [p.pid]
+    p.kill()
+    p.wait()
+    with lock_dir(d, wait=30, on_wait=told.append):
+        assert (d / ".semgen.lock").exists()
+    assert told == [p.pid] and not (d / ".semgen.lock").exists()
