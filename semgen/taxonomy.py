@@ -24,6 +24,18 @@ DESCRIPTIONS: dict[str, str] = {
     "other": "anything else: collapse, residue, tilted views, mixed defects",
 }
 
+#: Caption phrases (diffusion prompts) that differ from the default ``"<class> defect"``.
+_PHRASES: dict[str, str] = {
+    "clean": "clean pattern, no defect",
+    "open": "open defect, broken line",
+    "ler": "line edge roughness defect",
+    "cmp": "CMP defect",
+}
+
+#: The phrase that names each class in a caption (``"bridge defect"``); a new class gets
+#: ``"<class> defect"`` without touching the captions. Trained diffusion models depend on these words.
+CLASS_PHRASES: dict[str, str] = {c: _PHRASES.get(c, f"{c} defect") for c in CLASSES}
+
 ALIASES: dict[str, str] = {
     "bridges": "bridge", "bridging": "bridge", "short": "bridge", "shorts": "bridge",
     "microbridge": "bridge", "micro_bridge": "bridge",

@@ -35,6 +35,18 @@ def test_unknown_class_names_valid_ones_and_closest():
         assert c in msg
 
 
+def test_class_phrases_come_from_the_taxonomy():
+    """One table: captions name classes with the taxonomy's phrases, the words trained models know."""
+    from semgen.generators.diffusion import captions
+
+    assert captions.CLASS_PHRASES is taxonomy.CLASS_PHRASES
+    assert list(taxonomy.CLASS_PHRASES) == list(taxonomy.CLASSES) == list(taxonomy.DESCRIPTIONS)
+    assert taxonomy.CLASS_PHRASES == {
+        "clean": "clean pattern, no defect", "bridge": "bridge defect", "open": "open defect, broken line",
+        "ler": "line edge roughness defect", "via": "via defect", "crack": "crack defect",
+        "particle": "particle defect", "cmp": "CMP defect", "scratch": "scratch defect", "other": "other defect"}
+
+
 def test_image_seed_depends_on_each_part_and_is_stable():
     a = image_seed(0, "bridge", 5)
     assert a == image_seed(0, "bridge", 5)

@@ -32,7 +32,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...errors import SemgenError
-from ...taxonomy import ALIASES, CLASSES, canonical
+from ...taxonomy import ALIASES, CLASS_PHRASES, CLASSES, canonical
 
 REAL_STYLE = "real SEM micrograph"
 SIM_STYLE = "simulated SEM image"
@@ -40,18 +40,6 @@ SIM_STYLE = "simulated SEM image"
 #: caption in the simulated style (guidance then pushes along the simulated -> real style direction).
 NEGATIVES = ("empty", "simulated")
 
-CLASS_PHRASES: dict[str, str] = {
-    "clean": "clean pattern, no defect",
-    "bridge": "bridge defect",
-    "open": "open defect, broken line",
-    "ler": "line edge roughness defect",
-    "via": "via defect",
-    "crack": "crack defect",
-    "particle": "particle defect",
-    "cmp": "CMP defect",
-    "scratch": "scratch defect",
-    "other": "other defect",
-}
 
 #: Upper bounds of the "low" and "medium" noise levels, for noise given as a fraction of the signal
 #: range (values > 1 are read as grey levels out of 255).
