@@ -152,7 +152,9 @@ def residual_vs_thumbs(size: int = 128) -> dict:
     """Why near-duplicates are verified on thumbnails: bits apart under pHash and the residual pHash
     (periodic pattern notched out) vs the thumbnail test, for a re-noised copy and other bridges."""
     from semgen.curation.dedup import thumb_stats, zscore_thumbs
-    from semgen.curation.hashing import hamming, raw_phash, residual_hash, simhash
+    from residual_hash import residual_hash
+
+    from semgen.curation.hashing import hamming, raw_phash, simhash
     from semgen.curation.analyze import thumbnail
 
     a = lines(size, period=12.5, bridge=(40, 30), noise_seed=1, noise=12)

@@ -168,7 +168,7 @@ SPECTRUM_MAX_SIZE = 128
 
 
 class Spectrum(NamedTuple):
-    """The Fourier view shared by :func:`dominant_period` and the residual hash."""
+    """The Fourier view of an image (:func:`spectrum`), which :func:`dominant_period` reads."""
 
     small: np.ndarray    #: float32 image, area-downsampled by ``factor``, mean removed
     dft: np.ndarray      #: complex DFT of ``small``, OpenCV 2-channel layout, DC at [0, 0]
@@ -251,7 +251,7 @@ def compute_metrics(img: np.ndarray, spec: Spectrum | None = None) -> dict[str, 
     ----------
     img : ndarray, shape (H, W), dtype uint8
     spec : Spectrum, optional
-        The image's :func:`spectrum`, if already computed (the residual hash shares it).
+        The image's :func:`spectrum`, if already computed.
     """
     img = _check(img)
     out = grey_stats(img)
