@@ -23,8 +23,12 @@ def register(sub) -> None:
     p.add_argument("--workers", type=int, default=1, help="processes (output does not depend on it; default 1)")
     p.add_argument("--shard", metavar="K/N", help="make only shard K of N (K = 0..N-1) of the indices")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="NAME=VALUE",
-                   help="fix a parameter instead of sampling it (repeatable); see --list")
-    p.add_argument("--list", action="store_true", help="list classes with their parameters, defaults and ranges")
+                   help="fix a parameter (NAME=v), or change how it is sampled: NAME=lo:hi (a range within "
+                        "its limits), NAME=a,b,c or NAME=a:2,b:1 (choices, optional weights); repeatable; see --list")
+    p.add_argument("--profile", metavar="FILE.yaml",
+                   help="per-class ranges, choice weights and values (e.g. from `semgen tune`); --set wins")
+    p.add_argument("--list", action="store_true",
+                   help="list classes with their parameters, defaults and effective ranges (with --profile/--set)")
     p.add_argument("--json", action="store_true", help="with --list: print JSON")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_procedural)
@@ -40,9 +44,16 @@ def register(sub) -> None:
     s.set_defaults(func=_sheet)
 
 
-def _procedural(args) -> int:
-    from .params import parse_set_args
+def _overrides(args) -> tuple[dict, dict, dict | None]:
+    """``(pins, ranges, profile)`` from ``--set`` and ``--profile``."""
+    from .params import split_sets
+    from .profile import load_profile
 
+    pins, ranges = split_sets(args.sets)
+    return pins, ranges, (load_profile(args.profile) if args.profile else None)
+
+
+def _procedural(args) -> int:
     if args.list:
         return _list(args)
     if not args.cls:
@@ -51,8 +62,9 @@ def _procedural(args) -> int:
         raise SemgenError("--n is required")
     from .generate import generate
 
+    pins, ranges, profile = _overrides(args)
     res = generate(args.cls, args.n, args.out, seed=args.seed, size=args.size, workers=args.workers,
-                   shard=args.shard, overrides=parse_set_args(args.sets), progress=not args.no_progress)
+                   shard=args.shard, overrides=pins, ranges=ranges, profile=profile, progress=not args.no_progress)
     print(f"{res['out']}: {res['label']} ({res['generator']}): made {res['made']}, "
           f"already there {res['skipped']}, {res['total']} in this run")
     return 0
@@ -73,14 +85,31 @@ def _list(args) -> int:
 
 
 def _write_list(args, out) -> int:
+    from .generate import run_profile
     from .registry import create_generator, list_generators
 
     names = [create_generator(args.cls).name] if args.cls else list_generators()
+    set_pins, set_ranges, profile = _overrides(args)
+    if (set_pins or set_ranges) and not args.cls:
+        raise SemgenError("--list with --set needs --class (parameters differ between classes)")
     rows = []
     for name in names:
         g = create_generator(name)
+        pins, ranges, _ = run_profile(g, profile, set_pins, set_ranges)
+        eff = g.with_ranges(ranges).space
+        fixed = eff.check_overrides(pins)
+
+        def row(n, eff=eff, fixed=fixed):
+            d = eff[n].describe()
+            if n in fixed:
+                d["range"] = f"= {fixed[n]} (set)"
+            return d
+
+        own = set(g.params.names)
+        changed = [n for n in eff.names if n not in own and (n in ranges or n in fixed)]
         rows.append({"name": g.name, "label": g.label, "version": g.version, "description": g.description,
-                     "class_params": g.params.describe(), "imaging_params": None})
+                     "class_params": [row(n) for n in g.params.names] + [row(n) for n in changed],
+                     "imaging_params": None})
     from .imaging import IMAGING
 
     if args.json:

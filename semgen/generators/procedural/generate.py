@@ -13,6 +13,7 @@ the ids already recorded.
 from __future__ import annotations
 
 import functools
+import json
 import math
 import os
 import sys
@@ -126,10 +127,67 @@ def record_id(label: str, index: int) -> str:
     return f"{label}_{index:06d}"
 
 
-def run_config(gen: Generator, *, seed: int, size: int, overrides: dict) -> dict:
-    """What must match for a dir to be resumed (n and shard may differ: they only pick indices)."""
-    return {"generator": gen.name, "version": gen.version, "label": gen.label, "seed": int(seed),
-            "size": int(size), "overrides": {k: _plain(v) for k, v in sorted(overrides.items())}}
+def run_config(gen: Generator, *, seed: int, size: int, overrides: dict, profile: dict | None = None) -> dict:
+    """What must match for a dir to be resumed (n and shard may differ: they only pick indices).
+
+    ``profile`` (see :func:`run_profile`) adds ``profile`` (this class's effective overrides),
+    ``profile_sha256`` and, for a tuned profile, its ``profile_reference``; a run without
+    ranges or a profile has none of these keys (its ``dataset.json`` is as before profiles).
+    """
+    cfg = {"generator": gen.name, "version": gen.version, "label": gen.label, "seed": int(seed),
+           "size": int(size), "overrides": {k: _plain(v) for k, v in sorted(overrides.items())}}
+    if profile is not None:
+        cfg.update(profile)
+    return cfg
+
+
+def run_profile(gen: Generator, profile: dict | None, pins: dict, ranges: dict) -> tuple[dict, dict, dict | None]:
+    """Merge a loaded profile's overrides for ``gen`` with ``--set`` pins and ranges (``--set`` wins).
+
+    Returns ``(pins, ranges, recorded)``: the values to fix, the sampling overrides, and what
+    goes into ``dataset.json`` and every record (None when there are no ranges and no profile,
+    so such runs keep their bytes): ``{"profile": canonical JSON of {"version", "classes":
+    {gen.name: overrides}}, "profile_sha256": its sha256}`` (+ ``profile_reference``).
+    """
+    from .profile import PROFILE_VERSION, canonical_json, canonical_overrides, class_overrides, sha256_json, split_overrides
+
+    if profile is None and not ranges:
+        return pins, {}, None
+    cli = {**{k: {"value": v} for k, v in pins.items()}, **ranges}
+    eff = {**class_overrides(profile, gen), **canonical_overrides(gen, cli, "--set")}
+    own = {"version": PROFILE_VERSION, "classes": {gen.name: dict(sorted(eff.items()))}}
+    recorded = {"profile": canonical_json(own), "profile_sha256": sha256_json(own)}
+    ref = (profile or {}).get("reference")
+    if ref:
+        recorded["profile_reference"] = ref
+    pins2, ranges2 = split_overrides(eff)
+    return pins2, ranges2, recorded
+
+
+def remake(record: dict) -> Sample:
+    """Make the image of a ``metadata.jsonl`` record again, from the record alone.
+
+    Uses its generator, seed, size and, when present, its ``profile`` (ranges, weights and pins
+    it was sampled with); the params it recorded are not used, so the result checks them.
+
+    Examples
+    --------
+    >>> rec = {"generator": {"name": "ler", "version": create_generator("ler").version}, "seed": 7, "width": 32}
+    >>> remake(rec).image.shape
+    (32, 32)
+    """
+    from .profile import split_overrides, validate_profile
+
+    gen = create_generator(record["generator"]["name"])
+    if record["generator"].get("version") != gen.version:
+        raise SemgenError(f"record {record.get('id', '?')} was made by {gen.name}@{record['generator'].get('version')}, "
+                          f"this semgen has {gen.name}@{gen.version}: the bytes would differ")
+    pins: dict = {}
+    if record.get("profile"):
+        prof = validate_profile(json.loads(record["profile"]), where=f"record {record.get('id', '?')} profile")
+        pins, ranges = split_overrides(prof["classes"].get(gen.name, {}))
+        gen = gen.with_ranges(ranges)
+    return generate_one(gen, int(record["seed"]), int(record["width"]), pins)
 
 
 _GENERATORS: dict[str, Generator] = {}  # per-process cache
@@ -138,17 +196,21 @@ _GENERATORS: dict[str, Generator] = {}  # per-process cache
 class _Job:
     """Picklable worker state: makes image ``index`` and writes its files; returns its record."""
 
-    def __init__(self, gen_name: str, root: str, master_seed: int, size: int, overrides: dict):
+    def __init__(self, gen_name: str, root: str, master_seed: int, size: int, overrides: dict,
+                 ranges: dict | None = None, recorded: dict | None = None):
         self.gen_name = gen_name
         self.root = root
         self.master_seed = master_seed
         self.size = size
         self.overrides = overrides
+        self.ranges = ranges or {}
+        self.recorded = recorded  # profile fields copied into every record
 
     def __call__(self, index: int) -> dict:
-        gen = _GENERATORS.get(self.gen_name)
+        key = self.gen_name + (json.dumps(self.ranges, sort_keys=True) if self.ranges else "")
+        gen = _GENERATORS.get(key)
         if gen is None:
-            gen = _GENERATORS[self.gen_name] = create_generator(self.gen_name)
+            gen = _GENERATORS[key] = create_generator(self.gen_name).with_ranges(self.ranges)
         ds = DatasetDir(self.root)
         label = gen.label
         rid = record_id(label, index)
@@ -163,6 +225,9 @@ class _Job:
             "generator": {"name": gen.name, "version": gen.version}, "seed": seed, "index": int(index),
             "params": s.params, "meta": s.meta,
         }
+        if self.recorded:
+            rec["profile"] = self.recorded["profile"]
+            rec["profile_sha256"] = self.recorded["profile_sha256"]
         if s.mask is not None:
             m = s.mask.astype(np.uint8) if int(s.mask.max()) <= 255 else s.mask
             mask_name = f"masks/{label}/{rid}.png"
@@ -174,7 +239,8 @@ class _Job:
         return rec
 
 
-def _validate(label: str, n: int, size: int, workers: int, overrides: dict | None):
+def _validate(label: str, n: int, size: int, workers: int, overrides: dict | None, ranges: dict | None = None,
+              profile: dict | None = None):
     gen = create_generator(label)
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n <= 0:
         raise SemgenError(f"--n must be a positive integer, got {n}")
@@ -184,13 +250,15 @@ def _validate(label: str, n: int, size: int, workers: int, overrides: dict | Non
         raise SemgenError(f"--size must be an integer in [{MIN_SIZE}, {MAX_SIZE}], got {size}")
     if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1:
         raise SemgenError(f"--workers must be a positive integer, got {workers}")
-    fixed = gen.space.check_overrides(overrides or {})
-    return gen, fixed
+    pins, rngs, recorded = run_profile(gen, profile, dict(overrides or {}), dict(ranges or {}))
+    fixed = gen.with_ranges(rngs).space.check_overrides(pins)
+    return gen, fixed, rngs, recorded
 
 
 def generate(label: str, n: int, out: str | os.PathLike = DEFAULT_OUT, *, seed: int = 0, size: int = 256,
              workers: int = 1, shard: str | tuple[int, int] | None = None, overrides: dict | None = None,
-             progress: bool = True, chunksize: int | None = None) -> dict:
+             ranges: dict | None = None, profile: dict | None = None, progress: bool = True,
+             chunksize: int | None = None) -> dict:
     """Generate ``n`` images of a class into dataset dir ``out`` (resuming what is already there).
 
     Parameters
@@ -210,7 +278,14 @@ def generate(label: str, n: int, out: str | os.PathLike = DEFAULT_OUT, *, seed: 
     shard : "K/N" or (K, N), optional
         Make only indices ``[K*n//N, (K+1)*n//N)``.
     overrides : dict, optional
-        ``{param: value}`` fixed for every image (``--set``).
+        ``{param: value}`` fixed for every image (``--set name=v``).
+    ranges : dict, optional
+        ``{param: {"range": [lo, hi]} | {"choices": {value: weight}}}`` sampled instead of the
+        defaults (``--set name=lo:hi``, ``--set name=a:2,b:1``); they override the profile's.
+    profile : dict, optional
+        A profile from :func:`~.profile.load_profile`; its overrides for this class apply. With
+        ranges or a profile, ``dataset.json`` and every record hold the effective profile of
+        this class (canonical JSON) and its sha256 (:func:`remake` needs nothing else).
     progress : bool
         Show a progress bar (only when stderr is a terminal).
 
@@ -218,9 +293,9 @@ def generate(label: str, n: int, out: str | os.PathLike = DEFAULT_OUT, *, seed: 
     -------
     dict with ``out``, ``label``, ``generator``, ``made``, ``skipped`` (already present), ``total``.
     """
-    gen, fixed = _validate(label, n, size, workers, overrides)
+    gen, fixed, rngs, recorded = _validate(label, n, size, workers, overrides, ranges, profile)
     shard_t = parse_shard(shard)
-    cfg = run_config(gen, seed=seed, size=size, overrides=fixed)
+    cfg = run_config(gen, seed=seed, size=size, overrides=fixed, profile=recorded)
     key = f"procedural:{gen.name}"
     ds = DatasetDir.create(out)          # raises on an unwritable dir or another schema
     with lock_dir(ds.root):              # one run per dir: two would interleave records (issue 14)
@@ -233,7 +308,7 @@ def generate(label: str, n: int, out: str | os.PathLike = DEFAULT_OUT, *, seed: 
         todo = [i for i in indices if record_id(gen.label, i) not in done]
         ds.write_info(command=current_command(), config_key=key, config=cfg)
         _remove_stale_temps(ds.root, gen.label)
-        job = _Job(gen.name, str(ds.root), int(seed), int(size), fixed)
+        job = _Job(gen.name, str(ds.root), int(seed), int(size), fixed, rngs, recorded)
         bar = None
         if progress and sys.stderr.isatty() and todo:
             from tqdm import tqdm

@@ -9,7 +9,7 @@ fixing one parameter with ``--set`` leaves the others unchanged.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Iterator, Mapping
 
 import numpy as np
@@ -243,12 +243,7 @@ class ParamSpace:
         """Validate and coerce ``{name: value}``; unknown names raise a SemgenError listing valid ones."""
         out: dict[str, Any] = {}
         for name, value in (overrides or {}).items():
-            if name not in self._specs:
-                import difflib
-
-                close = difflib.get_close_matches(name, self.names, n=1)
-                hint = f" (did you mean '{close[0]}'?)" if close else ""
-                raise SemgenError(f"--set {name}: unknown parameter{hint}; valid: {', '.join(self.names)}")
+            self.check_name(name)
             out[name] = self._specs[name].coerce(value)
         return out
 
@@ -269,6 +264,146 @@ class ParamSpace:
     def describe(self) -> list[dict]:
         """Rows (name, kind, default, range, unit, doc) for ``--list``."""
         return [s.describe() for s in self]
+
+    def with_ranges(self, ranges: Mapping[str, Mapping] | None, where: str = "--set") -> "ParamSpace":
+        """This space with some sampling ranges or choice weights replaced (see :func:`apply_range`).
+
+        The order of the specs (hence of the uniforms drawn) is unchanged, so an image made
+        without overrides is the same with or without this call.
+
+        Examples
+        --------
+        >>> sp = ParamSpace([ParamSpec("w", "float", 1.0, 0.5, 2.0, limits=(0.1, 5.0))])
+        >>> sp.with_ranges({"w": {"range": [3.0, 4.0]}})["w"].describe_range()
+        '[3, 4] (--set 0.1..5)'
+        """
+        if not ranges:
+            return self
+        for name in ranges:
+            self.check_name(name, where)
+        return ParamSpace(apply_range(s, ranges[s.name], where) if s.name in ranges else s for s in self)
+
+    def check_name(self, name: str, where: str = "--set") -> None:
+        """Raise a one-line SemgenError if ``name`` is not a parameter of this space."""
+        if name not in self._specs:
+            import difflib
+
+            close = difflib.get_close_matches(name, self.names, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise SemgenError(f"{where} {name}: unknown parameter{hint}; valid: {', '.join(self.names)}")
+
+
+RANGE_KEYS = ("range", "choices")  #: the keys of a sampling override; ``value`` pins instead
+
+
+def apply_range(spec: ParamSpec, override: Mapping, where: str = "--set") -> ParamSpec:
+    """``spec`` with its sampling range (``{"range": [lo, hi]}``) or choice weights
+    (``{"choices": {value: weight}}``) replaced; a bad override raises a one-line SemgenError.
+
+    A numeric range must lie within the parameter's limits (what ``--set`` accepts) and keeps the
+    parameter's log sampling. Choices not named get weight 0. A bool takes
+    ``{"choices": {"true": w, "false": w}}`` (its probability of True).
+
+    Examples
+    --------
+    >>> s = ParamSpec("k", "choice", "a", choices=("a", "b", "c"))
+    >>> apply_range(s, {"choices": {"b": 3, "c": 1}}).weights
+    (0.0, 3.0, 1.0)
+    """
+    name = f"{where} {spec.name}"
+    r = override.get("range")
+    if spec.kind in ("choice", "bool") and isinstance(r, (list, tuple)) and all(isinstance(x, str) for x in r):
+        override = {"choices": {r[0]: r[1]}}  # `--set name=a:2` is one weighted choice, not a range
+    keys = set(override)
+    if len(keys) != 1 or not keys <= set(RANGE_KEYS):
+        raise SemgenError(f"{name}: expected exactly one of 'range' or 'choices', got {sorted(keys)}")
+    if "range" in override:
+        if spec.kind not in ("float", "int"):
+            raise SemgenError(f"{name}: a {spec.kind} parameter takes choices, not a range "
+                              f"({spec.describe_range()})")
+        lim = spec.valid_range
+        if lim is None:
+            raise SemgenError(f"{name}: has no range (fixed at {spec.default}); only a value can be set")
+        r = override["range"]
+        try:
+            lo, hi = (float(x) for x in r)
+            if not (math.isfinite(lo) and math.isfinite(hi)):
+                raise ValueError
+            if spec.kind == "int":
+                if lo != int(lo) or hi != int(hi):
+                    raise ValueError
+                lo, hi = int(lo), int(hi)
+        except (TypeError, ValueError):
+            raise SemgenError(f"{name}: range {r!r} is not two {spec.kind}s lo, hi") from None
+        unit = f" {spec.unit}" if spec.unit else ""
+        if not (lim[0] <= lo <= hi <= lim[1]):
+            raise SemgenError(f"{name}: range [{_fmt(lo)}, {_fmt(hi)}] outside its limits "
+                              f"[{_fmt(lim[0])}, {_fmt(lim[1])}]{unit} (or lo > hi)")
+        if spec.log and lo <= 0:
+            raise SemgenError(f"{name}: log-sampled, so the range must be above 0, got [{_fmt(lo)}, {_fmt(hi)}]")
+        return replace(spec, low=lo, high=hi, limits=lim)
+    ch = override["choices"]
+    if not isinstance(ch, Mapping) or not ch:
+        raise SemgenError(f"{name}: choices must be a non-empty mapping value -> weight, got {ch!r}")
+    options = (True, False) if spec.kind == "bool" else spec.choices
+    if options is None:
+        raise SemgenError(f"{name}: a {spec.kind} parameter takes a range, not choices ({spec.describe_range()})")
+    by_str = {str(c).lower() if spec.kind == "bool" else str(c): c for c in options}
+    w = {c: 0.0 for c in options}
+    for key, weight in ch.items():
+        k = str(key).strip().lower() if spec.kind == "bool" else str(key).strip()
+        if k not in by_str:
+            raise SemgenError(f"{name}: choice {key!r} not one of {', '.join(by_str)}")
+        try:
+            wf = float(weight)
+        except (TypeError, ValueError):
+            wf = float("nan")
+        if not (math.isfinite(wf) and wf >= 0):
+            raise SemgenError(f"{name}: weight of {key!r} must be a number >= 0, got {weight!r}")
+        w[by_str[k]] = wf
+    total = sum(w.values())
+    if total <= 0:
+        raise SemgenError(f"{name}: choice weights sum to 0")
+    if spec.kind == "bool":
+        return replace(spec, default=w[True] / total)
+    return replace(spec, weights=tuple(w[c] for c in spec.choices))
+
+
+def parse_set_value(text: str) -> dict:
+    """A ``--set`` value as an override: ``lo:hi`` -> range, ``a,b,c`` or ``a:2,b:1`` -> choices,
+    anything else -> ``{"value": text}`` (a pin). Types are checked later, against the spec.
+
+    Examples
+    --------
+    >>> parse_set_value("0.5:2"), parse_set_value("full:2,micro:1"), parse_set_value("3")
+    ({'range': ['0.5', '2']}, {'choices': {'full': '2', 'micro': '1'}}, {'value': '3'})
+    """
+    t = text.strip()
+    if "," in t:
+        out: dict[str, str] = {}
+        for part in t.split(","):
+            k, _, w = part.partition(":")
+            if not k.strip():
+                raise SemgenError(f"--set ...={text}: empty choice in a choice list")
+            out[k.strip()] = w.strip() if w else "1"
+        return {"choices": out}
+    if ":" in t:
+        lo, _, hi = t.partition(":")
+        return {"range": [lo.strip(), hi.strip()]}
+    return {"value": text}
+
+
+def split_sets(items: Iterable[str] | None) -> tuple[dict[str, str], dict[str, dict]]:
+    """``--set`` items -> ``(pins, ranges)``: ``{name: value}`` and ``{name: {"range"|"choices": ...}}``."""
+    pins: dict[str, str] = {}
+    ranges: dict[str, dict] = {}
+    for k, v in parse_set_args(items).items():
+        ov = parse_set_value(v)
+        if "value" in ov:
+            pins[k] = ov["value"]
+        else:
+            ranges[k] = ov
+    return pins, ranges
 
 
 def parse_set_args(items: Iterable[str] | None) -> dict[str, str]:

@@ -34,6 +34,9 @@ class Generator:
     version: str = "1"
     description: str = ""
     params: ParamSpace = ParamSpace()
+    #: sampling overrides ``{param: {"range": [lo, hi]} | {"choices": {value: weight}}}`` of this
+    #: instance (see :meth:`with_ranges`); empty for the registered defaults
+    ranges: dict = {}
 
     def build(self, p: dict, rng: np.random.Generator, size: int) -> "Scene":  # pragma: no cover
         """Build the scene of one image from sampled parameters ``p`` on a ``size`` x ``size`` grid."""
@@ -47,7 +50,28 @@ class Generator:
 
         # nuisance overlays (info bar, markers, JPEG) for every class alike, so that no class can
         # be told apart by them; sampled last, applied after imaging by generate_one
-        return self.params + IMAGING + OVERLAYS
+        base = self.params + IMAGING + OVERLAYS
+        return base.with_ranges(self.ranges) if self.ranges else base
+
+    def with_ranges(self, ranges: dict | None, where: str = "--set") -> "Generator":
+        """A copy of this generator that samples with some ranges or choice weights replaced.
+
+        ``ranges`` is ``{param: {"range": [lo, hi]} | {"choices": {value: weight}}}`` (see
+        :func:`~.params.apply_range`); they are checked here (one-line SemgenError). The uniforms
+        drawn do not change, only what they map to, so the rest of an image's stream is the same.
+
+        Examples
+        --------
+        >>> g = create_generator("bridge").with_ranges({"bridge_width": {"range": [2.0, 2.5]}})
+        >>> g.space["bridge_width"].low, create_generator("bridge").space["bridge_width"].low
+        (2.0, 0.7)
+        """
+        import copy
+
+        g = copy.copy(self)
+        g.ranges = {**self.ranges, **(ranges or {})}
+        g.space  # validate now, not at the first image
+        return g
 
     def sample_params(self, rng: np.random.Generator, overrides: dict | None = None) -> dict:
         return self.space.sample(rng, overrides)
