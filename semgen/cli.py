@@ -21,6 +21,8 @@ COMMAND_MODULES = (
     "semgen.pretrain.commands",
     "semgen.generators.diffusion.commands",
     "semgen.ablation.commands",
+    "semgen.app.commands",
+    "semgen.tune.commands",
 )
 
 
