@@ -22,7 +22,6 @@ COMMAND_MODULES = (
     "semgen.generators.diffusion.commands",
     "semgen.ablation.commands",
     "semgen.app.commands",
-    "semgen.tune.commands",
 )
 
 
