@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "semgen.generators.diffusion.commands",
     "semgen.ablation.commands",
     "semgen.app.commands",
+    "semgen.tune.commands",
 )
 
 

@@ -1,0 +1,338 @@
+"""``semgen tune``: search each class's sampling ranges and choice weights so that generated images
+match a real reference (Optuna TPE, one study per class, resumable from sqlite).
+
+Search space, per class: the ``layout`` choice weights, the class's own parameters (those not
+shared with most other generators: the layout and line/space parameters are), a few imaging
+parameters (:data:`IMAGING_TUNED`) and the overlay probabilities. A numeric parameter is two
+positions in its limits (log scale for log parameters), sorted into ``[lo, hi]``; a choice is one
+weight in [0, 1] per value; a bool is its probability. The first trial of a study is the
+defaults. The objective is :func:`~.objective.discriminator_auc` (lower is better) on ``n``
+images of fixed seeds (the same for every trial, so trials differ by their ranges only).
+
+``before`` / ``after`` in the report are measured on fresh seeds (not those searched on): the
+defaults and the best ranges, each on the same ``n`` new images.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import SemgenError
+from ..generators.procedural.generate import generate, generate_one
+from ..generators.procedural.profile import PROFILE_VERSION, dump_profile, validate_profile
+from ..generators.procedural.registry import create_generator, list_generators
+from ..seeding import image_seed
+from .objective import Reference, discriminator_auc, features
+
+#: imaging parameters every class tunes (texture, noise, tone): what the metrics see most
+IMAGING_TUNED = ("psf_sigma_px", "dose", "detector_sigma", "edge_gain", "bg_amplitude", "charging",
+                 "brightness", "contrast", "gamma")
+OVERLAYS_TUNED = ("overlay_infobar", "overlay_scalebar", "overlay_jpeg")
+
+
+def tuned_params(gen) -> list[str]:
+    """The parameters ``semgen tune`` searches for generator ``gen`` (see the module docstring).
+
+    Examples
+    --------
+    >>> "bridge_width" in tuned_params(create_generator("bridge")), "pitch_nm" in tuned_params(create_generator("bridge"))
+    (True, False)
+    """
+    names = list_generators()
+    counts: dict[str, int] = {}
+    for n in names:
+        for p in create_generator(n).params.names:
+            counts[p] = counts.get(p, 0) + 1
+    own = [p for p in gen.params.names if p == "layout" or counts[p] * 2 < len(names)]
+    space = gen.space
+    return [p for p in own + list(IMAGING_TUNED) + list(OVERLAYS_TUNED)
+            if p in space and (space[p].kind in ("choice", "bool") or space[p].valid_range is not None)]
+
+
+def _limits(spec) -> tuple[float, float]:
+    lo, hi = spec.valid_range
+    if spec.log and lo <= 0:
+        lo = spec.low  # log positions need lo > 0: the default low is the floor then
+    return float(lo), float(hi)
+
+
+def _to_u(spec, v: float) -> float:
+    lo, hi = _limits(spec)
+    if hi <= lo:
+        return 0.0
+    if spec.log:
+        return (math.log(v) - math.log(lo)) / (math.log(hi) - math.log(lo))
+    return (float(v) - lo) / (hi - lo)
+
+
+def _from_u(spec, u: float):
+    lo, hi = _limits(spec)
+    v = math.exp(math.log(lo) + u * (math.log(hi) - math.log(lo))) if spec.log else lo + u * (hi - lo)
+    v = min(max(float(f"{v:.4g}"), lo), hi)  # 4 significant digits: a readable profile
+    return int(round(v)) if spec.kind == "int" else float(v)
+
+
+def default_trial(gen, names) -> dict:
+    """Optuna trial parameters that reproduce ``gen``'s default ranges and weights."""
+    space = gen.space
+    out = {}
+    for n in names:
+        s = space[n]
+        if s.kind == "bool":
+            out[f"{n}.p"] = float(s.default)
+        elif s.kind == "choice":
+            w = np.asarray(s.weights if s.weights is not None else [1.0] * len(s.choices), np.float64)
+            for c, wc in zip(s.choices, w / w.max()):
+                out[f"{n}={c}"] = float(wc)
+        elif s.low is not None:
+            out[f"{n}.lo"], out[f"{n}.hi"] = (min(max(_to_u(s, x), 0.0), 1.0) for x in (s.low, s.high))
+    return out
+
+
+def ranges_from(values: dict, gen, names) -> dict:
+    """Trial parameters -> ``{param: {"range": ...} | {"choices": ...}}`` overrides, leaving out
+    those that are the defaults (so the defaults' trial makes an empty profile)."""
+    base = ranges_of(default_trial(gen, names), gen, names)
+    out = {}
+    for n, ov in ranges_of(values, gen, names).items():
+        if ov != base.get(n):
+            out[n] = ov
+    return out
+
+
+def ranges_of(values: dict, gen, names) -> dict:
+    """Trial parameters -> overrides of every searched parameter."""
+    space = gen.space
+    out = {}
+    for n in names:
+        s = space[n]
+        if s.kind == "bool":
+            p = round(float(values[f"{n}.p"]), 4)
+            out[n] = {"choices": {"true": p, "false": round(1.0 - p, 4)}}
+        elif s.kind == "choice":
+            w = {str(c): round(float(values[f"{n}={c}"]), 4) for c in s.choices}
+            out[n] = {"choices": w if sum(w.values()) > 0 else {k: 1.0 for k in w}}
+        elif f"{n}.lo" in values:
+            a, b = sorted((_from_u(s, values[f"{n}.lo"]), _from_u(s, values[f"{n}.hi"])))
+            out[n] = {"range": [a, b]}
+    return out
+
+
+def suggest(trial, gen, names) -> dict:
+    """Ask ``trial`` for every searched value; return the overrides they make."""
+    space = gen.space
+    vals = {}
+    for n in names:
+        s = space[n]
+        if s.kind == "bool":
+            vals[f"{n}.p"] = trial.suggest_float(f"{n}.p", 0.0, 1.0)
+        elif s.kind == "choice":
+            for c in s.choices:
+                vals[f"{n}={c}"] = trial.suggest_float(f"{n}={c}", 0.0, 1.0)
+        elif s.low is not None:
+            for k in ("lo", "hi"):
+                vals[f"{n}.{k}"] = trial.suggest_float(f"{n}.{k}", 0.0, 1.0)
+    return ranges_from(vals, gen, names)
+
+
+def synth_features(gen, ranges: dict, *, n: int, size: int, seed: int, start: int = 0) -> np.ndarray:
+    """Features of images ``start .. start + n - 1`` of ``gen`` with ``ranges`` (same seeds as
+    ``semgen procedural --seed seed`` would give them)."""
+    g = gen.with_ranges(ranges, where="tune")
+    return features(generate_one(g, image_seed(seed, g.label, i), size).image for i in range(start, start + n))
+
+
+def objective(gen, ranges: dict, ref_feats: np.ndarray, *, n: int, size: int, seed: int, start: int = 0) -> float:
+    """Discriminator AUC of ``gen`` under ``ranges`` against the reference features (lower is better)."""
+    return discriminator_auc(ref_feats, synth_features(gen, ranges, n=n, size=size, seed=seed, start=start), seed=seed)
+
+
+def work_dir(out) -> Path:
+    """Where a tune run keeps its study, report and sheets: ``PROFILE.tune/`` beside the profile."""
+    out = Path(out)
+    return out.with_name(out.stem + ".tune")
+
+
+def tune(reference, out, *, classes=None, trials: int = 30, minutes: float | None = None, n_images: int = 30,
+         size: int = 64, seed: int = 0, sheets: bool = True, log=sys.stderr) -> dict:
+    """Tune per-class ranges against a real reference; write the profile, a report and sheets.
+
+    Parameters
+    ----------
+    reference : path
+        Dataset dir or ImageFolder of real images (a training pool; never a test set).
+    out : path
+        Profile YAML to write. Its study (``optuna.db``), ``report.json``/``report.md`` and
+        sheets go to ``work_dir(out)``; a run with the same arguments resumes the study.
+    classes : list of str, optional
+        Classes to tune (default: every class with a generator and >= 2 reference images).
+    trials : int
+        Trials per class in all (completed trials of a resumed study count).
+    minutes : float, optional
+        Wall-clock budget of the search (trials are run round-robin over the classes, and none
+        starts after it); the final before/after evaluation and sheets come on top.
+    n_images, size, seed
+        Generated images per trial, their side (reference images are resized to it), master seed.
+
+    Returns
+    -------
+    dict: the report (also written as ``report.json``).
+    """
+    import optuna
+
+    if trials < 1 or n_images < 2 or size < 32:
+        raise SemgenError("--trials must be >= 1, --n >= 2 and --size >= 32")
+    if minutes is not None and minutes <= 0:
+        raise SemgenError("--minutes must be positive")
+    wd = work_dir(out)
+    wd.mkdir(parents=True, exist_ok=True)
+    labels = [create_generator(c).label for c in classes] if classes else None
+    ref = Reference(reference, size, classes=labels)
+    if labels is None:
+        labels = [create_generator(n).label for n in list_generators()
+                  if create_generator(n).name == create_generator(n).label
+                  and len(ref.paths.get(create_generator(n).label, [])) >= 2]
+    gens = {lb: create_generator(lb) for lb in labels}
+    names = {lb: tuned_params(g) for lb, g in gens.items()}
+    settings = {"reference_sha256": ref.sha256, "n_images": int(n_images), "size": int(size), "seed": int(seed),
+                "objective": "discriminator_auc", "versions": {lb: g.version for lb, g in gens.items()}}
+    storage = f"sqlite:///{(wd / 'optuna.db').resolve()}"
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    studies = {}
+    for lb, g in gens.items():
+        st = optuna.create_study(study_name=lb, storage=storage, load_if_exists=True, direction="minimize",
+                                 sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=5))
+        old = st.user_attrs.get("settings")
+        if old is None:
+            st.set_user_attr("settings", settings)
+            st.set_user_attr("params", names[lb])
+            st.enqueue_trial(default_trial(g, names[lb]))
+        elif old != settings or st.user_attrs.get("params") != names[lb]:
+            raise SemgenError(f"{wd} holds a study of {lb} made with other settings "
+                              f"(reference, --n, --size, --seed or generator version); use another --out")
+        studies[lb] = st
+    ref_feats = {lb: ref.features(lb) for lb in labels}
+
+    def done(st):
+        return sum(t.state == optuna.trial.TrialState.COMPLETE for t in st.trials)
+
+    t0 = time.monotonic()
+    deadline = None if minutes is None else t0 + 60.0 * minutes
+    while True:
+        todo = [lb for lb in labels if done(studies[lb]) < trials]
+        if not todo or (deadline is not None and time.monotonic() >= deadline):
+            break
+        for lb in todo:
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+            g = gens[lb]
+
+            def obj(trial, g=g, lb=lb):
+                rng_ = suggest(trial, g, names[lb])
+                try:
+                    return objective(g, rng_, ref_feats[lb], n=n_images, size=size, seed=seed)
+                except SemgenError as e:  # e.g. no room for the defect with these ranges: worst
+                    trial.set_user_attr("error", str(e))
+                    return 1.0
+
+            studies[lb].optimize(obj, n_trials=1)
+            st = studies[lb]
+            print(f"tune {lb}: trial {done(st)}/{trials}: auc {st.trials[-1].value:.3f} "
+                  f"(best {st.best_value:.3f})", file=log, flush=True)
+
+    profile = {"version": PROFILE_VERSION, "classes": {}, "reference": ref.describe(),
+               "tune": dict(settings, trials={lb: done(studies[lb]) for lb in labels})}
+    report = {"reference": {k: v for k, v in ref.describe().items() if k != "files"}, "settings": settings,
+              "classes": {}}
+    for lb in labels:
+        g, st = gens[lb], studies[lb]
+        best = ranges_from(st.best_trial.params, g, names[lb])
+        profile["classes"][g.name] = best
+        # before / after on fresh seeds (indices n..2n-1: not the images the search saw)
+        before = objective(g, {}, ref_feats[lb], n=n_images, size=size, seed=seed, start=n_images)
+        after = objective(g, best, ref_feats[lb], n=n_images, size=size, seed=seed, start=n_images)
+        report["classes"][lb] = {"trials": done(st), "best_trial_auc": st.best_value, "before_auc": before,
+                                 "after_auc": after, "n_reference": len(ref.paths[lb]),
+                                 "moved": moved(g, best)}
+    profile = validate_profile(profile, where="tune")
+    dump_profile(profile, out)
+    report["profile"] = str(out)
+    report["search_seconds"] = round(time.monotonic() - t0, 1)
+    if sheets:
+        report["sheets"] = _sheets(wd, profile, labels, reference, seed=seed, size=size)
+    (wd / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    (wd / "report.md").write_text(report_md(report))
+    return report
+
+
+def moved(gen, ranges: dict, top: int = 8) -> list[dict]:
+    """The ``top`` parameters whose sampling moved most from the defaults (shift in limit units)."""
+    space = gen.space
+    rows = []
+    for n, ov in ranges.items():
+        s = space[n]
+        if "range" in ov:
+            d = [_to_u(s, s.low), _to_u(s, s.high)]
+            t = [_to_u(s, v) for v in ov["range"]]
+            shift = max(abs(d[0] - t[0]), abs(d[1] - t[1]))
+            rows.append({"param": n, "default": s.describe_range(), "tuned": f"[{ov['range'][0]:.4g}, {ov['range'][1]:.4g}]",
+                         "shift": round(shift, 3)})
+        else:
+            new = space.with_ranges({n: ov}, where="tune")[n]
+            if s.kind == "bool":
+                shift = abs(float(new.default) - float(s.default))
+            else:
+                w0 = np.asarray(s.weights or [1.0] * len(s.choices), float)
+                w1 = np.asarray(new.weights, float)
+                shift = 0.5 * float(np.abs(w0 / w0.sum() - w1 / w1.sum()).sum())  # total variation
+            rows.append({"param": n, "default": s.describe_range(), "tuned": new.describe_range(),
+                         "shift": round(shift, 3)})
+    return sorted(rows, key=lambda r: -r["shift"])[:top]
+
+
+def _sheets(wd: Path, profile: dict, labels, reference, *, seed: int, size: int, per_class: int = 8) -> dict:
+    """Before/after contact sheets, generated beside the reference (the existing sheet code)."""
+    import shutil
+
+    from ..generators.procedural.sheet import contact_sheet
+
+    out = {}
+    for tag, prof in (("before", None), ("after", profile)):
+        d = wd / "sheets" / tag
+        if d.exists():
+            shutil.rmtree(d)
+        for lb in labels:
+            generate(lb, per_class, d, seed=seed + 1, size=max(size, 64), profile=prof, progress=False)
+        png = wd / f"sheet_{tag}.png"
+        contact_sheet(d, png, beside=reference, per_class=per_class, classes=labels, cell=64, seed=seed)
+        out[tag] = str(png)
+    return out
+
+
+def report_md(report: dict) -> str:
+    """The report as Markdown."""
+    s = report["settings"]
+    lines = [f"# semgen tune report", "",
+             f"Reference: `{report['reference']['path']}` ({report['reference']['n_images']} images, "
+             f"sha256 {report['reference']['sha256'][:16]}...). Objective: cross-validated AUC of a "
+             f"logistic-regression real-vs-generated discriminator on texture metrics "
+             f"({s['n_images']} generated images per trial at {s['size']} px; 0.5 = indistinguishable).",
+             f"Search time: {report['search_seconds']} s. Before/after: fresh seeds, not the searched ones.", "",
+             "| class | trials | reference images | AUC before (defaults) | AUC after (profile) | best trial AUC |",
+             "|---|---|---|---|---|---|"]
+    for lb, r in report["classes"].items():
+        lines.append(f"| {lb} | {r['trials']} | {r['n_reference']} | {r['before_auc']:.3f} | {r['after_auc']:.3f} "
+                     f"| {r['best_trial_auc']:.3f} |")
+    for lb, r in report["classes"].items():
+        lines += ["", f"## {lb}: parameters that moved most", "", "| param | default | tuned | shift |", "|---|---|---|---|"]
+        lines += [f"| {m['param']} | {m['default']} | {m['tuned']} | {m['shift']} |" for m in r["moved"]]
+    if report.get("sheets"):
+        lines += ["", f"Sheets (generated left, reference right): `{report['sheets']['before']}` (defaults), "
+                      f"`{report['sheets']['after']}` (profile)."]
+    return "\n".join(lines) + "\n"
