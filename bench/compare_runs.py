@@ -1,5 +1,6 @@
 """Two groups of trained runs (one per seed) on the same real test set: each group's macro-F1 and the
-paired difference, with the joint seed x image bootstrap of ``semgen ablate`` (semgen.ablation.stats).
+paired difference, with the joint seed x image bootstrap of ``semgen ablate`` (semgen.ablation.stats,
+on the one bootstrap core and macro-F1 of semgen.classifier.metrics).
 
 Example::
 
@@ -17,19 +18,16 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from semgen.ablation.stats import bootstrap, paired_difference  # noqa: E402
-from semgen.classifier.checkpoint import load_run  # noqa: E402
-from semgen.classifier.data import load_image_set  # noqa: E402
-from semgen.classifier.train import predict_probs  # noqa: E402
+from semgen.classifier.evaluate import evaluate_run  # noqa: E402
 
 
 def predictions(run, test) -> tuple[list[str], list[str]]:
-    """(true labels, predicted labels) of a run's best checkpoint on ``test``."""
-    model, meta = load_run(run)
+    """(true labels, predicted labels) of a run's best checkpoint on ``test``, as ``semgen evaluate`` has them."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        s = load_image_set(test, size=meta["size"], classes=meta["classes"], allow_unknown=True)
-    pred = predict_probs(model, s.images).argmax(1).tolist()
-    return [s.classes[i] for i in s.labels.tolist()], [meta["classes"][i] for i in pred]
+        m = evaluate_run(run, test, n_boot=0, write=False)
+    classes = m["classes"]
+    return [classes[i] for i in m["y_true"]], [classes[i] for i in m["y_pred"]]
 
 
 def main(argv=None) -> int:

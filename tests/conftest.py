@@ -36,3 +36,18 @@ def real_data() -> Path:
     if not (REAL_DATA / "labels.csv").exists():
         pytest.skip(f"real SEM data not found at {REAL_DATA} (set SEMGEN_REAL_DATA)")
     return REAL_DATA
+
+
+def disk_full_on_link(monkeypatch, module, nth: int = 3) -> None:
+    """Make ``module.link_or_copy`` fail with ENOSPC on its ``nth`` call: a disk that fills mid-way."""
+    import errno
+
+    real, calls = module.link_or_copy, []
+
+    def link(src, dst):
+        calls.append(dst)
+        if len(calls) == nth:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(src, dst)
+
+    monkeypatch.setattr(module, "link_or_copy", link)

@@ -5,6 +5,7 @@ import json
 import cv2
 import numpy as np
 import pytest
+from conftest import disk_full_on_link
 from curation_synth import lines, make_dataset, tree_digest
 
 import semgen.cli
@@ -236,20 +237,10 @@ def _files(root) -> dict:
 def test_disk_full_while_linking_leaves_nothing_and_the_rerun_resumes(dataset, tmp_path, monkeypatch, capsys):
     """A full disk mid-way through the links: a one-line error, no half-made --out, and the same
     command then writes what an uninterrupted run writes (it used to be refused as "not empty")."""
-    import errno
-
     import semgen.curation.curate as cur
 
     curate(dataset[0].root, tmp_path / "ref", cache=False)
-    real, calls = cur.link_or_copy, []
-
-    def full_once(src, dst):
-        calls.append(dst)
-        if len(calls) == 3:
-            raise OSError(errno.ENOSPC, "No space left on device")
-        real(src, dst)
-
-    monkeypatch.setattr(cur, "link_or_copy", full_once)
+    disk_full_on_link(monkeypatch, cur)
     argv = ["curate", dataset[0].root, "--out", tmp_path / "o", "--no-cache"]
     assert cli(argv, monkeypatch, tmp_path) == 2
     err = capsys.readouterr().err

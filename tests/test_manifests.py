@@ -8,6 +8,7 @@ import warnings
 
 import numpy as np
 import pytest
+from conftest import disk_full_on_link
 
 from semgen.cli import main
 from semgen.errors import ManifestError, SemgenError
@@ -201,7 +202,6 @@ def test_merge_refuses_one_file_name_for_two_images(tmp_path):
 
 
 def test_merge_resumes_after_a_full_disk_and_after_kill_9(tmp_path, monkeypatch):
-    import errno
     import signal
     import subprocess
     import sys
@@ -213,15 +213,7 @@ def test_merge_resumes_after_a_full_disk_and_after_kill_9(tmp_path, monkeypatch)
     b = make_dir(tmp_path / "b", labels=("clean",), n=3, seed=2)
     merge([a.root, b.root], tmp_path / "ref")
     ref = (tmp_path / "ref" / "metadata.jsonl").read_bytes()
-    real, calls = ops.link_or_copy, []
-
-    def full_once(src, dst):
-        calls.append(dst)
-        if len(calls) == 3:
-            raise OSError(errno.ENOSPC, "No space left on device")
-        real(src, dst)
-
-    monkeypatch.setattr(ops, "link_or_copy", full_once)
+    disk_full_on_link(monkeypatch, ops)
     with pytest.raises(OSError):
         merge([a.root, b.root], tmp_path / "m")
     assert not (tmp_path / "m").exists()

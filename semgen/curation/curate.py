@@ -87,7 +87,7 @@ class CurationResult:
 
 # -- loading inputs ------------------------------------------------------------------------------
 
-def load_dataset_items(root, *, start: int = 0) -> tuple[list[Item], list[dict]]:
+def load_dataset_items(root) -> tuple[list[Item], list[dict]]:
     """Items of a dataset dir; invalid manifest lines become pre-rejected items (never a crash).
 
     Unlike the other readers of :func:`~semgen.manifests.iter_source`, which skip an unreadable
@@ -109,7 +109,7 @@ def load_dataset_items(root, *, start: int = 0) -> tuple[list[Item], list[dict]]
             bad.append({"line": it.line, "record": it.record, "reasons": [f"repeated_record:{key}"]})
             continue
         seen.add(key)
-        items.append(Item(start + len(items), key, it.label, str(it.path), it.record))
+        items.append(Item(len(items), key, it.label, str(it.path), it.record))
     return items, bad
 
 
