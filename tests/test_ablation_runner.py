@@ -573,3 +573,17 @@ def test_init_axis_config_errors(data):
     # the classifier's arch is kept when it has ImageNet weights itself
     cfg = _cfg(data, inits=["imagenet"], classifier={"arch": "efficientnet_lite0", "epochs": 1})
     assert cfg.inits[0].arch == "efficientnet_lite0"
+
+
+def test_a_test_set_in_a_tuned_profiles_reference_is_refused(data, tmp_path):
+    # a synthetic source made with a profile that `semgen tune` fitted to (some) test images
+    import shutil
+
+    syn = tmp_path / "syn"
+    shutil.copytree(data["syn"], syn)
+    leaked = [i.sha256 for i in load_pool(data["test"]).items[:2]]
+    DatasetDir(syn).write_info(config_key="procedural:bridge", config={
+        "profile_sha256": "ab" * 32, "profile_reference": {"sha256": "cd" * 32, "n_images": 2, "files": leaked}})
+    cfg = _cfg(data, synthetic={"proc": {"path": str(syn), "amount": 4}})
+    with pytest.raises(SemgenError, match="test set t shares 2 image.*profile abababababab of synthetic source proc"):
+        run_ablation(cfg, tmp_path / "o", train_fn=FakeClassifier().train, eval_fn=None, log=lambda m: None)

@@ -171,6 +171,19 @@ def _predictions_csv(ev: dict) -> bytes:
 
 
 # -- the run ------------------------------------------------------------------------------------
+def _check_tuned_references(cfg, sources: dict, tests: dict) -> None:
+    """Raise if a test set shares images with the reference a synthetic source's profile was tuned on."""
+    from ..generators.procedural.profile import tuned_reference_files
+
+    for sname in sources:
+        for prof_sha, files in tuned_reference_files(cfg.sources[sname].path).items():
+            for name, t in tests.items():
+                shared = files & {i.sha256 for i in t.items}
+                if shared:
+                    raise SemgenError(f"test set {name} shares {len(shared)} image(s) with the reference that the "
+                                      f"profile {prof_sha[:12]} of synthetic source {sname} was tuned on")
+
+
 def run_ablation(cfg: AblationConfig, out, *, train_fn: Callable | None = None, eval_fn: Callable | None = None,
                  log: Callable[[str], None] = _log, estimate_only: bool = False, max_seconds: float | None = None,
                  warn_seconds: float | None = None, progress: bool = False) -> dict:
@@ -216,6 +229,7 @@ def run_ablation(cfg: AblationConfig, out, *, train_fn: Callable | None = None, 
                 overlap = {i.sha256 for i in real.items} & {i.sha256 for i in t.items}
                 if overlap:
                     raise SemgenError(f"test set {name} shares {len(overlap)} image(s) with the real training pool")
+        _check_tuned_references(cfg, sources, tests)
         cells = plan(cfg, real, sources, cache, val_key)
         todo = [c for c in cells if not _done(cache, c)]
         log(f"ablate: {len(cells)} cells ({len(cells) - len(todo)} cached, {len(todo)} to train), "

@@ -207,3 +207,23 @@ def class_overrides(profile: dict | None, gen) -> dict:
     if not profile:
         return {}
     return dict(profile.get("classes", {}).get(gen.name, {}))
+
+
+def tuned_reference_files(root) -> dict[str, set[str]]:
+    """``{profile sha256: reference file sha256s}`` of the tuned profiles a dataset dir's
+    procedural runs used (from ``dataset.json``; {} for an ImageFolder or untuned runs).
+
+    ``semgen ablate`` refuses a test set that shares an image with one of these references: a
+    profile fitted to test images would leak them into the synthetic data.
+    """
+    from ...manifests import DatasetDir
+
+    ds = DatasetDir(root)
+    if not ds.info_path.exists():
+        return {}
+    out: dict[str, set[str]] = {}
+    for cfg in (ds.read_info().get("configs") or {}).values():
+        ref = cfg.get("profile_reference") if isinstance(cfg, dict) else None
+        if ref and ref.get("files"):
+            out.setdefault(str(cfg.get("profile_sha256")), set()).update(ref["files"])
+    return out
