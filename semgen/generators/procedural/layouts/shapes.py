@@ -9,10 +9,13 @@ result is turned into height and material maps.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
+
+_clip = np._core.umath.clip if hasattr(np, "_core") else np.core.umath.clip
 
 #: supersampling factor for polylines (cracks, scratches): third-of-a-pixel width resolution
 _SS = 3
@@ -20,17 +23,20 @@ _SS = 3
 
 def coverage_from_sdf(sdf: np.ndarray, soft: float = 0.7) -> np.ndarray:
     """Coverage in [0, 1] from a signed distance in pixels (negative inside)."""
-    return np.clip(0.5 - sdf / (2.0 * soft), 0.0, 1.0).astype(np.float32)
+    # the clip ufunc itself (np.clip's wrapper costs more than the ufunc on these small windows);
+    # no copy when already float32 (the result is a fresh array either way)
+    return _clip(0.5 - sdf / (2.0 * soft), 0.0, 1.0).astype(np.float32, copy=False)
 
 
 def _window(shape, cx, cy, reach_x, reach_y=None):
     """Slices of the image around (cx, cy) and open-grid pixel-centre coordinates there."""
     h, w = shape
     reach_y = reach_x if reach_y is None else reach_y
-    x0 = int(max(0, np.floor(cx - reach_x - 2)))
-    x1 = int(min(w, np.ceil(cx + reach_x + 3)))
-    y0 = int(max(0, np.floor(cy - reach_y - 2)))
-    y1 = int(min(h, np.ceil(cy + reach_y + 3)))
+    # math.floor/ceil: the same integers as np.floor/ceil of the same float, without NumPy's scalar overhead
+    x0 = max(0, math.floor(cx - reach_x - 2))
+    x1 = min(w, math.ceil(cx + reach_x + 3))
+    y0 = max(0, math.floor(cy - reach_y - 2))
+    y1 = min(h, math.ceil(cy + reach_y + 3))
     if x0 >= x1 or y0 >= y1:
         return None
     xx = np.arange(x0, x1, dtype=np.float32)[None, :] + np.float32(0.5)
@@ -132,7 +138,9 @@ class Shape:
                 d = sdf_ellipse(dx, dy, g[2], g[3], self.harmonics)
             else:
                 d = sdf_round_rect(dx, dy, g[2], g[3], g[4])
-        c = coverage_from_sdf(d, soft) * value
+        c = coverage_from_sdf(d, soft)
+        if value != 1.0:  # x * 1.0 == x: skip the pass
+            c = c * value
         np.maximum(cov[sl], c, out=cov[sl])
 
     def bbox(self, shape) -> list[int]:
