@@ -486,7 +486,8 @@ def test_real_classifier_end_to_end(data, tmp_path):
         if x["kind"] == "pretrain":
             # fine-tuned from the synthetic model of the same seed
             req = json.loads((Path(x["run_dir"]) / "config.json").read_text())["request"]
-            assert req["init"].endswith("best.pt") and x["init_cell"][:24] in req["init"]
+            # best.pt, or the run dir's model.safetensors (the config.json + safetensors layout)
+            assert req["init"].endswith(("best.pt", "model.safetensors")) and x["init_cell"][:24] in req["init"]
             assert req["head_only_epochs"] == 1 and req["seed"] == x["seed"]
     assert (out / "summary.md").exists()
     n = len(calls)
