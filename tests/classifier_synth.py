@@ -9,6 +9,8 @@ from semgen.manifests import DatasetDir
 
 #: Three textures that no flip or 90-degree turn confuses: fine stripes, coarse stripes, dots.
 SYNTH_CLASSES = ("bridge", "open", "particle")
+#: Five, for a gate (clean / defect / other) in front of two families: a ramp and a checkerboard too.
+GATED_CLASSES = ("clean", "bridge", "open", "particle", "other")
 
 
 def texture(label: str, rng: np.random.Generator, side: int = 40) -> np.ndarray:
@@ -20,6 +22,11 @@ def texture(label: str, rng: np.random.Generator, side: int = 40) -> np.ndarray:
         img = 0.5 + 0.35 * np.sign(np.sin(2 * np.pi * u / 4.0 + rng.uniform(0, 6.3)))
     elif label == "open":
         img = 0.5 + 0.35 * np.sign(np.sin(2 * np.pi * u / 14.0 + rng.uniform(0, 6.3)))
+    elif label == "clean":  # a plain ramp
+        img = 0.35 + 0.3 * u / (2 * side)
+    elif label == "other":  # a checkerboard
+        v = -np.sin(ang) * xx + np.cos(ang) * yy
+        img = 0.5 + 0.35 * np.sign(np.sin(2 * np.pi * u / 10.0) * np.sin(2 * np.pi * v / 10.0))
     else:
         img = np.full((side, side), 0.3)
         for _ in range(rng.integers(3, 7)):

@@ -140,6 +140,7 @@ def test_qat_with_teacher_from_trained_run(runs):
                          distill=DistillConfig([runs / "t2"]), **FAST)
     assert s["qat"] and _log(out)[0]["qat"] and "soft_loss" in _log(out)[0]
     assert read_checkpoint(out)["qat"]["weight_bits"] == 8
+    assert (out / "qat.safetensors").is_file() and (out / "last" / "qat.safetensors").is_file()
 
 
 def test_rejection_thresholds_and_auto(runs):
@@ -165,9 +166,9 @@ def test_bad_input_is_one_line(runs, tmp_path):
     # a teacher with other classes
     model, meta = load_run(runs / "t1")
     other = ["bridge", "open", "crack"]
-    save_checkpoint(tmp_path / "other.pt", model, classes=other, size=32, epoch=1)
+    save_checkpoint(tmp_path / "other", model, classes=other, size=32, epoch=1, config={})
     with pytest.raises(SemgenError) as e:
-        train_classifier(runs / "train", tmp_path / "s", epochs=1, distill=DistillConfig([tmp_path / "other.pt"]),
+        train_classifier(runs / "train", tmp_path / "s", epochs=1, distill=DistillConfig([tmp_path / "other"]),
                          **FAST)
     msg = str(e.value)
     assert "\n" not in msg and "bridge, open, crack" in msg and ", ".join(SYNTH_CLASSES) in msg

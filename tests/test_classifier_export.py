@@ -15,9 +15,9 @@ from classifier_synth import SYNTH_CLASSES, make_dataset
 from semgen.classifier import load_run, train_classifier
 from semgen.classifier.data import load_image_set
 from semgen.classifier.export import (
-    export_run, layer_groups, ort_logits, ort_session, preprocessed_nodes, quantize_int8, read_c_header,
-    read_metadata,
+    export_run, layer_groups, ort_logits, ort_session, preprocessed_nodes, quantize_int8, read_metadata,
 )
+from semgen.classifier.deploy import activation_peak, read_c_header
 from semgen.classifier.predict import predict_files
 from semgen.errors import SemgenError
 
@@ -66,20 +66,65 @@ def test_int8_is_quantised_and_reported(exported):
     assert res["quantization"]["tries"][0]["calibration"] == "minmax"
 
 
-def test_c_header_holds_the_exact_bytes(exported, tmp_path):
+def test_c_header_holds_the_exact_bytes_and_the_models_facts(exported, tmp_path):
     root, res = exported
     data = (root / "run" / "model.int8.onnx").read_bytes()
     header = root / "run" / "model_int8.h"
     assert read_c_header(header) == data
-    assert f"semgen_model_int8_len = {len(data)}u;" in header.read_text()
+    text = header.read_text()
+    assert f"semgen_model_int8_len = {len(data)}u;" in text
+    act = res["quantization"]["activations"].split()[0]
+    arena = activation_peak(root / "run" / "model.onnx")["peak_elements"] * {"uint8": 1, "uint16": 2}[act]
+    assert res["c_header"]["tensor_arena_bytes"] == arena > 32 * 32
     gcc = shutil.which("gcc") or shutil.which("cc")
     if gcc is None:
         pytest.skip("no C compiler to build the header")
     src = tmp_path / "dump.c"
     src.write_text(f'#include <stdio.h>\n#include "{header}"\nint main(void){{'
+                   'printf("%d %d %d %u %.6f %.6f %.9g %d\\n", SEMGEN_MODEL_INT8_INPUT_SIZE, '
+                   "SEMGEN_MODEL_INT8_INPUT_CHANNELS, SEMGEN_MODEL_INT8_NUM_CLASSES, SEMGEN_MODEL_INT8_TENSOR_ARENA_BYTES, "
+                   "SEMGEN_MODEL_INT8_INPUT_MEAN, SEMGEN_MODEL_INT8_INPUT_STD, SEMGEN_MODEL_INT8_INPUT_SCALE, "
+                   "SEMGEN_MODEL_INT8_INPUT_ZERO_POINT);"
+                   'for (int i = 0; i < SEMGEN_MODEL_INT8_NUM_CLASSES; i++) printf("%s\\n", semgen_model_int8_classes[i]);'
                    "fwrite(semgen_model_int8, 1, semgen_model_int8_len, stdout); return 0;}\n")
-    subprocess.run([gcc, "-O0", "-o", str(tmp_path / "dump"), str(src)], check=True)
-    assert subprocess.run([str(tmp_path / "dump")], capture_output=True, check=True).stdout == data
+    subprocess.run([gcc, "-O0", "-Wall", "-Werror", "-Wno-unused-variable", "-o", str(tmp_path / "dump"), str(src)],
+                   check=True)
+    out = subprocess.run([str(tmp_path / "dump")], capture_output=True, check=True).stdout
+    lines = out.split(b"\n", 1 + len(SYNTH_CLASSES))
+    size, chans, k, arena_c, mean, std, scale, zp = lines[0].split()
+    assert (int(size), int(chans), int(k), int(arena_c)) == (32, 1, len(SYNTH_CLASSES), arena)
+    assert (float(mean), float(std)) == (0.5, 0.25)  # mobilenetv3_small_050's built-in normalisation
+    from semgen.classifier.deploy import input_quantization
+
+    q = input_quantization(root / "run" / "model.int8.onnx")
+    assert float(scale) == pytest.approx(q["scale"], rel=1e-6) and int(zp) == q["zero_point"]
+    assert [x.decode() for x in lines[1:-1]] == list(SYNTH_CLASSES)
+    assert lines[-1] == data
+
+
+def test_tensor_arena_estimate_on_a_graph_of_known_sizes(tmp_path):
+    """x -> a = Relu(x) -> c = Relu(a) -> d = Add(a, c): a stays alive for the Add; at the Add a, c
+    and d (8 floats each) are alive together: 24 elements, whatever came before."""
+    from onnx import TensorProto, helper
+
+    vi = (lambda n: helper.make_tensor_value_info(n, TensorProto.FLOAT, ["batch", 8]))
+    g = helper.make_graph([helper.make_node("Relu", ["x"], ["a"]), helper.make_node("Relu", ["a"], ["c"]),
+                           helper.make_node("Add", ["a", "c"], ["d"])], "g", [vi("x")], [vi("d")])
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(tmp_path / "g.onnx"))
+    r = activation_peak(tmp_path / "g.onnx")
+    assert r == {"peak_elements": 24, "largest_tensor_elements": 8, "tensors": 4}
+
+
+def test_export_reports_every_file(exported):
+    root, res = exported
+    rows = {d["file"]: d for d in res["files"]}
+    assert set(rows) == {"model.onnx", "model.int8.onnx", "model_int8.h"}
+    for name, d in rows.items():
+        assert d["bytes"] == (root / "run" / name).stat().st_size and d["latency_ms_1_thread"] > 0
+        assert d["ram_bytes"] > 0 and 0 <= d["agreement_with_fp32"] <= 1
+    assert rows["model.onnx"]["ram_bytes"] == 4 * activation_peak(root / "run" / "model.onnx")["peak_elements"]
+    assert rows["model_int8.h"]["flash_bytes"] == rows["model.int8.onnx"]["bytes"]
+    assert rows["model.int8.onnx"]["agreement_with_fp32"] == res["top1_agreement"]
 
 
 def test_predict_with_every_model_kind(exported):

@@ -10,6 +10,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from classifier_synth import SYNTH_CLASSES, make_dataset, texture
 from semgen.classifier import evaluate_run, load_run, train_classifier
@@ -49,8 +50,10 @@ def trained(synth):
 
 def test_training_learns_held_out_textures(trained, synth):
     run, s = trained
-    for name in ("best.pt", "last.pt", "config.json", "train_log.jsonl", "summary.json"):
+    for name in ("model.safetensors", "config.json", "last/model.safetensors", "last/config.json",
+                 "train_log.jsonl", "summary.json"):
         assert (run / name).exists(), name
+    assert not list(run.glob("*.pt"))
     log = [json.loads(line) for line in (run / "train_log.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in log] == list(range(1, s["epochs_run"] + 1))
     assert s["classes"] == list(SYNTH_CLASSES) and s["n_val"] > 0 and s["images_per_s"] > 0
@@ -74,9 +77,11 @@ def test_same_seed_same_weights(synth, tmp_path):
     train_classifier(synth / "train", tmp_path / "a", **kw)
     train_classifier(synth / "train", tmp_path / "b", **kw)
     train_classifier(synth / "train", tmp_path / "c", **{**kw, "seed": 4})
-    a, b, c = (torch.load(tmp_path / n / "last.pt", weights_only=True)["state_dict"] for n in "abc")
+    a, b, c = (load_file(str(tmp_path / n / "last" / "model.safetensors")) for n in "abc")
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not all(torch.equal(a[k], c[k]) for k in a)
+    for name in ("model.safetensors", "last/model.safetensors"):  # same seed, same bytes
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
 
 
 def test_metrics_match_hand_computed_confusion():
@@ -169,8 +174,8 @@ def test_init_with_other_classes_loads_backbone_only(trained, synth, tmp_path):
     s = train_classifier(ds.root, tmp_path / "ft", init=run, head_only_epochs=1, epochs=1,
                          min_epoch_images=32, **{k: v for k, v in FAST.items() if k != "arch"})
     assert s["arch"] == ARCH and s["classes"] == ["bridge", "crack"]
-    src = torch.load(run / "best.pt", weights_only=True)["state_dict"]
-    ft = torch.load(tmp_path / "ft" / "last.pt", weights_only=True)["state_dict"]
+    src = load_file(str(run / "model.safetensors"))
+    ft = load_file(str(tmp_path / "ft" / "last" / "model.safetensors"))
     backbone = [k for k in src if not k.startswith("net.classifier")]
     # head-only epoch: the loaded backbone (and its BatchNorm statistics) is untouched
     assert all(torch.equal(src[k], ft[k]) for k in backbone)

@@ -54,6 +54,13 @@ def register(sub) -> None:
                    "an FP32 phase, else --lr)")
     g.add_argument("--qat-weight-bits", type=int, default=8, choices=(8, 7),
                    help="7: weights in +-63 (exact under onnxruntime on x86 CPUs without VNNI)")
+    g = p.add_argument_group("hierarchical heads")
+    g.add_argument("--heads", choices=("plain", "hierarchical"), default="plain",
+                   help="plain: one linear head (default); hierarchical: a gate (clean / defect / other), "
+                   "defect families and leaves on one backbone, with a weighted head loss")
+    g.add_argument("--hierarchy", metavar="FILE", default=None,
+                   help="the hierarchy as YAML / JSON (gate, families, loss weights, where the gate reads); "
+                   "implies --heads hierarchical; default semgen/classifier/hierarchy.yaml")
     p.set_defaults(func=_train)
 
     p = sub.add_parser("evaluate", help="metrics, bootstrap CIs and a confusion matrix of a trained run")
@@ -89,11 +96,15 @@ def register(sub) -> None:
     p.add_argument("--latency-runs", type=int, default=300)
     p.set_defaults(func=_export)
 
-    p = sub.add_parser("predict", help="classify images with best.pt, model.onnx or model.int8.onnx")
-    p.add_argument("model", help="run dir, .pt checkpoint or .onnx file")
+    p = sub.add_parser("predict", help="classify images with a run dir, model.onnx or model.int8.onnx")
+    p.add_argument("model", help="run dir / checkpoint (model.safetensors, or best.pt of an earlier version) "
+                   "or an .onnx file")
     p.add_argument("images", nargs="+")
-    p.add_argument("--top", type=int, default=1, help="show the top K classes")
+    p.add_argument("--top", type=int, default=1, help="show the top K classes (default 1)")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.add_argument("--cascade", action="store_true",
+                   help="hierarchical models: run the gate first and the rest only for images it calls "
+                   "defective (uncalibrated probabilities; ONNX needs model.gate.onnx / model.rest.onnx beside it)")
     p.set_defaults(func=_predict)
 
 
@@ -117,6 +128,7 @@ def _train(args) -> int:
     distill = (DistillConfig(args.teacher, args.distill_temperature, args.distill_weight, args.transfer)
                if args.teacher or args.transfer else None)
     qat = QATConfig(epochs=args.qat_epochs, lr=args.qat_lr, weight_bits=args.qat_weight_bits) if args.qat else None
+    heads = args.hierarchy if args.hierarchy is not None else (None if args.heads == "plain" else args.heads)
     if not args.qat and (args.qat_epochs is not None or args.qat_lr is not None):
         raise SemgenError("--qat-epochs / --qat-lr need --qat")
     classes = [c.strip() for c in args.classes.split(",")] if args.classes else None
@@ -124,7 +136,7 @@ def _train(args) -> int:
         args.data, args.out, arch=args.arch, size=args.size, epochs=args.epochs, batch_size=args.batch,
         lr=args.lr, seed=args.seed, val=args.val, init=args.init, head_only_epochs=args.head_only_epochs,
         classes=classes, patience=args.patience, min_epochs=args.min_epochs, mixup=args.mixup, label_smoothing=args.label_smoothing,
-        num_threads=args.threads, overwrite=args.overwrite, progress=True, distill=distill, qat=qat,
+        num_threads=args.threads, overwrite=args.overwrite, progress=True, distill=distill, qat=qat, heads=heads,
     )
     f1 = s["best_val_macro_f1"]
     print(f"{s['run_dir']}: {s['arch']}, {len(s['classes'])} classes, {s['n_train']} train / {s['n_val']} val "
@@ -190,15 +202,26 @@ def _export(args) -> int:
           f"({r['quantization']['strategy']}, {len(r['quantization']['nodes_kept_float'])} nodes kept float)")
     if r["quantization"]["strategy"] != "minmax" or r["quantization"].get("qat"):
         print(f"INT8: {r['quantization']['note']}")
-    print(f"top-1 agreement {r['top1_agreement']:.3f} on {r['n_eval']} {r['evaluated_on']} images; "
-          f"wrote model.onnx, model.int8.onnx, model_int8.h, export.json")
+    print(f"top-1 agreement {r['top1_agreement']:.3f} on {r['n_eval']} {r['evaluated_on']} images")
+    w = max(len(d["file"]) for d in r["files"])
+    print(f"  {'file':<{w}}  {'bytes':>9}  {'flash':>9}  {'RAM est.':>9}  {'ms, 1 thread':>12}  agreement with FP32")
+    for d in r["files"]:
+        lat, agr = d["latency_ms_1_thread"], d["agreement_with_fp32"]
+        print(f"  {d['file']:<{w}}  {d['bytes']:9d}  {d['flash_bytes']:9d}  {d['ram_bytes']:9d}  "
+              f"{'n/a' if lat is None else f'{lat:.3f}':>12}  {'n/a' if agr is None else f'{agr:.3f}'}")
+    if "cascade" in r:
+        c = r["cascade"]
+        print(f"cascade: gate {c['gate_ms']:.3f} ms + rest {c['rest_ms']:.3f} ms for the images it calls defective; "
+              f"{c['settled_by_gate']:.1%} of the {r['evaluated_on']} images settled by the gate -> "
+              f"{c['average_ms_on_data']:.3f} ms on average")
+    print("wrote " + ", ".join(d["file"] for d in r["files"]) + ", export.json")
     return 0
 
 
 def _predict(args) -> int:
     from .predict import predict_files
 
-    res = predict_files(args.model, args.images, top_k=args.top)
+    res = predict_files(args.model, args.images, top_k=args.top, cascade=args.cascade)
     bad = 0
     for r in res:
         if args.json:
@@ -207,7 +230,7 @@ def _predict(args) -> int:
             print(f"{r['file']}\terror: {r['error']}")
         else:
             extra = "" if args.top <= 1 else "\t" + " ".join(f"{c}:{p:.3f}" for c, p in r["top"][1:])
-            print(f"{r['file']}\t{r['label']}\t{r['confidence']:.3f}{extra}")
+            print(f"{r['file']}\t{r['label']}\t{r['confidence']:.3f}{extra}" + (f"\t({r['stage']})" if "stage" in r else ""))
         bad += "error" in r
     if bad == len(res):
         raise SemgenError("no image could be read")

@@ -120,8 +120,7 @@ def load_eval_model(run_dir, which: str | None = None):
     """The model a run deploys: the fake-quant model of a QAT run, else the checkpoint's."""
     from .qat import checkpoint_is_qat, load_qat_run
 
-    p = Path(run_dir) / f"{which}.pt" if which is not None and Path(run_dir).is_dir() else run_dir
-    if checkpoint_is_qat(p):
+    if checkpoint_is_qat(run_dir, which):
         return load_qat_run(run_dir, which=which)
     return load_run(run_dir, which=which)
 
@@ -186,7 +185,7 @@ def evaluate_run(run_dir, data, *, reject_below: float | str | None = None, targ
     if not auto and reject_below is not None and not (0.0 <= reject_below <= 1.0):
         raise SemgenError(f"--reject-below must be a probability in [0, 1], got {reject_below}")
     model, meta = load_eval_model(run_dir, which=which)
-    run = Path(meta["checkpoint"]).parent
+    run = Path(meta["run_dir"])
     if write:  # before the images are read and the model run: a read-only run dir used to end in a traceback
         check_writable_dir((run / out_name).parent,
                            "the run dir" if Path(out_name).parent == Path(".") else "--out-name's folder")
@@ -216,7 +215,7 @@ def evaluate_run(run_dir, data, *, reject_below: float | str | None = None, targ
         res["reject"]["auto"] = {**chosen, "chosen_on": "validation",
                                  "precision_on_data": acc, "coverage_on_data": 1 - res["reject"]["rejected_fraction"]}
     if write:
-        run = Path(meta["checkpoint"]).parent
+        run = Path(meta["run_dir"])
         stem = Path(out_name).stem
         png = "confusion.png" if stem == "metrics" else f"{stem}_confusion.png"
         title = f"{meta['arch']} on {', '.join(Path(p).name for p in res['data'])}: acc {res['accuracy']:.3f}, macro-F1 {res['macro_f1']:.3f}"

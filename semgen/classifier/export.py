@@ -26,28 +26,53 @@ from ..imageio import write_bytes_atomic
 from ..manifests.ops import check_writable_dir
 from .checkpoint import load_run
 from .data import load_image_set
+from .deploy import ACTIVATION_BYTES, activation_peak, file_row, input_quantization, write_c_header
 from .metrics import confusion_matrix, metrics_from_confusion
+from .registry import get_arch
 
 OPSET = 17
 INPUT_NAME = "image"
 OUTPUT_NAME = "logits"
+#: The second output of a hierarchical model's graph: the gate's probabilities.
+GATE_NAME = "gate"
+
+
+class _WithGate(torch.nn.Module):
+    """A hierarchical model as one graph: leaf log-probabilities (``logits``) and gate probabilities."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.m = model
+
+    def forward(self, x):
+        h = self.m.forward_heads(x)
+        return h["log_probs"], torch.softmax(h["gate"], 1)
 
 
 # --------------------------------------------------------------------------------------------
 # FP32
 def export_onnx(model, size: int, path, *, opset: int = OPSET, metadata: dict | None = None) -> Path:
-    """Export a :class:`SemClassifier` to one ONNX file (dynamic batch; input float ``[N,1,S,S]`` in [0,1])."""
+    """Export a classifier to one ONNX file (dynamic batch; input float ``[N,1,S,S]`` in [0,1]).
+
+    Output ``logits`` ``[N, K]``; a hierarchical model's are its leaf log-probabilities (softmax
+    gives the leaf probabilities back) and it has a second output, ``gate`` ``[N, G]`` (the
+    gate's probabilities).
+    """
     import onnx
 
     path = Path(path)
     model = model.eval().to(memory_format=torch.contiguous_format)
+    hier = getattr(model, "hierarchy", None) is not None
+    # the wrapper in eval mode: the exporter restores the mode it finds, and a wrapper left in training
+    # mode would put the model back into it (BatchNorm statistics then drift on the next batch)
+    module, outputs = (_WithGate(model).eval(), [OUTPUT_NAME, GATE_NAME]) if hier else (model, [OUTPUT_NAME])
     x = torch.rand(1, 1, size, size)
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
         tmp_path = Path(tmp) / "model.onnx"
         torch.onnx.export(
-            model, (x,), str(tmp_path), dynamo=False, opset_version=opset, input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME], dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+            module, (x,), str(tmp_path), dynamo=False, opset_version=opset, input_names=[INPUT_NAME],
+            output_names=outputs, dynamic_axes={n: {0: "batch"} for n in [INPUT_NAME, *outputs]},
             do_constant_folding=True,
         )
         m = onnx.load(str(tmp_path))
@@ -251,15 +276,21 @@ def latency_ms(path, size: int, *, runs: int = 300, warmup: int = 30, threads: i
     """Per-image latency at batch 1 (median and 90th percentile of ``runs`` timed calls)."""
     sess = ort_session(path, threads)
     x = np.random.default_rng(0).random((1, 1, size, size), dtype=np.float32)
+    t = time_calls(lambda: sess.run(None, {INPUT_NAME: x}), runs=runs, warmup=warmup)
+    return {"median_ms": float(np.median(t) * 1e3), "p90_ms": float(np.quantile(t, 0.9) * 1e3),
+            "runs": runs, "threads": threads, "batch": 1}
+
+
+def time_calls(fn, *, runs: int, warmup: int) -> np.ndarray:
+    """Seconds taken by each of ``runs`` calls of ``fn`` after ``warmup`` untimed ones."""
     for _ in range(warmup):
-        sess.run(None, {INPUT_NAME: x})
+        fn()
     t = np.empty(runs)
     for i in range(runs):
         t0 = time.perf_counter()
-        sess.run(None, {INPUT_NAME: x})
+        fn()
         t[i] = time.perf_counter() - t0
-    return {"median_ms": float(np.median(t) * 1e3), "p90_ms": float(np.quantile(t, 0.9) * 1e3),
-            "runs": runs, "threads": threads, "batch": 1}
+    return t
 
 
 def _score(logits: np.ndarray, y: np.ndarray | None, k: int) -> dict:
@@ -268,34 +299,6 @@ def _score(logits: np.ndarray, y: np.ndarray | None, k: int) -> dict:
         return {"pred": pred}
     m = metrics_from_confusion(confusion_matrix(y, pred, k), [str(i) for i in range(k)])
     return {"pred": pred, "accuracy": m["accuracy"], "macro_f1": m["macro_f1"]}
-
-
-def write_c_header(data: bytes, path, *, symbol: str = "semgen_model_int8", comment: str = "") -> Path:
-    """Write ``data`` as a C byte array plus its length (``SYMBOL`` and ``SYMBOL_len``)."""
-    hexes = np.char.add("0x", np.char.zfill(np.char.lower(np.vectorize(lambda b: format(b, "x"))(
-        np.frombuffer(data, np.uint8))), 2)) if len(data) else np.array([], str)
-    lines = [", ".join(hexes[i:i + 16].tolist()) for i in range(0, len(hexes), 16)]
-    guard = symbol.upper() + "_H"
-    text = [f"/* {line} */" for line in comment.splitlines()] + [
-        f"#ifndef {guard}", f"#define {guard}", "", "#include <stddef.h>", "",
-        "#if defined(__GNUC__)", "#define SEMGEN_ALIGNED __attribute__((aligned(16)))", "#else",
-        "#define SEMGEN_ALIGNED", "#endif", "",
-        f"static const unsigned char {symbol}[{len(data)}] SEMGEN_ALIGNED = {{",
-        *[f"  {ln}," for ln in lines], "};", f"static const size_t {symbol}_len = {len(data)}u;", "",
-        f"#endif /* {guard} */", "",
-    ]
-    write_bytes_atomic(path, "\n".join(text).encode())
-    return Path(path)
-
-
-def read_c_header(path, symbol: str = "semgen_model_int8") -> bytes:
-    """The bytes of an array written by :func:`write_c_header` (for checks)."""
-    import re
-
-    text = Path(path).read_text()
-    body = text[text.index(f"{symbol}["):]
-    body = body[body.index("{") + 1: body.index("};")]
-    return bytes(int(h, 16) for h in re.findall(r"0x([0-9a-fA-F]{2})", body))
 
 
 # --------------------------------------------------------------------------------------------
@@ -307,7 +310,7 @@ def export_run(run_dir, calib, *, data=None, out=None, tolerance: float = 0.01, 
     Parameters
     ----------
     run_dir : path
-        Run dir of ``semgen train`` (its ``best.pt``) or a checkpoint.
+        Run dir of ``semgen train`` (its best epoch) or a checkpoint.
     calib : path(s)
         Images for INT8 calibration (dataset dir / ImageFolder; labels unused); at most ``calib_max``
         are drawn (class-stratified order, ``seed``).
@@ -346,7 +349,7 @@ def export_run(run_dir, calib, *, data=None, out=None, tolerance: float = 0.01, 
     if calib is None and data is None:
         raise SemgenError("a QAT export without --calib needs --data (images to compare INT8 with FP32 on)")
     model, meta = load_run(run_dir)
-    out = Path(out) if out is not None else Path(meta["checkpoint"]).parent
+    out = Path(out) if out is not None else Path(meta["run_dir"])
     check_writable_dir(out)  # a file or read-only --out: one line, before any image is read
     out.mkdir(parents=True, exist_ok=True)
     size, classes = meta["size"], meta["classes"]
@@ -359,7 +362,7 @@ def export_run(run_dir, calib, *, data=None, out=None, tolerance: float = 0.01, 
         md["qat"] = True
     from .calibrate import read_calibration
 
-    cal_rec = read_calibration(Path(meta["checkpoint"]).parent)
+    cal_rec = read_calibration(Path(meta["run_dir"]))
     if cal_rec:
         md["temperature"] = float(cal_rec["temperature"])  # predict applies it to the logits
     if calib is not None:
@@ -498,12 +501,21 @@ def export_run(run_dir, calib, *, data=None, out=None, tolerance: float = 0.01, 
     chosen_r, int8_bytes, l8, excluded = best
     write_bytes_atomic(out / "model.int8.onnx", int8_bytes)
     s8 = _score(l8, ev_y, k_eval)
+    peak = activation_peak(fp32)["peak_elements"]
+    act8 = chosen_r["activations"]
+    spec = get_arch(meta["arch"])
+    hier = meta.get("heads") is not None
+    outputs = (f"Output '{OUTPUT_NAME}': leaf log-probabilities [1,{k}] (softmax gives the class probabilities); "
+               f"output '{GATE_NAME}': gate probabilities [1,{len(meta['heads']['gate'])}] "
+               f"({', '.join(meta['heads']['gate'])})" if hier else f"Output '{OUTPUT_NAME}': logits [1,{k}]")
     header = write_c_header(
         int8_bytes, out / "model_int8.h",
-        comment=(f"semgen INT8 classifier ({meta['arch']}), ONNX QDQ (int8 weights, {chosen_r['activations']} "
+        comment=(f"semgen INT8 classifier ({meta['arch']}), ONNX QDQ (int8 weights, {act8} "
                  f"activations, opset {_opset(int8_bytes)}), {len(int8_bytes)} bytes.\n"
-                 f"Input '{INPUT_NAME}': float32 [1,1,{size},{size}], gray/255. Output '{OUTPUT_NAME}': "
-                 f"logits [1,{k}].\nClasses: {', '.join(classes)}"))
+                 f"Input '{INPUT_NAME}': float32 [1,1,{size},{size}], gray/255. {outputs}.\n"
+                 f"Classes: {', '.join(classes)}"),
+        classes=classes, size=size, mean=spec.mean, std=spec.std, arena_bytes=peak * ACTIVATION_BYTES[act8],
+        input_quant=input_quantization(out / "model.int8.onnx", INPUT_NAME))
 
     def figs(path, s, lat):
         d = {"file": Path(path).name, "bytes": Path(path).stat().st_size, "latency": lat}
@@ -511,18 +523,29 @@ def export_run(run_dir, calib, *, data=None, out=None, tolerance: float = 0.01, 
             d.update({"accuracy": s["accuracy"], "macro_f1": s["macro_f1"]})
         return d
 
+    lat32 = latency_ms(fp32, size, runs=latency_runs, threads=threads)
+    lat8 = latency_ms(out / "model.int8.onnx", size, runs=latency_runs, threads=threads)
+    one = (lambda path, lat: lat if threads == 1 else latency_ms(path, size, runs=latency_runs, threads=1))
+    agree8 = float((s8["pred"] == s32["pred"]).mean())
+    ms8 = one(out / "model.int8.onnx", lat8)["median_ms"]
+    files = [file_row(fp32, activations="float32", peak_elements=peak, latency_ms=one(fp32, lat32)["median_ms"],
+                      agreement=1.0),
+             file_row(out / "model.int8.onnx", activations=act8, peak_elements=peak, latency_ms=ms8, agreement=agree8),
+             file_row(header, activations=act8, peak_elements=peak, latency_ms=ms8, agreement=agree8,
+                      flash_bytes=len(int8_bytes))]
     res = {
         "run_dir": str(run_dir), "arch": meta["arch"], "classes": classes, "size": size, "opset": OPSET,
         "input": md["input"], "evaluated_on": ev_src,
         "data": [str(s.path) for s in ev.sources] if data is not None else None,
         "n_eval": int(len(ev_images)), "calib": [str(s.path) for s in cal.sources] if cal is not None else None,
         "n_calib": int(len(calib_images)) if calib_images is not None else 0,
-        "fp32": figs(fp32, s32, latency_ms(fp32, size, runs=latency_runs, threads=threads)),
-        "int8": figs(out / "model.int8.onnx", s8, latency_ms(out / "model.int8.onnx", size, runs=latency_runs,
-                                                                threads=threads)),
-        "top1_agreement": float((s8["pred"] == s32["pred"]).mean()),
+        "fp32": figs(fp32, s32, lat32),
+        "int8": figs(out / "model.int8.onnx", s8, lat8),
+        "top1_agreement": agree8,
         "fp32_vs_torch_max_abs_diff": max_diff,
-        "c_header": {"file": header.name, "bytes": header.stat().st_size, "symbol": "semgen_model_int8"},
+        "c_header": {"file": header.name, "bytes": header.stat().st_size, "symbol": "semgen_model_int8",
+                     "tensor_arena_bytes": peak * ACTIVATION_BYTES[act8]},
+        "files": files,
         "quantization": {
             "format": "QDQ", "weights": "int8 per-channel", "activations": f"{chosen_r['activations']} per-tensor",
             "int8_opset": _opset(int8_bytes),
@@ -536,6 +559,11 @@ def export_run(run_dir, calib, *, data=None, out=None, tolerance: float = 0.01, 
     }
     if ev_y is not None:
         res["accuracy_drop"] = s32["accuracy"] - s8["accuracy"]
+    if hier:
+        from .cascade import cascade_report
+
+        res["cascade"] = cascade_report(model, size, out, md, ev_images, s32["pred"], latency_runs)
+        files += res["cascade"].pop("files")
     write_bytes_atomic(out / "export.json", (json.dumps(res, indent=2) + "\n").encode())
     return res
 

@@ -15,10 +15,11 @@ An *init* is one of
     least ``{"arch": ...}``) and ``README.md`` (the model card). :func:`write_backbone` writes such a
     folder. The default architecture is ``mobilenetv3_small_100``.
 a path
-    A checkpoint (``.pt``) or a run dir of ``semgen train`` / ``semgen pretrain`` (its ``best.pt``,
-    else ``last.pt``), or a ``.safetensors`` file / a folder holding ``model.safetensors`` +
-    ``config.json`` in the bundled layout. A folder literally named ``imagenet`` is passed as
-    ``./imagenet``.
+    A run dir of ``semgen train`` / ``semgen pretrain`` or a checkpoint folder / file
+    (:mod:`semgen.classifier.checkpoint`: ``model.safetensors`` + ``config.json`` recording the
+    classes; ``best.pt`` / ``last.pt`` of an earlier version), or a backbone: a ``.safetensors``
+    file / a folder holding ``model.safetensors`` + ``config.json`` with no classes recorded (the
+    bundled layout). A folder literally named ``imagenet`` is passed as ``./imagenet``.
 
 Two calls do everything::
 
@@ -72,14 +73,10 @@ def _safetensors_arch(folder_or_file: Path) -> tuple[Path, dict]:
             config = json.loads(cfg_path.read_text())
         except ValueError:
             raise SemgenError(f"{cfg_path} is not valid JSON") from None
-    if not config.get("arch"):  # a bare file: the arch written into the safetensors header
-        from safetensors import safe_open
+    from .checkpoint import safetensors_meta
 
-        try:
-            with safe_open(str(weights), framework="pt") as f:
-                config = {**config, "arch": (f.metadata() or {}).get("arch")}
-        except Exception as e:  # noqa: BLE001 - any header failure is the same user error
-            raise SemgenError(f"{weights} is not a readable safetensors file ({type(e).__name__})") from None
+    header = safetensors_meta(weights)  # also checks that the file is readable
+    config = {**header, **config}  # a bare file: what its header records
     if not config.get("arch"):
         raise SemgenError(f"{weights}: no architecture recorded (config.json 'arch' or safetensors metadata)")
     return weights, config
@@ -143,15 +140,18 @@ def resolve_init(init=None, arch: str | None = None) -> dict:
     p = Path(init)
     if not p.exists():
         raise SemgenError(f"--init {init}: no such checkpoint or run dir (named inits: {', '.join(INIT_CHOICES)})")
+    from .checkpoint import LEGACY, read_checkpoint
+
     if p.suffix == ".safetensors" or (p.is_dir() and (p / "model.safetensors").is_file()
-                                      and not any((p / n).exists() for n in ("best.pt", "last.pt"))):
+                                      and not any((p / n).exists() for n in LEGACY)):
         weights, config = _safetensors_arch(p)
+    else:
+        weights, config = None, {}
+    if weights is not None and not config.get("classes"):  # a backbone: no head to bring
         if arch is not None and config["arch"] != arch:
             raise SemgenError(f"--init {p} is a '{config['arch']}', not a '{arch}'; drop --arch or match it")
         return {"kind": "safetensors", "arch": config["arch"], "key": str(weights.resolve()),
                 "file": str(weights.resolve()), "sha256": _sha256(weights)}
-    from .checkpoint import read_checkpoint
-
     ckpt = read_checkpoint(p)
     if arch is not None and ckpt["arch"] != arch:
         raise SemgenError(f"--init checkpoint is a '{ckpt['arch']}', not a '{arch}'; drop --arch or match it")
@@ -211,7 +211,12 @@ def apply_init(model, init=None, *, classes=None) -> dict:
     from .checkpoint import read_checkpoint
 
     ckpt = read_checkpoint(spec["file"])
-    same = classes is not None and list(ckpt["classes"]) == list(classes)
+    # the head only comes along when it means the same: the same classes under the same heads
+    from .hierarchy import load_hierarchy
+
+    mine = getattr(model, "hierarchy", None)
+    theirs = load_hierarchy(ckpt["heads"]) if ckpt["heads"] is not None else None
+    same = classes is not None and list(ckpt["classes"]) == list(classes) and theirs == mine
     loaded = load_backbone(model, ckpt["state_dict"], same_classes=same)
     info.update(file=ckpt["path"], sha256=_sha256(ckpt["path"]), same_classes=same, **loaded,
                 checkpoint=ckpt["path"], checkpoint_classes=list(ckpt["classes"]))
@@ -238,16 +243,12 @@ def write_backbone(model, folder, *, config: dict | None = None, card: str | Non
     Path
         The folder.
     """
-    from safetensors.torch import save_file
-
     from ..imageio import write_bytes_atomic
+    from .checkpoint import FORMAT, write_safetensors
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    tmp = folder / ".model.safetensors.tmp"
-    save_file(state, str(tmp), metadata={"format": "semgen-classifier", "arch": model.arch})
-    tmp.replace(folder / "model.safetensors")
+    write_safetensors(folder / "model.safetensors", model.state_dict(), {"format": FORMAT, "arch": model.arch})
     cfg = {**(config or {}), "format": "semgen-classifier", "arch": model.arch}
     write_bytes_atomic(folder / "config.json", (json.dumps(cfg, indent=1) + "\n").encode())
     if card is not None:

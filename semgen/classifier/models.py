@@ -52,6 +52,10 @@ class SemClassifier(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net((x - self.mean) / self.std)
 
+    @property
+    def num_classes(self) -> int:
+        return self.net.num_classes
+
     def head_parameter_names(self) -> set[str]:
         """State-dict names of the final classifier (re-initialised when the classes change)."""
         head = self.net.get_classifier()
@@ -62,11 +66,30 @@ class SemClassifier(nn.Module):
         return list(self.net.get_classifier().parameters())
 
 
-def create_model(arch: str, num_classes: int, *, drop_rate: float = 0.2) -> SemClassifier:
-    """Make an untrained :class:`SemClassifier` (no weights are ever downloaded)."""
+def create_model(arch: str, num_classes: int, *, drop_rate: float = 0.2, heads=None, classes=None):
+    """Make an untrained classifier (no weights are ever downloaded).
+
+    Parameters
+    ----------
+    arch : str
+    num_classes : int
+    drop_rate : float
+    heads : None, dict or Hierarchy
+        None: a plain :class:`SemClassifier` (one linear head). A hierarchy
+        (:mod:`semgen.classifier.hierarchy`): a :class:`~semgen.classifier.heads.HierClassifier`.
+    classes : list of str
+        The class names; needed with ``heads`` (the hierarchy is keyed by them).
+    """
     if num_classes < 2:
         raise SemgenError(f"a classifier needs at least 2 classes, got {num_classes}")
-    return SemClassifier(arch, num_classes, drop_rate=drop_rate)
+    if heads is None:
+        return SemClassifier(arch, num_classes, drop_rate=drop_rate)
+    from .heads import HierClassifier
+    from .hierarchy import load_hierarchy
+
+    if classes is None or len(classes) != num_classes:
+        raise SemgenError("hierarchical heads need the class names")
+    return HierClassifier(arch, classes, load_hierarchy(heads), drop_rate=drop_rate)
 
 
 def load_backbone(model: SemClassifier, state: dict, *, same_classes: bool) -> dict:

@@ -1,4 +1,4 @@
-"""Classify image files with a run dir / ``.pt`` checkpoint, ``model.onnx`` or ``model.int8.onnx``."""
+"""Classify image files with a run dir / checkpoint, ``model.onnx`` or ``model.int8.onnx``."""
 
 from __future__ import annotations
 
@@ -17,16 +17,21 @@ class Predictor:
     Parameters
     ----------
     model : path
-        A run dir (uses ``best.pt``), a ``.pt`` checkpoint, or an exported ``.onnx`` file. The
+        A run dir or checkpoint folder (``model.safetensors``; ``best.pt`` of an earlier version),
+        a checkpoint file, or an exported ``.onnx`` file. The
         probabilities use the run's temperature (``calibration.json``, or ``semgen.temperature``
         in the ONNX metadata), so confidences are calibrated.
+    cascade : bool
+        Prepare :meth:`cascade` (a hierarchical run dir, or an ONNX file of one with the cascade
+        stages ``model.gate.onnx`` / ``model.rest.onnx`` beside it).
     """
 
-    def __init__(self, model, *, threads: int | None = None):
+    def __init__(self, model, *, threads: int | None = None, cascade: bool = False):
         p = Path(model)
         if not p.exists():
             raise SemgenError(f"model {p} does not exist")
         self.path = p
+        self._cascade = None
         if p.suffix == ".onnx":
             from .export import ort_session, read_metadata
 
@@ -48,6 +53,13 @@ class Predictor:
                 self._sess = ort_session(p, threads or 1)
             except Exception as e:  # noqa: BLE001 - onnxruntime raises its own types for a bad graph
                 raise SemgenError(f"{p} cannot be loaded by onnxruntime ({_first_line(e)})") from None
+            if cascade:
+                from .cascade import GATE_FILE, REST_FILE, OrtCascade
+
+                if not (p.parent / GATE_FILE).is_file() or not (p.parent / REST_FILE).is_file():
+                    raise SemgenError(f"--cascade: no {GATE_FILE} / {REST_FILE} beside {p}; 'semgen export' writes "
+                                      "them for a run trained with --heads hierarchical")
+                self._cascade = OrtCascade(p.parent, threads or 1)
         else:
             from .calibrate import read_calibration
             from .evaluate import load_eval_model
@@ -55,10 +67,14 @@ class Predictor:
             # a QAT run predicts with its fake-quant model, as its INT8 export will
             self._model, meta = load_eval_model(p)
             self.kind = "torch"
-            cal = read_calibration(Path(meta["checkpoint"]).parent)
+            cal = read_calibration(Path(meta["run_dir"]))
             self.temperature = float(cal["temperature"]) if cal else 1.0
             self.classes, self.size = meta["classes"], meta["size"]
             self._threads = threads
+            if cascade:
+                if not hasattr(self._model, "cascade"):
+                    raise SemgenError(f"--cascade needs a run trained with --heads hierarchical; {p} has one head")
+                self._cascade = self._model
 
     def probs(self, images: torch.Tensor) -> np.ndarray:
         """Class probabilities ``[N, K]`` for uint8 images ``[N, size, size]``."""
@@ -76,21 +92,45 @@ class Predictor:
         return e / e.sum(1, keepdims=True)
 
 
+    def cascade(self, images: torch.Tensor) -> dict:
+        """The gate for every image, the rest only for those it calls defective.
+
+        Returns the model's own probabilities (no temperature: where the gate settles an image,
+        the defect classes' share is known only in sum): ``probs`` ``[N, K]`` (NaN for the defect
+        classes of settled images), ``gate``, ``resolved`` and ``defect_prob``
+        (:meth:`semgen.classifier.heads.HierClassifier.cascade`).
+        """
+        if self._cascade is None:
+            raise SemgenError("this Predictor was not made with cascade=True")
+        if self.kind != "torch":
+            return self._cascade.run(images)
+        from .augment import to_float
+        from .train import torch_threads
+
+        with torch_threads(self._threads):
+            r = self._cascade.cascade(to_float(images))
+        return {k: v.numpy() for k, v in r.items()}
+
+
 def _first_line(e: BaseException) -> str:
     """A library's exception as one short line (onnxruntime's messages run over several)."""
     msg = str(e).strip().splitlines()
     return f"{type(e).__name__}: {msg[0][:200]}" if msg else type(e).__name__
 
 
-def predict_files(model, files, *, top_k: int = 1, threads: int | None = None) -> list[dict]:
+def predict_files(model, files, *, top_k: int = 1, threads: int | None = None, cascade: bool = False) -> list[dict]:
     """Classify image files; unreadable ones come back with an ``error`` instead of a label.
+
+    With ``cascade`` (a hierarchical model), each image runs the gate and only images it calls
+    defective run the rest; an image the gate settles has the gate's classes and ``defect`` (the
+    defect classes' total) in ``top``, and ``stage`` says where it stopped (``gate`` / ``rest``).
 
     Returns
     -------
     list of dict
         ``file``, ``label``, ``confidence``, ``top`` (``[(label, p), ...]``) or ``file``, ``error``.
     """
-    pred = Predictor(model, threads=threads)
+    pred = Predictor(model, threads=threads, cascade=cascade)
     files = [str(f) for f in files]
     import warnings
 
@@ -98,15 +138,30 @@ def predict_files(model, files, *, top_k: int = 1, threads: int | None = None) -
         warnings.simplefilter("ignore")
         imgs, ok, skipped = decode_images(files, pred.size)
     reasons = {s["file"]: s["reason"] for s in skipped}
-    probs = pred.probs(torch.from_numpy(imgs)) if len(imgs) else np.zeros((0, len(pred.classes)))
+    stage = None
+    if not len(imgs):
+        probs = np.zeros((0, len(pred.classes)))
+    elif cascade:
+        r = pred.cascade(torch.from_numpy(imgs))
+        probs, stage, defect = r["probs"], r["resolved"], r["defect_prob"]
+    else:
+        probs = pred.probs(torch.from_numpy(imgs))
     out, j = [], 0
     for f, good in zip(files, ok):
         if not good:
             out.append({"file": f, "error": reasons.get(f, "unreadable")})
             continue
         p = probs[j]
-        j += 1
+        names = list(pred.classes)
+        if stage is not None and not stage[j]:  # settled by the gate: its classes, and the defect total
+            known = ~np.isnan(p)
+            names = [c for c, k in zip(names, known) if k] + ["defect"]
+            p = np.r_[p[known], defect[j]]
         order = np.argsort(-p, kind="stable")[:max(1, top_k)]
-        out.append({"file": f, "label": pred.classes[order[0]], "confidence": float(p[order[0]]),
-                    "top": [(pred.classes[i], float(p[i])) for i in order]})
+        rec = {"file": f, "label": names[order[0]], "confidence": float(p[order[0]]),
+               "top": [(names[i], float(p[i])) for i in order]}
+        if stage is not None:
+            rec["stage"] = "rest" if stage[j] else "gate"
+        j += 1
+        out.append(rec)
     return out

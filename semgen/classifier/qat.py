@@ -25,13 +25,13 @@ quantised on their outputs like any other tensor); learning through the rounding
 
 A QAT checkpoint stays loadable by :func:`semgen.classifier.checkpoint.load_run`: its state dict is
 the plain architecture's, with the folded weights in the convs and each BatchNorm set to the
-identity plus the folded bias; the quantiser ranges sit under the checkpoint key ``qat``.
+identity plus the folded bias; the quantiser ranges sit beside it in ``qat.safetensors`` (under
+the key ``qat`` of a ``.pt`` checkpoint of an earlier version).
 ``load_run`` thus gives the float model without rounding; :func:`load_qat_run` the fake-quant one.
 """
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,7 +39,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import __version__
 from ..errors import SemgenError
 from ..imageio import write_bytes_atomic
 
@@ -348,28 +347,19 @@ def to_qat(model, *, momentum: float = 0.01, weight_bits: int = 8):
     return model
 
 
-def save_qat_checkpoint(path, model, *, classes, size: int, epoch: int, metrics: dict | None = None,
-                        config: dict | None = None) -> None:
-    """Write a QAT checkpoint: the plain layout (loadable by ``load_run``) plus ``qat`` (ranges)."""
-    from .checkpoint import FORMAT, FORMAT_VERSION
-
-    ckpt = {
-        "format": FORMAT, "format_version": FORMAT_VERSION, "semgen_version": __version__,
-        "arch": model.arch, "classes": list(classes), "size": int(size), "epoch": int(epoch),
-        "metrics": metrics or {}, "config": config or {}, "state_dict": plain_state_dict(model),
-        "qat": {"version": QAT_FORMAT_VERSION, "state": qat_state(model), "fold": list(model.qat_map),
-                "bn_eps": dict(getattr(model, "qat_bn_eps", {})), "weight_bits": model.qat_weight_bits},
-    }
-    buf = io.BytesIO()
-    torch.save(ckpt, buf)
-    write_bytes_atomic(path, buf.getvalue())
+def qat_record(model) -> dict:
+    """What a checkpoint keeps of a QAT model besides the plain state dict: the quantiser ranges
+    (``state``), the folds, each BatchNorm's eps and the weight bits
+    (:func:`semgen.classifier.checkpoint.save_checkpoint` writes them to ``qat.safetensors``)."""
+    return {"version": QAT_FORMAT_VERSION, "state": qat_state(model), "fold": list(model.qat_map),
+            "bn_eps": dict(getattr(model, "qat_bn_eps", {})), "weight_bits": model.qat_weight_bits}
 
 
-def checkpoint_is_qat(run_or_ckpt) -> bool:
+def checkpoint_is_qat(run_or_ckpt, which: str | None = None) -> bool:
     """Whether a run dir / checkpoint was QAT-trained (its checkpoint holds quantiser ranges)."""
     from .checkpoint import read_checkpoint
 
-    return "qat" in read_checkpoint(run_or_ckpt)
+    return "qat" in read_checkpoint(run_or_ckpt, which)
 
 
 def load_qat_run(run_dir, *, which: str | None = None):
@@ -381,10 +371,8 @@ def load_qat_run(run_dir, *, which: str | None = None):
 
     from .checkpoint import load_run, read_checkpoint
 
-    p = Path(run_dir)
-    if which is not None and p.is_dir():
-        p = p / f"{which}.pt"
-    ckpt = read_checkpoint(p)
+    ckpt = read_checkpoint(run_dir, which)
+    p = ckpt["path"]
     if "qat" not in ckpt:
         raise SemgenError(f"{run_dir} was not QAT-trained (no quantiser ranges in {Path(ckpt['path']).name}); "
                           "train it with 'semgen train --qat' (e.g. --init RUN --qat) or export it without --qat")
@@ -432,11 +420,10 @@ def lower_qdq(m) -> None:
     import onnx
     from onnx import helper, numpy_helper
 
+    from .deploy import graph_constants
+
     g = m.graph
-    consts: dict[str, np.ndarray] = {t.name: numpy_helper.to_array(t) for t in g.initializer}
-    for n in g.node:
-        if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value":
-            consts[n.output[0]] = numpy_helper.to_array(n.attribute[0].t)
+    consts: dict[str, np.ndarray] = graph_constants(m)
     producer = {o: n for n in g.node for o in n.output}
     new_inits, drop = [], set()
 
@@ -517,13 +504,11 @@ def qdq_activation_types(path) -> dict:
     """Counts of the zero-point types of the ``QuantizeLinear`` nodes of an ONNX file (what the
     activations are quantised to), e.g. ``{"uint8": 57}``."""
     import onnx
-    from onnx import numpy_helper
+
+    from .deploy import graph_constants
 
     m = onnx.load(str(path))
-    consts = {t.name: numpy_helper.to_array(t) for t in m.graph.initializer}
-    for n in m.graph.node:
-        if n.op_type == "Constant" and n.attribute:
-            consts[n.output[0]] = numpy_helper.to_array(n.attribute[0].t)
+    consts = graph_constants(m)
     out: dict[str, int] = {}
     for n in m.graph.node:
         if n.op_type == "QuantizeLinear":

@@ -19,14 +19,14 @@ from ..errors import SemgenError
 from ..imageio import write_bytes_atomic
 from ..manifests import JsonlAppender, current_command, lock_dir
 from .augment import AugmentConfig, augment_batch, mixup as mixup_batch, to_float
-from .checkpoint import save_checkpoint
+from .checkpoint import LAST, WEIGHTS, clear_checkpoints, model_config, save_checkpoint
 from .data import load_image_set, parse_data_arg, sampling_weights, stratified_split
 from .metrics import confusion_matrix, metrics_from_confusion
 from .init import apply_init, resolve_init
 from .models import create_model
 from .calibrate import calibrate_run
 from .distill import DistillConfig, Distiller, transfer_schedule
-from .qat import QATConfig, is_qat, save_qat_checkpoint, to_qat
+from .qat import QATConfig, to_qat
 
 #: Fewest images drawn per epoch: tiny real sets (a few hundred images) still get enough
 #: optimiser steps per epoch for early stopping to be meaningful.
@@ -57,7 +57,7 @@ def predict_probs(model, images: torch.Tensor, *, batch_size: int = 128, channel
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         out.append(torch.softmax(model(x).float(), dim=1))
-    k = model.net.num_classes
+    k = model.num_classes
     return torch.cat(out) if out else torch.zeros(0, k)
 
 
@@ -102,7 +102,7 @@ def train_classifier(
     warmup_epochs: float = 1.0, val_fraction: float = 0.2, augment: AugmentConfig | None = None,
     min_epoch_images: int = MIN_EPOCH_IMAGES, progress: bool = True, num_threads: int | None = None,
     overwrite: bool = False, drop_rate: float = 0.2, min_epochs: int | None = None,
-    distill: DistillConfig | None = None, qat: QATConfig | bool | None = None,
+    distill: DistillConfig | None = None, qat: QATConfig | bool | None = None, heads=None,
 ) -> dict:
     """Train a classifier and write a run dir.
 
@@ -111,7 +111,9 @@ def train_classifier(
     data : path, ``"DIR=WEIGHT"``, ``(path, weight)`` or a list of them
         Dataset dirs or ImageFolder trees, mixed by weight (classes balanced within each).
     out : path
-        The run dir: ``best.pt``, ``last.pt``, ``train_log.jsonl``, ``config.json``, ``summary.json``.
+        The run dir: the best epoch as ``model.safetensors`` + ``config.json`` (which also holds the
+        run's settings; :mod:`semgen.classifier.checkpoint`), the last epoch in ``last/``,
+        ``train_log.jsonl``, ``summary.json``, ``calibration.json``.
     arch : str
         A name of :data:`semgen.classifier.models.ARCHS` (default: the ``--init`` checkpoint's,
         ``efficientnet_lite0`` for ``init="imagenet"``, else ``mobilenetv3_small_100``).
@@ -137,8 +139,12 @@ def train_classifier(
         Teachers (``--teacher``), temperature, soft-loss weight and transfer set
         (:mod:`semgen.classifier.distill`).
     qat : QATConfig or bool, optional
-        Quantisation-aware training in the last epochs (:mod:`semgen.classifier.qat`); ``best.pt``
-        is then a QAT checkpoint that ``semgen export`` exports with 8-bit activations.
+        Quantisation-aware training in the last epochs (:mod:`semgen.classifier.qat`); the best
+        epoch is then a QAT checkpoint that ``semgen export`` exports with 8-bit activations.
+    heads : None, "hierarchical", path, dict or Hierarchy
+        None: one linear head. Otherwise hierarchical heads (:mod:`semgen.classifier.heads`): a
+        gate, defect families and leaves, trained with the weighted head loss; "hierarchical" uses
+        the default hierarchy (:mod:`semgen.classifier.hierarchy`), a path a YAML / JSON file.
 
     At the end, a temperature is fitted on the validation split (``calibration.json``,
     :mod:`semgen.classifier.calibrate`).
@@ -168,6 +174,7 @@ def train_classifier(
         distill.validate()
     qat = QATConfig() if qat is True else (qat or None)
     min_epochs = epochs // 2 if min_epochs is None else int(min_epochs)
+    hier = _hierarchy(heads)
     sources = [parse_data_arg(d) for d in _as_list(data)]
 
     # Validated before any data loads: a missing extra or bundled backbone fails in a second.
@@ -204,6 +211,8 @@ def train_classifier(
         request["distill"] = distill.request()  # checks that every teacher exists, before any loading
     if qat is not None:
         request["qat"] = {**qat.to_dict(), "epochs": qat_epochs}
+    if hier is not None:
+        request["heads"] = hier.to_dict()
     if init_spec["kind"] in ("imagenet", "semgen"):
         # Named weights can change under the same name (a new package or bundled backbone): a
         # finished run only counts as the same run for the same bytes. Absent for other inits, so
@@ -221,6 +230,7 @@ def train_classifier(
     with lock_dir(out), torch_threads(num_threads):  # one run per --out: two would interleave their log
         for stale in ("summary.json", "train_log.jsonl"):
             (out / stale).unlink(missing_ok=True)
+        clear_checkpoints(out)  # a run started anew: no weights of an earlier one may stand in for its best
         t_load = time.perf_counter()
         full = load_image_set(sources, size=size, classes=classes, progress=progress)
         if len(full.classes) < 2:
@@ -240,7 +250,8 @@ def train_classifier(
 
         torch.manual_seed(seed)
         g = torch.Generator().manual_seed(seed)
-        model = create_model(arch, k, drop_rate=drop_rate)
+        model = (create_model(arch, k, drop_rate=drop_rate) if hier is None
+                 else create_model(arch, k, drop_rate=drop_rate, heads=hier, classes=cls))
         init_info = apply_init(model, init_spec, classes=cls)
         model = model.to(memory_format=torch.channels_last)
 
@@ -257,6 +268,7 @@ def train_classifier(
         probs = sampling_weights(train_set)
 
         config = {
+            **model_config(arch, cls, size, heads=None if hier is None else model.hierarchy.to_dict()),
             "request": json.loads(json.dumps(request, default=_json_default)),
             "classes": cls, "arch": arch, "size": size, "command": current_command(),
             "semgen_version": __version__, "torch": torch.__version__, "python": platform.python_version(),
@@ -290,7 +302,7 @@ def train_classifier(
                                                    qat_start > 1, weight_decay,
                                                    len(schedule) * (epochs - qat_start + 1), len(schedule))
                     head_params = {id(p) for p in model.head_parameters()}
-                    best, bad = (-1.0, -math.inf), 0  # best.pt must be a QAT model
+                    best, bad = (-1.0, -math.inf), 0  # the best epoch must be a QAT model
                 head_only = epoch <= head_only_epochs
                 for p in model.parameters():
                     p.requires_grad_(not head_only or id(p) in head_params)
@@ -325,8 +337,13 @@ def train_classifier(
                     soft = F.one_hot(y, k).float() * (1 - label_smoothing) + label_smoothing / k
                     x, soft = mixup_batch(x, soft, mixup, g)
                     x = x.contiguous(memory_format=torch.channels_last)
-                    logits = model(x)
-                    loss = -(soft * F.log_softmax(logits, 1)).sum(1).mean()
+                    if hier is None:
+                        logits = model(x)
+                        loss = -(soft * F.log_softmax(logits, 1)).sum(1).mean()
+                    else:  # the leaf log-probabilities stand for the logits (softmax gives them back)
+                        out_h = model.forward_heads(x)
+                        logits = out_h["log_probs"]
+                        loss = model.head_loss(out_h, soft)
                     if distiller is not None:
                         kd = distiller.soft_loss(logits, x)
                         loss = (1 - distiller.cfg.weight) * loss + distiller.cfg.weight * kd
@@ -369,16 +386,15 @@ def train_classifier(
                 if improved:
                     best, best_epoch, bad = score, epoch, 0
                     best_metrics = ckmeta
-                    _save(out / "best.pt", model, classes=cls, size=size, epoch=epoch,
-                          metrics=ckmeta, config=config["request"])
+                    # the run dir itself is the best epoch's checkpoint (its config.json is written)
+                    save_checkpoint(out, model, classes=cls, size=size, epoch=epoch, metrics=ckmeta)
                 else:
                     bad += 1
                 bar.set_postfix(loss=f"{rec['train_loss']:.3f}", f1=f"{rec.get('val_macro_f1', float('nan')):.3f}")
                 if (len(val_set) and bad >= patience and epoch > head_only_epochs and epoch >= min_epochs
                         and (qat_start is None or epoch >= qat_start)):  # never stop before the QAT phase
                     break
-        _save(out / "last.pt", model, classes=cls,
-              size=size, epoch=epochs_run, metrics=ckmeta, config=config["request"])
+        save_checkpoint(out / LAST, model, classes=cls, size=size, epoch=epochs_run, metrics=ckmeta, config={})
         calibration = _calibrate(out, val_set, cls, qat_start is not None)
 
     summary = {
@@ -394,8 +410,13 @@ def train_classifier(
     return summary
 
 
-def _save(path, model, **kw) -> None:
-    (save_qat_checkpoint if is_qat(model) else save_checkpoint)(path, model, **kw)
+def _hierarchy(heads):
+    """None for one linear head, else the :class:`Hierarchy` that ``heads`` names."""
+    if heads is None or heads is False or heads == "plain":
+        return None
+    from .hierarchy import load_hierarchy
+
+    return load_hierarchy(None if heads in (True, "hierarchical") else heads)
 
 
 def _optimizer(model, lr: float, weight_decay: float, total: int, warmup: int):
@@ -430,8 +451,8 @@ def _start_qat(model, qat: QATConfig, out: Path, train_set, probs, augment, g, b
     fake-quantise, set the quantiser ranges on a few training batches, and a fresh optimiser."""
     from .checkpoint import read_checkpoint
 
-    if from_best and (out / "best.pt").exists():
-        model.load_state_dict(read_checkpoint(out / "best.pt")["state_dict"])
+    if from_best and (out / WEIGHTS).exists():
+        model.load_state_dict(read_checkpoint(out)["state_dict"])
     model = to_qat(model.to(memory_format=torch.contiguous_format), momentum=qat.momentum,
                    weight_bits=qat.weight_bits)
     model = model.to(memory_format=torch.channels_last)
@@ -450,6 +471,6 @@ def _calibrate(out: Path, val_set, classes, qat: bool) -> dict:
 
     if not len(val_set):
         return calibrate_run(out, np.zeros((0, len(classes))), np.zeros(0, np.int64), classes)
-    model, _ = (load_qat_run if qat else load_run)(out / "best.pt")
+    model, _ = (load_qat_run if qat else load_run)(out)
     vp = predict_probs(model, val_set.images).numpy()
     return calibrate_run(out, vp, val_set.labels.numpy(), classes)

@@ -37,8 +37,9 @@ def bundle_backbone(run_dir, folder, *, card: str | None = None, half: bool = Tr
     Path
         ``folder``.
     """
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import load_file
 
+    from ..classifier.checkpoint import FORMAT, write_safetensors
     from ..classifier.models import create_model
 
     run = Path(run_dir)
@@ -52,9 +53,7 @@ def bundle_backbone(run_dir, folder, *, card: str | None = None, half: bool = Tr
              for k, v in state.items() if k not in head}
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / ".model.safetensors.tmp"
-    save_file(state, str(tmp), metadata={"format": "semgen-classifier", "arch": arch})
-    tmp.replace(folder / "model.safetensors")
+    write_safetensors(folder / "model.safetensors", state, {"format": FORMAT, "arch": arch})
     keep = {k: cfg[k] for k in ("arch", "size", "input", "pretrain", "step", "images_seen", "semgen_version",
                                 "generators", "init") if k in cfg}
     keep.update({"format": "semgen-classifier", "head": "removed (fine-tuning trains its own)",

@@ -6,8 +6,9 @@ fine labels and regression targets of :mod:`semgen.pretrain.labels`. A run dir h
 
 ``state-STEP/``        the resumable state: ``model.safetensors``, ``optimizer.safetensors``, ``state.json``
 ``LATEST``             the name of the newest complete state dir (written last, atomically)
-``last.pt``            the classifier (backbone + fine-label head): ``semgen train --init RUN_DIR``
-``model.safetensors``  the same weights with ``config.json``: the layout of a bundled backbone
+``model.safetensors``  the classifier (backbone + fine-label head) with ``config.json``: the one
+                       checkpoint layout (:mod:`semgen.classifier.checkpoint`), so the run dir
+                       is an init (``semgen train --init RUN_DIR``) and can be bundled
 ``train_log.jsonl``    loss, accuracy, images/s per logging interval
 
 Nothing is ever unpickled on resume: the state is safetensors plus JSON. Batch ``b`` is made of
@@ -245,20 +246,10 @@ def latest_state(out: Path):
 # -- the run ---------------------------------------------------------------------------------------
 
 def _export(out: Path, model: PretrainNet, cfg: PretrainConfig, space: TargetSpace, step: int, info: dict) -> None:
-    """The classifier part as ``last.pt`` (for ``--init RUN``) and as ``model.safetensors`` + ``config.json``."""
-    from safetensors.torch import save_file
-
+    """The classifier part as the run dir's checkpoint (``model.safetensors`` + ``config.json``)."""
     meta = {"pretrain": asdict(cfg), "step": step, "images_seen": step * cfg.batch_size,
             "semgen_version": __version__, **info}
-    save_checkpoint(out / "last.pt", model.classifier, classes=space.fine_names, size=cfg.size, epoch=step,
-                    config=meta)
-    tmp = out / f".model.safetensors.{os.getpid()}.tmp"
-    save_file({k: v.detach().contiguous() for k, v in model.classifier.state_dict().items()}, str(tmp),
-              metadata={"format": "semgen-classifier", "arch": cfg.arch})
-    os.replace(tmp, out / "model.safetensors")
-    card = {"format": "semgen-classifier", "arch": cfg.arch, "size": cfg.size, "classes": space.fine_names,
-            "input": "float32 [N, 1, S, S] in [0, 1] (8-bit gray / 255)", **meta}
-    write_bytes_atomic(out / "config.json", (json.dumps(card, indent=1) + "\n").encode())
+    save_checkpoint(out, model.classifier, classes=space.fine_names, size=cfg.size, epoch=step, config=meta)
 
 
 def pretrain(out, config: PretrainConfig | None = None, *, workers: int = 1, threads: int | None = None,
