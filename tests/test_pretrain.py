@@ -119,6 +119,21 @@ def test_other_settings_in_the_same_run_dir_are_refused(tmp_path):
         pretrain(tmp_path / "r", PretrainConfig(**{**TINY, "lr": 1e-3}), workers=0, threads=1, progress=False)
 
 
+def test_a_generator_version_bump_is_not_resumed_across(tmp_path):
+    """The stream depends on the generator versions: a run started on others is refused, not mixed."""
+    import json
+
+    run = tmp_path / "r"
+    pretrain(run, PretrainConfig(**TINY), workers=0, threads=1, stop_after=1, progress=False)
+    state = next(run.glob("state-*/state.json"))
+    d = json.loads(state.read_text())
+    assert d["generators"]["ler"].startswith("ler@")
+    d["generators"]["ler"] = "ler@0"
+    state.write_text(json.dumps(d))
+    with pytest.raises(SemgenError, match=r"other generator versions \(ler@0 -> ler@\d+\)"):
+        pretrain(run, PretrainConfig(**TINY), workers=0, threads=1, progress=False)
+
+
 @pytest.mark.parametrize("field,value", [("size", 8), ("images", 0), ("lr", -1.0), ("labels", "x"),
                                          ("aux_weight", float("nan")), ("arch", "nope")])
 def test_bad_settings_are_one_line_errors(field, value):

@@ -301,6 +301,15 @@ def pretrain(out, config: PretrainConfig | None = None, *, workers: int = 1, thr
     if found is not None and found[1].get("config") != request:
         raise SemgenError(f"{out} holds a pretraining run with other settings; choose another --out "
                           "(or re-run with the settings in its state.json)")
+    gens = {n: f"{g.name}@{g.version}" for n, g in
+            zip(space.generators, StreamJob(space, seed=cfg.seed, size=cfg.size).generators())}
+    # The stream is a function of the generator versions: resuming across a version bump would
+    # silently train the rest of the run on other images than the same command gave before.
+    old_gens = found[1].get("generators") if found is not None else None
+    if old_gens is not None and old_gens != gens:
+        changed = ", ".join(f"{old_gens.get(n)} -> {v}" for n, v in gens.items() if old_gens.get(n) != v)
+        raise SemgenError(f"{out} was pretrained on other generator versions ({changed}); finish it with "
+                          "the semgen that started it, or choose another --out")
 
     nthreads = threads or max(1, (os.cpu_count() or 1) - workers)
     torch.set_num_threads(int(nthreads))
@@ -325,8 +334,7 @@ def pretrain(out, config: PretrainConfig | None = None, *, workers: int = 1, thr
         init_info = state.get("init")
     info = {"config": request, "targets": space.to_dict(), "init": init_info, "command": current_command(),
             "semgen_version": __version__, "torch": torch.__version__,
-            "generators": {n: f"{g.name}@{g.version}" for n, g in
-                           zip(space.generators, StreamJob(space, seed=cfg.seed, size=cfg.size).generators())}}
+            "generators": gens}
     log_path = out / "train_log.jsonl"
     _truncate_log(log_path, step)
     stop = steps if stop_after is None else min(steps, int(stop_after))
