@@ -1,21 +1,33 @@
 """Throughput of ``semgen procedural`` at 256 x 256, PNG and manifest writing included.
 
 Prints, per class and worker count: images/s (wall clock) and, for one worker, the CPU time per
-image (independent of other load on the machine) with where it goes (sample / scene / imaging /
-overlays / PNG / files + record). Run on a quiet machine for the headline figure; the load average
-is printed beside every figure.
+image (independent of other load on the machine), then where the CPU time goes (sample / scene /
+imaging / overlays / PNG / files + record). Run on a quiet machine for the headline figure; the
+load average is printed beside every figure.
 
-    python bench/bench_procedural.py                      # clean ler bridge open, 1 and 2 workers
+With ``--baseline DIR`` (a checkout of an older commit, e.g. ``git worktree add /tmp/procbase
+<commit>``) every measurement runs twice, old code then new code, each in a fresh process with
+that checkout first on ``PYTHONPATH``, and prints the new/old ratio: on a shared, loaded machine
+the absolute figures drift, the ratio of two neighbouring runs much less. The per-stage profile
+is printed for both versions too.
+
+    python bench/bench_procedural.py                      # every class, 1 and 2 workers
     python bench/bench_procedural.py --classes bridge --n 1000 --workers 1 2
+    python bench/bench_procedural.py --baseline /tmp/procbase --n 100 --workers 1 --profile 50
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
+
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _load() -> str:
@@ -27,8 +39,6 @@ def _load() -> str:
 
 def stage_profile(name: str, n: int, size: int) -> dict:
     """CPU ms per image of each stage, in this process (same code path as generate_one + _Job)."""
-    import json
-
     import cv2
 
     from semgen.generators.procedural.generate import _plain
@@ -81,20 +91,88 @@ def run(name: str, n: int, size: int, workers: int, root: str) -> tuple[float, f
     return n / wall, 1e3 * cpu / n
 
 
+def _in_checkout(checkout: str, what: str, *args) -> dict:
+    """Run ``run`` or ``stage_profile`` (``what``) in a fresh process importing semgen from ``checkout``."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([checkout] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
+    cmd = [sys.executable, os.path.abspath(__file__), "--child", what, json.dumps(args)]
+    # cwd = the checkout: worker processes started with ``python -c`` put the cwd first on sys.path
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=checkout)
+    if r.returncode:
+        raise SystemExit(f"{checkout}: {what}{tuple(args)} failed:\n{r.stderr[-2000:]}")
+    out = r.stdout
+    res = json.loads(out.strip().splitlines()[-1])
+    if not os.path.realpath(res["semgen"]).startswith(os.path.realpath(checkout)):
+        raise SystemExit(f"{checkout}: the child imported semgen from {res['semgen']}")
+    return res
+
+
+def _child(what: str, args: str) -> None:
+    import semgen
+
+    a = json.loads(args)
+    res = {"semgen": os.path.dirname(semgen.__file__)}
+    if what == "run":
+        res["ips"], res["cpu_ms"] = run(*a)
+    else:
+        res["stages"] = stage_profile(*a)
+    print(json.dumps(res))
+
+
+def compare(args, root: str) -> None:
+    """Old (``--baseline``) and new code side by side, each measurement in a fresh process."""
+    new, old = _REPO, os.path.abspath(args.baseline)
+    print(f"# semgen procedural, {args.size}x{args.size}, n={args.n} per run, PNG + manifest included; "
+          f"{os.cpu_count()} CPUs; old = {old}, new = {new}; {_load()}")
+    print("# img/s: wall clock; cpu img/s: 1000 / (CPU ms per image of the one process), 1 worker only")
+    print(f"{'class':<10} {'workers':>7} {'old img/s':>9} {'new img/s':>9} {'ratio':>6} "
+          f"{'old cpu img/s':>13} {'new cpu img/s':>13} {'ratio':>6}   load")
+    for name in args.classes:
+        for w in args.workers:
+            o = _in_checkout(old, "run", name, args.n, args.size, w, root)
+            n = _in_checkout(new, "run", name, args.n, args.size, w, root)
+            cpu = (f"{1e3 / o['cpu_ms']:>13.1f} {1e3 / n['cpu_ms']:>13.1f} {o['cpu_ms'] / n['cpu_ms']:>6.2f}"
+                   if w == 1 else f"{'':>13} {'':>13} {'':>6}")
+            print(f"{name:<10} {w:>7} {o['ips']:>9.1f} {n['ips']:>9.1f} {n['ips'] / o['ips']:>6.2f} {cpu}   {_load()}",
+                  flush=True)
+    if args.profile:
+        print(f"\n# CPU ms per image by stage (one process, {args.profile} images, generator code only), old -> new")
+        keys = None
+        for name in args.classes:
+            o = _in_checkout(old, "stage_profile", name, args.profile, args.size)["stages"]
+            n = _in_checkout(new, "stage_profile", name, args.profile, args.size)["stages"]
+            if keys is None:
+                keys = list(o)
+                print(f"{'class':<10} " + " ".join(f"{k:>13}" for k in keys) + f" {'total':>13}")
+            cells = [f"{o[k]:.2f}->{n[k]:.2f}" for k in keys] + [f"{sum(o.values()):.1f}->{sum(n.values()):.1f}"]
+            print(f"{name:<10} " + " ".join(f"{c:>13}" for c in cells), flush=True)
+
+
 def main() -> None:
+    if len(sys.argv) == 4 and sys.argv[1] == "--child":
+        return _child(sys.argv[2], sys.argv[3])
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--classes", nargs="+", default=["clean", "ler", "bridge", "open"])
+    ap.add_argument("--classes", nargs="+", default=None, help="default: every registered class")
     ap.add_argument("--n", type=int, default=400, help="images per measurement")
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--profile", type=int, default=200, help="images for the per-stage CPU profile (0: skip)")
     ap.add_argument("--tmp", default="out", help="folder for the scratch dataset dirs (default: out/, made if "
                     "needed; on the shared machine /tmp is several times slower to create files in)")
+    ap.add_argument("--baseline", default=None, metavar="DIR",
+                    help="checkout of the old code: print old, new and their ratio for every figure")
     args = ap.parse_args()
+    if args.classes is None:
+        from semgen.generators.procedural.registry import list_generators
+
+        args.classes = list_generators()
+    if args.baseline and not os.path.isdir(os.path.join(args.baseline, "semgen")):
+        raise SystemExit(f"--baseline {args.baseline}: no semgen/ package there (want a checkout of the repo)")
 
     os.makedirs(args.tmp, exist_ok=True)
-    root = tempfile.mkdtemp(prefix="semgen-bench-", dir=args.tmp)
+    root = os.path.abspath(tempfile.mkdtemp(prefix="semgen-bench-", dir=args.tmp))
     try:
+        if args.baseline:
+            return compare(args, root)
         print(f"# semgen procedural, {args.size}x{args.size}, n={args.n} per run, PNG + manifest included; "
               f"{os.cpu_count()} CPUs; {_load()}")
         print(f"{'class':<10} {'workers':>7} {'img/s':>8} {'cpu ms/img (1 worker)':>22}   load")

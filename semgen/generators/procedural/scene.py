@@ -104,7 +104,7 @@ class Scene:
 def mask_bboxes(mask: np.ndarray) -> list[list[int]]:
     """Bounding boxes ``[x0, y0, x1, y1]`` (x1, y1 exclusive) of the instances 1..max of ``mask``."""
     out: list[list[int]] = []
-    if mask is None:
+    if mask is None or not mask.any():  # any() is several times cheaper than nonzero() on an empty mask
         return out
     # One pass over the image (the non-zero pixels), then per instance over those only: defects
     # cover a few % of the frame, so this is several times cheaper than np.unique(mask) plus a
