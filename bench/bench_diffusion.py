@@ -76,24 +76,25 @@ from semgen.generators.diffusion.realism import (  # noqa: E402
 def cmd_speed(a) -> dict:
     import torch
 
-    from semgen.generators.diffusion.model import build_unet, train_scheduler
-    from semgen.generators.diffusion.pipeline import SemgenDiffusionPipeline
-    from semgen.generators.diffusion.text_encoder import get_text_encoder
+    from semgen.generators.diffusion.model import build_unet, sampling_scheduler, train_scheduler
+    from semgen.generators.diffusion.pipeline import SemgenDiffusionPipeline, load_pipeline, seed_generators
     from semgen.generators.diffusion.train import denoising_loss
 
     torch.set_num_threads(a.threads)
     if a.model:
-        pipe = SemgenDiffusionPipeline.load(a.model)
+        pipe = load_pipeline(a.model)
     else:
         torch.manual_seed(0)
-        pipe = SemgenDiffusionPipeline(build_unet("small", 128), train_scheduler())
+        pipe = SemgenDiffusionPipeline(build_unet("small", 128), sampling_scheduler(train_scheduler().config))
+        pipe.set_progress_bar_config(disable=True)
     prompts = ["simulated SEM image, top-down, vertical lines, bridge defect"] * a.batch
-    pipe(prompts[:1], [0], num_inference_steps=2)  # warm-up (text encoder load, allocator)
+    pipe(prompts[:1], num_inference_steps=2, generator=seed_generators([0]))  # warm-up (allocator)
     t = time.perf_counter()
     done = 0
     while done < a.n:
         k = min(a.batch, a.n - done)
-        pipe(prompts[:k], list(range(done, done + k)), num_inference_steps=a.steps, guidance_scale=3.0)
+        pipe(prompts[:k], num_inference_steps=a.steps, guidance_scale=3.0,
+             generator=seed_generators(range(done, done + k)))
         done += k
     dt = time.perf_counter() - t
     res = {"resolution": pipe.resolution, "steps": a.steps, "batch": a.batch, "images": a.n,
@@ -101,8 +102,7 @@ def cmd_speed(a) -> dict:
     # training steps/s of the default configuration on random data
     unet = build_unet("small", 128).to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(unet.parameters(), 3e-4)
-    te = get_text_encoder()
-    emb, mask = te.encode(prompts[:8])
+    emb, mask = pipe.encode_prompt(prompts[:8])
     x0 = torch.rand(8, 1, 128, 128).mul(2).sub(1).contiguous(memory_format=torch.channels_last)
     g = torch.Generator().manual_seed(0)
     sched = train_scheduler()

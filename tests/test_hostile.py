@@ -226,13 +226,18 @@ class _EchoPipe:
     def __init__(self, model_dir):
         self.model_dir = str(model_dir)
 
-    def __call__(self, prompts, seeds, image=None, **kw):
-        return list(image)
+    def __call__(self, prompt, image=None, **kw):
+        from types import SimpleNamespace
+
+        return SimpleNamespace(images=list(image))
 
 
-def test_refine_writes_a_repeated_input_record_once(ds, tmp_path, capsys):
+def test_refine_writes_a_repeated_input_record_once(ds, tmp_path, capsys, monkeypatch):
+    from semgen.generators.diffusion import pipeline
     from semgen.generators.diffusion.refine import refine
     from semgen.manifests import DatasetDir
+
+    monkeypatch.setattr(pipeline, "pipeline_for", lambda pipe, **kw: pipe)  # the stand-in is its own img2img
 
     dup = _copy_ds(ds, tmp_path / "dup")
     first = (dup / "metadata.jsonl").read_text().splitlines()[0]

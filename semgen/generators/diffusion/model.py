@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from ...compat import ensure_torchvision
 from ...errors import SemgenError
-from .text_encoder import EMBED_DIM
+
+#: Width of the text encoder's token embeddings (MiniLM-L6: 384), the UNet's ``cross_attention_dim``.
+EMBED_DIM = 384
 
 _DOWN5 = ("DownBlock2D", "DownBlock2D", "DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D")
 _UP5 = ("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D", "UpBlock2D", "UpBlock2D")

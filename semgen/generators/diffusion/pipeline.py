@@ -1,16 +1,19 @@
-"""The semgen diffusion pipeline: a ``diffusers.DiffusionPipeline`` with a UNet and a scheduler.
+"""semgen model folders: load, save and check them; the pipelines are in :mod:`.pipeline_semgen`.
 
-A model folder is diffusers' own layout plus one semgen file::
+A model folder is a diffusers pipeline folder plus one semgen file::
 
-    MODEL_DIR/model_index.json       pipeline class, components, text-encoder reference
+    MODEL_DIR/model_index.json       "_class_name": ["pipeline_semgen", "SemgenDiffusionPipeline"],
+                                     unet, scheduler, text_encoder / tokenizer ([null, null]: the
+                                     packaged MiniLM, named by text_encoder_ref), max_length
+    MODEL_DIR/pipeline_semgen.py     the pipeline classes (a copy of :mod:`.pipeline_semgen`)
     MODEL_DIR/unet/                  config.json + diffusion_pytorch_model.safetensors
-    MODEL_DIR/scheduler/             scheduler_config.json (the DDPM training schedule)
+    MODEL_DIR/scheduler/             scheduler_config.json (DDIM, the default sampler)
     MODEL_DIR/semgen_config.json     resolution, model config name, styles seen, training summary
 
-The text encoder is a *reference* (a package name or folder, see :mod:`.text_encoder`), not a copy of
-its weights, so ``UNet2DConditionModel.from_pretrained(MODEL_DIR, subfolder="unet")`` and
-``DDIMScheduler.from_pretrained(MODEL_DIR, subfolder="scheduler")`` load the parts with diffusers
-alone.
+diffusers alone loads it with ``DiffusionPipeline.from_pretrained(MODEL_DIR, trust_remote_code=True)``
+(it runs the folder's ``pipeline_semgen.py``). :func:`load_pipeline` loads it without running
+anything from the folder: the classes come from the installed package, the weights from
+safetensors, the text encoder from its package.
 """
 
 from __future__ import annotations
@@ -20,174 +23,131 @@ import os
 import shutil
 from pathlib import Path
 
-import numpy as np
-
 from ...compat import ensure_torchvision
 
 ensure_torchvision()
 
 import torch  # noqa: E402
-from diffusers import DiffusionPipeline, UNet2DConditionModel  # noqa: E402
-from diffusers.schedulers import DDPMScheduler  # noqa: E402
+from diffusers import UNet2DConditionModel  # noqa: E402
 
 from ... import __version__  # noqa: E402
 from ...errors import SemgenError  # noqa: E402
 from .model import sampling_scheduler  # noqa: E402
-from .text_encoder import DEFAULT_TEXT_ENCODER, MAX_LENGTH, get_text_encoder  # noqa: E402
+from .pipeline_semgen import (  # noqa: E402
+    DEFAULT_TEXT_ENCODER,
+    MAX_LENGTH,
+    MODULE_NAME,
+    SemgenDiffusionPipeline,
+    SemgenImg2ImgPipeline,
+)
 
 SEMGEN_CONFIG = "semgen_config.json"
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "default_model"
+PIPELINE_CLASSES = {c.__name__: c for c in (SemgenDiffusionPipeline, SemgenImg2ImgPipeline)}
+#: What :func:`save_model` writes into a folder (train.py moves these into place as one step).
+MODEL_FILES = ("model_index.json", f"{MODULE_NAME}.py", "unet", "scheduler", "text_encoder", "tokenizer",
+               SEMGEN_CONFIG)
 
-
-class SemgenDiffusionPipeline(DiffusionPipeline):
-    """Text-conditioned pixel-space diffusion for 1-channel SEM images.
+def load_pipeline(model_dir=None, *, img2img: bool = False, scheduler: str = "ddim", device="cpu"):
+    """Load a model folder (default: the bundled model) as a semgen pipeline, computing in float32.
 
     Parameters
     ----------
-    unet : UNet2DConditionModel
-        1 input / output channel, ``cross_attention_dim`` = the text encoder's width (384).
-    scheduler : SchedulerMixin
-        The training noise schedule (DDPM); sampling builds DDIM / DPM-Solver from its config.
-    text_encoder_ref : str
-        Package name or folder of the frozen MiniLM text encoder.
-    max_length : int
-        Caption token length.
+    model_dir : path, optional
+    img2img : bool
+        :class:`SemgenImg2ImgPipeline` instead of :class:`SemgenDiffusionPipeline`.
+    scheduler : {"ddim", "dpm"}
+        The sampler, built from the folder's scheduler config (:func:`.model.sampling_scheduler`).
+    device : str or torch.device
+
+    Returns
+    -------
+    SemgenDiffusionPipeline or SemgenImg2ImgPipeline
+        With two semgen attributes: ``model_dir`` (str) and ``semgen_config`` (dict).
+
+    Raises :class:`SemgenError` naming what is missing or broken.
+
+    Examples
+    --------
+    >>> pipe = load_pipeline()  # doctest: +SKIP
+    >>> pipe("simulated SEM image, bridge defect", generator=seed_generators([0])).images[0].size  # doctest: +SKIP
+    (128, 128)
     """
+    model_dir = Path(model_dir) if model_dir is not None else DEFAULT_MODEL_DIR
+    index = check_model_dir(model_dir)
+    cls = SemgenImg2ImgPipeline if img2img else SemgenDiffusionPipeline
+    try:
+        semgen_config = json.loads((model_dir / SEMGEN_CONFIG).read_text())
+    except (OSError, ValueError) as e:
+        raise SemgenError(f"model folder {model_dir}: unreadable {SEMGEN_CONFIG} ({e})") from None
+    try:
+        with quiet_hf():
+            from transformers import AutoModel, AutoTokenizer
 
-    model_cpu_offload_seq = "unet"
+            unet = UNet2DConditionModel.from_pretrained(str(model_dir), subfolder="unet", use_safetensors=True)
+            sched_config = json.loads((model_dir / "scheduler" / "scheduler_config.json").read_text())
+            parts = {}
+            # a text encoder / tokenizer saved in the folder (not the packaged one): data, never code
+            if (index.get("text_encoder") or [None])[0] is not None:
+                parts["text_encoder"] = AutoModel.from_pretrained(
+                    str(model_dir / "text_encoder"), local_files_only=True, use_safetensors=True).eval()
+            if (index.get("tokenizer") or [None])[0] is not None:
+                parts["tokenizer"] = AutoTokenizer.from_pretrained(str(model_dir / "tokenizer"), local_files_only=True)
+            pipe = cls(unet=unet.float(), scheduler=sampling_scheduler(sched_config, scheduler),
+                       text_encoder_ref=index.get("text_encoder_ref", DEFAULT_TEXT_ENCODER),
+                       max_length=int(index.get("max_length", MAX_LENGTH)), **parts)
+    except SemgenError:
+        raise
+    except Exception as e:  # diffusers / transformers raise many kinds for a broken folder
+        msg = str(e).splitlines()[0][:200] if str(e) else ""
+        raise SemgenError(f"model folder {model_dir} cannot be loaded ({type(e).__name__}: {msg}); "
+                          "re-train or re-copy it") from None
+    pipe.to(device)
+    pipe.unet.eval()
+    pipe.set_progress_bar_config(disable=True)  # semgen draws its own bar over whole runs
+    pipe.model_dir = str(model_dir)
+    pipe.semgen_config = semgen_config
+    return pipe
 
-    def __init__(self, unet: UNet2DConditionModel, scheduler: DDPMScheduler,
-                 text_encoder_ref: str = DEFAULT_TEXT_ENCODER, max_length: int = MAX_LENGTH):
-        super().__init__()
-        self.register_modules(unet=unet, scheduler=scheduler)
-        self.register_to_config(text_encoder_ref=str(text_encoder_ref), max_length=int(max_length))
-        self.semgen_config: dict = {}
 
-    # -- text ----------------------------------------------------------------------------------
-    @property
-    def text_encoder(self):
-        return get_text_encoder(self.config.text_encoder_ref, max_length=self.config.max_length)
+def pipeline_for(pipe, *, img2img: bool = False, scheduler: str = "ddim"):
+    """``pipe``'s components (shared, not copied) as a text-to-image or img2img pipeline sampling with
+    ``scheduler`` ("ddim" or "dpm"), built once per run rather than per call."""
+    cls = SemgenImg2ImgPipeline if img2img else SemgenDiffusionPipeline
+    with quiet_hf():  # from_pipe casts to float32 (a no-op here) and diffusers warns about every cast
+        new = cls.from_pipe(pipe, scheduler=sampling_scheduler(pipe.scheduler.config, scheduler))
+    new.set_progress_bar_config(**getattr(pipe, "_progress_bar_config", {}))
+    new.model_dir = getattr(pipe, "model_dir", None)
+    new.semgen_config = getattr(pipe, "semgen_config", {})
+    return new
 
-    def encode_prompts(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Token embeddings (B, L, 384) and attention masks (B, L) for ``prompts`` (cached)."""
-        return self.text_encoder.encode(list(prompts))
 
-    # -- saving / loading ----------------------------------------------------------------------
-    def save_pretrained(self, save_directory, *, fp16: bool = False, semgen_config: dict | None = None, **kw):
-        """Save in diffusers' folder format plus ``semgen_config.json``; ``fp16`` halves the UNet file."""
-        save_directory = Path(save_directory)
-        unet = self.unet
-        if fp16:
-            self.unet = _copy_unet(unet).to(torch.float16)
-        try:
-            super().save_pretrained(str(save_directory), safe_serialization=True, **kw)
-        finally:
-            self.unet = unet
-        cfg = dict(self.semgen_config)
-        cfg.update(semgen_config or {})
-        cfg.setdefault("semgen_version", __version__)
-        cfg["weights_dtype"] = "float16" if fp16 else "float32"
-        (save_directory / SEMGEN_CONFIG).write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
-        self.semgen_config = cfg
+def seed_generators(seeds) -> list[torch.Generator]:
+    """One CPU ``torch.Generator`` per seed: image i's noise then depends on ``seeds[i]`` alone."""
+    return [torch.Generator("cpu").manual_seed(int(s)) for s in seeds]
 
-    @classmethod
-    def load(cls, model_dir=None, *, device="cpu") -> "SemgenDiffusionPipeline":
-        """Load a model folder (default: the bundled model); a clear :class:`SemgenError` if broken."""
-        model_dir = Path(model_dir) if model_dir is not None else DEFAULT_MODEL_DIR
-        check_model_dir(model_dir)
-        try:
-            with quiet_hf():
-                pipe = cls.from_pretrained(str(model_dir))
-        except SemgenError:
-            raise
-        except Exception as e:  # diffusers raises many kinds for a broken folder
-            raise SemgenError(f"model folder {model_dir} cannot be loaded ({type(e).__name__}: "
-                              f"{str(e).splitlines()[0][:200] if str(e) else ''}); re-train or re-copy it") from None
-        if not isinstance(pipe, cls):
-            raise SemgenError(f"model folder {model_dir} holds a {type(pipe).__name__}, not a semgen pipeline")
-        if pipe.unet.dtype != torch.float32:  # fp16 bundled weights: compute in fp32 on a CPU
-            pipe.unet = pipe.unet.float()
-        pipe.unet.to(device).eval()
-        try:
-            pipe.semgen_config = json.loads((model_dir / SEMGEN_CONFIG).read_text())
-        except (OSError, ValueError) as e:
-            raise SemgenError(f"model folder {model_dir}: unreadable {SEMGEN_CONFIG} ({e})") from None
-        pipe.model_dir = str(model_dir)
-        return pipe
 
-    # -- generation ----------------------------------------------------------------------------
-    @property
-    def resolution(self) -> int:
-        return int(self.unet.config.sample_size)
+def save_model(pipe, save_directory, *, fp16: bool = False, semgen_config: dict | None = None) -> None:
+    """Save ``pipe`` as a model folder: ``pipe.save_pretrained`` plus ``semgen_config.json``.
 
-    @torch.no_grad()
-    def __call__(self, prompts: list[str], seeds: list[int], *, num_inference_steps: int = 25,
-                 guidance_scale: float = 3.0, scheduler: str = "ddim", image: np.ndarray | None = None,
-                 strength: float = 1.0, negative_prompts: list[str] | None = None) -> np.ndarray:
-        """Generate (``image is None``) or refine (SDEdit) a batch.
-
-        Parameters
-        ----------
-        prompts : list of str
-        seeds : list of int
-            One per prompt; image i's starting noise comes from ``seeds[i]`` alone.
-        num_inference_steps : int
-        guidance_scale : float
-            Classifier-free guidance weight (1 = no guidance).
-        scheduler : {"ddim", "dpm"}
-        image : ndarray, uint8, shape (B, H, W), optional
-            Inputs to refine; each is noised to ``strength`` and denoised from there.
-        strength : float in (0, 1]
-            Fraction of the noise schedule applied to ``image`` (1 = from pure noise).
-        negative_prompts : list of str, optional
-            The captions guidance moves away from (default: the empty caption, plain
-            classifier-free guidance). With the same caption in the other style, guidance pushes
-            along the style direction only (``e_neg + g (e_pos - e_neg)``).
-
-        Returns
-        -------
-        ndarray, uint8, shape (B, H, W)
-        """
-        if len(prompts) != len(seeds):
-            raise ValueError("one seed per prompt")
-        if negative_prompts is not None and len(negative_prompts) != len(prompts):
-            raise ValueError("one negative prompt per prompt")
-        if not 0.0 < strength <= 1.0:
-            raise SemgenError(f"strength must be in (0, 1], got {strength}")
-        if num_inference_steps < 1:
-            raise SemgenError("--steps must be >= 1")
-        device = self.unet.device
-        res = self.resolution
-        sched = sampling_scheduler(self.scheduler.config, scheduler)
-        sched.set_timesteps(num_inference_steps, device=device)
-        timesteps = sched.timesteps
-        noise = torch.cat([torch.randn((1, 1, res, res), generator=torch.Generator("cpu").manual_seed(int(s)))
-                           for s in seeds]).to(device)
-        if image is not None:
-            x0 = to_tensor(image, res).to(device)
-            n_run = max(1, min(num_inference_steps, int(round(num_inference_steps * strength))))
-            timesteps = timesteps[num_inference_steps - n_run:]
-            if hasattr(sched, "set_begin_index"):
-                sched.set_begin_index(num_inference_steps - n_run)
-            x = sched.add_noise(x0, noise, timesteps[:1].repeat(len(seeds)))
-        else:
-            x = noise * sched.init_noise_sigma
-        emb, mask = self.encode_prompts(list(prompts))
-        use_cfg = guidance_scale != 1.0
-        if use_cfg:
-            uemb, umask = self.encode_prompts(list(negative_prompts) if negative_prompts is not None
-                                              else [""] * len(prompts))
-            emb, mask = torch.cat([uemb, emb]), torch.cat([umask, mask])
-        emb, mask = emb.to(device, self.unet.dtype), mask.to(device)
-        for t in timesteps:
-            xin = torch.cat([x, x]) if use_cfg else x
-            xin = sched.scale_model_input(xin, t)
-            eps = self.unet(xin, t, encoder_hidden_states=emb, encoder_attention_mask=mask).sample
-            if use_cfg:
-                e_u, e_c = eps.chunk(2)
-                eps = e_u + guidance_scale * (e_c - e_u)
-            x = sched.step(eps, t, x).prev_sample
-        return to_uint8(x)
+    ``fp16`` stores the UNet in half precision (half the file; :func:`load_pipeline` computes in
+    float32). ``semgen_config`` updates the pipeline's own ``semgen_config``.
+    """
+    save_directory = Path(save_directory)
+    unet = pipe.unet
+    if fp16:
+        with quiet_hf():  # diffusers warns about casting with .to(); the copy is only written, never run
+            pipe.unet = _copy_unet(unet).to(torch.float16)
+    try:
+        pipe.save_pretrained(str(save_directory))
+    finally:
+        pipe.unet = unet
+    cfg = dict(getattr(pipe, "semgen_config", None) or {})
+    cfg.update(semgen_config or {})
+    cfg.setdefault("semgen_version", __version__)
+    cfg["weights_dtype"] = "float16" if fp16 else "float32"
+    (save_directory / SEMGEN_CONFIG).write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
+    pipe.semgen_config = cfg
 
 
 class quiet_hf:
@@ -215,31 +175,18 @@ class quiet_hf:
             tl.enable_progress_bar()
 
 
-def to_tensor(images: np.ndarray, resolution: int) -> torch.Tensor:
-    """uint8 (B, H, W) -> float32 (B, 1, R, R) in [-1, 1] (resized with area averaging if needed)."""
-    import cv2
-
-    images = np.asarray(images)
-    if images.ndim == 2:
-        images = images[None]
-    if images.shape[1:] != (resolution, resolution):
-        images = np.stack([cv2.resize(im, (resolution, resolution), interpolation=cv2.INTER_AREA) for im in images])
-    return torch.from_numpy(images.astype(np.float32) / 127.5 - 1.0)[:, None]
-
-
-def to_uint8(x: torch.Tensor) -> np.ndarray:
-    """float (B, 1, H, W) in [-1, 1] -> uint8 (B, H, W)."""
-    return ((x[:, 0].float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu().numpy()
-
-
 def _copy_unet(unet: UNet2DConditionModel) -> UNet2DConditionModel:
     new = UNet2DConditionModel.from_config(unet.config)
     new.load_state_dict(unet.state_dict())
     return new
 
 
-def check_model_dir(model_dir: Path) -> None:
-    """Raise :class:`SemgenError` naming what is missing or broken in a model folder."""
+def check_model_dir(model_dir: Path) -> dict:
+    """Raise :class:`SemgenError` naming what is missing or broken in a model folder; return its index.
+
+    Folders written before the pipeline module was shipped (``"_class_name": "SemgenDiffusionPipeline"``,
+    a DDPM scheduler config) still load here; re-saving one with :func:`save_model` upgrades it.
+    """
     model_dir = Path(model_dir)
     if not model_dir.exists():
         hint = (" (the bundled default model is not in this install; train one with `semgen diffuse train` "
@@ -249,9 +196,8 @@ def check_model_dir(model_dir: Path) -> None:
         raise SemgenError(f"model folder {model_dir} is not a directory")
     need = ["model_index.json", "unet/config.json", "scheduler/scheduler_config.json", SEMGEN_CONFIG]
     missing = [n for n in need if not (model_dir / n).is_file()]
-    if not any((model_dir / "unet").glob("diffusion_pytorch_model*.safetensors")) and \
-            not any((model_dir / "unet").glob("diffusion_pytorch_model*.bin")):
-        missing.append("unet/diffusion_pytorch_model.safetensors")
+    if not any((model_dir / "unet").glob("diffusion_pytorch_model*.safetensors")):
+        missing.append("unet/diffusion_pytorch_model.safetensors")  # never a pickled .bin: it can run code
     if missing:
         raise SemgenError(f"model folder {model_dir} is not a semgen diffusion model: missing "
                           f"{', '.join(missing)}")
@@ -261,9 +207,12 @@ def check_model_dir(model_dir: Path) -> None:
         except (OSError, ValueError) as e:
             raise SemgenError(f"model folder {model_dir}: {n} is corrupt ({e})") from None
     index = json.loads((model_dir / "model_index.json").read_text())
-    if index.get("_class_name") != SemgenDiffusionPipeline.__name__:
-        raise SemgenError(f"model folder {model_dir} holds a {index.get('_class_name')!r} pipeline, "
-                          f"not {SemgenDiffusionPipeline.__name__}")
+    name = index.get("_class_name") if isinstance(index, dict) else None
+    name = name[-1] if isinstance(name, list) and len(name) == 2 else name
+    if name not in PIPELINE_CLASSES:
+        raise SemgenError(f"model folder {model_dir} holds a {name!r} pipeline, not "
+                          f"{' or '.join(PIPELINE_CLASSES)}")
+    return index
 
 
 def replace_dir_contents(src: Path, dst: Path, names) -> None:

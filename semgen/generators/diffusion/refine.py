@@ -38,6 +38,8 @@ def refine(*, input, out, strength: float = 0.3, model=None, steps: int = 25, gu
         Fraction of the noise schedule applied (0.2-0.4 keeps the geometry; 1 regenerates).
     model : path, optional
         Model folder; None = the bundled default.
+    pipe : SemgenDiffusionPipeline or SemgenImg2ImgPipeline, optional
+        An already loaded model (:func:`.sample.load_model`), instead of ``model``.
     style : str
         The style phrase the captions ask for.
     negative : {"empty", "simulated"}
@@ -78,6 +80,9 @@ def refine(*, input, out, strength: float = 0.3, model=None, steps: int = 25, gu
     pipe = pipe or load_model(model)  # before creating --out: a bad model leaves nothing behind
     ds = DatasetDir.create(out)
     with lock_dir(ds.root):  # one run per dir: two would refine and append the same records (issue 14)
+        from .pipeline import pipeline_for, seed_generators
+
+        img2img = pipeline_for(pipe, img2img=True, scheduler=scheduler)
         ident = model_identity(pipe)
         key = "diffuse-refine"
         config = {"input": str(src.root.resolve()), "strength": strength, "steps": steps, "guidance": guidance,
@@ -102,8 +107,10 @@ def refine(*, input, out, strength: float = 0.3, model=None, steps: int = 25, gu
                 seeds = [image_seed(seed, record_key(r), 0) for r in chunk]
                 x = np.stack([im if im.shape == (res, res) else
                               cv2.resize(im, (res, res), interpolation=cv2.INTER_AREA) for im in inputs])
-                outs = pipe(prompts, seeds, num_inference_steps=steps, guidance_scale=guidance, scheduler=scheduler,
-                            image=x, strength=strength, negative_prompts=negatives)
+                outs = img2img(prompts, image=x, strength=strength, negative_prompt=negatives,
+                               num_inference_steps=steps, guidance_scale=guidance,
+                               generator=seed_generators(seeds)).images
+                outs = [np.asarray(im) for im in outs]
                 for rec, im_in, im_out, prompt, s in zip(chunk, inputs, outs, prompts, seeds):
                     if im_out.shape != im_in.shape:  # back to the input's size so its mask still fits
                         im_out = cv2.resize(im_out, im_in.shape[::-1], interpolation=cv2.INTER_CUBIC)

@@ -7,6 +7,7 @@ import math
 import sys
 from pathlib import Path
 
+import numpy as np
 
 from ... import __version__
 from ...errors import SemgenError
@@ -22,10 +23,10 @@ MAX_N = 10_000_000
 
 
 def load_model(model=None, *, device="cpu"):
-    """The pipeline of a model folder (``None``: the bundled default)."""
-    from .pipeline import SemgenDiffusionPipeline
+    """The pipeline of a model folder (``None``: the bundled default); see :func:`.pipeline.load_pipeline`."""
+    from .pipeline import load_pipeline
 
-    return SemgenDiffusionPipeline.load(model, device=device)
+    return load_pipeline(model, device=device)
 
 
 def model_identity(pipe) -> dict:
@@ -63,6 +64,8 @@ def sample(*, out, n: int, prompt: str | None = None, label: str | None = None, 
     steps, guidance, seed, batch, scheduler
         Sampler steps, classifier-free guidance weight, master seed, images per forward pass,
         ``ddim`` or ``dpm``.
+    pipe : SemgenDiffusionPipeline, optional
+        An already loaded model (:func:`load_model`), instead of ``model``.
 
     Returns
     -------
@@ -82,6 +85,9 @@ def sample(*, out, n: int, prompt: str | None = None, label: str | None = None, 
     pipe = pipe or load_model(model)  # before creating --out: a bad model leaves nothing behind
     ds = DatasetDir.create(out)
     with lock_dir(ds.root):  # one run per dir: two would write the same images twice (issue 14)
+        from .pipeline import pipeline_for, seed_generators
+
+        t2i = pipeline_for(pipe, scheduler=scheduler)
         if prompt is None:
             prompt = class_prompt(label, style=default_style(pipe))
         ident = model_identity(pipe)
@@ -101,9 +107,9 @@ def sample(*, out, n: int, prompt: str | None = None, label: str | None = None, 
             for b in range(0, len(todo), batch):
                 idx = todo[b:b + batch]
                 seeds = [image_seed(seed, f"{label}|{prompt}", i) for i in idx]
-                imgs = pipe([prompt] * len(idx), seeds, num_inference_steps=steps, guidance_scale=guidance,
-                            scheduler=scheduler)
-                for i, s, img in zip(idx, seeds, imgs):
+                made = t2i([prompt] * len(idx), num_inference_steps=steps, guidance_scale=guidance,
+                           generator=seed_generators(seeds)).images
+                for i, s, img in zip(idx, seeds, (np.asarray(im) for im in made)):
                     data = encode_png(img)
                     fn = f"images/{label}/{ids[i]}.png"
                     ds.write_file(fn, data)

@@ -11,7 +11,8 @@ Layout of MODEL_DIR during and after training::
     checkpoints/checkpoint-N  the training state as data only (UNet, optimizer, LR schedule, EMA,
                               grad scaler): ``*.safetensors`` tensors + ``semgen_state.json``;
                               the last 2 kept
-    model_index.json unet/ scheduler/ semgen_config.json   the EMA weights as a loadable pipeline,
+    model_index.json pipeline_semgen.py unet/ scheduler/ semgen_config.json   the EMA weights as a
+                              loadable pipeline (see :mod:`.pipeline`),
                               rewritten at every checkpoint
 
 Checkpoints are data, never code: a run folder may come from someone else, and unpickling a file
@@ -47,9 +48,16 @@ from ...imageio import write_bytes_atomic  # noqa: E402
 from ...manifests import JsonlAppender, lock_dir  # noqa: E402
 from .captions import REAL_STYLE, SIM_STYLE, drop_caption  # noqa: E402
 from .data import load_training_set  # noqa: E402
-from .model import build_unet, train_scheduler, unet_config  # noqa: E402
-from .pipeline import SemgenDiffusionPipeline, replace_dir_contents  # noqa: E402
-from .text_encoder import DEFAULT_TEXT_ENCODER, MAX_LENGTH, get_text_encoder  # noqa: E402
+from .model import build_unet, sampling_scheduler, train_scheduler, unet_config  # noqa: E402
+from .pipeline import MODEL_FILES, load_pipeline, quiet_hf, replace_dir_contents, save_model  # noqa: E402
+from .pipeline_semgen import (  # noqa: E402
+    DEFAULT_TEXT_ENCODER,
+    MAX_LENGTH,
+    SemgenDiffusionPipeline,
+    encode_prompt,
+    load_text_encoder,
+    load_tokenizer,
+)
 
 #: Arguments that may change between a run and its resumption.
 RESUMABLE_CHANGES = ("steps", "checkpoint_every", "log_every", "num_threads", "progress", "command")
@@ -238,6 +246,31 @@ def _resume(accelerator, unet, opt, lr_sched, ema, ckdir: Path) -> tuple[Path | 
     return None, 0
 
 
+class CaptionEmbeddings:
+    """Caption -> (token embeddings, attention mask) of the frozen text encoder, each caption encoded once.
+
+    Training draws the same captions again and again, and on a CPU one text-encoder pass over a
+    batch costs about as much as a UNet step; the embeddings are kept on the CPU.
+    """
+
+    def __init__(self, ref: str = DEFAULT_TEXT_ENCODER, max_length: int = MAX_LENGTH):
+        try:
+            with quiet_hf():
+                self.tokenizer, self.text_encoder = load_tokenizer(ref), load_text_encoder(ref)
+        except OSError as e:
+            raise SemgenError(f"cannot load the text encoder: {e}") from None
+        self.max_length = int(max_length)
+        self._cache: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def __call__(self, captions: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        todo = sorted({c for c in captions if c not in self._cache})
+        if todo:
+            emb, mask = encode_prompt(self.tokenizer, self.text_encoder, todo, self.max_length)
+            self._cache.update((c, (e, m)) for c, e, m in zip(todo, emb.cpu(), mask.cpu()))
+        return (torch.stack([self._cache[c][0] for c in captions]),
+                torch.stack([self._cache[c][1] for c in captions]))
+
+
 def _warn(msg: str) -> None:
     print(f"semgen: warning: {msg}", file=sys.stderr)
 
@@ -335,12 +368,12 @@ def _train(cfg: TrainConfig) -> dict:
     if main:  # only once the data loaded: bad data leaves no configuration behind to conflict with
         write_bytes_atomic(cfg_path, (json.dumps(ident, indent=2, sort_keys=True) + "\n").encode())
     styles = sorted({p[0] for p in ts.parts} & {REAL_STYLE, SIM_STYLE})
-    te = get_text_encoder(cfg.text_encoder, max_length=cfg.max_length)
+    te = CaptionEmbeddings(cfg.text_encoder, cfg.max_length)
 
     torch.manual_seed(cfg.seed)
     unet = build_unet(cfg.model, cfg.resolution)
     if cfg.init:  # fine-tune: start from another model folder's (EMA) weights
-        src = SemgenDiffusionPipeline.load(cfg.init).unet
+        src = load_pipeline(cfg.init).unet
         want = unet_config(cfg.model, cfg.resolution)
         if any(json.dumps(src.config.get(k)) != json.dumps(list(v) if isinstance(v, tuple) else v)
                for k, v in want.items()):
@@ -366,7 +399,7 @@ def _train(cfg: TrainConfig) -> dict:
         if main:
             print(f"{out} is already trained to step {step} (>= --steps {cfg.steps})", file=sys.stderr)
         if not (out / "model_index.json").exists():
-            _save_pipeline(accelerator, unet, ema, noise_sched, cfg, out, step, styles, ts)
+            _save_pipeline(accelerator, unet, ema, noise_sched, te, cfg, out, step, styles, ts)
         return {"model_dir": str(out), "step": step, "trained_now": 0}
 
     log = JsonlAppender(out / "train_log.jsonl") if main else None
@@ -382,7 +415,7 @@ def _train(cfg: TrainConfig) -> dict:
             x0 = x0.to(accelerator.device)
             if accelerator.device.type == "cpu":
                 x0 = x0.contiguous(memory_format=torch.channels_last)
-            emb, mask = te.encode(caps)
+            emb, mask = te(caps)
             emb, mask = emb.to(accelerator.device), mask.to(accelerator.device)
             with accelerator.autocast():
                 loss = denoising_loss(unet, noise_sched, x0, emb, mask, gen)
@@ -407,7 +440,7 @@ def _train(cfg: TrainConfig) -> dict:
                 t_log = now
             if step % cfg.checkpoint_every == 0 or step == cfg.steps:
                 _checkpoint(accelerator, ckdir, step, (unet, opt, lr_sched, ema))
-                _save_pipeline(accelerator, unet, ema, noise_sched, cfg, out, step, styles, ts)
+                _save_pipeline(accelerator, unet, ema, noise_sched, te, cfg, out, step, styles, ts)
     finally:
         bar.close()
         if log is not None:
@@ -439,9 +472,10 @@ def _checkpoint(accelerator, ckdir: Path, step: int, objs: tuple, keep: int = 2)
     accelerator.wait_for_everyone()
 
 
-def _save_pipeline(accelerator, unet, ema, noise_sched, cfg: TrainConfig, out: Path, step: int,
-                   styles: list[str], ts) -> None:
-    """Write the EMA weights as a loadable pipeline into ``out`` (replacing the previous one)."""
+def _save_pipeline(accelerator, unet, ema, noise_sched, te: CaptionEmbeddings, cfg: TrainConfig, out: Path,
+                   step: int, styles: list[str], ts) -> None:
+    """Write the EMA weights as a loadable pipeline into ``out`` (replacing the previous one), with
+    the DDIM sampler of the training schedule (what ``semgen diffuse sample`` uses by default)."""
     if not accelerator.is_main_process:
         return
     from diffusers import UNet2DConditionModel
@@ -449,14 +483,15 @@ def _save_pipeline(accelerator, unet, ema, noise_sched, cfg: TrainConfig, out: P
     base = accelerator.unwrap_model(unet)
     ema_unet = UNet2DConditionModel.from_config(base.config)
     ema.copy_to(ema_unet.parameters())
-    pipe = SemgenDiffusionPipeline(ema_unet, noise_sched, text_encoder_ref=cfg.text_encoder,
-                                   max_length=cfg.max_length)
+    pipe = SemgenDiffusionPipeline(ema_unet, sampling_scheduler(noise_sched.config, "ddim"),
+                                   text_encoder=te.text_encoder, tokenizer=te.tokenizer,
+                                   text_encoder_ref=cfg.text_encoder, max_length=cfg.max_length)
     tmp = out / f".tmp-pipeline-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
-    pipe.save_pretrained(tmp, fp16=bool(cfg.extra.get("fp16_weights")), semgen_config={
+    save_model(pipe, tmp, fp16=bool(cfg.extra.get("fp16_weights")), semgen_config={
         "model_config": cfg.model, "resolution": cfg.resolution, "styles": styles, "trained_steps": step,
         "train_command": cfg.command, "data": ts.sources, "batch": cfg.batch, "lr": cfg.lr, "seed": cfg.seed,
         "caption_format": 1, "semgen_version": __version__, "init": cfg.init,
     })
-    replace_dir_contents(tmp, out, ["unet", "scheduler", "model_index.json", "semgen_config.json"])
+    replace_dir_contents(tmp, out, MODEL_FILES)
     shutil.rmtree(tmp, ignore_errors=True)
