@@ -93,8 +93,8 @@ def load_tokenizer(ref: str = DEFAULT_TEXT_ENCODER) -> PreTrainedTokenizerBase:
 def encode_prompt(tokenizer, text_encoder, prompts: List[str], max_length: int = MAX_LENGTH, device=None):
     """Token embeddings (B, L, D) float32 and attention masks (B, L) bool of ``prompts``.
 
-    Each distinct prompt is encoded once (on CPU the text encoder costs as much as a few UNet
-    passes); a prompt's embedding does not depend on the others in the batch.
+    Each distinct prompt is encoded once (a sampling batch repeats one prompt); a prompt's
+    embedding does not depend on the others in the batch.
 
     Examples
     --------

@@ -249,8 +249,7 @@ def _resume(accelerator, unet, opt, lr_sched, ema, ckdir: Path) -> tuple[Path | 
 class CaptionEmbeddings:
     """Caption -> (token embeddings, attention mask) of the frozen text encoder, each caption encoded once.
 
-    Training draws the same captions again and again, and on a CPU one text-encoder pass over a
-    batch costs about as much as a UNet step; the embeddings are kept on the CPU.
+    Training draws the same captions again and again; the embeddings are kept on the CPU.
     """
 
     def __init__(self, ref: str = DEFAULT_TEXT_ENCODER, max_length: int = MAX_LENGTH):
