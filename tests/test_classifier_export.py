@@ -14,9 +14,8 @@ import torch
 from classifier_synth import SYNTH_CLASSES, make_dataset
 from semgen.classifier import load_run, train_classifier
 from semgen.classifier.data import load_image_set
-from semgen.classifier.export import (
-    export_run, layer_groups, ort_logits, ort_session, preprocessed_nodes, quantize_int8, read_metadata,
-)
+from semgen.classifier.export import export_run, ort_logits, ort_session, read_metadata
+from semgen.classifier.quantize import layer_groups, preprocessed_nodes, quantize_int8
 from semgen.classifier.deploy import activation_peak, read_c_header
 from semgen.classifier.predict import predict_files
 from semgen.errors import SemgenError

@@ -182,10 +182,15 @@ def test_hierarchy_errors_are_one_line(hier, tmp_path):
     assert "\n" not in str(e.value)
 
 
-def test_cli_trains_with_a_hierarchy_file_and_predicts_with_the_cascade(hier, tmp_path, capsys):
+def test_cli_trains_with_a_hierarchy_file_and_predicts_with_the_cascade(hier, tmp_path, capsys, monkeypatch):
     import argparse
+    import functools
 
     from semgen.classifier import commands
+    from semgen.classifier import train as train_mod
+
+    # a short epoch (the CLI has no flag for it): what is tested is the flags' way to the library
+    monkeypatch.setattr(train_mod, "train_classifier", functools.partial(train_mod.train_classifier, min_epoch_images=32))
 
     root, _, _ = hier
     f = tmp_path / "h.json"
