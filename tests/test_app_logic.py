@@ -52,20 +52,33 @@ def test_every_registry_parameter_has_a_widget_with_its_limits_unit_and_doc():
                 assert list(w.choices) == [str(c) for c in spec.choices]
 
 
-def test_the_image_shown_is_image_0_of_the_exported_command(tmp_path):
-    """Render with fixed parameters, run the exported command through the CLI: same PNG bytes."""
+@pytest.mark.parametrize("form", ["set", "profile"])
+def test_the_image_shown_is_image_0_of_the_exported_command(tmp_path, form):
+    """Render with pins and a range, run the exported command (--set items, or the exported profile
+    file) through the CLI: the same PNG bytes."""
     from semgen.cli import main
+    from semgen.generators.procedural.profile import dump_profile
 
     gen = create_generator("bridge")
-    fixed = {"contrast": 0.62, "dose": 1234.5, "layout": "lines", "frames": 3, "auto_levels": False}
-    r = playground.render(gen, 11, 64, fixed)
-    cmd = playground.procedural_command(gen, fixed, n=2, size=64, seed=11, out=str(tmp_path / "out"))
-    assert "--set contrast=0.62" in cmd and "--set auto_levels=false" in cmd
+    pins = {"contrast": 0.62, "dose": 1234.5, "layout": "lines", "frames": 3, "auto_levels": False}
+    ranges = {"psf_sigma_px": {"range": [0.4, 0.6]}, "orientation": {"choices": {"vertical": 1, "diagonal": 3}}}
+    r = playground.render(gen, 11, 64, pins, ranges)
+    prof = None
+    if form == "profile":
+        prof = tmp_path / "p.yaml"
+        dump_profile(playground.profile(gen, pins, ranges), prof)
+    cmd = playground.procedural_command(gen, pins, ranges, n=2, size=64, seed=11, out=str(tmp_path / "out"),
+                                        profile_path=prof)
+    if form == "set":
+        assert "--set contrast=0.62" in cmd and "--set auto_levels=false" in cmd and "--set psf_sigma_px=0.4:0.6" in cmd
+    else:
+        assert "--set" not in cmd and f"--profile {prof}" in cmd
     assert main(shlex.split(cmd)[1:] + ["--no-progress"]) == 0
     rec = DatasetDir.open(tmp_path / "out").records()[0]
     assert rec["sha256"] == r.sha256
     assert rec["seed"] == r.seed
     assert rec["bboxes"] == r.bboxes
+    assert r.params["orientation"] in ("vertical", "diagonal") and 0.4 <= r.params["psf_sigma_px"] <= 0.6
 
 
 def test_a_parameter_changes_the_image_and_leaves_the_others_sampled_alike():
@@ -94,26 +107,37 @@ def test_out_of_limits_values_are_refused_with_limits_and_unit():
         playground.render(gen, 0, 4096, {})
     with pytest.raises(SemgenError, match="out of range"):
         playground.render(gen, 0, 64, {"contrast": 50.0})
+    with pytest.raises(SemgenError, match="outside its limits"):
+        playground.render(gen, 0, 64, {}, {"contrast": {"range": [0.1, 50]}})
 
 
-def test_pasted_settings_round_trip_and_bad_ones_are_named():
+def test_pasted_settings_round_trip_and_bad_ones_are_named(tmp_path):
+    from semgen.generators.procedural.profile import dump_profile
+
     gen = create_generator("particle")
-    fixed = {"contrast": 0.7, "frames": 2}
-    cmd = playground.procedural_command(gen, fixed, n=5, size=96, seed=9)
+    pins, ranges = {"contrast": 0.7, "frames": 2}, {"gamma": {"range": [0.9, 1.1]}}
+    cmd = playground.procedural_command(gen, pins, ranges, n=5, size=96, seed=9)
     s = playground.parse_settings(cmd)
-    assert s == {"class": "particle", "seed": 9, "size": 96, "fixed": fixed}
-    assert playground.parse_settings("contrast=0.7\nframes=2", gen)["fixed"] == fixed
-    assert playground.parse_settings("--set contrast=0.7 # a comment", gen)["fixed"] == {"contrast": 0.7}
+    assert s == {"class": "particle", "seed": 9, "size": 96, "pins": pins, "ranges": ranges}
+    assert playground.parse_settings("contrast=0.7\nframes=2", gen)["pins"] == pins
+    assert playground.parse_settings("--set contrast=0.7 # a comment", gen)["pins"] == {"contrast": 0.7}
+    dump_profile(playground.profile(gen, pins, ranges), tmp_path / "p.yaml")
+    s = playground.parse_settings(f"--profile {tmp_path / 'p.yaml'} --set gamma=1.0", gen)
+    assert s["pins"] == {**pins, "gamma": 1.0} and s["ranges"] == {}  # --set wins over the profile
     with pytest.raises(SemgenError, match="did you mean 'contrast'"):
         playground.parse_settings("contrst=0.7", gen)
     with pytest.raises(SemgenError, match="expected name=value"):
         playground.parse_settings("contrast", gen)
     with pytest.raises(SemgenError, match="not a setting the playground reads"):
-        playground.parse_settings("--profile p.yaml", gen)
+        playground.parse_settings("--workers-x 2", gen)
     with pytest.raises(SemgenError, match="unknown class"):
         playground.parse_settings("--class nope")
     with pytest.raises(SemgenError, match="cannot read"):
         playground.parse_settings("contrast='0.7", gen)
+    with pytest.raises(SemgenError, match="outside its limits"):
+        playground.parse_settings("contrast=0.1:40", gen)
+    with pytest.raises(SemgenError, match="p2.yaml"):
+        playground.parse_settings(f"--profile {tmp_path / 'p2.yaml'}", gen)
     assert playground.format_value(0.1 + 0.2) == "0.30000000000000004"  # floats round-trip exactly
 
 

@@ -1,18 +1,20 @@
 """The generator playground's logic: parameter widgets from the registry, one image, the export.
 
-The page fixes some parameters (the ones the user touched) and samples the rest, exactly as
-``semgen procedural --set name=value`` does: the image shown is image 0 of the exported command,
-byte for byte (same generator, ``image_seed(seed, label, 0)``, size and overrides).
+The page fixes some parameters (the ones the user touched: *pins*) and samples the rest, exactly as
+``semgen procedural --set name=value`` does; pasted ``--set name=lo:hi`` / ``name=a:2,b:1`` items or
+a ``--profile`` change how a parameter is sampled (*ranges*). The image shown is image 0 of the
+exported command, byte for byte (same generator, ``image_seed(seed, label, 0)``, size, pins and
+ranges), whether the command carries ``--set`` items or the exported profile file.
 
 Examples
 --------
 >>> from semgen.generators.procedural import create_generator
 >>> gen = create_generator("bridge")
->>> fixed = parse_settings("--set sigma_nm=1.5", gen)["fixed"]
->>> fixed
-{'sigma_nm': 1.5}
->>> procedural_command(gen, fixed, n=100, size=128, seed=7)
-'semgen procedural --class bridge --n 100 --size 128 --seed 7 --set sigma_nm=1.5'
+>>> s = parse_settings("--set sigma_nm=1.5 --set psf_sigma_px=0.5:1", gen)
+>>> s["pins"], s["ranges"]
+({'sigma_nm': 1.5}, {'psf_sigma_px': {'range': [0.5, 1.0]}})
+>>> procedural_command(gen, s["pins"], s["ranges"], n=100, size=128, seed=7)
+'semgen procedural --class bridge --n 100 --size 128 --seed 7 --set sigma_nm=1.5 --set psf_sigma_px=0.5:1.0'
 """
 
 from __future__ import annotations
@@ -159,8 +161,19 @@ def check_seed_size(seed, size) -> tuple[int, int]:
     return seed_i, size_i
 
 
-def render(gen, seed: int, size: int, fixed: dict) -> Rendered:
-    """Image 0 of ``semgen procedural --class GEN --seed SEED --size SIZE --set FIXED...``.
+def check_ranges(gen, ranges: dict | None) -> dict:
+    """Sampling overrides (``{name: {"range": [lo, hi]}}`` or ``{"choices": {...}}``) checked against
+    the parameters' limits, in the canonical form a profile records."""
+    from ..generators.procedural.profile import canonical_overrides
+
+    ranges = dict(ranges or {})
+    if any("value" in v for v in ranges.values() if isinstance(v, dict)):
+        raise SemgenError("a pinned value is a pin, not a range")
+    return canonical_overrides(gen, ranges, "--set") if ranges else {}
+
+
+def render(gen, seed: int, size: int, pins: dict, ranges: dict | None = None) -> Rendered:
+    """Image 0 of ``semgen procedural --class GEN --seed SEED --size SIZE --set ...``.
 
     Parameters
     ----------
@@ -169,15 +182,18 @@ def render(gen, seed: int, size: int, fixed: dict) -> Rendered:
         The master seed (``--seed``).
     size : int
         Width and height in pixels.
-    fixed : dict
-        ``{name: value}`` fixed parameters (``--set``); checked against their limits.
+    pins : dict
+        ``{name: value}`` fixed parameters (``--set name=value``); checked against their limits.
+    ranges : dict, optional
+        Sampling overrides (``--set name=lo:hi``, choice weights), as :func:`check_ranges` takes them.
     """
     from ..generators.procedural import generate_one
 
     seed, size = check_seed_size(seed, size)
-    fixed = gen.space.check_overrides(fixed)
+    pins = gen.space.check_overrides(pins)
+    ranges = check_ranges(gen, ranges)
     s_img = image_seed(seed, gen.label, 0)
-    s = generate_one(gen, s_img, size, fixed)
+    s = generate_one(gen.with_ranges(ranges) if ranges else gen, s_img, size, pins)
     return Rendered(image=s.image, mask=s.mask, bboxes=[list(b) for b in s.bboxes], params=dict(s.params),
                     seed=s_img, sha256=sha256_bytes(encode_png(s.image)), meta=dict(s.meta))
 
@@ -191,14 +207,36 @@ def format_value(value: Any) -> str:
     return str(value)
 
 
-def set_list(gen, fixed: dict) -> list[str]:
-    """``["name=value", ...]`` of the fixed parameters, in the generator's parameter order."""
-    fixed = gen.space.check_overrides(fixed)
-    return [f"{n}={format_value(fixed[n])}" for n in gen.space.names if n in fixed]
+def _range_text(ov: dict) -> str:
+    if "range" in ov:
+        return ":".join(format_value(v) for v in ov["range"])
+    return ",".join(f"{k}:{format_value(float(w))}" for k, w in ov["choices"].items())
 
 
-def procedural_command(gen, fixed: dict, *, n: int, size: int, seed: int, out: str | None = None) -> str:
-    """The ``semgen procedural`` command that makes ``n`` such images (image 0 is the one shown)."""
+def set_list(gen, pins: dict, ranges: dict | None = None) -> list[str]:
+    """``["name=value", "name=lo:hi", "name=a:2,b:1", ...]``: the ``--set`` items of these settings,
+    in the generator's parameter order (a pin wins over a range of the same parameter)."""
+    pins = gen.space.check_overrides(pins)
+    ranges = check_ranges(gen, ranges)
+    return [f"{n}={format_value(pins[n])}" if n in pins else f"{n}={_range_text(ranges[n])}"
+            for n in gen.space.names if n in pins or n in ranges]
+
+
+def profile(gen, pins: dict, ranges: dict | None = None) -> dict:
+    """These settings as a validated ``--profile`` (pins as ``{value: v}``), ready for
+    :func:`semgen.generators.procedural.profile.dump_profile`."""
+    from ..generators.procedural.profile import PROFILE_VERSION, validate_profile
+
+    pins = gen.space.check_overrides(pins)
+    ranges = check_ranges(gen, ranges)
+    own = {**{k: v for k, v in ranges.items() if k not in pins}, **{k: {"value": v} for k, v in pins.items()}}
+    return validate_profile({"version": PROFILE_VERSION, "classes": {gen.name: own}}, where="settings")
+
+
+def procedural_command(gen, pins: dict, ranges: dict | None = None, *, n: int, size: int, seed: int,
+                       out: str | None = None, profile_path: str | None = None) -> str:
+    """The ``semgen procedural`` command that makes ``n`` such images (image 0 is the one shown):
+    the settings as ``--set`` items, or as ``--profile PROFILE_PATH`` when that is given."""
     try:
         n = int(n)
     except (TypeError, ValueError):
@@ -209,31 +247,38 @@ def procedural_command(gen, fixed: dict, *, n: int, size: int, seed: int, out: s
     argv = ["semgen", "procedural", "--class", gen.name, "--n", str(n), "--size", str(size), "--seed", str(seed)]
     if out:
         argv += ["--out", str(out)]
-    for item in set_list(gen, fixed):
-        argv += ["--set", item]
+    if profile_path:
+        profile(gen, pins, ranges)  # the same checks as the --set form
+        argv += ["--profile", str(profile_path)]
+    else:
+        for item in set_list(gen, pins, ranges):
+            argv += ["--set", item]
     return shlex.join(argv)
 
 
 def parse_settings(text: str, gen=None) -> dict:
-    """Settings from pasted text: a ``semgen procedural`` command, ``--set`` items or bare ``name=value``.
+    """Settings from pasted text: a ``semgen procedural`` command, ``--set`` items, bare
+    ``name=value`` (or ``name=lo:hi``, ``name=a:2,b:1``) items, or ``--profile FILE``.
 
-    Returns ``{"class": str or None, "seed": int or None, "size": int or None, "fixed": {...}}``;
-    ``fixed`` is checked against the generator named by ``--class`` (else ``gen``).
+    Returns ``{"class", "seed", "size", "pins", "ranges"}`` (``None`` where the text does not say);
+    pins and ranges are checked against the generator named by ``--class`` (else ``gen``); a
+    ``--set`` item wins over the profile, as on the command line.
 
     Raises
     ------
     SemgenError
-        Text that does not split, an item without ``=``, an unknown parameter or one outside its
-        limits (the message names it and its limits).
+        Text that does not split, an item without ``=``, an unknown parameter, a value or range
+        outside its limits (the message names it and its limits), an unreadable profile.
     """
     from ..generators.procedural import create_generator
-    from ..generators.procedural.params import parse_set_args
+    from ..generators.procedural.params import split_sets
+    from ..generators.procedural.profile import class_overrides, load_profile, split_overrides
 
     try:
         tokens = shlex.split(text or "", comments=True)
     except ValueError as e:
         raise SemgenError(f"cannot read the settings: {e}") from None
-    cls = seed = size = None
+    found: dict = {"--class": None, "--seed": None, "--size": None, "--profile": None}
     items: list[str] = []
     i = 0
     while i < len(tokens):
@@ -241,32 +286,34 @@ def parse_settings(text: str, gen=None) -> dict:
         if t in ("semgen", "procedural"):
             i += 1
             continue
-        if t in ("--class", "--seed", "--size", "--set", "--n", "--out", "--workers", "--shard"):
+        if t in ("--class", "--seed", "--size", "--set", "--n", "--out", "--workers", "--shard", "--profile"):
             if i + 1 >= len(tokens):
                 raise SemgenError(f"{t} needs a value")
-            v = tokens[i + 1]
-            if t == "--class":
-                cls = v
-            elif t == "--seed":
-                seed = v
-            elif t == "--size":
-                size = v
-            elif t == "--set":
-                items.append(v)
+            if t == "--set":
+                items.append(tokens[i + 1])
+            elif t in found:
+                found[t] = tokens[i + 1]
             i += 2
             continue
         if t.startswith("--"):
-            raise SemgenError(f"{t}: not a setting the playground reads (--class, --seed, --size, --set)")
+            raise SemgenError(f"{t}: not a setting the playground reads (--class, --seed, --size, --set, --profile)")
         items.append(t)
         i += 1
-    if cls is not None:
-        gen = create_generator(cls)
+    if found["--class"] is not None:
+        gen = create_generator(found["--class"])
     if gen is None:
         raise SemgenError("no class given (--class C)")
-    out = {"class": gen.name if cls is not None else None, "seed": None, "size": None,
-           "fixed": gen.space.check_overrides(parse_set_args(items))}
-    if seed is not None or size is not None:
-        s, z = check_seed_size(seed if seed is not None else 0, size if size is not None else MIN_SIZE)
-        out["seed"] = s if seed is not None else None
-        out["size"] = z if size is not None else None
+    pins, ranges = {}, {}
+    if found["--profile"] is not None:
+        pins, ranges = split_overrides(class_overrides(load_profile(found["--profile"]), gen))
+    set_pins, set_ranges = split_sets(items)
+    set_ranges = check_ranges(gen, set_ranges)
+    pins = {**{k: v for k, v in pins.items() if k not in set_ranges}, **gen.space.check_overrides(set_pins)}
+    ranges = {**{k: v for k, v in check_ranges(gen, ranges).items() if k not in set_pins}, **set_ranges}
+    out = {"class": gen.name if found["--class"] is not None else None, "seed": None, "size": None,
+           "pins": pins, "ranges": ranges}
+    if found["--seed"] is not None or found["--size"] is not None:
+        s, z = check_seed_size(found["--seed"] or 0, found["--size"] or MIN_SIZE)
+        out["seed"] = s if found["--seed"] is not None else None
+        out["size"] = z if found["--size"] is not None else None
     return out

@@ -9,6 +9,7 @@ traceback goes to the server log), and the server keeps running either way.
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import os
 import tempfile
@@ -63,11 +64,11 @@ def guard(n_outputs: int):
 
 
 @functools.lru_cache(maxsize=64)
-def _render(name: str, seed: int, size: int, fixed: tuple) -> playground.Rendered:
+def _render(name: str, seed: int, size: int, pins: str, ranges: str) -> playground.Rendered:
     """:func:`playground.render`, remembered: the widgets and the image of one state are drawn once."""
     from ..generators.procedural import create_generator
 
-    return playground.render(create_generator(name), seed, size, dict(fixed))
+    return playground.render(create_generator(name), seed, size, json.loads(pins), json.loads(ranges))
 
 
 class ParamSlider(gr.Slider):
@@ -77,7 +78,10 @@ class ParamSlider(gr.Slider):
     is_template = True  # Gradio: draw it with the Slider front end
 
     def preprocess(self, payload):
-        return None if payload is None else float(payload)
+        if payload is None:
+            return None
+        v = float(payload)
+        return int(v) if v.is_integer() else v  # 99, not 99.0, in the message
 
 
 def _widget_value(w: playground.Widget, value):
@@ -103,11 +107,13 @@ def _widget(w: playground.Widget, value, visible: bool):
 
 def playground_tab(demo, default_class: str, workdir: Path) -> None:
     from ..generators.procedural import create_generator, list_generators
+    from ..generators.procedural.profile import dump_profile
 
     names = list_generators()
-    gr.Markdown("Pick a class and move any parameter. A parameter you touch is **fixed** (`--set`); the "
-                "others are **sampled** from the seed, as `semgen procedural` does. The image is image 0 of "
-                "the command under *Export*, byte for byte.")
+    gr.Markdown("Pick a class and move any parameter. A parameter you touch is **fixed** (`--set name=value`); "
+                "the others are **sampled** from the seed, as `semgen procedural` does (pasted `name=lo:hi` "
+                "items or a `--profile` change how they are sampled). The image is image 0 of the command "
+                "under *Export*, byte for byte.")
     with gr.Row():
         with gr.Column(scale=5, min_width=420) as left:
             with gr.Row():
@@ -120,7 +126,7 @@ def playground_tab(demo, default_class: str, workdir: Path) -> None:
             fixed_dd = gr.Dropdown([], value=[], multiselect=True, elem_id="pg-fixed",
                                    label="fixed parameters (remove one to sample it again)")
             free_all = gr.Button("Sample every parameter again", size="sm", elem_id="pg-free")
-            fixed_state = gr.State({})  # {generator name: {parameter: value}}
+            settings = gr.State({})  # {generator name: {"pins": {...}, "ranges": {...}}}
         with gr.Column(scale=6, min_width=420):
             status = gr.Markdown(elem_id="pg-status", elem_classes="semgen-status")
             with gr.Row():
@@ -135,61 +141,66 @@ def playground_tab(demo, default_class: str, workdir: Path) -> None:
                 command = gr.Code(label="command (its image 0 is the one shown)", language="shell",
                                   interactive=False, elem_id="pg-command")
                 sets = gr.Code(label="--set list", interactive=False, elem_id="pg-sets")
-                export = gr.Button("Export settings file", elem_id="pg-export")
-                export_file = gr.File(label="settings file", interactive=False, elem_id="pg-file")
+                export = gr.Button("Export profile", elem_id="pg-export")
+                export_cmd = gr.Code(label="the same images from the profile file", language="shell",
+                                     interactive=False, elem_id="pg-profile-command")
+                export_file = gr.File(label="profile (--profile FILE.yaml)", interactive=False, elem_id="pg-file")
             with gr.Accordion("Paste settings", open=False):
-                pasted = gr.Textbox(label="a semgen procedural command, --set items or name=value lines",
-                                    lines=3, elem_id="pg-paste")
+                pasted = gr.Textbox(label="a semgen procedural command, --set items, name=value lines or "
+                                          "--profile FILE", lines=3, elem_id="pg-paste")
                 apply = gr.Button("Apply", elem_id="pg-apply")
 
-    head = [status, image, over, info, fixed_dd, command, sets, fixed_state]
+    head = [status, image, over, info, fixed_dd, command, sets, settings]
+    ins = [cls, seed, size, settings, n, out_dir]
 
-    def state_outputs(name, seed_v, size_v, fixed_all, n_v, out_v):
+    def own(all_settings, gen) -> tuple[dict, dict]:
+        s = (all_settings or {}).get(gen.name) or {}
+        return dict(s.get("pins") or {}), dict(s.get("ranges") or {})
+
+    def state_outputs(name, seed_v, size_v, all_settings, n_v, out_v):
         """The head outputs and the widgets' updates for one state of the page."""
         gen = create_generator(name)
         seed_i, size_i = playground.check_seed_size(seed_v, size_v)
-        fixed = dict(fixed_all.get(gen.name, {}))
-        r = _render(gen.name, seed_i, size_i, tuple(sorted(fixed.items())))
+        pins, ranges = own(all_settings, gen)
+        r = _render(gen.name, seed_i, size_i, _key(pins), _key(ranges))
         layout = r.params.get("layout") or r.meta.get("layout") or ""
-        n_fixed = sum(1 for k in fixed if k in r.params)
+        n_pins = sum(1 for k in pins if k in r.params)
         text = (f"image seed `{r.seed}` · PNG sha256 `{r.sha256[:16]}` · {len(r.bboxes)} box(es)"
-                + (f" · layout `{layout}`" if layout else "") + f" · {n_fixed} fixed, {len(r.params) - n_fixed} sampled")
+                + (f" · layout `{layout}`" if layout else "")
+                + f" · {n_pins} fixed, {len(r.params) - n_pins} sampled"
+                + (f" ({len(ranges)} with changed ranges)" if ranges else ""))
         try:
-            cmd = playground.procedural_command(gen, fixed, n=n_v or 1, size=size_i, seed=seed_i, out=out_v or None)
+            cmd = playground.procedural_command(gen, pins, ranges, n=n_v or 1, size=size_i, seed=seed_i,
+                                                out=out_v or None)
         except SemgenError as e:
             cmd = f"# {e}"
         heads = ["", r.image, draw.overlay(r.image, r.mask, r.bboxes), text,
-                 gr.update(choices=gen.space.names, value=[k for k in gen.space.names if k in fixed]),
-                 cmd, "\n".join(playground.set_list(gen, fixed)) or "(none fixed)", fixed_all]
-        widgets = [gr.update(value=_widget_value(w, fixed.get(w.name, r.params.get(w.name))),
-                             visible=w.name in r.params or w.name in fixed) for w in playground.widgets(gen)]
+                 gr.update(choices=gen.space.names, value=[k for k in gen.space.names if k in pins]),
+                 cmd, "\n".join(playground.set_list(gen, pins, ranges)) or "(nothing fixed)", all_settings]
+        widgets = [gr.update(value=_widget_value(w, pins.get(w.name, r.params.get(w.name))),
+                             visible=w.name in r.params or w.name in pins) for w in playground.widgets(gen)]
         return heads, widgets
 
     @guard(len(head))
-    def show(name, seed_v, size_v, fixed_all, n_v, out_v):
-        return state_outputs(name, seed_v, size_v, fixed_all, n_v, out_v)[0]
+    def show(name, seed_v, size_v, all_settings, n_v, out_v):
+        return state_outputs(name, seed_v, size_v, all_settings, n_v, out_v)[0]
 
-    ins = [cls, seed, size, fixed_state, n, out_dir]
     gr.on([demo.load, cls.change, n.input, out_dir.input], show, ins, head)
 
     with left:  # gr.render draws its widgets where it is declared: under the controls
-        @gr.render(inputs=[cls, seed, size, fixed_state], triggers=[demo.load, cls.change])
-        def parameter_widgets(name, seed_v, size_v, fixed_all):
+        @gr.render(inputs=[cls, seed, size, settings], triggers=[demo.load, cls.change])
+        def parameter_widgets(name, seed_v, size_v, all_settings):
             gen = create_generator(name)
             ws = playground.widgets(gen)
+            pins, ranges = own(all_settings, gen)
             try:
                 seed_i, size_i = playground.check_seed_size(seed_v, size_v)
-            except SemgenError:
-                seed_i, size_i = 0, 256
-            fixed = dict(fixed_all.get(gen.name, {}))
-            try:
-                r = _render(gen.name, seed_i, size_i, tuple(sorted(fixed.items())))
-                values = {**r.params, **fixed}
+                values = {**_render(gen.name, seed_i, size_i, _key(pins), _key(ranges)).params, **pins}
             except Exception:  # noqa: BLE001 - the head handler reports it; the widgets still appear
-                values = dict(fixed)
+                values = dict(pins)
             comps = {}
-            titles = {"class": f"{gen.name} parameters ({gen.name}@{gen.version})", "imaging": "imaging (every class)",
-                      "overlays": "overlays (every class)"}
+            titles = {"class": f"{gen.name} parameters ({gen.name}@{gen.version})",
+                      "imaging": "imaging (every class)", "overlays": "overlays (every class)"}
             for group, title in titles.items():
                 members = [w for w in ws if w.group == group]
                 if members:
@@ -199,78 +210,88 @@ def playground_tab(demo, default_class: str, workdir: Path) -> None:
             widgets = [comps[w.name] for w in ws]
             outs = head + widgets
 
-            def respond(name_, seed_v_, size_v_, fixed_all_, n_v_, out_v_):
-                h, wu = state_outputs(name_, seed_v_, size_v_, fixed_all_, n_v_, out_v_)
+            def respond(name_, seed_v_, size_v_, all_, n_v_, out_v_):
+                h, wu = state_outputs(name_, seed_v_, size_v_, all_, n_v_, out_v_)
                 return h + wu
 
-            def set_param(pname, value, fixed_all_, name_, seed_v_, size_v_, n_v_, out_v_):
+            def with_own(all_, g, pins_, ranges_):
+                return {**(all_ or {}), g.name: {"pins": pins_, "ranges": ranges_}}
+
+            def set_param(pname, value, all_, name_, seed_v_, size_v_, n_v_, out_v_):
                 g = create_generator(name_)
                 v = playground.check_value(g, pname, value)
-                fixed_all_ = {**fixed_all_, g.name: {**fixed_all_.get(g.name, {}), pname: v}}
-                return respond(name_, seed_v_, size_v_, fixed_all_, n_v_, out_v_)
+                p, rg = own(all_, g)
+                return respond(name_, seed_v_, size_v_, with_own(all_, g, {**p, pname: v}, rg), n_v_, out_v_)
 
             for w in ws:
                 comps[w.name].input(guard(len(outs))(functools.partial(set_param, w.name)),
-                                    [comps[w.name], fixed_state] + ins[:3] + ins[4:], outs, trigger_mode="always_last")
+                                    [comps[w.name], settings] + ins[:3] + ins[4:], outs, trigger_mode="always_last")
 
             @guard(len(outs))
-            def on_state(name_, seed_v_, size_v_, fixed_all_, n_v_, out_v_):
-                return respond(name_, seed_v_, size_v_, fixed_all_, n_v_, out_v_)
+            def on_state(name_, seed_v_, size_v_, all_, n_v_, out_v_):
+                return respond(name_, seed_v_, size_v_, all_, n_v_, out_v_)
 
             gr.on([seed.input, size.input], on_state, ins, outs, trigger_mode="always_last")
 
             @guard(len(outs) + 1)
-            def on_reroll(name_, seed_v_, size_v_, fixed_all_, n_v_, out_v_):
+            def on_reroll(name_, seed_v_, size_v_, all_, n_v_, out_v_):
                 s, _ = playground.check_seed_size(seed_v_, size_v_)
                 s = (s + 1) % (playground.MAX_SEED + 1)
-                return respond(name_, s, size_v_, fixed_all_, n_v_, out_v_) + [s]
+                return respond(name_, s, size_v_, all_, n_v_, out_v_) + [s]
 
             reroll.click(on_reroll, ins, outs + [seed])
 
             @guard(len(outs))
-            def on_fixed(selected, name_, seed_v_, size_v_, fixed_all_, n_v_, out_v_):
+            def on_fixed(selected, name_, seed_v_, size_v_, all_, n_v_, out_v_):
                 g = create_generator(name_)
                 seed_i_, size_i_ = playground.check_seed_size(seed_v_, size_v_)
-                cur = dict(fixed_all_.get(g.name, {}))
-                shown = _render(g.name, seed_i_, size_i_, tuple(sorted(cur.items()))).params
-                new = {k: cur[k] if k in cur else shown[k] for k in (selected or []) if k in cur or k in shown}
-                return respond(name_, seed_v_, size_v_, {**fixed_all_, g.name: new}, n_v_, out_v_)
+                p, rg = own(all_, g)
+                shown = _render(g.name, seed_i_, size_i_, _key(p), _key(rg)).params
+                new = {k: p[k] if k in p else shown[k] for k in (selected or []) if k in p or k in shown}
+                return respond(name_, seed_v_, size_v_, with_own(all_, g, new, rg), n_v_, out_v_)
 
             fixed_dd.input(on_fixed, [fixed_dd] + ins, outs)
 
             @guard(len(outs))
-            def on_free(name_, seed_v_, size_v_, fixed_all_, n_v_, out_v_):
+            def on_free(name_, seed_v_, size_v_, all_, n_v_, out_v_):
                 g = create_generator(name_)
-                return respond(name_, seed_v_, size_v_, {**fixed_all_, g.name: {}}, n_v_, out_v_)
+                return respond(name_, seed_v_, size_v_, with_own(all_, g, {}, {}), n_v_, out_v_)
 
             free_all.click(on_free, ins, outs)
 
             @guard(len(outs) + 3)
-            def on_apply(text, name_, seed_v_, size_v_, fixed_all_, n_v_, out_v_):
-                s = playground.parse_settings(text, create_generator(name_))
-                target = s["class"] or create_generator(name_).name
+            def on_apply(text, name_, seed_v_, size_v_, all_, n_v_, out_v_):
+                cur = create_generator(name_)
+                s = playground.parse_settings(text, cur)
+                target = create_generator(s["class"]) if s["class"] else cur
                 seed_v_ = s["seed"] if s["seed"] is not None else seed_v_
                 size_v_ = s["size"] if s["size"] is not None else size_v_
-                fixed_all_ = {**fixed_all_, target: s["fixed"]}
-                if target != create_generator(name_).name:  # the class change re-draws everything
-                    return [f"applied {len(s['fixed'])} setting(s) to {target}"] + [gr.skip()] * (len(head) - 2) \
-                        + [fixed_all_] + [gr.skip()] * len(widgets) + [target, seed_v_, size_v_]
-                return respond(target, seed_v_, size_v_, fixed_all_, n_v_, out_v_) + [target, seed_v_, size_v_]
+                all_ = with_own(all_, target, s["pins"], s["ranges"])
+                if target.name != cur.name:  # the class change draws everything again
+                    return ([f"applied {len(s['pins']) + len(s['ranges'])} setting(s) to {target.name}"]
+                            + [gr.skip()] * (len(head) - 2) + [all_] + [gr.skip()] * len(widgets)
+                            + [target.name, seed_v_, size_v_])
+                return respond(name_, seed_v_, size_v_, all_, n_v_, out_v_) + [target.name, seed_v_, size_v_]
 
             apply.click(on_apply, [pasted] + ins, outs + [cls, seed, size])
 
-    @guard(2)
-    def on_export(name, seed_v, size_v, fixed_all, n_v, out_v):
+    @guard(3)
+    def on_export(name, seed_v, size_v, all_settings, n_v, out_v):
         gen = create_generator(name)
-        fixed = fixed_all.get(gen.name, {})
-        cmd = playground.procedural_command(gen, fixed, n=n_v or 1, size=size_v, seed=seed_v, out=out_v or None)
-        path = workdir / f"semgen-procedural-{gen.name}-seed{int(seed_v)}.sh"
-        lines = ["#!/bin/sh", f"# semgen app export: {gen.name}@{gen.version}; image 0 is the playground image.",
-                 "# --set list:"] + [f"#   {s}" for s in playground.set_list(gen, fixed)] + [cmd, ""]
-        path.write_text("\n".join(lines))
-        return [f"exported {len(fixed)} fixed setting(s)", str(path)]
+        pins, ranges = own(all_settings, gen)
+        seed_i, size_i = playground.check_seed_size(seed_v, size_v)
+        path = workdir / f"{gen.name}-profile.yaml"
+        dump_profile(playground.profile(gen, pins, ranges), path)
+        cmd = playground.procedural_command(gen, pins, ranges, n=n_v or 1, size=size_i, seed=seed_i,
+                                            out=out_v or None, profile_path=path.name)
+        return [f"exported {len(pins) + len(ranges)} setting(s) to {path.name}", cmd, str(path)]
 
-    export.click(on_export, ins, [status, export_file])
+    export.click(on_export, ins, [status, export_cmd, export_file])
+
+
+def _key(d: dict) -> str:
+    """A dict as a hashable, order-free key (for the render cache)."""
+    return json.dumps(d, sort_keys=True)
 
 
 # -- 2. dataset browser --------------------------------------------------------------------------
@@ -313,6 +334,7 @@ def browser_tab(data_dirs: list[str]) -> None:
                                height=260)
         with gr.Column():
             reasons = gr.Dataframe(headers=["curation reason", "images"], label="rejection reasons (filtered)",
+                                   visible=False,
                                    interactive=False, elem_id="db-reasons", max_height=300)
             problems = gr.Markdown(elem_id="db-problems")
     state = gr.State({})  # {"root": str, "positions": [...], "page": [...], "records": {...}}
@@ -324,18 +346,19 @@ def browser_tab(data_dirs: list[str]) -> None:
         page_no = min(max(1, int(page_no or 1)), n_pages)
         cc = browser.class_counts(idx, positions)
         words = " · ".join(f"{k} {v}" for k, v in cc.items())
-        text = f"**{len(positions)} images** in {len(cc)} classes: {words}" if positions else "**no image** matches"
+        text = (f"**{len(positions)} image{'s' if len(positions) != 1 else ''}** in {len(cc)} "
+                f"class{'es' if len(cc) != 1 else ''}: {words}") if positions else "**no image** matches"
         df = pd.DataFrame({"class": list(cc), "images": list(cc.values())})
         rs = browser.reason_counts(idx, positions)
         info = f"page {page_no} of {n_pages} · {len(positions)} of {len(idx.entries)} images"
         st = {"root": idx.root, "positions": positions, "page": shown, "records": {}}
         top = max(cc.values(), default=1)
         return [page_no, info, browser.thumbnails(idx, shown), text, gr.update(value=df, y_lim=[0, top * 1.1]),
-                gr.update(value=[list(r) for r in rs] or [["(none)", 0]]), st]
+                gr.update(value=[list(r) for r in rs], visible=bool(rs)), st, None, "", None]
 
-    tail = [page, page_info, gallery, counts, chart, reasons, state]
+    tail = [page, page_info, gallery, counts, chart, reasons, state, picked, picked_note, record]
 
-    @guard(1 + 4 + len(tail) + 3)
+    @guard(1 + 4 + len(tail) + 1)
     def on_open(root):
         idx = browser.open_index(root)
         fv = browser.facet_values(idx)
@@ -348,9 +371,9 @@ def browser_tab(data_dirs: list[str]) -> None:
             if idx.n_problems > len(idx.problems):
                 prob += f"\n- ... and {idx.n_problems - len(idx.problems)} more"
         filters = [gr.update(choices=_choices(fv[f]), value=[]) for f in browser.FACETS]
-        return [msg] + filters + page_outputs(idx, positions, 1) + [prob, None, ""]
+        return [msg] + filters + page_outputs(idx, positions, 1) + [prob]
 
-    open_outs = [status, f_cls, f_src, f_gen, f_sta] + tail + [problems, picked, picked_note]
+    open_outs = [status, f_cls, f_src, f_gen, f_sta] + tail + [problems]
     gr.on([open_btn.click, folder.select], on_open, [folder], open_outs)
 
     @guard(1 + len(tail))
@@ -476,7 +499,8 @@ def classify_tab(run_dirs: list[str], max_upload_bytes: int) -> None:
             msg = "**Error:** " + md_escape("; ".join(r.error for r in bad)) + f"  \n{msg}"
         return [msg, rows, gal, first.probs if first else None]
 
-    gr.on([run.click, files.upload], on_classify, [model, files, threshold, saliency], [status, table, pics, probs])
+    gr.on([run.click, files.upload, threshold.input, saliency.input], on_classify, [model, files, threshold, saliency],
+          [status, table, pics, probs], trigger_mode="always_last")
 
 
 # -- the app -------------------------------------------------------------------------------------
