@@ -45,5 +45,18 @@ def canny(img: np.ndarray, sigma: float = 1.0, low: float = 30, high: float = 90
     if quantiles:
         gx, gy = dx.astype(np.float64), dy.astype(np.float64)
         mag = np.hypot(gx, gy) if l2 else np.abs(gx) + np.abs(gy)
-        low, high = (float(v) for v in np.quantile(mag, [low, high]))
+        low, high = (_at_or_above(float(v), l2) for v in np.quantile(mag, [low, high]))
     return cv2.Canny(dx, dy, float(low), float(high), L2gradient=l2) > 0
+
+
+def _at_or_above(q: float, l2: bool) -> float:
+    """The OpenCV threshold that keeps magnitudes ``>= q``.
+
+    OpenCV keeps ``m > floor(t)`` (``t`` squared first with ``L2gradient``), on integer ``m``
+    (``|dx| + |dy|``, or ``dx^2 + dy^2``). A quantile threshold must keep the pixels *at* the
+    quantile: on a simple image the 0.9 quantile is often the largest magnitude itself, and a strict
+    ``>`` then finds no edge at all.
+    """
+    if l2:
+        return float(np.sqrt(max(np.ceil(q * q) - 0.5, 0.0)))
+    return max(float(np.ceil(q)) - 0.5, 0.0)
