@@ -147,6 +147,8 @@ def test_cascade_skips_the_rest_for_images_gated_clean(hier, monkeypatch):
     assert (np.nan_to_num(o["probs"], nan=-1).argmax(1) == fp32).all()
     onnx_casc = predict_files(run / "model.onnx", files, cascade=True)
     assert [r["stage"] for r in onnx_casc] == stages
+    with pytest.raises(SemgenError, match="FP32 stages"):
+        predict_files(run / "model.int8.onnx", files, cascade=True)
     res = json.loads((run / "export.json").read_text())
     c = res["cascade"]
     assert c["agreement_with_fp32"] == 1.0 and c["settled_by_gate"] == pytest.approx(stages.count("gate") / len(files))

@@ -183,13 +183,10 @@ def cascade_report(model, size: int, out: Path, md: dict, images: torch.Tensor, 
     pred = np.nan_to_num(r["probs"], nan=-1.0).argmax(1)
     agree = float((pred == fp32_pred).mean()) if len(pred) else None
     settled = float(1 - r["resolved"].mean()) if len(pred) else None
-    stage_peak = max(activation_peak(paths["gate"])["peak_elements"], activation_peak(paths["rest"])["peak_elements"])
     return {
         "gate_ms": lat["gate_ms"], "rest_ms": lat["rest_ms"], "settled_by_gate": settled,
         "average_ms_on_data": cascade_latency(lat["gate_ms"], lat["rest_ms"], settled) if settled is not None else None,
         "agreement_with_fp32": agree,
-        "files": [file_row(paths["gate"], activations="float32", peak_elements=stage_peak, latency_ms=lat["gate_ms"],
-                           agreement=agree),
-                  file_row(paths["rest"], activations="float32", peak_elements=stage_peak, latency_ms=lat["rest_ms"],
-                           agreement=agree)],
+        "files": [file_row(paths[k], activations="float32", peak_elements=activation_peak(paths[k])["peak_elements"],
+                           latency_ms=lat[f"{k}_ms"], agreement=agree) for k in ("gate", "rest")],
     }

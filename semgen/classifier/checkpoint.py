@@ -267,13 +267,6 @@ def _read_safetensors(p: Path) -> dict:
     return ckpt
 
 
-def checkpoint_sha256(path) -> str:
-    """sha256 of a checkpoint's weights file (what a run's request records for a teacher / init)."""
-    from ..imageio import sha256_file
-
-    return sha256_file(resolve_checkpoint(path))
-
-
 def load_run(run_dir, *, which: str | None = None):
     """Load a trained classifier.
 

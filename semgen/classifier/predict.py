@@ -53,6 +53,9 @@ class Predictor:
                 self._sess = ort_session(p, threads or 1)
             except Exception as e:  # noqa: BLE001 - onnxruntime raises its own types for a bad graph
                 raise SemgenError(f"{p} cannot be loaded by onnxruntime ({_first_line(e)})") from None
+            if cascade and self.kind == "onnx-int8":
+                raise SemgenError(f"--cascade runs the FP32 stages (model.gate.onnx / model.rest.onnx; no INT8 "
+                                  f"stages are exported): pass model.onnx or the run dir, not {p.name}")
             if cascade:
                 from .cascade import GATE_FILE, REST_FILE, OrtCascade
 
