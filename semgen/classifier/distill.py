@@ -9,7 +9,6 @@ batches contribute only the soft term.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import SemgenError
+from ..imageio import sha256_file
 
 
 @dataclass
@@ -26,7 +26,8 @@ class DistillConfig:
     Attributes
     ----------
     teachers : list of path
-        Run dirs or checkpoints of ``semgen train`` / ``semgen pretrain`` (any arch and input size).
+        Run dirs or checkpoints of ``semgen train`` / ``semgen pretrain`` (any arch and input size;
+        plain or hierarchical heads).
     temperature : float
         Softening temperature T of teacher and student (``--distill-temperature``, default 4).
     weight : float
@@ -57,17 +58,9 @@ class DistillConfig:
         teachers = []
         for t in self.teachers:
             p = _resolve_teacher(t)
-            teachers.append({"path": str(p.resolve()), "sha256": _sha256(p)})
+            teachers.append({"path": str(p.resolve()), "sha256": sha256_file(p)})
         return {"teachers": teachers, "temperature": float(self.temperature), "weight": float(self.weight),
                 "transfer": [str(x) for x in self.transfer]}
-
-
-def _sha256(p: Path) -> str:
-    h = hashlib.sha256()
-    with open(p, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _resolve_teacher(t) -> Path:

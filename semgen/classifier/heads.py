@@ -44,6 +44,15 @@ class HierClassifier(nn.Module):
     hierarchy : Hierarchy
     drop_rate : float
         Dropout on the pooled features (family and leaf heads) and in the gate.
+
+    Examples
+    --------
+    >>> from semgen.classifier.models import create_model
+    >>> m = create_model("mobilenetv3_small_050", 3, classes=["clean", "bridge", "open"],
+    ...                  heads={"gate": ["clean", "defect"], "families": {"line": ["bridge", "open"]}}).eval()
+    >>> p = m(torch.rand(2, 1, 64, 64)).exp()      # leaf probabilities, class order
+    >>> bool(torch.allclose(p.sum(1), torch.ones(2)))
+    True
     """
 
     def __init__(self, arch: str, classes, hierarchy: Hierarchy, *, drop_rate: float = 0.2):
