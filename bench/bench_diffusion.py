@@ -68,7 +68,7 @@ def _load_u8(path, size=128, limit=None, seed=0):
     return np.stack(out), files
 
 
-from semgen.generators.diffusion.realism import (  # noqa: E402
+from realism import (  # noqa: E402  (bench/realism.py, beside this script)
     classifier_features, kid, normalize_features, paired_kid, precision_recall, texture_features)
 
 

@@ -1,11 +1,15 @@
-"""Realism distances (KID, paired KID, precision / recall) on synthetic feature sets."""
+"""Realism distances (KID, paired KID, precision / recall) on synthetic feature sets (bench/realism.py)."""
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
+from conftest import REPO
 
-from semgen.generators.diffusion.realism import kid, normalize_features, paired_kid, precision_recall
+sys.path.insert(0, str(REPO / "bench"))
+from realism import kid, normalize_features, paired_kid, precision_recall  # noqa: E402
 
 
 def _gauss(n, d=16, shift=0.0, seed=0):

@@ -1,5 +1,7 @@
 """Realism of generated images: distances between image sets on features (no download).
 
+Benchmark code (``bench_diffusion.py realism``), not part of the semgen package.
+
 Pure functions on numpy arrays. Features come from the project's own classifier
 (:func:`classifier_features`: the pre-logits of a :func:`semgen.classifier.load_run` model) or a
 fixed texture descriptor (:func:`texture_features`). Distances:
@@ -67,7 +69,7 @@ def classifier_features(run_dir, images: np.ndarray, batch: int = 64) -> np.ndar
     """Penultimate-layer features of a semgen classifier run (pre-logits of its timm backbone)."""
     import torch
 
-    from ...classifier import load_run
+    from semgen.classifier import load_run
 
     model, meta = load_run(run_dir)
     size = meta["size"]
