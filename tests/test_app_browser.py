@@ -110,12 +110,16 @@ def page(site, chromium):
     pg.close()
 
 
-def _shot(pg, name: str) -> None:
+def _shot(pg, name: str, height: int = 1150) -> None:
+    """With SEMGEN_APP_SCREENSHOTS=DIR: the top 1400 x ``height`` px of the page as DIR/app_NAME.png."""
     out = os.environ.get("SEMGEN_APP_SCREENSHOTS")
     if out:
         Path(out).mkdir(parents=True, exist_ok=True)
+        pg.keyboard.press("Escape")  # no open menu in the picture
+        pg.evaluate("window.scrollTo(0, 0)")
         pg.wait_for_timeout(800)  # let the last picture finish drawing
-        pg.screenshot(path=str(Path(out) / f"app_{name}.png"), full_page=True)
+        pg.screenshot(path=str(Path(out) / f"app_{name}.png"), clip={"x": 0, "y": 0, "width": 1400, "height": height},
+                      full_page=True)
 
 
 def _tab(pg, name: str) -> None:
@@ -140,19 +144,32 @@ def test_moving_a_parameter_changes_the_image(page):
     expect(pg.locator("#pg-info")).not_to_contain_text(before_sha)
     assert pg.locator("#pg-image img").screenshot() != before_png  # the pixels, not only the caption
     expect(pg.locator("#pg-fixed")).to_contain_text("contrast")
+
+    # a choice: the layout's own parameters appear (seed 0 draws a logic layout; lines have edge roughness)
+    expect(pg.locator("#pg-p-sigma_nm")).to_be_hidden()
+    pg.locator("#pg-p-layout input").click()
+    pg.get_by_role("option", name="lines", exact=True).click()
+    expect(pg.locator("#pg-p-sigma_nm")).to_be_visible()
+    expect(pg.locator("#pg-command")).to_contain_text("--set layout=lines")
     changed = _sha(pg)
 
-    # a parameter outside its limits: a message, and the image stays
-    box.fill("99")
-    box.press("Enter")
-    expect(pg.locator("#pg-status")).to_contain_text("contrast=99: out of range")
+    # a parameter outside its limits (typed into a field, or pasted): a message, and the image stays
+    dose = pg.locator("#pg-p-dose input")
+    dose.fill("1e9")
+    dose.press("Enter")
+    expect(pg.locator("#pg-status")).to_contain_text("dose=1000000000: out of range [0.5, 100000] e/px")
+    assert _sha(pg) == changed
+    pg.get_by_text("Paste settings").click()
+    pg.locator("#pg-paste textarea").fill("--set psf_sigma_px=0.5:40")
+    pg.locator("#pg-apply").click()
+    expect(pg.locator("#pg-status")).to_contain_text("psf_sigma_px: range [0.5, 40] outside its limits [0, 8] px")
     assert _sha(pg) == changed
 
     # re-roll: the next seed, another image, the fixed parameter kept
     pg.locator("#pg-reroll").click()
     expect(pg.locator("#pg-seed input")).to_have_value("1")
     expect(pg.locator("#pg-info")).not_to_contain_text(changed)
-    expect(pg.locator("#pg-command")).to_contain_text("--seed 1 --set contrast=0.42")
+    expect(pg.locator("#pg-command")).to_contain_text("--seed 1 --set layout=lines --set contrast=0.42")
     expect(pg.locator("#pg-status")).to_be_empty()
 
     # export: a profile file and its command
@@ -174,7 +191,7 @@ def test_dataset_browser_counts_masks_and_bad_folders(page, site):
     pg.locator("#db-gallery").get_by_role("button", name="Thumbnail 1 of 5").click()  # a bridge: mask + box
     expect(pg.locator("#db-detail-note")).to_contain_text("mask: bridge_000000.png")
     expect(pg.locator("#db-record")).to_contain_text("bridge_000000")
-    _shot(pg, "browser")
+    _shot(pg, "browser", height=1500)
     pg.locator("#db-f-class input").click()
     pg.get_by_role("option", name="clean (2)").click()
     expect(pg.locator("#db-counts")).to_have_text("2 images in 1 class: clean 2")
@@ -203,7 +220,7 @@ def test_results_page_shows_a_run(page, site):
     expect(pg.locator("#res-tables")).to_contain_text("particle")
     expect(pg.locator("#res-plots")).to_contain_text("confusion matrix")
     expect(pg.locator("#res-report a").first).to_have_attribute("href", re.compile(r"semgen-report-run\.md$"))
-    _shot(pg, "results")
+    _shot(pg, "results", height=1900)
     pg.locator("#res-folder input").fill(str(site["data"]))
     pg.locator("#res-open").click()
     expect(pg.locator("#res-status")).to_contain_text("neither an ablation output dir")
@@ -222,14 +239,14 @@ def test_classify_an_upload_and_refuse_bad_ones(page, site):
     cells = [c.strip() for c in row.get_by_role("gridcell").all_inner_texts()]  # file, decision, top, confidence, note
     assert cells[2] in ("bridge", "open", "particle") and 0 < float(cells[3]) <= 1  # top class, confidence
     assert cells[1] in (cells[2], "other")  # the decision: the top class, or rejected to other
+    expect(pg.locator("#cl-label")).to_contain_text("%")
+    expect(pg.locator("#cl-gallery img").first).to_be_visible()  # the Grad-CAM picture
+    _shot(pg, "classify")
     for threshold, decision in (("1", "other"), ("0", cells[2])):  # rejection to other below the threshold
         box = pg.locator("#cl-threshold input[type=number]")
         box.fill(threshold)
         box.press("Enter")
         expect(row.get_by_role("gridcell").nth(1)).to_have_text(decision)
-    expect(pg.locator("#cl-label")).to_contain_text("%")
-    expect(pg.locator("#cl-gallery img").first).to_be_visible()  # the Grad-CAM picture
-    _shot(pg, "classify")
 
     # a corrupt PNG, a text file and an oversized image: each named, and the good one still classified
     pg.reload()
@@ -241,4 +258,4 @@ def test_classify_an_upload_and_refuse_bad_ones(page, site):
     expect(status).to_contain_text("corrupt.png is not a readable image")
     expect(status).to_contain_text("notes.txt is not a readable image")
     size = (site["files"] / "huge.png").stat().st_size
-    expect(status).to_contain_text(f"huge.png is {size / 1e6:.1f} MB; uploads are limited to 0.1 MB")
+    expect(status).to_contain_text(f"huge.png is {size / 1e3:.3g} kB; uploads are limited to 60 kB")

@@ -349,7 +349,7 @@ def test_upload_checks_name_the_problem(tmp_path):
     good = tmp_path / "good.png"
     good.write_bytes(encode_png(np.zeros((20, 30), np.uint8)))
     assert classify.check_upload(good).shape == (20, 30)
-    with pytest.raises(SemgenError, match=r"good.png is 0.0 MB; uploads are limited to 0.0 MB"):
+    with pytest.raises(SemgenError, match=rf"good.png is {good.stat().st_size} B; uploads are limited to 10 B"):
         classify.check_upload(good, max_bytes=10)
     with pytest.raises(SemgenError, match="too large"):
         classify.check_upload(good, max_pixels=100)

@@ -38,6 +38,18 @@ MAX_FILES = 64
 DEFAULT_THRESHOLD = 0.5
 
 
+def size_text(n_bytes: int) -> str:
+    """``"20 MB"``, ``"60 kB"``: a byte count as the page states a limit (decimal units).
+
+    >>> size_text(20_000_000), size_text(60_000), size_text(512)
+    ('20 MB', '60 kB', '512 B')
+    """
+    for unit, k in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n_bytes >= k:
+            return f"{n_bytes / k:.3g} {unit}"
+    return f"{int(n_bytes)} B"
+
+
 def check_upload(path, *, max_bytes: int = MAX_UPLOAD_BYTES, max_pixels: int = MAX_UPLOAD_PIXELS) -> np.ndarray:
     """Read an uploaded file as a gray image, or say in one line why it is refused.
 
@@ -56,7 +68,7 @@ def check_upload(path, *, max_bytes: int = MAX_UPLOAD_BYTES, max_pixels: int = M
     except OSError:
         raise SemgenError(f"{name}: the upload is gone (upload it again)") from None
     if size > max_bytes:
-        raise SemgenError(f"{name} is {size / 1e6:.1f} MB; uploads are limited to {max_bytes / 1e6:.1f} MB")
+        raise SemgenError(f"{name} is {size_text(size)}; uploads are limited to {size_text(max_bytes)}")
     try:
         return read_gray(p, max_pixels=max_pixels)
     except ImageReadError as e:
@@ -273,6 +285,9 @@ def classify(model, files, *, threshold: float = DEFAULT_THRESHOLD, saliency: bo
         r.label, r.confidence, r.rejected = decide(p, pred.classes, threshold)
         r.top = pred.classes[int(np.argmax(p))]
         r.probs = {c: float(v) for c, v in zip(pred.classes, p)}
-        pic = draw.heatmap(img, grad_cam(net, img)) if net is not None else draw.to_rgb(img)
+        pic = draw.to_rgb(img)
+        if net is not None:  # the input beside its map: the map alone hides what it lies on
+            gap = np.full((img.shape[0], max(2, img.shape[1] // 32), 3), 255, np.uint8)
+            pic = np.concatenate([pic, gap, draw.heatmap(img, grad_cam(net, img))], axis=1)
         r.picture = draw.enlarge(pic)  # the model's input is often 32-128 px
     return results

@@ -159,7 +159,7 @@ def ablation_view(root) -> ResultsView:
     for png in sorted(root.glob("ablation_*.png")):
         view.images.append((str(png), png.stem.replace("ablation_", "").replace("_", " ")))
     if (root / "summary.md").is_file():
-        view.notes.append(f"the full report, per-class tables included: {root / 'summary.md'}")
+        view.notes.append(f"the full report, per-class tables included: `{root / 'summary.md'}`")
     return view
 
 

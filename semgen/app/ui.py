@@ -71,23 +71,18 @@ def _render(name: str, seed: int, size: int, pins: str, ranges: str) -> playgrou
     return playground.render(create_generator(name), seed, size, json.loads(pins), json.loads(ranges))
 
 
-class ParamSlider(gr.Slider):
-    """A slider that passes a typed value on even when it is out of range (Gradio's own check would
-    answer with a bare toast), so the handler can say which limits and unit the parameter has."""
-
-    is_template = True  # Gradio: draw it with the Slider front end
-
-    def preprocess(self, payload):
-        if payload is None:
-            return None
-        v = float(payload)
-        return int(v) if v.is_integer() else v  # 99, not 99.0, in the message
-
-
 def _widget_value(w: playground.Widget, value):
     if value is None:
         return None
     return str(value) if w.control == "dropdown" else bool(value) if w.control == "checkbox" else value
+
+
+def _shown(w: playground.Widget, value):
+    """A sampled value as its widget shows it: floats to 4 significant digits (the exact value is
+    the one the image used; fixing the parameter from the dropdown keeps the exact one)."""
+    if isinstance(value, float) and w.control in ("slider", "number"):
+        value = float(f"{value:.4g}")
+    return _widget_value(w, value)
 
 
 def _widget(w: playground.Widget, value, visible: bool):
@@ -99,8 +94,9 @@ def _widget(w: playground.Widget, value, visible: bool):
     if w.control == "dropdown":
         return gr.Dropdown(list(w.choices), **common)
     if w.control == "slider":
-        return ParamSlider(w.minimum, w.maximum, step=w.step, **common)
-    return gr.Number(**common)
+        # Gradio refuses a typed value outside a slider's range itself (a toast naming the range)
+        return gr.Slider(w.minimum, w.maximum, step=w.step, **common)
+    return gr.Number(**common)  # no bounds here: the handler's message names the limits and the unit
 
 
 # -- 1. generator playground ---------------------------------------------------------------------
@@ -139,11 +135,11 @@ def playground_tab(demo, default_class: str, workdir: Path) -> None:
                     n = gr.Number(100, label="N images", precision=0, elem_id="pg-n")
                     out_dir = gr.Textbox("", label="--out (optional)", placeholder="out/procedural")
                 command = gr.Code(label="command (its image 0 is the one shown)", language="shell",
-                                  interactive=False, elem_id="pg-command")
-                sets = gr.Code(label="--set list", interactive=False, elem_id="pg-sets")
+                                  interactive=False, elem_id="pg-command", wrap_lines=True, lines=2)
+                sets = gr.Code(label="--set list", interactive=False, elem_id="pg-sets", lines=2)
                 export = gr.Button("Export profile", elem_id="pg-export")
                 export_cmd = gr.Code(label="the same images from the profile file", language="shell",
-                                     interactive=False, elem_id="pg-profile-command")
+                                     interactive=False, elem_id="pg-profile-command", wrap_lines=True, lines=2)
                 export_file = gr.File(label="profile (--profile FILE.yaml)", interactive=False, elem_id="pg-file")
             with gr.Accordion("Paste settings", open=False):
                 pasted = gr.Textbox(label="a semgen procedural command, --set items, name=value lines or "
@@ -177,7 +173,7 @@ def playground_tab(demo, default_class: str, workdir: Path) -> None:
         heads = ["", r.image, draw.overlay(r.image, r.mask, r.bboxes), text,
                  gr.update(choices=gen.space.names, value=[k for k in gen.space.names if k in pins]),
                  cmd, "\n".join(playground.set_list(gen, pins, ranges)) or "(nothing fixed)", all_settings]
-        widgets = [gr.update(value=_widget_value(w, pins.get(w.name, r.params.get(w.name))),
+        widgets = [gr.update(value=_widget_value(w, pins[w.name]) if w.name in pins else _shown(w, r.params.get(w.name)),
                              visible=w.name in r.params or w.name in pins) for w in playground.widgets(gen)]
         return heads, widgets
 
@@ -206,7 +202,8 @@ def playground_tab(demo, default_class: str, workdir: Path) -> None:
                 if members:
                     with gr.Accordion(f"{title}: {len(members)}", open=group == "class"):
                         for w in members:
-                            comps[w.name] = _widget(w, values.get(w.name), w.name in values)
+                            v = values.get(w.name)
+                            comps[w.name] = _widget(w, v if w.name in pins else _shown(w, v), w.name in values)
             widgets = [comps[w.name] for w in ws]
             outs = head + widgets
 
@@ -442,7 +439,7 @@ def results_tab(run_dirs: list[str], workdir: Path) -> None:
         from PIL import Image
 
         view = results.load_results(root)
-        body = "\n".join(f"- {md_escape(n)}" for n in view.notes)
+        body = "\n".join(f"- {n}" for n in view.notes)  # our own text, with `code` spans
         body += "\n\n" + "\n".join(t.markdown() for t in view.tables)
         pics = []
         for p, cap in view.images:
@@ -460,7 +457,7 @@ def results_tab(run_dirs: list[str], workdir: Path) -> None:
 def classify_tab(run_dirs: list[str], max_upload_bytes: int) -> None:
     models = classify.model_choices(run_dirs)
     gr.Markdown("Upload SEM images and pick a model: a run dir (its PyTorch checkpoint, with a Grad-CAM "
-                f"saliency map), `model.onnx` or `model.int8.onnx`. Uploads up to {max_upload_bytes / 1e6:.0f} MB.")
+                f"saliency map), `model.onnx` or `model.int8.onnx`. Uploads up to {classify.size_text(max_upload_bytes)}.")
     with gr.Row():
         model = gr.Dropdown(models, value=models[0] if models else None, allow_custom_value=True,
                             label="model", elem_id="cl-model", scale=4)
