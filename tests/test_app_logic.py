@@ -413,3 +413,46 @@ def test_overlay_tints_only_the_mask_and_draws_boxes():
     assert tuple(boxed[2, 2]) == draw.BOX_RGB and tuple(boxed[9, 9]) == draw.BOX_RGB and tuple(boxed[5, 5]) == (100,) * 3
     assert draw.thumbnail(np.zeros((10, 40), np.uint8), 20).shape == (20, 20)
     assert draw.placeholder(30, "not_an_image").shape == (30, 30, 3)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """A one-epoch classifier at 32 px and its ONNX export (FP32 + INT8)."""
+    from classifier_synth import make_dataset
+    from semgen.classifier import export_run, train_classifier
+
+    root = tmp_path_factory.mktemp("app_run")
+    make_dataset(root / "data", n_per_class=6, seed=0)
+    train_classifier(root / "data", root / "run", arch="mobilenetv3_small_050", size=32, epochs=1, batch_size=16,
+                     min_epoch_images=16, num_threads=1, progress=False)
+    export_run(root / "run", root / "data", auto_fix=False, latency_runs=2)
+    return root
+
+
+def test_classify_with_each_model_kind(tiny_run, tmp_path):
+    from classifier_synth import texture
+
+    img = tmp_path / "x.png"
+    img.write_bytes(encode_png(texture("open", np.random.default_rng(3))))
+    (tmp_path / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x01" * 64)
+    run = tiny_run / "run"
+    assert classify.model_choices([run, tmp_path / "nope"]) == [str(run), str(run / "model.onnx"),
+                                                                 str(run / "model.int8.onnx")]
+    out = {}
+    for model in classify.model_choices([run]):
+        good, bad = classify.classify(model, [img, tmp_path / "bad.png"], threshold=0.0)
+        assert "bad.png is" in bad.error and bad.picture is None
+        assert set(good.probs) == {"bridge", "open", "particle"} and abs(sum(good.probs.values()) - 1) < 1e-5
+        assert good.label == good.top == max(good.probs, key=good.probs.get) and not good.rejected
+        out[Path(model).name] = good
+    torch_, fp32 = out["run"], out["model.onnx"]
+    assert torch_.top == fp32.top and abs(torch_.confidence - fp32.confidence) < 1e-3  # the same model
+    assert torch_.picture.shape[1] > torch_.picture.shape[0] == fp32.picture.shape[0] == fp32.picture.shape[1]
+    rejected = classify.classify(run, [img], threshold=1.0)[0]  # Grad-CAM beside the image for PyTorch only
+    assert rejected.label == "other" and rejected.rejected and rejected.top == torch_.top
+    with pytest.raises(SemgenError, match="does not exist"):
+        classify.classify(tmp_path / "nope.onnx", [img])
+    with pytest.raises(SemgenError, match="upload one or more images"):
+        classify.classify(run, [])
+    with pytest.raises(SemgenError, match="threshold must be in"):
+        classify.classify(run, [img], threshold=2)

@@ -2,7 +2,7 @@
 
 Four pages (Gradio): a generator playground, a dataset browser, results (ablations and runs) and
 classify. The logic lives in plain modules (:mod:`.playground`, :mod:`.browser`, :mod:`.results`,
-:mod:`.classify`, :mod:`.draw`) that need no web framework; only :mod:`.ui` imports Gradio, which
+:mod:`.classify`, :mod:`.draw`) that need no web framework; only the `ui*` modules import Gradio, which
 comes with the ``app`` extra (``pip install -c constraints.txt -e ".[app]"``).
 
 >>> from semgen.app import build_app          # doctest: +SKIP
@@ -18,6 +18,9 @@ __all__ = ["build_app", "serve", "require_gradio"]
 
 def require_gradio():
     """Import Gradio, or raise a one-line :class:`SemgenError` naming the extra that installs it."""
+    import os
+
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio loads: nothing phones home
     try:
         import gradio  # noqa: F401
     except ImportError:
