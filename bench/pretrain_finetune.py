@@ -6,6 +6,12 @@ test set, and prints one row; ``--out`` keeps every run, so an interrupted sweep
 runs are not retrained). Inits are ``scratch``, ``imagenet``, ``semgen``, or a run dir /
 checkpoint (e.g. a ``semgen pretrain`` run); ``NAME=INIT`` names a row; ``INIT@ARCH`` picks the arch.
 
+``--cv K`` decides a recipe without the test set: the real pool is split into K stratified folds
+(drawn with the seed), each fold is tested by a model trained on the other K-1, and a row reports
+the mean macro-F1 over the folds. ``--val-fraction 0`` trains on every image and keeps the last
+epoch; ``--head-only-epochs 1`` first fits the new head on the frozen backbone (LP-FT, Kumar et
+al. 2022), so the random head's first gradients do not disturb the pretrained features.
+
 Example (the figures in docs/results.md)::
 
     R=../shared/data/sem-real
@@ -25,7 +31,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from semgen.ablation.subsets import load_pool, materialize, per_class_subset  # noqa: E402
+from semgen.ablation.subsets import Pool, _class_order, load_pool, materialize, per_class_subset  # noqa: E402
 from semgen.classifier.evaluate import evaluate_run  # noqa: E402
 from semgen.classifier.train import train_classifier  # noqa: E402
 
@@ -34,6 +40,17 @@ def _parse_init(s: str) -> tuple[str, str, str | None]:
     name, _, rest = s.partition("=") if "=" in s else (None, "", s)
     init, _, arch = rest.partition("@")
     return (name or s), init, (arch or None)
+
+
+def cv_folds(pool, k: int, seed: int) -> list[tuple[list, list]]:
+    """``k`` stratified ``(train, test)`` item lists: each class dealt round-robin in its seeded order."""
+    folds: list[list] = [[] for _ in range(k)]
+    n = 0  # dealing continues across classes, so the folds differ in size by one at most
+    for label, items in pool.by_label().items():
+        for it in _class_order(items, seed, label):
+            folds[n % k].append(it)
+            n += 1
+    return [([it for j, f in enumerate(folds) if j != i for it in f], folds[i]) for i in range(k)]
 
 
 def _save_row(path: Path, row: dict) -> None:
@@ -48,7 +65,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument("--real", required=True, help="real training pool (ImageFolder or dataset dir)")
-    ap.add_argument("--test", required=True, help="real test set")
+    ap.add_argument("--test", help="real test set (not read with --cv)")
     ap.add_argument("--init", action="append", required=True, metavar="[NAME=]INIT[@ARCH]")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--shots", nargs="+", default=["all"], help="images per class: all or integers")
@@ -56,31 +73,58 @@ def main(argv=None) -> int:
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--val-fraction", type=float, default=0.2,
+                    help="held out for early stopping; 0 = train on all, keep the last epoch")
+    ap.add_argument("--head-only-epochs", type=int, default=0, help="epochs on the head alone first (LP-FT)")
+    ap.add_argument("--recipe", default="", help="a tag appended to each row's name and run dir")
+    ap.add_argument("--cv", type=int, default=0, metavar="K",
+                    help="K-fold cross-validation on --real instead of testing on --test")
     ap.add_argument("--out", default="out/ft")
     a = ap.parse_args(argv)
+    if not a.cv and not a.test:
+        ap.error("--test is required (or --cv K)")
     out = Path(a.out)
     pool = load_pool(a.real)
     rows = []
+    tag = f"_{a.recipe}" if a.recipe else ""
     print(f"{'init':28s} {'arch':24s} {'shots':>5s} {'seed':>4s} {'macro-F1':>9s} {'95% CI':>15s} {'acc':>6s} {'min':>5s}")
     for spec in a.init:
         name, init, arch = _parse_init(spec)
+        name = name + tag
         for shots in a.shots:
             k = None if shots == "all" else int(shots)
             for seed in a.seeds:
-                data = a.real if k is None else materialize(per_class_subset(pool, k, seed), out / "subsets",
-                                                            tag=f"{k}-shot seed {seed}")
-                run = out / f"{name.replace('/', '_')}_{shots}_s{seed}"
+                items = per_class_subset(pool, k, seed)
+                if a.cv:  # (train dir, test dir, run suffix) per fold; the test set is never read
+                    jobs = [(materialize(tr, out / "subsets", tag=f"cv{a.cv} fold {f} train"),
+                             materialize(te, out / "subsets", tag=f"cv{a.cv} fold {f} test"), f"_cv{a.cv}f{f}")
+                            for f, (tr, te) in enumerate(cv_folds(Pool(pool.root, pool.kind, items), a.cv, seed))]
+                else:
+                    data = a.real if k is None else materialize(items, out / "subsets", tag=f"{k}-shot seed {seed}")
+                    jobs = [(data, a.test, "")]
                 t = time.perf_counter()
-                train_classifier(data, run, arch=arch, init=None if init == "scratch" else init, size=a.size,
-                                 epochs=a.epochs, lr=a.lr, seed=seed, progress=False, num_threads=a.threads)
-                m = evaluate_run(run, a.test, num_threads=a.threads)
+                scores = []
+                for data, test, suffix in jobs:
+                    run = out / f"{name.replace('/', '_')}_{shots}_s{seed}{suffix}"
+                    train_classifier(data, run, arch=arch, init=None if init == "scratch" else init, size=a.size,
+                                     epochs=a.epochs, lr=a.lr, seed=seed, progress=False, num_threads=a.threads,
+                                     val_fraction=a.val_fraction, head_only_epochs=a.head_only_epochs)
+                    scores.append(evaluate_run(run, test, num_threads=a.threads))
+                m = scores[0]
                 lo, hi = m.get("ci", {}).get("macro_f1", [float("nan")] * 2)
+                if a.cv:  # the spread over folds stands in for a confidence interval
+                    f1s = [x["macro_f1"] for x in scores]
+                    m = {"macro_f1": float(np.mean(f1s)), "accuracy": float(np.mean([x["accuracy"] for x in scores]))}
+                    lo, hi = min(f1s), max(f1s)
                 cfg = json.loads((run / "config.json").read_text())
                 row = {"name": name, "init": init, "arch": cfg["arch"], "shots": shots, "seed": seed,
                        "macro_f1": m["macro_f1"], "macro_f1_ci": [lo, hi], "accuracy": m["accuracy"],
-                       "minutes": (time.perf_counter() - t) / 60, "run": str(run)}
+                       "minutes": (time.perf_counter() - t) / 60, "run": str(run), "cv": a.cv,
+                       "val_fraction": a.val_fraction, "head_only_epochs": a.head_only_epochs}
+                if a.cv:
+                    row["fold_macro_f1"] = [x["macro_f1"] for x in scores]
                 rows.append(row)
-                _save_row(out / "results.jsonl", row)
+                _save_row(out / ("cv.jsonl" if a.cv else "results.jsonl"), row)
                 print(f"{name:28s} {row['arch']:24s} {shots:>5s} {seed:>4d} {row['macro_f1']:9.3f} "
                       f"[{lo:.3f}, {hi:.3f}] {row['accuracy']:6.3f} {row['minutes']:5.1f}", flush=True)
     print("\nmean over seeds:")

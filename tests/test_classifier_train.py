@@ -202,3 +202,20 @@ def test_cli_train_evaluate_predict_and_errors(trained, synth, tmp_path, capsys)
         train_classifier(make_dataset(tmp_path / "one", 4, classes=("open",)).root, tmp_path / "r1", epochs=1, **FAST)
     with pytest.raises(SemgenError, match="unknown architecture"):
         train_classifier(synth / "train", tmp_path / "r2", arch="resnet9000", epochs=1, size=32)
+
+
+def test_val_fraction_zero_trains_on_every_image_and_keeps_the_last_epoch(synth, tmp_path):
+    from semgen.classifier.data import stratified_split
+
+    tr, va = stratified_split(torch.tensor([0, 0, 1, 1, 1]), 0.0, seed=3)
+    assert tr.tolist() == [0, 1, 2, 3, 4] and va.numel() == 0
+    with pytest.raises(SemgenError, match="val-fraction"):
+        stratified_split(torch.tensor([0, 1]), 1.0, seed=0)
+    s = train_classifier(synth / "train", tmp_path / "all", epochs=3, min_epoch_images=64, seed=0,
+                         val_fraction=0.0, **FAST)
+    n = sum(1 for _ in (synth / "train").rglob("*.png"))
+    assert s["n_train"] == n and s["n_val"] == 0
+    assert s["best_epoch"] == s["epochs_run"] == 3  # nothing to stop early on: the last epoch is kept
+    best = load_file(str(tmp_path / "all" / "model.safetensors"))
+    last = load_file(str(tmp_path / "all" / "last" / "model.safetensors"))
+    assert all(torch.equal(best[k], last[k]) for k in best)

@@ -16,6 +16,9 @@ def register(sub) -> None:
                    help="training data (repeatable; several are mixed by weight, classes balanced in each)")
     p.add_argument("--val", metavar="DIR", help="validation data for early stopping (default: a stratified "
                    "split of --data)")
+    p.add_argument("--val-fraction", type=float, default=0.2, metavar="F",
+                   help="share of --data held out for early stopping when --val is not given; 0 trains on "
+                        "every image and keeps the last epoch (the recipe for a few hundred real images)")
     p.add_argument("--out", "-o", required=True, metavar="RUN_DIR")
     p.add_argument("--arch", default=None, choices=list_archs(), metavar="NAME",
                    help=f"architecture (default {DEFAULT_ARCH}, or --init's); one of: {', '.join(list_archs())}")
@@ -135,6 +138,7 @@ def _train(args) -> int:
     s = train_classifier(
         args.data, args.out, arch=args.arch, size=args.size, epochs=args.epochs, batch_size=args.batch,
         lr=args.lr, seed=args.seed, val=args.val, init=args.init, head_only_epochs=args.head_only_epochs,
+        val_fraction=args.val_fraction,
         classes=classes, patience=args.patience, min_epochs=args.min_epochs, mixup=args.mixup, label_smoothing=args.label_smoothing,
         num_threads=args.threads, overwrite=args.overwrite, progress=True, distill=distill, qat=qat, heads=heads,
     )

@@ -200,7 +200,15 @@ def load_image_set(data, *, size: int = 128, classes: list[str] | None = None, p
 
 
 def stratified_split(labels: torch.Tensor, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Indices ``(train, val)``: ``fraction`` of each class (at least one where it has two or more)."""
+    """Indices ``(train, val)``: ``fraction`` of each class (at least one where it has two or more).
+
+    ``fraction <= 0`` holds out nothing: every image trains and the training keeps its last epoch
+    (the recipe for small real pools, where a split of a few dozen images only adds noise).
+    """
+    if not 0 <= fraction < 1:
+        raise SemgenError(f"--val-fraction must be in [0, 1), got {fraction}")
+    if fraction == 0:
+        return torch.arange(len(labels), dtype=torch.long), torch.zeros(0, dtype=torch.long)
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0x5E1]))
     y = labels.numpy()
     train, val = [], []
