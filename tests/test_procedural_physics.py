@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 
 import cv2
 import numpy as np
@@ -15,11 +16,13 @@ from semgen.generators.procedural.generate import generate_one
 from semgen.generators.procedural.layouts.lines import make_line_grid
 from semgen.generators.procedural.params import ParamSpace, ParamSpec
 from semgen.generators.procedural.registry import create_generator, list_generators
-from semgen.generators.procedural.roughness import (
-    edge_pair, fit_psd, palasantzas_acf, palasantzas_psd, rough_edges,
-)
+from semgen.generators.procedural.roughness import edge_pair, palasantzas_acf, palasantzas_psd, rough_edges
 from semgen.generators.procedural.scene import LINE, SUBSTRATE, Scene
 from semgen.seeding import rng_for
+from conftest import REPO
+
+sys.path.insert(0, str(REPO / "bench"))
+from roughness_fit import CASES, edge_correlation, fit_psd, ler_edges  # noqa: E402  (bench/roughness_fit.py)
 
 LINES = {"layout": "lines"}
 
@@ -61,29 +64,16 @@ def test_left_right_edge_correlation_sets_lwr(rho):
     assert lwr == pytest.approx(2.0 * math.sqrt(2 * (1 - rho)), rel=0.1, abs=0.15)
 
 
-@pytest.mark.parametrize("sigma,xi,alpha,rho", [(2.0, 12.0, 0.7, 0.0), (1.5, 20.0, 0.5, 0.5),
-                                                (2.5, 8.0, 0.9, -0.5)])
+@pytest.mark.parametrize("sigma,xi,alpha,rho", CASES)
 def test_generator_edges_recover_requested_roughness(sigma, xi, alpha, rho):
-    """Fit sigma, xi, alpha on the edge arrays the ``ler`` generator made for its scenes."""
-    gen = create_generator("ler")
-    sets = dict(LINES, orientation="vertical", sigma_nm=sigma, xi_nm=xi, alpha=alpha, lr_correlation=rho,
-                pitch_nm=40, periods=6, duty=0.5, cd_variation=0, placement_nm=0)
-    lefts, rights = [], []
-    for i in range(8):
-        rng = rng_for(1000 + i)
-        p = gen.sample_params(rng, sets)
-        scene = gen.build(p, rng, 128)
-        lefts.append(scene.edges["left_nm"])
-        rights.append(scene.edges["right_nm"])
-        dy = scene.pixel_nm
-    left, right = np.vstack(lefts), np.vstack(rights)
+    """Fit sigma, xi, alpha on the edge arrays the ``ler`` generator made for its scenes (8 of 128 px)."""
+    left, right, dy = ler_edges(sigma, xi, alpha, rho, n_images=8, size=128)
+    assert left.shape == right.shape and left.shape[0] >= 40  # several edge pairs per scene
     fit = fit_psd(np.vstack([left, right]), dy)
     assert fit["sigma"] == pytest.approx(sigma, rel=0.1)
     assert fit["xi"] == pytest.approx(xi, rel=0.25)
     assert fit["alpha"] == pytest.approx(alpha, rel=0.2)
-    lc, rc = left - left.mean(1, keepdims=True), right - right.mean(1, keepdims=True)
-    corr = float((lc * rc).sum() / math.sqrt((lc ** 2).sum() * (rc ** 2).sum()))
-    assert corr == pytest.approx(rho, abs=0.1)
+    assert edge_correlation(left, right) == pytest.approx(rho, abs=0.1)
 
 
 def test_ler_is_rougher_than_clean_in_pixels():

@@ -1,4 +1,4 @@
-"""Line-edge roughness: Palasantzas PSD, Thorsos synthesis, left/right correlation, PSD fitting.
+"""Line-edge roughness: Palasantzas PSD, Thorsos synthesis, left/right correlation.
 
 Edges are deviations ``d(y)`` (nm) of a line edge from its nominal position, sampled every
 ``dy`` nm along the line. Their power spectral density is the Palasantzas (K-correlation /
@@ -15,7 +15,8 @@ correlation length and ``alpha`` (0..1 for real edges, any > 0 here) the roughne
 Synthesis follows Thorsos (J. Acoust. Soc. Am. 83, 1988): complex Gaussian Fourier
 coefficients with variance ``PSD(f_j) df`` and Hermitian symmetry, inverse FFT. The sequence is
 periodic, so we synthesise a longer one (``oversample`` x) and crop, which keeps the low
-frequencies and removes the wrap-around correlation.
+frequencies and removes the wrap-around correlation. Fitting sigma, xi, alpha back from edges
+(how the tests check this module) is measurement, not generation: ``bench/roughness_fit.py``.
 """
 
 from __future__ import annotations
@@ -89,88 +90,3 @@ def edge_pair(n_lines: int, n_points: int, dy: float, sigma: float, xi: float, a
     a, b = e[:n_lines], e[n_lines:]
     c = float(np.clip(correlation, -1.0, 1.0))
     return a, c * a + math.sqrt(max(0.0, 1.0 - c * c)) * b
-
-
-# -- measurement -----------------------------------------------------------------------------------
-
-def edge_psd(edges: np.ndarray, dy: float) -> tuple[np.ndarray, np.ndarray]:
-    """Averaged two-sided periodogram of edges (mean removed, Hann window).
-
-    Returns
-    -------
-    f : ndarray
-        Frequencies (1/nm), ``0 < f <= Nyquist``.
-    psd : ndarray
-        PSD estimate at ``f`` (nm^3), same normalisation as :func:`palasantzas_psd`.
-    """
-    e = np.atleast_2d(np.asarray(edges, dtype=np.float64))
-    e = e - e.mean(axis=1, keepdims=True)
-    n = e.shape[1]
-    w = np.hanning(n)
-    spec = np.abs(np.fft.rfft(e * w, axis=1)) ** 2
-    psd = spec.mean(axis=0) * dy / (w * w).sum()
-    f = np.arange(n // 2 + 1) / (n * dy)
-    return f[1:], psd[1:]
-
-
-def fit_psd(edges: np.ndarray, dy: float, *, fmin_bins: int = 2) -> dict:
-    """Fit sigma, xi, alpha of the Palasantzas PSD to edges.
-
-    Least squares on log PSD (log-spaced frequency bins weigh the decades evenly), starting
-    from the sample RMS and the 1/e point of the autocorrelation.
-
-    Returns
-    -------
-    dict with ``sigma``, ``xi``, ``alpha`` (fit), ``sigma_rms`` (direct RMS of the edges) and
-    ``correlation_length_acf`` (lag where the measured autocorrelation falls to 1/e).
-    """
-    from scipy.optimize import least_squares
-
-    e = np.atleast_2d(np.asarray(edges, dtype=np.float64))
-    f, psd = edge_psd(e, dy)
-    f, psd = f[fmin_bins - 1:], psd[fmin_bins - 1:]
-    # average into log-spaced bins so that the many high-frequency points do not dominate
-    nb = min(40, len(f))
-    edges_f = np.geomspace(f[0], f[-1] * 1.0001, nb + 1)
-    idx = np.clip(np.searchsorted(edges_f, f, side="right") - 1, 0, nb - 1)
-    cnt = np.bincount(idx, minlength=nb)
-    ok = cnt > 0
-    fb = (np.bincount(idx, weights=np.log(f), minlength=nb)[ok] / cnt[ok])
-    pb = (np.bincount(idx, weights=np.log(psd), minlength=nb)[ok] / cnt[ok])
-    fb = np.exp(fb)
-    # the mean of log(periodogram) of a chi^2_2 variable is biased by -gamma (Euler); undo it
-    # where bins average few periodogram values over few edges... we average the log of the
-    # edge-averaged periodogram, whose bias is small for many edges: correct it to first order
-    m = e.shape[0]
-    pb = pb + 1.0 / (2.0 * m)
-
-    sig0 = float(e.std())
-    acf_xi = acf_correlation_length(e, dy)
-
-    def resid(x):
-        s, xi_, a = np.exp(x)
-        return np.log(palasantzas_psd(fb, s, xi_, a)) - pb
-
-    x0 = np.log([max(sig0, 1e-6), max(acf_xi, dy), 0.5])
-    r = least_squares(resid, x0, bounds=(np.log([1e-6, dy * 0.05, 0.05]), np.log([1e6, 1e7, 5.0])))
-    s, xi_, a = np.exp(r.x)
-    return {"sigma": float(s), "xi": float(xi_), "alpha": float(a), "sigma_rms": sig0,
-            "correlation_length_acf": acf_xi}
-
-
-def acf_correlation_length(edges: np.ndarray, dy: float) -> float:
-    """Lag (nm) at which the edges' mean autocorrelation first falls below 1/e of its zero lag."""
-    e = np.atleast_2d(np.asarray(edges, dtype=np.float64))
-    e = e - e.mean(axis=1, keepdims=True)
-    n = e.shape[1]
-    spec = np.abs(np.fft.rfft(e, n=2 * n, axis=1)) ** 2
-    acf = np.fft.irfft(spec, axis=1)[:, :n].mean(axis=0)
-    acf /= np.arange(n, 0, -1)  # unbiased
-    below = np.nonzero(acf < acf[0] / math.e)[0]
-    if len(below) == 0:
-        return float(n * dy)
-    k = int(below[0])
-    # linear interpolation between k-1 and k
-    a0, a1 = acf[k - 1], acf[k]
-    frac = (a0 - acf[0] / math.e) / max(a0 - a1, 1e-12)
-    return float((k - 1 + frac) * dy)
