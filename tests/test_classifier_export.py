@@ -15,6 +15,7 @@ from classifier_synth import SYNTH_CLASSES, make_dataset
 from semgen.classifier import load_run, train_classifier
 from semgen.classifier.data import load_image_set
 from semgen.classifier.export import export_run, ort_logits, ort_session, read_metadata
+from semgen.classifier.export_config import ExportConfig
 from semgen.classifier.quantize import layer_groups, preprocessed_nodes, quantize_int8
 from semgen.classifier.deploy import activation_peak, read_c_header
 from semgen.classifier.predict import predict_files
@@ -155,11 +156,24 @@ def test_layer_groups_and_keeping_nodes_float(exported, tmp_path):
     assert 0 < n_int8 < sum(t.data_type == onnx.TensorProto.INT8 for t in full.graph.initializer)
 
 
+def test_export_json_records_its_config(exported):
+    """The keyword form built an ExportConfig; export.json holds it as plain JSON, which gives it back."""
+    root, res = exported
+    on_disk = json.loads((root / "run" / "export.json").read_text())
+    assert on_disk["config"] == res["config"]
+    cfg = ExportConfig.from_json(json.dumps(on_disk["config"]))
+    assert cfg == ExportConfig(run_dir=str(root / "run"), calib=str(root / "train"), data=str(root / "test"),
+                               latency_runs=30)
+    assert on_disk["config"]["calib_max"] == 512 and on_disk["config"]["qat"] is None
+
+
 def test_auto_fix_runs_and_is_recorded(exported, tmp_path):
     root, _ = exported
     # an impossible tolerance forces every strategy to be tried, and the best one is still written
-    res = export_run(root / "run", root / "train", data=root / "test", out=tmp_path, tolerance=-1.0,
-                     latency_runs=5, calib_max=40, max_tries=5)
+    cfg = ExportConfig(run_dir=root / "run", calib=root / "train", data=root / "test", out=tmp_path, tolerance=-1.0,
+                       latency_runs=5, calib_max=40, max_tries=5)
+    res = export_run(cfg)
+    assert res["config"] == cfg.to_dict() and res["config"]["max_tries"] == 5
     q = res["quantization"]
     strategies = [t["strategy"] for t in q["tries"]]
     assert strategies[:3] == ["minmax", "percentile", "entropy"]

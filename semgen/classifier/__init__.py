@@ -14,9 +14,10 @@ from .registry import ARCHS, DEFAULT_ARCH, get_arch, list_archs, register_arch
 _LAZY = {
     "train_classifier": "train", "evaluate_run": "evaluate", "load_run": "checkpoint",
     "create_model": "models", "export_run": "export", "predict_files": "predict", "Predictor": "predict",
+    "ExportConfig": "export_config",
 }
 
-__all__ = ["train_classifier", "evaluate_run", "load_run", "export_run", "predict_files", "Predictor",
+__all__ = ["train_classifier", "evaluate_run", "load_run", "export_run", "ExportConfig", "predict_files", "Predictor",
            "create_model", "ARCHS", "DEFAULT_ARCH", "get_arch", "list_archs", "register_arch"]
 
 

@@ -1,9 +1,8 @@
 """ONNX export: FP32, INT8 (onnxruntime static QDQ quantisation), a C header, and their figures.
 
-MobileNetV3's hard-swish and squeeze-excite layers are known to lose accuracy under post-training
-quantisation. When INT8 loses more than ``tolerance`` accuracy against FP32, :func:`export_run`
-tries other calibrations and keeps layer groups in float (chosen by measuring each group's effect),
-and records every try in ``export.json``.
+:func:`export_run` takes an :class:`~.export_config.ExportConfig`. When INT8 loses more than its
+``tolerance`` against FP32, the search of :mod:`.int8_search` tries other calibrations, keeps layer
+groups in float and, last, 16-bit activations; ``export.json`` records every try and the config.
 """
 
 from __future__ import annotations
@@ -25,8 +24,9 @@ from ..manifests.ops import check_writable_dir
 from .checkpoint import load_run
 from .data import load_image_set
 from .deploy import ACTIVATION_BYTES, activation_peak, file_row, input_quantization, write_c_header
-from .quantize import CALIBRATIONS, layer_groups, prepare_for_quantization, preprocessed_nodes, quantize_int8
-from .metrics import confusion_matrix, metrics_from_confusion
+from .export_config import ExportConfig
+from .int8_search import EvalSet, Int8Search, score
+from .quantize import prepare_for_quantization
 from .registry import get_arch
 
 OPSET = 17
@@ -176,222 +176,167 @@ def time_calls(fn, *, runs: int, warmup: int) -> np.ndarray:
     return t
 
 
-def _score(logits: np.ndarray, y: np.ndarray | None, k: int) -> dict:
-    pred = logits.argmax(1)
-    if y is None:
-        return {"pred": pred}
-    m = metrics_from_confusion(confusion_matrix(y, pred, k), [str(i) for i in range(k)])
-    return {"pred": pred, "accuracy": m["accuracy"], "macro_f1": m["macro_f1"]}
-
-
 # --------------------------------------------------------------------------------------------
-def export_run(run_dir, calib, *, data=None, out=None, tolerance: float = 0.01, calib_max: int = 512,
-               seed: int = 0, latency_runs: int = 300, threads: int = 1, auto_fix: bool = True,
-               max_tries: int = 12, allow_a16w8: bool = True, progress: bool = False, qat: bool | None = None) -> dict:
+def export_run(run_dir, calib=None, **kwargs) -> dict:
     """Export a run: ``model.onnx``, ``model.int8.onnx``, ``model_int8.h`` and ``export.json``.
 
     Parameters
     ----------
-    run_dir : path
-        Run dir of ``semgen train`` (its best epoch) or a checkpoint.
-    calib : path(s)
-        Images for INT8 calibration (dataset dir / ImageFolder; labels unused); at most ``calib_max``
-        are drawn (class-stratified order, ``seed``).
-    data : path(s), optional
-        Labelled images on which FP32 and INT8 are compared (accuracy, macro-F1, agreement). Without
-        it the comparison runs on the calibration images.
-    tolerance : float
-        Largest accepted INT8 accuracy loss (0.01 = 1 point); beyond it the automatic fix runs.
-    max_tries : int
-        Most quantisations the automatic fix may run (each one is calibrated and evaluated).
-    allow_a16w8 : bool
-        Let the fix use 16-bit activations (INT8 weights, same size; accurate, but onnxruntime on
-        CPU runs it several times slower than 8-bit activations).
-    qat : bool or None
-        None: a QAT-trained run (``semgen train --qat``) is exported from its QAT model, any other
-        by post-training quantisation. True: require the QAT model (a one-line error for a run that
-        was not QAT-trained). False: post-training quantisation even for a QAT run. The QAT INT8
-        graph is compared with the run's own fake-quant model; only if it loses more than
-        ``tolerance`` against it does the post-training fix run (needs ``calib``), A16W8 last.
-    """
-    from .qat import checkpoint_is_qat, export_qat_onnx, load_qat_run
+    run_dir : ExportConfig or path
+        The settings (:class:`~.export_config.ExportConfig`); or, the keyword form, the run dir,
+        with ``calib`` and the other fields of the config as keywords.
 
-    # checked first: 0 calibration images or 0 timed runs failed deep inside numpy (issue 14)
-    for flag, v in (("--calib-max", calib_max), ("--latency-runs", latency_runs)):
-        if isinstance(v, bool) or int(v) != v or v < 1:
-            raise SemgenError(f"{flag} must be a positive integer, got {v}")
-    if not np.isfinite(tolerance):  # nan compared False with every loss; a negative one forces every fix (tests)
-        raise SemgenError(f"--tolerance must be a finite number, got {tolerance}")
-    is_qat_run = checkpoint_is_qat(run_dir)
-    if qat and not is_qat_run:
-        raise SemgenError(f"{run_dir} was not QAT-trained, so there is no QAT model to export; train it with "
-                          "'semgen train --qat' (e.g. --init RUN --qat) or export without --qat")
-    use_qat = is_qat_run if qat is None else bool(qat)
-    if calib is None and not use_qat:
-        raise SemgenError("--calib is required: post-training INT8 needs calibration images")
-    if calib is None and data is None:
-        raise SemgenError("a QAT export without --calib needs --data (images to compare INT8 with FP32 on)")
-    model, meta = load_run(run_dir)
-    out = Path(out) if out is not None else Path(meta["run_dir"])
+    Returns
+    -------
+    dict
+        What ``export.json`` holds: figures of each file, every quantisation tried, and ``config``
+        (the settings as plain JSON).
+
+    Notes
+    -----
+    A QAT-trained run is exported from its QAT model unless ``qat=False``. Its INT8 graph is
+    compared with the run's own fake-quant model; only if it loses more than ``tolerance``
+    against it does the post-training fix (:class:`~.int8_search.Int8Search`) run (needs
+    ``calib``), A16W8 last.
+
+    Examples
+    --------
+    >>> export_run(ExportConfig(run_dir="runs/a", calib="data/train"))  # doctest: +SKIP
+    """
+    cfg = ExportConfig.coerce(run_dir, calib=calib, **kwargs)
+    use_qat = _use_qat(cfg)
+    model, meta = load_run(cfg.run_dir)
+    out = Path(cfg.out) if cfg.out is not None else Path(meta["run_dir"])
     check_writable_dir(out)  # a file or read-only --out: one line, before any image is read
     out.mkdir(parents=True, exist_ok=True)
-    size, classes = meta["size"], meta["classes"]
-    k = len(classes)
-    md = {"classes": classes, "size": size, "arch": meta["arch"],
-          "input": f"float32 [N,1,{size},{size}] = gray/255; normalisation inside the model",
-          "checkpoint": Path(meta["checkpoint"]).name}
+    md = _metadata(meta, use_qat)
+    cal, calib_images, ev = _images(cfg, meta)
 
-    if use_qat:
-        md["qat"] = True
+    fp32 = export_onnx(model, meta["size"], out / "model.onnx", metadata=md)
+    with torch.no_grad():
+        t_logits = model(ev.images[:64].unsqueeze(1).float() / 255.0).numpy()
+    l32 = ort_logits(ort_session(fp32, cfg.threads), ev.images)
+    max_diff = float(np.abs(l32[:64] - t_logits).max())
+    s32 = score(l32, ev.y, ev.k)
+
+    search = Int8Search(prepare_for_quantization(fp32, out / ".model.pre.onnx"), out, calib_images, ev, s32, md,
+                        tolerance=cfg.tolerance, max_tries=cfg.max_tries, threads=cfg.threads)
+    _search_int8(search, cfg, use_qat, meta["size"])
+    search.cleanup()
+    chosen_r, int8_bytes, l8, excluded = search.best
+    write_bytes_atomic(out / "model.int8.onnx", int8_bytes)
+    s8 = score(l8, ev.y, ev.k)
+    peak = activation_peak(fp32)["peak_elements"]
+    header = _write_header(out, meta, int8_bytes, chosen_r["activations"], peak)
+
+    res = _report(cfg, meta, md, ev, cal, calib_images, fp32, out / "model.int8.onnx", header, s32, s8, peak,
+                  chosen_r, max_diff)
+    res["quantization"] = {
+        "format": "QDQ", "weights": "int8 per-channel", "activations": f"{chosen_r['activations']} per-tensor",
+        "int8_opset": _opset(int8_bytes),
+        "calibration": chosen_r["calibration"], "strategy": chosen_r["strategy"],
+        "nodes_kept_float": excluded, "tolerance": cfg.tolerance,
+        "auto_fixed": len(search.tries) > 1, "tries": search.tries, "qat": search.qat_info,
+        "note": _quant_note(chosen_r, use_qat),
+    }
+    res["machine"] = {"cpu": platform.processor() or platform.machine(), "onnxruntime": _ort_version(),
+                      "load_avg": list(os.getloadavg()) if hasattr(os, "getloadavg") else None}
+    if ev.y is not None:
+        res["accuracy_drop"] = s32["accuracy"] - s8["accuracy"]
+    if meta.get("heads") is not None:
+        from .cascade import cascade_report
+
+        res["cascade"] = cascade_report(model, meta["size"], out, md, ev.images, s32["pred"], cfg.latency_runs)
+        res["files"] += res["cascade"].pop("files")
+    res["config"] = cfg.to_dict()
+    write_bytes_atomic(out / "export.json", (json.dumps(res, indent=2) + "\n").encode())
+    return res
+
+
+def _use_qat(cfg: ExportConfig) -> bool:
+    """Export from the QAT model? Checked before anything is loaded (one-line errors)."""
+    from .qat import checkpoint_is_qat
+
+    is_qat_run = checkpoint_is_qat(cfg.run_dir)
+    if cfg.qat and not is_qat_run:
+        raise SemgenError(f"{cfg.run_dir} was not QAT-trained, so there is no QAT model to export; train it with "
+                          "'semgen train --qat' (e.g. --init RUN --qat) or export without --qat")
+    use_qat = is_qat_run if cfg.qat is None else cfg.qat
+    if cfg.calib is None and not use_qat:
+        raise SemgenError("--calib is required: post-training INT8 needs calibration images")
+    if cfg.calib is None and cfg.data is None:
+        raise SemgenError("a QAT export without --calib needs --data (images to compare INT8 with FP32 on)")
+    return use_qat
+
+
+def _metadata(meta: dict, use_qat: bool) -> dict:
+    """The ``semgen.*`` metadata of the exported graphs (what predict reads back)."""
     from .calibrate import read_calibration
 
+    size = meta["size"]
+    md = {"classes": meta["classes"], "size": size, "arch": meta["arch"],
+          "input": f"float32 [N,1,{size},{size}] = gray/255; normalisation inside the model",
+          "checkpoint": Path(meta["checkpoint"]).name}
+    if use_qat:
+        md["qat"] = True
     cal_rec = read_calibration(Path(meta["run_dir"]))
     if cal_rec:
         md["temperature"] = float(cal_rec["temperature"])  # predict applies it to the logits
-    if calib is not None:
-        cal = load_image_set(calib, size=size, progress=progress, classes=None)
-        rng = np.random.default_rng(seed)
-        order = rng.permutation(len(cal))[:calib_max]
-        calib_images = cal.images[torch.as_tensor(np.sort(order))]
+    return md
+
+
+def _images(cfg: ExportConfig, meta: dict) -> tuple:
+    """(calibration set, the calibration images drawn, the :class:`EvalSet`)."""
+    size, classes = meta["size"], meta["classes"]
+    cal = calib_images = order = None
+    if cfg.calib is not None:
+        cal = load_image_set(list(cfg.calib), size=size, progress=cfg.progress, classes=None)
+        order = np.sort(np.random.default_rng(cfg.seed).permutation(len(cal))[:cfg.calib_max])
+        calib_images = cal.images[torch.as_tensor(order)]
         if not len(calib_images):
-            raise SemgenError(f"--calib {calib}: no image could be read for calibration")
-    else:
-        cal, calib_images = None, None
-    if data is not None:
+            raise SemgenError(f"--calib {' '.join(cfg.calib)}: no image could be read for calibration")
+    if cfg.data is not None:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="leaving out images of classes")
-            ev = load_image_set(data, size=size, classes=classes, allow_unknown=True, progress=progress)
-        ev_images, ev_y, ev_src = ev.images, ev.labels.numpy(), "data"
-        k_eval = len(ev.classes)
-    else:
-        ev_images, ev_src = calib_images, "calib"
-        ev_y, k_eval = None, k
-        if set(cal.classes) <= set(classes):
-            idx = {c: i for i, c in enumerate(classes)}
-            ev_y = np.array([idx[cal.classes[j]] for j in cal.labels[torch.as_tensor(np.sort(order))].tolist()])
+            ev = load_image_set(list(cfg.data), size=size, classes=classes, allow_unknown=True, progress=cfg.progress)
+        return cal, calib_images, EvalSet(ev.images, ev.labels.numpy(), len(ev.classes), "data",
+                                          [str(s.path) for s in ev.sources])
+    y = None
+    if set(cal.classes) <= set(classes):  # calibration images with the model's labels: accuracy too
+        idx = {c: i for i, c in enumerate(classes)}
+        y = np.array([idx[cal.classes[j]] for j in cal.labels[torch.as_tensor(order)].tolist()])
+    return cal, calib_images, EvalSet(calib_images, y, len(classes), "calib")
 
-    fp32 = export_onnx(model, size, out / "model.onnx", metadata=md)
-    pre = prepare_for_quantization(fp32, out / ".model.pre.onnx")
-    with torch.no_grad():
-        t_logits = model(ev_images[:64].unsqueeze(1).float() / 255.0).numpy()
-    sess32 = ort_session(fp32, threads)
-    l32 = ort_logits(sess32, ev_images)
-    max_diff = float(np.abs(l32[:64] - t_logits).max())
-    s32 = _score(l32, ev_y, k_eval)
 
-    def try_int8(calibration, exclude, label, activations="uint8"):
-        path = out / ".model.int8.try.onnx"
-        quantize_int8(pre, path, calib_images, calibration=calibration, nodes_to_exclude=exclude, metadata=md,
-                      preprocessed=True, activations=activations)
-        l8 = ort_logits(ort_session(path, threads), ev_images)
-        s8 = _score(l8, ev_y, k_eval)
-        r = {"strategy": label, "calibration": calibration, "activations": activations, "excluded_nodes": len(exclude),
-             "agreement": float((s8["pred"] == s32["pred"]).mean()), "bytes": path.stat().st_size}
-        if ev_y is not None:
-            r.update({"accuracy": s8["accuracy"], "macro_f1": s8["macro_f1"],
-                      "accuracy_drop": s32["accuracy"] - s8["accuracy"]})
-        return r, path.read_bytes(), l8, list(exclude)
-
-    def ok(r):
-        drop = r.get("accuracy_drop", 1 - r["agreement"])
-        return drop <= tolerance + 1e-12
-
-    def rank(r):
-        return (ok(r), -r.get("accuracy_drop", 0.0), r["agreement"], -r["excluded_nodes"])
-
-    tries: list[dict] = []
-
-    def attempt(calibration, exclude, label, group=None, activations="uint8"):
-        """Run one quantisation if the budget allows; returns it (or None) and keeps the best."""
-        nonlocal best
-        if len(tries) >= max_tries:
-            return None
-        t = try_int8(calibration, exclude, label, activations)
-        if group:
-            t[0]["group"] = group
-        tries.append(t[0])
-        if best is None or rank(t[0]) > rank(best[0]):
-            best = t
-        return t
-
-    best = None
-    qat_info = None
+def _search_int8(search: Int8Search, cfg: ExportConfig, use_qat: bool, size: int) -> None:
+    """QAT graph and / or min-max, then the automatic fix while the best is beyond the tolerance."""
+    auto_fix = cfg.auto_fix
     if use_qat:
-        # The QAT graph, judged against the run's own fake-quant model (what it was trained as).
-        qmodel, _ = load_qat_run(run_dir)
-        with torch.no_grad():
-            lq = torch.cat([qmodel(ev_images[i:i + 64].unsqueeze(1).float() / 255.0)
-                            for i in range(0, len(ev_images), 64)]).numpy()
-        sq = _score(lq, ev_y, k_eval)
-        path = out / ".model.int8.try.onnx"
-        export_qat_onnx(qmodel, size, path, metadata=md)
-        l8 = ort_logits(ort_session(path, threads), ev_images)
-        s8q = _score(l8, ev_y, k_eval)
-        r = {"strategy": "qat", "calibration": "qat (trained ranges)", "activations": "uint8", "excluded_nodes": 0,
-             "agreement": float((s8q["pred"] == s32["pred"]).mean()), "bytes": path.stat().st_size,
-             "agreement_with_fake_quant": float((s8q["pred"] == sq["pred"]).mean()),
-             "max_abs_logit_diff_vs_fake_quant": float(np.abs(l8 - lq).max()) if len(lq) else 0.0}
-        if ev_y is not None:
-            r.update({"accuracy": s8q["accuracy"], "macro_f1": s8q["macro_f1"],
-                      "fake_quant_accuracy": sq["accuracy"], "fake_quant_macro_f1": sq["macro_f1"],
-                      "accuracy_drop": sq["accuracy"] - s8q["accuracy"]})
-        else:
-            r["accuracy_drop"] = 1.0 - r["agreement_with_fake_quant"]
-        qat_info = {k2: r[k2] for k2 in r if k2 not in ("strategy", "calibration", "activations", "excluded_nodes")}
-        tries.append(r)
-        best = (r, path.read_bytes(), l8, [])
-    if use_qat and not ok(best[0]):
-        if auto_fix and calib_images is not None:
-            warnings.warn(f"the QAT INT8 graph loses {best[0]['accuracy_drop']:.3f} against its fake-quant model "
-                          f"(tolerance {tolerance}); trying post-training quantisation as well", stacklevel=2)
-        else:
-            auto_fix = False  # nothing else to try: keep the QAT graph and say what it lost
-    if not use_qat or (auto_fix and not ok(best[0])):
-        attempt("minmax", [], "minmax")
-    if auto_fix and not ok(best[0]):
-        # 1. Other calibrations: outliers in hard-swish activations stretch min-max ranges.
-        for cal_name in ("percentile", "entropy"):
-            attempt(cal_name, [], cal_name)
-            if ok(best[0]):
-                break
-    if auto_fix and not ok(best[0]):
-        # 2. Sensitivity: keep one group of layers in float at a time, then combine the helpful ones.
-        base_cal = best[0]["calibration"] if best[0]["calibration"] in CALIBRATIONS else "minmax"
-        groups = layer_groups(preprocessed_nodes(pre, prepared=True))
-        gains = []
-        for name, nodes in groups.items():
-            t = attempt(base_cal, nodes, f"{base_cal}+float:{name}", name)
-            if t is None or ok(best[0]):
-                break
-            gains.append((rank(t[0]), name))
-        # 3. 16-bit activations, INT8 weights (same size): the fix when the error is spread over
-        #    the activations of the whole network rather than sitting in a few layers.
-        if allow_a16w8 and not ok(best[0]):
-            attempt(base_cal, [], f"{base_cal}+a16w8", activations="uint16")
-        gains.sort(reverse=True)
-        chosen: list[str] = []
-        for _, name in gains:
-            if ok(best[0]):
-                break
-            chosen.append(name)
-            if len(chosen) < 2:
-                continue
-            nodes = sorted({n for c in chosen for n in groups[c]})
-            if attempt(base_cal, nodes, f"{base_cal}+float:{'+'.join(chosen)}", "+".join(chosen)) is None:
-                break
-    (out / ".model.int8.try.onnx").unlink(missing_ok=True)
-    pre.unlink(missing_ok=True)
-    chosen_r, int8_bytes, l8, excluded = best
-    write_bytes_atomic(out / "model.int8.onnx", int8_bytes)
-    s8 = _score(l8, ev_y, k_eval)
-    peak = activation_peak(fp32)["peak_elements"]
-    act8 = chosen_r["activations"]
+        from .qat import load_qat_run
+
+        search.qat(load_qat_run(cfg.run_dir)[0], size)
+        if not search.good:
+            if auto_fix and search.calib_images is not None:
+                warnings.warn(f"the QAT INT8 graph loses {search.best[0]['accuracy_drop']:.3f} against its fake-quant "
+                              f"model (tolerance {cfg.tolerance}); trying post-training quantisation as well",
+                              stacklevel=3)
+            else:
+                auto_fix = False  # nothing else to try: keep the QAT graph and say what it lost
+    if not use_qat or (auto_fix and not search.good):
+        search.attempt("minmax", [], "minmax")
+    if auto_fix and not search.good:
+        search.fix(cfg.allow_a16w8)
+
+
+def _write_header(out: Path, meta: dict, int8_bytes: bytes, act8: str, peak: int) -> Path:
+    """``model_int8.h``: the INT8 graph as a C array, with what a firmware needs to run it."""
+    size, classes, k = meta["size"], meta["classes"], len(meta["classes"])
     spec = get_arch(meta["arch"])
-    hier = meta.get("heads") is not None
     outputs = (f"Output '{OUTPUT_NAME}': leaf log-probabilities [1,{k}] (softmax gives the class probabilities); "
                f"output '{GATE_NAME}': gate probabilities [1,{len(meta['heads']['gate'])}] "
-               f"({', '.join(meta['heads']['gate'])})" if hier else f"Output '{OUTPUT_NAME}': logits [1,{k}]")
-    header = write_c_header(
+               f"({', '.join(meta['heads']['gate'])})" if meta.get("heads") is not None
+               else f"Output '{OUTPUT_NAME}': logits [1,{k}]")
+    return write_c_header(
         int8_bytes, out / "model_int8.h",
         comment=(f"semgen INT8 classifier ({meta['arch']}), ONNX QDQ (int8 weights, {act8} "
                  f"activations, opset {_opset(int8_bytes)}), {len(int8_bytes)} bytes.\n"
@@ -400,55 +345,41 @@ def export_run(run_dir, calib, *, data=None, out=None, tolerance: float = 0.01, 
         classes=classes, size=size, mean=spec.mean, std=spec.std, arena_bytes=peak * ACTIVATION_BYTES[act8],
         input_quant=input_quantization(out / "model.int8.onnx", INPUT_NAME))
 
+
+def _report(cfg: ExportConfig, meta: dict, md: dict, ev: EvalSet, cal, calib_images, fp32: Path, int8: Path,
+            header: Path, s32: dict, s8: dict, peak: int, chosen_r: dict, max_diff: float) -> dict:
+    """Figures of each file (size, accuracy, latency, RAM / flash): the body of ``export.json``."""
+    size, act8, threads, runs = meta["size"], chosen_r["activations"], cfg.threads, cfg.latency_runs
+
     def figs(path, s, lat):
         d = {"file": Path(path).name, "bytes": Path(path).stat().st_size, "latency": lat}
-        if ev_y is not None:
+        if ev.y is not None:
             d.update({"accuracy": s["accuracy"], "macro_f1": s["macro_f1"]})
         return d
 
-    lat32 = latency_ms(fp32, size, runs=latency_runs, threads=threads)
-    lat8 = latency_ms(out / "model.int8.onnx", size, runs=latency_runs, threads=threads)
-    one = (lambda path, lat: lat if threads == 1 else latency_ms(path, size, runs=latency_runs, threads=1))
+    lat32 = latency_ms(fp32, size, runs=runs, threads=threads)
+    lat8 = latency_ms(int8, size, runs=runs, threads=threads)
+    one = (lambda path, lat: lat if threads == 1 else latency_ms(path, size, runs=runs, threads=1))
     agree8 = float((s8["pred"] == s32["pred"]).mean())
-    ms8 = one(out / "model.int8.onnx", lat8)["median_ms"]
+    ms8 = one(int8, lat8)["median_ms"]
     files = [file_row(fp32, activations="float32", peak_elements=peak, latency_ms=one(fp32, lat32)["median_ms"],
                       agreement=1.0),
-             file_row(out / "model.int8.onnx", activations=act8, peak_elements=peak, latency_ms=ms8, agreement=agree8),
+             file_row(int8, activations=act8, peak_elements=peak, latency_ms=ms8, agreement=agree8),
              file_row(header, activations=act8, peak_elements=peak, latency_ms=ms8, agreement=agree8,
-                      flash_bytes=len(int8_bytes))]
-    res = {
-        "run_dir": str(run_dir), "arch": meta["arch"], "classes": classes, "size": size, "opset": OPSET,
-        "input": md["input"], "evaluated_on": ev_src,
-        "data": [str(s.path) for s in ev.sources] if data is not None else None,
-        "n_eval": int(len(ev_images)), "calib": [str(s.path) for s in cal.sources] if cal is not None else None,
+                      flash_bytes=int8.stat().st_size)]
+    return {
+        "run_dir": cfg.run_dir, "arch": meta["arch"], "classes": meta["classes"], "size": size, "opset": OPSET,
+        "input": md["input"], "evaluated_on": ev.source, "data": ev.paths,
+        "n_eval": int(len(ev.images)), "calib": [str(s.path) for s in cal.sources] if cal is not None else None,
         "n_calib": int(len(calib_images)) if calib_images is not None else 0,
         "fp32": figs(fp32, s32, lat32),
-        "int8": figs(out / "model.int8.onnx", s8, lat8),
+        "int8": figs(int8, s8, lat8),
         "top1_agreement": agree8,
         "fp32_vs_torch_max_abs_diff": max_diff,
         "c_header": {"file": header.name, "bytes": header.stat().st_size, "symbol": "semgen_model_int8",
                      "tensor_arena_bytes": peak * ACTIVATION_BYTES[act8]},
         "files": files,
-        "quantization": {
-            "format": "QDQ", "weights": "int8 per-channel", "activations": f"{chosen_r['activations']} per-tensor",
-            "int8_opset": _opset(int8_bytes),
-            "calibration": chosen_r["calibration"], "strategy": chosen_r["strategy"],
-            "nodes_kept_float": excluded, "tolerance": tolerance,
-            "auto_fixed": len(tries) > 1, "tries": tries, "qat": qat_info,
-            "note": _quant_note(chosen_r, use_qat),
-        },
-        "machine": {"cpu": platform.processor() or platform.machine(), "onnxruntime": _ort_version(),
-                    "load_avg": list(os.getloadavg()) if hasattr(os, "getloadavg") else None},
     }
-    if ev_y is not None:
-        res["accuracy_drop"] = s32["accuracy"] - s8["accuracy"]
-    if hier:
-        from .cascade import cascade_report
-
-        res["cascade"] = cascade_report(model, size, out, md, ev_images, s32["pred"], latency_runs)
-        files += res["cascade"].pop("files")
-    write_bytes_atomic(out / "export.json", (json.dumps(res, indent=2) + "\n").encode())
-    return res
 
 
 def _quant_note(r: dict, use_qat: bool) -> str:

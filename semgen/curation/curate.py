@@ -25,7 +25,8 @@ from ..parallel import map_items
 from .analyze import (ANALYSIS_VERSION, THUMB_SIZE, analyze_file, dihedral_signatures, thumb_from_bytes,
                       thumb_noise)
 from .cache import AnalysisCache, default_cache_path
-from .dedup import NearDupParams, cross_pairs, near_duplicate_pairs
+from .curate_config import CurateConfig
+from .dedup import cross_pairs, near_duplicate_pairs
 from .scoring import Z_MAX, ReferenceModel, band_reasons, generic_score, load_config, sanity_reasons
 
 REJECTED_NAME = "rejected.jsonl"
@@ -136,7 +137,7 @@ POOL_FROM = 32
 
 
 def analyze_items(items: list[Item], *, workers: int = 1, cache_path=None, allow_16bit: bool = False,
-                  max_pixels: int = MAX_PIXELS, desc: str = "analyse") -> tuple[int, int]:
+                  max_pixels: int = MAX_PIXELS, desc: str = "analyse", progress: bool = True) -> tuple[int, int]:
     """Fill ``item.analysis`` (or a reason) for every item; returns (computed, cached) counts.
 
     Results come back in input order whatever the number of workers, so the output is deterministic.
@@ -151,7 +152,7 @@ def analyze_items(items: list[Item], *, workers: int = 1, cache_path=None, allow
     try:
         from tqdm import tqdm
 
-        bar = tqdm(total=len(jobs), desc=desc, unit="img", disable=not sys.stderr.isatty())
+        bar = tqdm(total=len(jobs), desc=desc, unit="img", disable=not (progress and sys.stderr.isatty()))
         results = map_items(analyze_file, jobs, workers=workers, serial_below=POOL_FROM)
         try:
             for it, res in zip(items, results):
@@ -194,82 +195,61 @@ def _noise(items: list[Item]) -> np.ndarray:
 
 # -- the decision --------------------------------------------------------------------------------
 
-def curate(input_dir, out, *, reference=None, config=None, against=None, per_class: int | None = None,
-           workers: int = 1, cache=True, hash_radius: int | None = None, phash_radius: int | None = None,
-           max_local: float | None = None, noise_ratio: float | None = None, rms_floor: float | None = None,
-           leak_rms_floor: float | None = None, max_rms: float | None = None, z_max: float | None = None,
-           allow_16bit: bool = False, max_pixels: int = MAX_PIXELS, dihedral: bool = True, strict: bool = False) -> CurationResult:
-    """Curate ``input_dir`` into the new dataset dir ``out``; see the module docstring.
+def curate(input_dir, out=None, **kwargs) -> CurationResult:
+    """Curate a dataset dir into a new one; see the module docstring.
 
     Parameters
     ----------
-    reference : path, optional
-        Dataset dir (or ImageFolder) whose per-class metric distribution defines "typical".
-    config : path, optional
-        YAML/JSON with ``sanity`` thresholds, ``z_max`` and explicit ``bands``.
-    against : path, optional
-        A test set (dataset dir or ImageFolder): every near-duplicate of one of its images is dropped.
-    per_class : int, optional
-        Keep at most this many (the best scored) per class.
-    cache : bool or path
-        True: the default cache file (:func:`~.cache.default_cache_path`); False: none; a path: that file.
-    dihedral : bool
-        Also match the 8 rotations / flips of each test image in the leakage check.
-    strict : bool
-        Raise :class:`~semgen.errors.StrictFailure` (holding the result) if any input image is
-        unreadable or any manifest line makes no image, after writing everything.
+    input_dir : CurateConfig or path
+        The settings (:class:`~.curate_config.CurateConfig`); or, the keyword form, the input
+        dir, with ``out`` and the other fields of the config as keywords (``None``: the default).
+
+    Returns
+    -------
+    CurationResult
+        Its ``config`` is what ``dataset.json`` records under ``configs.curate``: the config's
+        :meth:`~.curate_config.CurateConfig.settings`, the thresholds file's content and the
+        analysis version.
+
+    Examples
+    --------
+    >>> curate(CurateConfig(input="data/proc", out="data/curated", per_class=100))  # doctest: +SKIP
     """
-    src = Path(input_dir)
-    out = Path(out)
-    if per_class is not None and (isinstance(per_class, bool) or int(per_class) != per_class or per_class < 1):
-        raise SemgenError(f"--per-class must be a positive integer, got {per_class}")  # [-5:] kept some
+    cfg = CurateConfig.coerce(input_dir, out=out, **kwargs)
+    src, out = Path(cfg.input), Path(cfg.out)
     if out.exists() and src.exists() and out.resolve() == src.resolve():
         raise SemgenError("--out must be a new dir: curate never modifies its input")
-    cfg = load_config(config) if config else {"sanity": {}, "z_max": None, "bands": {}}
-    params = NearDupParams()
-    if hash_radius is not None:
-        params.hash_radius = int(hash_radius)
-    if phash_radius is not None:
-        params.phash_radius = int(phash_radius)
-    if max_local is not None:
-        params.max_local = float(max_local)
-    for name, val in (("max_rms", max_rms), ("noise_ratio", noise_ratio), ("rms_floor", rms_floor),
-                      ("leak_rms_floor", leak_rms_floor)):
-        if val is not None:
-            setattr(params, name, float(val))
-    zmax = z_max if z_max is not None else (cfg["z_max"] if cfg["z_max"] is not None else Z_MAX)
-    cache_path = (default_cache_path() if cache is True else Path(cache)) if cache else None
+    rules = load_config(cfg.config) if cfg.config else {"sanity": {}, "z_max": None, "bands": {}}
+    params = cfg.near_dup_params()
+    zmax = cfg.z_max if cfg.z_max is not None else (rules["z_max"] if rules["z_max"] is not None else Z_MAX)
+    cache_path = (default_cache_path() if cfg.cache is True else Path(cfg.cache)) if cfg.cache else None
+    reference, against, per_class = cfg.reference, cfg.against, cfg.per_class
+    # the thresholds file's content, not just its name: editing the file is a new configuration
+    run_config = {**cfg.settings(), "thresholds": rules, "analysis_version": ANALYSIS_VERSION}
 
     items, bad_lines = load_dataset_items(src)
-    run_config = {
-        "input": str(src.resolve()), "reference": str(Path(reference).resolve()) if reference else None,
-        "config": cfg, "against": str(Path(against).resolve()) if against else None, "per_class": per_class,
-        "hash_radius": params.hash_radius, "phash_radius": params.phash_radius, "max_local": params.max_local,
-        "max_rms": params.max_rms, "noise_ratio": params.noise_ratio, "rms_floor": params.rms_floor,
-        "leak_rms_floor": params.leak_rms_floor,
-        "z_max": zmax, "dihedral": dihedral, "allow_16bit": allow_16bit, "analysis_version": ANALYSIS_VERSION,
-    }
     # One curate per --out (two would rewrite each other's files), and a new --out that a kill -9 or
     # a full disk interrupted is cleared and made again by the same command (issue 14): new_output.
     with new_output(out, "semgen curate") as dst:
         dst.check_config(CONFIG_KEY, run_config)
 
-        computed, cached = analyze_items(items, workers=workers, cache_path=cache_path, allow_16bit=allow_16bit,
-                                         max_pixels=max_pixels, desc="curate")
+        computed, cached = analyze_items(items, workers=cfg.workers, cache_path=cache_path,
+                                         allow_16bit=cfg.allow_16bit, max_pixels=cfg.max_pixels, desc="curate",
+                                         progress=cfg.progress)
         ref_items: list[Item] = []
         model = None
         if reference:
             ref_items = load_any_items(reference, what="--reference")
-            c2 = analyze_items(ref_items, workers=workers, cache_path=cache_path, allow_16bit=True,
-                               max_pixels=max_pixels, desc="reference")
+            c2 = analyze_items(ref_items, workers=cfg.workers, cache_path=cache_path, allow_16bit=True,
+                               max_pixels=cfg.max_pixels, desc="reference", progress=cfg.progress)
             computed, cached = computed + c2[0], cached + c2[1]
             model = ReferenceModel.fit([{"label": it.label, "metrics": it.analysis["metrics"]}
                                         for it in ref_items if it.ok])
         against_items: list[Item] = []
         if against:
             against_items = load_any_items(against, labels=False, what="--against")
-            c3 = analyze_items(against_items, workers=workers, cache_path=cache_path, allow_16bit=True,
-                               max_pixels=max_pixels, desc="against")
+            c3 = analyze_items(against_items, workers=cfg.workers, cache_path=cache_path, allow_16bit=True,
+                               max_pixels=cfg.max_pixels, desc="against", progress=cfg.progress)
             computed, cached = computed + c3[0], cached + c3[1]
             # a leakage check that silently skips test images proves nothing: every one must be read
             unread = [a for a in against_items if not a.ok]
@@ -282,8 +262,8 @@ def curate(input_dir, out, *, reference=None, config=None, against=None, per_cla
         # 1. quality
         for it in good:
             m = it.analysis["metrics"]
-            it.reasons += sanity_reasons(m, cfg["sanity"])
-            it.reasons += [r for r in band_reasons(it.label, m, cfg["bands"]) if r not in it.reasons]
+            it.reasons += sanity_reasons(m, rules["sanity"])
+            it.reasons += [r for r in band_reasons(it.label, m, rules["bands"]) if r not in it.reasons]
             if model is not None:
                 it.score, why, it.zscores = model.score(it.label, m, zmax)
                 it.reasons += [r for r in why if r not in it.reasons]
@@ -301,8 +281,8 @@ def curate(input_dir, out, *, reference=None, config=None, against=None, per_cla
             for k, it in enumerate(good):
                 for a in by_pixels.get(it.analysis["hashes"]["pixels"], [])[:1]:
                     hits[k] = (a, 0, 0.0, 0.0)
-            if dihedral:
-                sigs = list(map_items(dihedral_signatures, [a.path for a in ag], workers=workers,
+            if cfg.dihedral:
+                sigs = list(map_items(dihedral_signatures, [a.path for a in ag], workers=cfg.workers,
                                         serial_below=POOL_FROM))
                 keep = [k for k, sg in enumerate(sigs) if sg is not None]
                 ref_of = np.repeat(np.array(keep, np.int64), 8)
@@ -387,7 +367,7 @@ def curate(input_dir, out, *, reference=None, config=None, against=None, per_cla
         _write_output(dst, src, result, bad_lines, run_config)
     # after the output is complete: --strict fails the command but keeps what it wrote, which says why
     unreadable = [it for it in rejected if any(r.startswith("unreadable:") for r in it.reasons)]
-    if strict and (unreadable or bad_lines):
+    if cfg.strict and (unreadable or bad_lines):
         raise StrictFailure(f"{len(unreadable)} unreadable image(s) and {len(bad_lines)} invalid manifest "
                             f"line(s) in {src} (see {out / REJECTED_NAME}); --strict makes that an error", result)
     return result
