@@ -37,6 +37,9 @@ class Generator:
     #: sampling overrides ``{param: {"range": [lo, hi]} | {"choices": {value: weight}}}`` of this
     #: instance (see :meth:`with_ranges`); empty for the registered defaults
     ranges: dict = {}
+    #: overlay probabilities this class replaces, ``{bool overlay parameter: P(true)}`` (``clean``
+    #: carries no marker: figures circle or point at defects, so a marker on a clean image is a lie)
+    overlay_p: dict = {}
 
     def build(self, p: dict, rng: np.random.Generator, size: int) -> "Scene":  # pragma: no cover
         """Build the scene of one image from sampled parameters ``p`` on a ``size`` x ``size`` grid."""
@@ -49,8 +52,11 @@ class Generator:
         from .overlays import OVERLAYS
 
         # nuisance overlays (info bar, markers, JPEG) for every class alike, so that no class can
-        # be told apart by them; sampled last, applied after imaging by generate_one
-        base = self.params + IMAGING + OVERLAYS
+        # be told apart by them (``overlay_p`` only where a class must not carry one); sampled last,
+        # applied after imaging by generate_one
+        overlays = OVERLAYS.with_ranges({k: {"choices": {"true": v, "false": 1.0 - v}}
+                                         for k, v in self.overlay_p.items()}) if self.overlay_p else OVERLAYS
+        base = self.params + IMAGING + overlays
         return base.with_ranges(self.ranges) if self.ranges else base
 
     def with_ranges(self, ranges: dict | None, where: str = "--set") -> "Generator":

@@ -1,9 +1,17 @@
 """``particle``: a foreign particle on any top-down layout.
 
-Particles are domes (spheres, lumpy irregular grains, flat flakes, agglomerates of small spheres)
-sitting on the local surface. Their picture in an SE image: a bright body shaded towards the
-detector, a darker shadow on the far side (the detector sees less of the floor behind it), and
-often a bright charging halo around an insulating particle. The mask is the particle's footprint.
+Small particles are domes (spheres, lumpy irregular grains, flat flakes, agglomerates of small
+spheres) sitting on the local surface. Their picture in an SE image: a bright body shaded towards
+the detector, a darker shadow on the far side (the detector sees less of the floor behind it), and
+often a bright charging halo around an insulating particle.
+
+Large 3-D particles (``boulder``: one lumpy rock; ``crumb``: a crumbly agglomerate of many grains)
+fill 12-60 % of the width, as contamination in real inspection images does. They are built as a
+height field about as tall as wide, so the imaging model's edge effect brightens their rim and
+every grain's edge; slopes facing the detector brighten and the others darken (:func:`emboss`),
+the body's own SE level is near the floor's (the brightness comes from the relief, not the
+material), and the floor behind them lies in a cast shadow whose length follows their height
+and the detector's elevation (:func:`~..layouts.relief.cast_shadow`). The mask is the footprint.
 """
 
 from __future__ import annotations
@@ -11,7 +19,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from ..layouts.edits import next_id, stamp
+from ..layouts.edits import emboss, next_id, stamp
+from ..layouts.relief import cast_shadow
 from ..layouts.select import LayoutGenerator, all_params
 from ..layouts.shapes import Shape, smooth_noise
 from ..params import ParamSpace, ParamSpec
@@ -19,21 +28,41 @@ from ..registry import register
 from ..scene import PARTICLE, Scene
 
 LAYOUTS = {"lines": 0.55, "contacts": 0.12, "pads": 0.12, "logic": 0.13, "film": 0.08}
-SHAPES = ("sphere", "irregular", "flake", "agglomerate")
+SMALL = ("sphere", "irregular", "flake", "agglomerate")
+#: large particles drawn as a 3-D height field with relief shading and a cast shadow
+BIG = ("boulder", "crumb")
+SHAPES = SMALL + BIG
+_BIG = {"particle_shape": BIG}
+_SMALL = {"particle_shape": SMALL}
 
 PARAMS = [
-    ParamSpec("particle_shape", "choice", "irregular", choices=SHAPES, weights=(0.25, 0.35, 0.15, 0.25),
-              doc="particle morphology"),
-    ParamSpec("particle_size_frac", "float", 0.1, 0.04, 0.28, log=True, limits=(0.01, 0.8),
+    ParamSpec("particle_shape", "choice", "boulder", choices=SHAPES, weights=(0.08, 0.14, 0.06, 0.1, 0.34, 0.28),
+              doc="particle morphology (boulder, crumb: large 3-D particles)"),
+    ParamSpec("particle_size_frac", "float", 0.1, 0.04, 0.28, log=True, limits=(0.01, 0.8), when=_SMALL,
               doc="particle diameter / image width"),
     ParamSpec("particle_height_nm", "float", 150.0, 40.0, 400.0, log=True, limits=(1.0, 5000.0), unit="nm",
-              doc="particle height above the surface"),
+              when=_SMALL, doc="particle height above the surface"),
     ParamSpec("particle_count", "int", 1, 1, 2, limits=(1, 8), doc="particles per image"),
-    ParamSpec("particle_shade", "float", 0.15, 0.0, 0.3, limits=(0.0, 1.0),
+    ParamSpec("particle_shade", "float", 0.15, 0.0, 0.3, limits=(0.0, 1.0), when=_SMALL,
               doc="SE shading of the faces towards / away from the detector"),
     ParamSpec("particle_light_deg", "float", 0.0, -180.0, 180.0, unit="deg", doc="detector direction"),
-    ParamSpec("particle_shadow", "float", 0.08, 0.0, 0.2, limits=(0.0, 1.0), doc="darkening of the floor behind"),
+    ParamSpec("particle_shadow", "float", 0.08, 0.0, 0.2, limits=(0.0, 1.0), when=_SMALL,
+              doc="darkening of the floor behind"),
     ParamSpec("particle_halo", "float", 0.05, 0.0, 0.25, limits=(0.0, 1.0), doc="bright charging halo"),
+    ParamSpec("particle_big_frac", "float", 0.3, 0.12, 0.6, log=True, limits=(0.02, 0.95), when=_BIG,
+              doc="large particle's diameter / image width"),
+    ParamSpec("particle_aspect", "float", 0.7, 0.35, 1.1, limits=(0.05, 3.0), when=_BIG,
+              doc="large particle's height / radius"),
+    ParamSpec("particle_rough", "float", 0.25, 0.08, 0.5, limits=(0.0, 1.0), when=_BIG,
+              doc="relative height roughness of the large particle's surface"),
+    ParamSpec("particle_relief", "float", 0.25, 0.1, 0.45, limits=(0.0, 1.0), when=_BIG,
+              doc="SE shading of slopes facing towards / away from the detector"),
+    ParamSpec("particle_body", "float", -0.2, -0.4, 0.0, limits=(-1.0, 1.0), when=_BIG,
+              doc="SE level of the large particle's body relative to the particle material"),
+    ParamSpec("particle_elev_deg", "float", 35.0, 20.0, 55.0, limits=(2.0, 88.0), unit="deg", when=_BIG,
+              doc="detector elevation above the surface (shadow length)"),
+    ParamSpec("particle_cast", "float", 0.2, 0.08, 0.35, limits=(0.0, 1.0), when=_BIG,
+              doc="SE darkening of the floor in the cast shadow"),
 ]
 
 
@@ -74,17 +103,24 @@ def add_particle(scene: Scene, rng: np.random.Generator, p: dict, cx: float, cy:
     """Place one particle centred at (cx, cy) on ``scene`` (in place); returns its footprint.
 
     Everything (footprint, shading, shadow, halo) is computed in a window of a few particle radii
-    around it, so the cost follows the particle's size, not the image's.
+    around it (for a large particle, as far as its shadow reaches), so the cost follows the
+    particle's size, not the image's.
     """
     H, W = scene.shape
-    r = max(0.5 * p["particle_size_frac"] * W, 1.5)
-    reach = int(np.ceil(3.2 * r + 8))
+    big = p["particle_shape"] in BIG
+    if big:
+        r = max(0.5 * p["particle_big_frac"] * W / np.sqrt(p["particle_count"]), 3.0)
+        shadow = p["particle_aspect"] / np.tan(np.deg2rad(p["particle_elev_deg"]))
+        reach = int(np.ceil(r * (1.5 + shadow) + 8))
+    else:
+        r = max(0.5 * p["particle_size_frac"] * W, 1.5)
+        reach = int(np.ceil(3.2 * r + 8))
     x0, x1 = max(0, int(cx) - reach), min(W, int(cx) + reach + 1)
     y0, y1 = max(0, int(cy) - reach), min(H, int(cy) + reach + 1)
     sub = Scene(scene.height[y0:y1, x0:x1].copy(), scene.material[y0:y1, x0:x1].copy(), scene.pixel_nm,
                 mask=scene.mask[y0:y1, x0:x1].copy(),
                 se_offset=None if scene.se_offset is None else scene.se_offset[y0:y1, x0:x1].copy())
-    fp = _add_particle(sub, rng, p, cx - x0, cy - y0, r, instance)
+    fp = (_add_big_particle if big else _add_particle)(sub, rng, p, cx - x0, cy - y0, r, instance)
     scene.height[y0:y1, x0:x1] = sub.height
     scene.material[y0:y1, x0:x1] = sub.material
     scene.mask[y0:y1, x0:x1] = sub.mask
@@ -94,6 +130,78 @@ def add_particle(scene: Scene, rng: np.random.Generator, p: dict, cx: float, cy:
     full = np.zeros(scene.shape, bool)
     full[y0:y1, x0:x1] = fp
     return full
+
+
+def big_particle_relief(rng: np.random.Generator, shape, cx: float, cy: float, r: float, kind: str,
+                        rough: float) -> tuple[np.ndarray, np.ndarray]:
+    """Footprint coverage and unit height (height / radius, float32) of a large 3-D particle.
+
+    ``boulder``: a lumpy outline (radial harmonics 2-7), a dome cut by 2-4 planes (flat facets)
+    and a rough surface. ``crumb``: a low dome carrying 12-40 spherical grains of 0.12-0.3 of the
+    radius, each sitting on the surface below it, so that every grain gets its own bright rim.
+
+    Examples
+    --------
+    >>> cov, z = big_particle_relief(np.random.default_rng(0), (64, 64), 32, 32, 20, "crumb", 0.2)
+    >>> bool(cov[32, 32] > 0.5), bool(z.max() > 0.5), float(z[cov == 0].max())
+    (True, True, 0.0)
+    """
+    h, w = shape
+    harm = [(k, float(rng.uniform(0.02, 0.12)), float(rng.uniform(0, 2 * np.pi))) for k in range(2, 8)]
+    outline = Shape("ellipse", (cx, cy, r, r * float(rng.uniform(0.65, 1.0)), float(rng.uniform(0, np.pi))),
+                    harmonics=harm)
+    cov = np.zeros(shape, np.float32)
+    outline.splat(cov)
+    dt = cv2.distanceTransform((cov >= 0.5).astype(np.uint8), cv2.DIST_L2, 3)
+    t = np.clip(dt / max(float(dt.max()), 1.0), 0, 1)
+    z = np.sqrt(t * (2 - t)).astype(np.float32)  # a dome: vertical walls at the outline
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    if kind == "boulder":
+        for _ in range(int(rng.integers(2, 5))):  # flat facets: the dome cut by planes
+            a = float(rng.uniform(0, 2 * np.pi))
+            plane = float(rng.uniform(0.55, 0.9)) - float(rng.uniform(0.3, 1.0)) * (
+                (xx - cx) * np.cos(a) + (yy - cy) * np.sin(a)) / r
+            np.minimum(z, np.maximum(plane, 0.15 * z), out=z)
+    else:
+        z *= np.float32(0.6)
+        for _ in range(int(rng.integers(12, 41))):
+            d, a = r * 0.85 * np.sqrt(float(rng.random())), float(rng.uniform(0, 2 * np.pi))
+            gx, gy = cx + d * np.cos(a), cy + d * np.sin(a)
+            rr = r * float(rng.uniform(0.12, 0.3))
+            xi, yi = int(np.clip(round(gx), 0, w - 1)), int(np.clip(round(gy), 0, h - 1))
+            z0 = float(z[yi, xi]) - 0.4 * rr / r  # the grain sits half sunk into the surface below
+            d2 = ((xx - gx) ** 2 + (yy - gy) ** 2) / rr ** 2
+            grain = np.where(d2 < 1, z0 + rr / r * np.sqrt(np.clip(1 - d2, 0, 1)), 0).astype(np.float32)
+            np.maximum(z, grain, out=z)
+            np.maximum(cov, np.clip(rr - np.sqrt(d2) * rr + 0.5, 0, 1).astype(np.float32), out=cov)
+    if rough > 0:
+        bumps = 1.0 + rough * (0.6 * smooth_noise(rng, shape, max(1.0, r / 5))
+                               + 0.4 * smooth_noise(rng, shape, max(0.7, r / 14)))
+        z *= np.clip(bumps, 0.2, None)
+    z = np.where(cov > 0, np.maximum(z, 0), 0).astype(np.float32)
+    return cov, z
+
+
+def _add_big_particle(scene: Scene, rng: np.random.Generator, p: dict, cx: float, cy: float, r: float,
+                      instance: int) -> np.ndarray:
+    cov, z = big_particle_relief(rng, scene.shape, cx, cy, r, p["particle_shape"], p["particle_rough"])
+    hgt = (z * np.float32(p["particle_aspect"] * r * scene.pixel_nm)).astype(np.float32)
+    base = scene.height.copy()
+    # slopes facing the detector brighten, those facing away darken (the edge effect is imaging's)
+    emboss(scene, hgt, p["particle_light_deg"], p["particle_relief"])
+    tex = smooth_noise(rng, scene.shape, 1.0)
+    footprint = stamp(scene, cov, material=PARTICLE, instance=instance,
+                      se_add=np.float32(p["particle_body"]) + np.float32(0.03) * tex)
+    scene.height[:] = np.where(cov > 0, np.maximum(base + hgt, scene.height), scene.height)
+    # the floor (and lower grains) behind the particle, seen from the detector, lie in its shadow
+    sh = cast_shadow(hgt, scene.pixel_nm, p["particle_light_deg"], p["particle_elev_deg"])
+    sh = cv2.GaussianBlur(sh, (0, 0), 0.8)
+    scene.se_offset -= (p["particle_cast"] * sh).astype(np.float32)
+    if p["particle_halo"] > 0:
+        fp = cov.astype(np.float32)
+        halo = cv2.GaussianBlur(fp, (0, 0), max(1.0, 0.3 * r)) * (1 - fp)
+        scene.se_offset += (p["particle_halo"] * 2.0 * halo).astype(np.float32)
+    return footprint
 
 
 def _add_particle(scene: Scene, rng: np.random.Generator, p: dict, cx: float, cy: float, r: float,
@@ -142,8 +250,9 @@ def add_particles(scene: Scene, rng: np.random.Generator, p: dict, n: int | None
 class Particle(LayoutGenerator):
     name = "particle"
     label = "particle"
-    version = "4"
-    description = "foreign particles (spheres, grains, flakes, agglomerates) on any top-down layout"
+    version = "5"
+    description = "foreign particles (spheres, grains, flakes, agglomerates, large 3-D boulders and crumbs) on any " \
+                  "top-down layout"
     params = ParamSpace(all_params(LAYOUTS, PARAMS, periods=(4.0, 30.0)))
 
     def defect(self, built, p, rng, size):
