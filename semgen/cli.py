@@ -26,8 +26,56 @@ COMMAND_MODULES = (
 )
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """``--help`` with each option's default, set once here for every ``semgen`` command.
+
+    A default is left out where it says nothing (a flag's, ``None``, an empty list) or where the
+    help text already states it in words (``"(default: the bundled model)"``).
+    """
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if (action.nargs == 0 or "default" in text.lower()
+                or action.default is None or action.default is argparse.SUPPRESS or action.default == []):
+            return text
+        return super()._get_help_string(action)
+
+
+class SemgenParser(argparse.ArgumentParser):
+    """The parser of ``semgen`` and of every sub-command (``add_subparsers`` makes its own kind).
+
+    Errors are one line on stderr and exit code 2, not argparse's usage block.
+    """
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message):
+        self.exit(2, f"semgen: error: {message} (see: {self.prog} -h)\n")
+
+
+def long_running(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Mark ``parser``'s command as long-running and give it ``--no-progress``.
+
+    Its handler passes ``progress=not args.no_progress`` to the library, whose bars and progress
+    lines go to stderr. ``tests/test_cli_conventions.py`` finds the marked commands by ``long_running``.
+
+    Examples
+    --------
+    >>> p = long_running(argparse.ArgumentParser())
+    >>> p.long_running, p.parse_args(["--no-progress"]).no_progress
+    (True, True)
+    """
+    parser.long_running = True
+    # a group of its own: listed after the command's options, not before them
+    parser.add_argument_group("progress").add_argument(
+        "--no-progress", action="store_true", help="no progress bar or progress lines on stderr")
+    return parser
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = SemgenParser(
         prog="semgen",
         description="Synthetic SEM defect images: generate, curate, and measure them on real images.",
     )
@@ -80,7 +128,13 @@ def _one_line_warnings():
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help, --version, or an argparse error already printed: its exit code
+        return e.code if isinstance(e.code, int) else int(e.code is not None)
+    except SemgenError as e:  # raised by an argument's type= function
+        print(f"semgen: error: {e}", file=sys.stderr)
+        return 2
     with _one_line_warnings():
         return _run(args)
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
+from ..cli import long_running
 from ..errors import SemgenError
 
 QUICK_LIMIT_S = 15 * 60
@@ -17,10 +19,11 @@ def register(sub) -> None:
                     "evaluate on real test sets, and report mean and 95 % bootstrap CIs. Cells are cached: "
                     "re-running resumes, and a widened matrix reuses finished cells.",
     )
+    long_running(p)
     p.add_argument("config", nargs="?", help="YAML config (see docs/ablation.md); flags below override it")
     p.add_argument("--out", "-o", default=None, help="output dir (default: runs/ablate-<config name>)")
     p.add_argument("--preset", choices=("quick", "full"), help="quick: a small matrix, about 8 min on 2 free CPU cores; full: the published matrix (hours)")
-    p.add_argument("--real", help="real training pool: dataset dir or ImageFolder")
+    p.add_argument("--real", metavar="DIR", help="real training pool: dataset dir or ImageFolder")
     p.add_argument("--test", action="append", metavar="[NAME=]DIR", help="real test set (repeatable)")
     p.add_argument("--synthetic", action="append", metavar="NAME=DIR", help="synthetic source (repeatable)")
     p.add_argument("--amount", help="synthetic images per class for --synthetic sources (int or 'all')")
@@ -31,7 +34,7 @@ def register(sub) -> None:
     p.add_argument("--epochs", type=int, help="training epochs of every stage (synthetic pretraining and fine-tuning too)")
     p.add_argument("--size", type=int, help="image size for the classifier")
     p.add_argument("--arch", help="classifier architecture (timm name)")
-    p.add_argument("--cache", help="cell cache dir (default OUT/cache); share it between runs to reuse cells")
+    p.add_argument("--cache", metavar="DIR", help="cell cache dir (default OUT/cache); share it between runs to reuse cells")
     p.add_argument("--estimate", action="store_true", help="state the expected time and stop")
     p.add_argument("--report", action="store_true", help="only rebuild summary.md / plots from OUT/results.jsonl")
     p.set_defaults(func=_ablate)
@@ -90,7 +93,7 @@ def _ablate(args) -> int:
     cfg = load_config(args.config, preset=args.preset, overrides=_overrides(args))
     from .runner import run_ablation
 
-    res = run_ablation(cfg, out, estimate_only=args.estimate, progress=True,
+    res = run_ablation(cfg, out, estimate_only=args.estimate, progress=not args.no_progress,
                        warn_seconds=QUICK_LIMIT_S if args.preset == "quick" else None)
     if args.estimate:
         est, free = res["estimate_s"], res.get("estimate_free_s")
@@ -101,7 +104,8 @@ def _ablate(args) -> int:
                   "measured speed" + (f", {free / 60:.1f} min on free cores" if free else ""))
         return 0
     if args.preset == "quick" and res["wall_s"] > QUICK_LIMIT_S:
-        print(f"note: this quick run took {res['wall_s'] / 60:.1f} min, over the 15 min the preset aims for")
+        print(f"semgen: warning: this quick run took {res['wall_s'] / 60:.1f} min, over the 15 min the preset "
+              "aims for", file=sys.stderr)
     print(f"{res['cells']} cells ({res['trained']} trained, {res['reused']} reused) in {res['wall_s'] / 60:.1f} min; "
           f"see {out / 'summary.md'}")
     return 0

@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import sys
 
+from ..cli import long_running
 from ..errors import SemgenError
 
 
 def register(sub) -> None:
     from .registry import DEFAULT_ARCH, IMAGENET_DEFAULT_ARCH, imagenet_archs, list_archs
 
-    p = sub.add_parser("train", help="train a defect classifier on dataset dirs / ImageFolder trees")
+    p = long_running(sub.add_parser("train", help="train a defect classifier on dataset dirs / ImageFolder trees"))
     p.add_argument("--data", action="append", required=True, metavar="DIR[=WEIGHT]",
                    help="training data (repeatable; several are mixed by weight, classes balanced in each)")
     p.add_argument("--val", metavar="DIR", help="validation data for early stopping (default: a stratified "
@@ -19,18 +20,19 @@ def register(sub) -> None:
     p.add_argument("--val-fraction", type=float, default=0.2, metavar="F",
                    help="share of --data held out for early stopping when --val is not given; 0 trains on "
                         "every image and keeps the last epoch (the recipe for a few hundred real images)")
-    p.add_argument("--out", "-o", required=True, metavar="RUN_DIR")
+    p.add_argument("--out", "-o", required=True, metavar="RUN_DIR",
+                   help="run dir to write (config.json, model.safetensors, logs)")
     p.add_argument("--arch", default=None, choices=list_archs(), metavar="NAME",
                    help=f"architecture (default {DEFAULT_ARCH}, or --init's); one of: {', '.join(list_archs())}")
-    p.add_argument("--size", type=int, default=128, help="input side in pixels (default 128)")
-    p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--batch", type=int, default=64)
-    p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--size", type=int, default=128, help="input side in pixels")
+    p.add_argument("--epochs", type=int, default=30, help="training epochs (at most; early stopping may end sooner)")
+    p.add_argument("--batch", type=int, default=64, help="batch size")
+    p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate")
+    p.add_argument("--seed", type=int, default=0, help="seed of the split, sampling, augmentation and weights")
     p.add_argument("--patience", type=int, default=10, help="epochs without a better val macro-F1 before stopping")
     p.add_argument("--min-epochs", type=int, default=None, help="never stop before this epoch (default epochs/2)")
     p.add_argument("--mixup", type=float, default=0.0, metavar="ALPHA", help="mixup Beta(alpha, alpha); 0 = off")
-    p.add_argument("--label-smoothing", type=float, default=0.1)
+    p.add_argument("--label-smoothing", type=float, default=0.1, help="label smoothing of the hard labels")
     p.add_argument("--init", metavar="INIT", default=None,
                    help="where the model starts: 'scratch' (default, random), 'imagenet' (ImageNet weights, "
                    f"for {', '.join(imagenet_archs())}; default arch {IMAGENET_DEFAULT_ARCH}; needs "
@@ -38,15 +40,15 @@ def register(sub) -> None:
                    ".pt checkpoint / backbone folder (only the same classes bring the head)")
     p.add_argument("--head-only-epochs", type=int, default=0, metavar="K",
                    help="with a non-scratch --init: train only the classifier head for the first K epochs")
-    p.add_argument("--classes", help="comma-separated class list (default: the labels in --data)")
+    p.add_argument("--classes", metavar="A,B,...", help="comma-separated class list (default: the labels in --data)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     p.add_argument("--overwrite", action="store_true", help="retrain even if RUN_DIR holds a finished run")
     g = p.add_argument_group("distillation")
     g.add_argument("--teacher", action="append", default=[], metavar="RUN",
                    help="distil from this run dir / checkpoint (repeatable: softened probabilities averaged)")
-    g.add_argument("--distill-temperature", type=float, default=4.0, metavar="T", help="softening temperature (4)")
+    g.add_argument("--distill-temperature", type=float, default=4.0, metavar="T", help="softening temperature")
     g.add_argument("--distill-weight", type=float, default=0.7, metavar="A",
-                   help="share of the soft loss (T^2 KL) on labelled batches (0.7; the rest is the hard loss)")
+                   help="share of the soft loss (T^2 KL) on labelled batches (the rest is the hard loss)")
     g.add_argument("--transfer", action="append", default=[], metavar="DIR[=W]",
                    help="unlabelled images the teachers label (soft loss only); W transfer batches per labelled one")
     g = p.add_argument_group("quantisation-aware training")
@@ -66,22 +68,23 @@ def register(sub) -> None:
                    "implies --heads hierarchical; default semgen/classifier/hierarchy.yaml")
     p.set_defaults(func=_train)
 
-    p = sub.add_parser("evaluate", help="metrics, bootstrap CIs and a confusion matrix of a trained run")
-    p.add_argument("run_dir")
-    p.add_argument("--data", action="append", required=True, metavar="DIR")
+    p = long_running(sub.add_parser("evaluate", help="metrics, bootstrap CIs and a confusion matrix of a trained run"))
+    p.add_argument("run_dir", metavar="RUN_DIR", help="run dir or checkpoint of `semgen train`")
+    p.add_argument("--data", action="append", required=True, metavar="DIR",
+                   help="labelled test images: dataset dir or ImageFolder (repeatable)")
     p.add_argument("--reject-below", type=_prob_or_auto, default=None, metavar="P|auto",
                    help="map predictions with (calibrated) confidence < P to 'other' and report the effect; "
                    "'auto' picks P on the run's validation split for --target-precision")
     p.add_argument("--target-precision", type=float, default=None, metavar="P",
                    help="with --reject-below auto: precision wanted on the accepted images")
     p.add_argument("--no-calibration", action="store_true", help="use the raw probabilities (temperature 1)")
-    p.add_argument("--n-boot", type=int, default=1000)
-    p.add_argument("--out-name", default="metrics.json", help="file name in RUN_DIR (default metrics.json)")
+    p.add_argument("--n-boot", type=int, default=1000, metavar="N", help="bootstrap resamples for the 95%% CIs")
+    p.add_argument("--out-name", default="metrics.json", help="file name in RUN_DIR")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=_evaluate)
 
-    p = sub.add_parser("export", help="ONNX FP32 + INT8 (QDQ) export, C header, accuracy and latency")
-    p.add_argument("run_dir")
+    p = long_running(sub.add_parser("export", help="ONNX FP32 + INT8 (QDQ) export, C header, accuracy and latency"))
+    p.add_argument("run_dir", metavar="RUN_DIR", help="run dir or checkpoint of `semgen train`")
     p.add_argument("--calib", action="append", metavar="DIR",
                    help="calibration images (required unless the run is QAT-trained)")
     p.add_argument("--qat", dest="qat", action="store_true", default=None,
@@ -91,19 +94,20 @@ def register(sub) -> None:
                    help="post-training quantisation even for a QAT run")
     p.add_argument("--data", action="append", metavar="DIR", help="labelled images to compare FP32 vs INT8")
     p.add_argument("--out", metavar="DIR", help="where to write (default RUN_DIR)")
-    p.add_argument("--tolerance", type=float, default=0.01, help="accepted INT8 accuracy loss (default 0.01)")
-    p.add_argument("--calib-max", type=int, default=512)
+    p.add_argument("--tolerance", type=float, default=0.01, help="accepted INT8 accuracy loss")
+    p.add_argument("--calib-max", type=int, default=512, metavar="N", help="calibration images used at most")
     p.add_argument("--no-auto-fix", action="store_true", help="keep plain min-max INT8 whatever it loses")
     p.add_argument("--no-a16w8", action="store_true",
                    help="the fix keeps 8-bit activations (no 16-bit activation fallback; faster on CPU)")
-    p.add_argument("--latency-runs", type=int, default=300)
+    p.add_argument("--latency-runs", type=int, default=300, metavar="N",
+                   help="timed single-image runs per model for the latency figures")
     p.set_defaults(func=_export)
 
-    p = sub.add_parser("predict", help="classify images with a run dir, model.onnx or model.int8.onnx")
+    p = long_running(sub.add_parser("predict", help="classify images with a run dir, model.onnx or model.int8.onnx"))
     p.add_argument("model", help="run dir / checkpoint (model.safetensors, or best.pt of an earlier version) "
                    "or an .onnx file")
-    p.add_argument("images", nargs="+")
-    p.add_argument("--top", type=int, default=1, help="show the top K classes (default 1)")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files to classify")
+    p.add_argument("--top", type=int, default=1, metavar="K", help="show the top K classes")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.add_argument("--cascade", action="store_true",
                    help="hierarchical models: run the gate first and the rest only for images it calls "
@@ -140,7 +144,7 @@ def _train(args) -> int:
         lr=args.lr, seed=args.seed, val=args.val, init=args.init, head_only_epochs=args.head_only_epochs,
         val_fraction=args.val_fraction,
         classes=classes, patience=args.patience, min_epochs=args.min_epochs, mixup=args.mixup, label_smoothing=args.label_smoothing,
-        num_threads=args.threads, overwrite=args.overwrite, progress=True, distill=distill, qat=qat, heads=heads,
+        num_threads=args.threads, overwrite=args.overwrite, progress=not args.no_progress, distill=distill, qat=qat, heads=heads,
     )
     f1 = s["best_val_macro_f1"]
     print(f"{s['run_dir']}: {s['arch']}, {len(s['classes'])} classes, {s['n_train']} train / {s['n_val']} val "
@@ -158,7 +162,8 @@ def _evaluate(args) -> int:
         raise SemgenError(f"--n-boot must be an integer in [1, {MAX_N_BOOT:,}], got {args.n_boot}")
     data = args.data if len(args.data) > 1 else args.data[0]
     m = evaluate_run(args.run_dir, data, reject_below=args.reject_below, target_precision=args.target_precision,
-                     calibrated=not args.no_calibration, n_boot=args.n_boot, out_name=args.out_name)
+                     calibrated=not args.no_calibration, n_boot=args.n_boot, out_name=args.out_name,
+                     progress=not args.no_progress)
     if args.json:
         print(json.dumps({k: m[k] for k in ("accuracy", "macro_precision", "macro_recall", "macro_f1", "ci",
                                             "absent_from_model") if k in m}, indent=2))
@@ -198,7 +203,7 @@ def _export(args) -> int:
 
     r = export_run(args.run_dir, args.calib, data=args.data, out=args.out, tolerance=args.tolerance,
                    calib_max=args.calib_max, auto_fix=not args.no_auto_fix, allow_a16w8=not args.no_a16w8, latency_runs=args.latency_runs,
-                   progress=True, qat=args.qat)
+                   progress=not args.no_progress, qat=args.qat)
     f, q = r["fp32"], r["int8"]
     acc = (lambda d: f"acc {d['accuracy']:.3f} macro-F1 {d['macro_f1']:.3f}, " if "accuracy" in d else "")
     print(f"FP32 {f['file']}: {f['bytes'] / 1e6:.3f} MB, {acc(f)}{f['latency']['median_ms']:.3f} ms/image")
@@ -225,13 +230,13 @@ def _export(args) -> int:
 def _predict(args) -> int:
     from .predict import predict_files
 
-    res = predict_files(args.model, args.images, top_k=args.top, cascade=args.cascade)
+    res = predict_files(args.model, args.images, top_k=args.top, cascade=args.cascade, progress=not args.no_progress)
     bad = 0
     for r in res:
         if args.json:
             print(json.dumps(r))
-        elif "error" in r:
-            print(f"{r['file']}\terror: {r['error']}")
+        elif "error" in r:  # stderr: stdout stays one result per line (a warning: the other images go on)
+            print(f"semgen: warning: {r['file']}: {r['error']}; skipped", file=sys.stderr)
         else:
             extra = "" if args.top <= 1 else "\t" + " ".join(f"{c}:{p:.3f}" for c, p in r["top"][1:])
             print(f"{r['file']}\t{r['label']}\t{r['confidence']:.3f}{extra}" + (f"\t({r['stage']})" if "stage" in r else ""))

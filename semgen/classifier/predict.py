@@ -121,12 +121,14 @@ def _first_line(e: BaseException) -> str:
     return f"{type(e).__name__}: {msg[0][:200]}" if msg else type(e).__name__
 
 
-def predict_files(model, files, *, top_k: int = 1, threads: int | None = None, cascade: bool = False) -> list[dict]:
+def predict_files(model, files, *, top_k: int = 1, threads: int | None = None, cascade: bool = False,
+                  progress: bool = False) -> list[dict]:
     """Classify image files; unreadable ones come back with an ``error`` instead of a label.
 
     With ``cascade`` (a hierarchical model), each image runs the gate and only images it calls
     defective run the rest; an image the gate settles has the gate's classes and ``defect`` (the
     defect classes' total) in ``top``, and ``stage`` says where it stopped (``gate`` / ``rest``).
+    ``progress`` shows a decoding bar on stderr when it is a terminal.
 
     Returns
     -------
@@ -139,7 +141,7 @@ def predict_files(model, files, *, top_k: int = 1, threads: int | None = None, c
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        imgs, ok, skipped = decode_images(files, pred.size)
+        imgs, ok, skipped = decode_images(files, pred.size, progress=progress)
     reasons = {s["file"]: s["reason"] for s in skipped}
     stage = None
     if not len(imgs):

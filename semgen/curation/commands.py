@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 
+from ..cli import long_running
 from ..imageio import MAX_PIXELS
 from .dedup import HASH_RADIUS, LEAK_RMS_FLOOR, MAX_LOCAL, MAX_RMS, NOISE_RATIO, PHASH_RADIUS, RMS_FLOOR
 
@@ -14,17 +15,19 @@ def register(sub) -> None:
         "curate", help="score, deduplicate and leak-check a dataset dir into a new one",
         description="Keep the plausible, distinct, non-leaking images of a dataset dir, with a reason for "
                     "every rejection. The input dir is never modified.")
+    long_running(p)
     p.add_argument("input", help="dataset dir to curate")
-    p.add_argument("--out", "-o", required=True, help="new dataset dir for the kept images")
-    p.add_argument("--reference", help="dataset dir or ImageFolder whose per-class metrics define 'typical' "
+    p.add_argument("--out", "-o", required=True, metavar="DIR", help="new dataset dir for the kept images")
+    p.add_argument("--reference", metavar="DIR", help="dataset dir or ImageFolder whose per-class metrics define 'typical' "
                                        "(e.g. real train images imported with `semgen import`)")
-    p.add_argument("--config", help="YAML/JSON with sanity thresholds, z_max and per-class metric bands")
-    p.add_argument("--against", help="test set (dataset dir or ImageFolder): drop near-duplicates of its images")
+    p.add_argument("--config", metavar="FILE", help="YAML/JSON with sanity thresholds, z_max and per-class metric bands")
+    p.add_argument("--against", metavar="DIR", help="test set (dataset dir or ImageFolder): drop near-duplicates of its images")
     p.add_argument("--no-dihedral", action="store_true",
                    help="match test images only as they are, not also rotated / flipped")
     p.add_argument("--per-class", type=int, metavar="N", help="keep at most the N best per class")
     p.add_argument("--report", metavar="FILE.html", help="write a self-contained HTML report")
-    p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1), help="analysis processes")
+    p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
+                   help="analysis processes (default: 2, or 1 on a 1-core machine)")
     p.add_argument("--hash-radius", type=int, default=HASH_RADIUS,
                    help=f"thumbnail-SimHash Hamming radius for near-duplicate candidates (default {HASH_RADIUS})")
     p.add_argument("--phash-radius", type=int, default=PHASH_RADIUS,
@@ -41,7 +44,7 @@ def register(sub) -> None:
     p.add_argument("--max-rms", type=float, default=MAX_RMS,
                    help=f"difference RMS (z units) never allowed, whatever the noise (default {MAX_RMS})")
     p.add_argument("--z-max", type=float, help="robust z beyond which a metric is atypical (default 6)")
-    p.add_argument("--cache", help="analysis cache file (default: $SEMGEN_CACHE_DIR or ~/.cache/semgen/curation.sqlite)")
+    p.add_argument("--cache", metavar="FILE", help="analysis cache file (default: $SEMGEN_CACHE_DIR or ~/.cache/semgen/curation.sqlite)")
     p.add_argument("--no-cache", action="store_true", help="do not read or write the analysis cache")
     p.add_argument("--max-pixels", type=int, default=MAX_PIXELS, help="larger images are rejected as too_large")
     p.add_argument("--strict", action="store_true",
@@ -52,11 +55,12 @@ def register(sub) -> None:
         "import", help="turn an ImageFolder tree into a dataset dir (source: real)",
         description="ROOT/<class>/*.{png,jpg,tif,...} -> dataset dir. Grayscale PNGs are hard-linked; colour, "
                     "palette, alpha and other formats become new 8-bit grayscale PNGs. Resumable.")
+    long_running(p)
     p.add_argument("root", help="ImageFolder root (class sub-folders)")
-    p.add_argument("--out", "-o", required=True)
+    p.add_argument("--out", "-o", required=True, metavar="DIR", help="dataset dir to write (resumed if it exists)")
     p.add_argument("--label-map", nargs="+", default=[], metavar="RAW=CLASS",
                    help="map folder names to classes before the taxonomy's aliases")
-    p.add_argument("--source", default="real", help="record source (default real)")
+    p.add_argument("--source", default="real", help="record source")
     p.add_argument("--allow-16bit", action="store_true", help="rescale 16-bit images instead of rejecting them")
     p.add_argument("--max-pixels", type=int, default=MAX_PIXELS, help="larger images are rejected as too_large")
     p.add_argument("--strict", action="store_true", help="exit 1 if any input image is unreadable")
@@ -88,7 +92,7 @@ def _curate(args) -> int:
         hash_radius=args.hash_radius, phash_radius=args.phash_radius, max_local=args.max_local,
         max_rms=args.max_rms, noise_ratio=args.noise_ratio, rms_floor=args.rms_floor,
         leak_rms_floor=args.leak_rms_floor, z_max=args.z_max, max_pixels=args.max_pixels,
-        dihedral=not args.no_dihedral, strict=args.strict)
+        dihedral=not args.no_dihedral, strict=args.strict, progress=not args.no_progress)
     c = res.counts()
     print(f"curated {c['input']} images from {args.input}: kept {c['kept']}, rejected {c['rejected']} "
           f"({c['computed']} analysed, {c['cached']} from cache)")
@@ -114,7 +118,8 @@ def _import(args) -> int:
 
     res, failure = _strict(import_imagefolder, root=args.root, out=args.out,
                            label_map=parse_label_map(args.label_map), source=args.source,
-                           allow_16bit=args.allow_16bit, max_pixels=args.max_pixels, strict=args.strict)
+                           allow_16bit=args.allow_16bit, max_pixels=args.max_pixels, strict=args.strict,
+                           progress=not args.no_progress)
     print(f"imported {res.added} images into {res.out} ({res.linked} linked, {res.converted} converted to "
           f"8-bit grayscale PNG), {res.skipped} already there, {len(res.rejected)} rejected")
     for rel, reason, detail in res.rejected[:20]:

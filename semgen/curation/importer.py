@@ -70,8 +70,12 @@ def _is_plain_gray_png(path: Path) -> bool:
 
 
 def import_imagefolder(root, out, *, label_map: dict[str, str] | None = None, source: str = "real",
-                       allow_16bit: bool = False, max_pixels: int = MAX_PIXELS, strict: bool = False) -> ImportResult:
-    """Import an ImageFolder tree into the dataset dir ``out`` (resumable; see module docstring)."""
+                       allow_16bit: bool = False, max_pixels: int = MAX_PIXELS, strict: bool = False,
+                       progress: bool = True) -> ImportResult:
+    """Import an ImageFolder tree into the dataset dir ``out`` (resumable; see module docstring).
+
+    ``progress`` shows a bar on stderr when it is a terminal.
+    """
     root = Path(root)
     items = scan_imagefolder(root, label_map)
     names = _target_names(items)
@@ -87,7 +91,7 @@ def import_imagefolder(root, out, *, label_map: dict[str, str] | None = None, so
 
         with ds.appender() as app:
             for (rel, label), name in tqdm(list(zip(items, names)), desc="import", unit="img",
-                                           disable=not sys.stderr.isatty()):
+                                           disable=not (progress and sys.stderr.isatty())):
                 if name in done:
                     skipped += 1
                     continue

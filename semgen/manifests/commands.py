@@ -10,18 +10,18 @@ from .ops import merge_dirs, summarize, validate_dir
 
 def register(sub) -> None:
     p = sub.add_parser("info", help="class counts, sources and generators of a dataset dir")
-    p.add_argument("dir")
+    p.add_argument("dir", help="dataset dir")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=_info)
 
     p = sub.add_parser("validate", help="check every record against its file; non-zero exit on a mismatch")
-    p.add_argument("dir")
+    p.add_argument("dir", help="dataset dir")
     p.add_argument("--no-hash", action="store_true", help="skip sha256 checks (faster)")
     p.set_defaults(func=_validate)
 
     p = sub.add_parser("merge", help="merge dataset dirs (e.g. shards) into a new one")
-    p.add_argument("inputs", nargs="+")
-    p.add_argument("--out", "-o", required=True)
+    p.add_argument("inputs", nargs="+", metavar="DIR", help="dataset dirs to merge (e.g. the shards of one run)")
+    p.add_argument("--out", "-o", required=True, metavar="DIR", help="new dataset dir to write")
     p.add_argument("--skip-bad", action="store_true",
                    help="leave out input records that are unreadable or whose file is missing or does not match "
                    "its sha256 (counted; default: such a record is an error and nothing is written)")

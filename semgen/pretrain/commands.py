@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import argparse
 import json
+
+from ..cli import long_running
 
 
 def register(sub) -> None:
@@ -13,8 +14,8 @@ def register(sub) -> None:
         "pretrain", help="pretrain a classifier backbone on procedural images streamed from workers",
         description="Pretrain on procedural images made on the fly, with labels and regression targets "
                     "derived from each image's generator parameters. Re-running the same command resumes. "
-                    "Use the result with 'semgen train --init RUN_DIR'.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                    "Use the result with 'semgen train --init RUN_DIR'.")
+    long_running(p)
     p.add_argument("--out", "-o", required=True, metavar="RUN_DIR", help="run dir (resumed if it exists)")
     p.add_argument("--arch", default=DEFAULT_ARCH, choices=list_archs(), metavar="NAME",
                    help=f"architecture; one of: {', '.join(list_archs())}")
@@ -44,7 +45,6 @@ def register(sub) -> None:
     p.add_argument("--log-every", type=int, default=20, help="steps per train_log.jsonl line")
     p.add_argument("--stop-after", type=int, default=None, metavar="STEP",
                    help="stop at this step (schedule unchanged; run again to continue)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar / progress lines")
     p.set_defaults(func=_pretrain)
 
 

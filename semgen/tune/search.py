@@ -174,7 +174,7 @@ def work_dir(out) -> Path:
 
 
 def tune(reference, out, *, classes=None, trials: int = 30, minutes: float | None = None, n_images: int = 30,
-         size: int = 64, seed: int = 0, sheets: bool = True, log=sys.stderr) -> dict:
+         size: int = 64, seed: int = 0, sheets: bool = True, log=sys.stderr, progress: bool = True) -> dict:
     """Tune per-class ranges against a real reference; write the profile, a report and sheets.
 
     Parameters
@@ -193,6 +193,8 @@ def tune(reference, out, *, classes=None, trials: int = 30, minutes: float | Non
         starts after it); the final before/after evaluation and sheets come on top.
     n_images, size, seed
         Generated images per trial, their side (reference images are resized to it), master seed.
+    log, progress : file, bool
+        Where a progress line per trial goes, and whether it is written.
 
     Returns
     -------
@@ -257,8 +259,9 @@ def tune(reference, out, *, classes=None, trials: int = 30, minutes: float | Non
 
             studies[lb].optimize(obj, n_trials=1)
             st = studies[lb]
-            print(f"tune {lb}: trial {done(st)}/{trials}: auc {st.trials[-1].value:.3f} "
-                  f"(best {st.best_value:.3f})", file=log, flush=True)
+            if progress:
+                print(f"tune {lb}: trial {done(st)}/{trials}: auc {st.trials[-1].value:.3f} "
+                      f"(best {st.best_value:.3f})", file=log, flush=True)
 
     profile = {"version": PROFILE_VERSION, "classes": {}, "reference": ref.describe(),
                "tune": dict(settings, trials={lb: done(studies[lb]) for lb in labels})}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
+from ...cli import long_running
 from ...errors import SemgenError
 
 
@@ -15,12 +16,13 @@ def register(sub) -> None:
         "procedural", help="generate synthetic SEM images of a class with the procedural simulator",
         description="Generate N synthetic SEM images of a class into a dataset dir (resumes an "
                     "interrupted run of the same command). --list shows the classes and parameters.")
+    long_running(p)
     p.add_argument("--class", dest="cls", metavar="CLASS", help="class (or alias) to generate, e.g. bridge")
     p.add_argument("--n", type=int, help="number of images (the whole run; a shard makes its share)")
-    p.add_argument("--out", default=DEFAULT_OUT, help=f"dataset dir to write (default: {DEFAULT_OUT})")
-    p.add_argument("--size", type=int, default=256, help="image width and height in pixels (default 256)")
-    p.add_argument("--seed", type=int, default=0, help="master seed (default 0)")
-    p.add_argument("--workers", type=int, default=1, help="processes (output does not depend on it; default 1)")
+    p.add_argument("--out", default=DEFAULT_OUT, metavar="DIR", help="dataset dir to write")
+    p.add_argument("--size", type=int, default=256, help="image width and height in pixels")
+    p.add_argument("--seed", type=int, default=0, help="master seed")
+    p.add_argument("--workers", type=int, default=1, help="processes (output does not depend on it)")
     p.add_argument("--shard", metavar="K/N", help="make only shard K of N (K = 0..N-1) of the indices")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="NAME=VALUE",
                    help="fix a parameter (NAME=v), or change how it is sampled: NAME=lo:hi (a range within "
@@ -30,17 +32,16 @@ def register(sub) -> None:
     p.add_argument("--list", action="store_true",
                    help="list classes with their parameters, defaults and effective ranges (with --profile/--set)")
     p.add_argument("--json", action="store_true", help="with --list: print JSON")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_procedural)
 
     s = sub.add_parser("sheet", help="contact sheet of a dataset dir (optionally beside real images)")
     s.add_argument("dir", help="dataset dir (or ImageFolder tree)")
     s.add_argument("--beside", metavar="DIR", help="dataset dir or ImageFolder tree to show next to it, per class")
-    s.add_argument("--per-class", type=int, default=16, help="images per class and side (default 16)")
-    s.add_argument("--classes", nargs="+", help="only these classes")
-    s.add_argument("--cell", type=int, default=96, help="thumbnail size in pixels (default 96)")
-    s.add_argument("--seed", type=int, default=0, help="which images are picked (default 0)")
-    s.add_argument("-o", "--out", required=True, help="output PNG")
+    s.add_argument("--per-class", type=int, default=16, help="images per class and side")
+    s.add_argument("--classes", nargs="+", metavar="CLASS", help="only these classes (default: every class)")
+    s.add_argument("--cell", type=int, default=96, help="thumbnail size in pixels")
+    s.add_argument("--seed", type=int, default=0, help="seed of which images are picked")
+    s.add_argument("-o", "--out", required=True, metavar="FILE.png", help="output PNG")
     s.set_defaults(func=_sheet)
 
 
