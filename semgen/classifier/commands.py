@@ -10,6 +10,7 @@ from ..errors import SemgenError
 
 
 def register(sub) -> None:
+    from ..devices import add_device_arguments
     from .registry import DEFAULT_ARCH, IMAGENET_DEFAULT_ARCH, imagenet_archs, list_archs
 
     p = long_running(sub.add_parser("train", help="train a defect classifier on dataset dirs / ImageFolder trees"))
@@ -43,6 +44,7 @@ def register(sub) -> None:
     p.add_argument("--classes", metavar="A,B,...", help="comma-separated class list (default: the labels in --data)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     p.add_argument("--overwrite", action="store_true", help="retrain even if RUN_DIR holds a finished run")
+    add_device_arguments(p)
     g = p.add_argument_group("distillation")
     g.add_argument("--teacher", action="append", default=[], metavar="RUN",
                    help="distil from this run dir / checkpoint (repeatable: softened probabilities averaged)")
@@ -81,6 +83,7 @@ def register(sub) -> None:
     p.add_argument("--n-boot", type=int, default=1000, metavar="N", help="bootstrap resamples for the 95%% CIs")
     p.add_argument("--out-name", default="metrics.json", help="file name in RUN_DIR")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    add_device_arguments(p)
     p.set_defaults(func=_evaluate)
 
     p = long_running(sub.add_parser("export", help="ONNX FP32 + INT8 (QDQ) export, C header, accuracy and latency"))
@@ -112,6 +115,7 @@ def register(sub) -> None:
     p.add_argument("--cascade", action="store_true",
                    help="hierarchical models: run the gate first and the rest only for images it calls "
                    "defective (uncalibrated probabilities; ONNX needs model.gate.onnx / model.rest.onnx beside it)")
+    add_device_arguments(p)
     p.set_defaults(func=_predict)
 
 
@@ -145,6 +149,7 @@ def _train(args) -> int:
         val_fraction=args.val_fraction,
         classes=classes, patience=args.patience, min_epochs=args.min_epochs, mixup=args.mixup, label_smoothing=args.label_smoothing,
         num_threads=args.threads, overwrite=args.overwrite, progress=not args.no_progress, distill=distill, qat=qat, heads=heads,
+        device=args.device, precision=args.precision,
     )
     f1 = s["best_val_macro_f1"]
     print(f"{s['run_dir']}: {s['arch']}, {len(s['classes'])} classes, {s['n_train']} train / {s['n_val']} val "
@@ -163,7 +168,7 @@ def _evaluate(args) -> int:
     data = args.data if len(args.data) > 1 else args.data[0]
     m = evaluate_run(args.run_dir, data, reject_below=args.reject_below, target_precision=args.target_precision,
                      calibrated=not args.no_calibration, n_boot=args.n_boot, out_name=args.out_name,
-                     progress=not args.no_progress)
+                     progress=not args.no_progress, device=args.device, precision=args.precision)
     if args.json:
         print(json.dumps({k: m[k] for k in ("accuracy", "macro_precision", "macro_recall", "macro_f1", "ci",
                                             "absent_from_model") if k in m}, indent=2))
@@ -230,7 +235,8 @@ def _export(args) -> int:
 def _predict(args) -> int:
     from .predict import predict_files
 
-    res = predict_files(args.model, args.images, top_k=args.top, cascade=args.cascade, progress=not args.no_progress)
+    res = predict_files(args.model, args.images, top_k=args.top, cascade=args.cascade, progress=not args.no_progress,
+                        device=args.device, precision=args.precision)
     bad = 0
     for r in res:
         if args.json:

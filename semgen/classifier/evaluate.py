@@ -154,7 +154,8 @@ def _once_each(s):
 def evaluate_run(run_dir, data, *, reject_below: float | str | None = None, target_precision: float | None = None,
                  calibrated: bool = True, n_boot: int = 1000, seed: int = 0,
                  write: bool = True, out_name: str = "metrics.json", batch_size: int = 128,
-                 progress: bool = False, num_threads: int | None = None, which: str | None = None) -> dict:
+                 progress: bool = False, num_threads: int | None = None, which: str | None = None,
+                 device: str = "auto", precision: str = "auto") -> dict:
     """Evaluate a run's best checkpoint on ``data`` (dataset dir(s) or ImageFolder tree(s)).
 
     Writes ``RUN_DIR/metrics.json`` (``out_name``) and ``confusion.png`` when ``write``. Images of
@@ -172,6 +173,9 @@ def evaluate_run(run_dir, data, *, reject_below: float | str | None = None, targ
     n_boot : int
         Bootstrap resamples for the confidence intervals, at most :data:`MAX_N_BOOT`; 0 leaves
         the intervals out (``ci`` is empty), for callers that need only the point figures.
+    device, precision : str
+        Where the model runs and in what precision (:mod:`semgen.devices`; ``auto``: the GPU with
+        bf16 autocast if there is one, else the CPU in fp32); recorded as ``compute`` in the result.
     """
     if isinstance(n_boot, bool) or int(n_boot) != n_boot or not 0 <= n_boot <= MAX_N_BOOT:
         raise SemgenError(f"--n-boot must be an integer in [1, {MAX_N_BOOT:,}], got {n_boot}")
@@ -184,6 +188,9 @@ def evaluate_run(run_dir, data, *, reject_below: float | str | None = None, targ
         raise SemgenError("--target-precision only goes with --reject-below auto")
     if not auto and reject_below is not None and not (0.0 <= reject_below <= 1.0):
         raise SemgenError(f"--reject-below must be a probability in [0, 1], got {reject_below}")
+    from ..devices import compute
+
+    comp = compute(device, precision)  # before the model and images load: a missing GPU fails at once
     model, meta = load_eval_model(run_dir, which=which)
     run = Path(meta["run_dir"])
     if write:  # before the images are read and the model run: a read-only run dir used to end in a traceback
@@ -203,13 +210,13 @@ def evaluate_run(run_dir, data, *, reject_below: float | str | None = None, targ
         s = load_image_set(data, size=meta["size"], classes=meta["classes"], allow_unknown=True, progress=progress)
     s = _once_each(s)
     with torch_threads(num_threads):
-        probs = predict_probs(model, s.images, batch_size=batch_size).numpy()
+        probs = predict_probs(model.to(comp.device), s.images, batch_size=batch_size, compute=comp).numpy()
     probs = apply_temperature(probs, temperature)
     res = evaluate_probs(s.labels.numpy(), probs, s.classes, model_classes=meta["classes"],
                          reject_below=reject_below, n_boot=n_boot, seed=seed)
     res = {"run_dir": str(run_dir), "checkpoint": meta["checkpoint"], "epoch": meta["epoch"],
            "data": [str(src.path) for src in s.sources], "skipped_images": s.skipped,
-           "files": s.files, "temperature": temperature, "qat": bool(meta.get("qat")), **res}
+           "files": s.files, "temperature": temperature, "qat": bool(meta.get("qat")), "compute": comp.record(), **res}
     if chosen is not None:
         acc = res["reject"]["accuracy_on_accepted"]
         res["reject"]["auto"] = {**chosen, "chosen_on": "validation",

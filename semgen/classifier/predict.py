@@ -24,10 +24,21 @@ class Predictor:
     cascade : bool
         Prepare :meth:`cascade` (a hierarchical run dir, or an ONNX file of one with the cascade
         stages ``model.gate.onnx`` / ``model.rest.onnx`` beside it).
+    device, precision : str
+        Where a run dir's model runs (:mod:`semgen.devices`; ``auto``: the GPU with bf16 autocast if
+        there is one, else the CPU in fp32). ONNX files and the cascade always run on the CPU
+        (onnxruntime; the cascade is an edge-latency path): ``cpu`` or ``auto`` only.
     """
 
-    def __init__(self, model, *, threads: int | None = None, cascade: bool = False):
+    def __init__(self, model, *, threads: int | None = None, cascade: bool = False, device: str = "auto",
+                 precision: str = "auto"):
+        from ..devices import compute
+
         p = Path(model)
+        cpu_only = "--cascade" if cascade else ("ONNX models (onnxruntime)" if p.suffix == ".onnx" else None)
+        if cpu_only and str(device or "auto").lower() not in ("auto", "cpu"):
+            raise SemgenError(f"--device {device}: {cpu_only} run on the CPU; use --device cpu or auto")
+        self.compute = compute("cpu" if cpu_only else device, precision)
         if not p.exists():
             raise SemgenError(f"model {p} does not exist")
         self.path = p
@@ -69,6 +80,7 @@ class Predictor:
 
             # a QAT run predicts with its fake-quant model, as its INT8 export will
             self._model, meta = load_eval_model(p)
+            self._model.to(self.compute.device)
             self.kind = "torch"
             cal = read_calibration(Path(meta["run_dir"]))
             self.temperature = float(cal["temperature"]) if cal else 1.0
@@ -87,7 +99,8 @@ class Predictor:
             from .calibrate import apply_temperature
 
             with torch_threads(self._threads):
-                return apply_temperature(predict_probs(self._model, images).numpy(), self.temperature)
+                probs = predict_probs(self._model, images, compute=self.compute).numpy()
+            return apply_temperature(probs, self.temperature)
         from .export import ort_logits
 
         logits = ort_logits(self._sess, images) / self.temperature  # the run's calibration
@@ -122,20 +135,21 @@ def _first_line(e: BaseException) -> str:
 
 
 def predict_files(model, files, *, top_k: int = 1, threads: int | None = None, cascade: bool = False,
-                  progress: bool = False) -> list[dict]:
+                  progress: bool = False, device: str = "auto", precision: str = "auto") -> list[dict]:
     """Classify image files; unreadable ones come back with an ``error`` instead of a label.
 
     With ``cascade`` (a hierarchical model), each image runs the gate and only images it calls
     defective run the rest; an image the gate settles has the gate's classes and ``defect`` (the
     defect classes' total) in ``top``, and ``stage`` says where it stopped (``gate`` / ``rest``).
-    ``progress`` shows a decoding bar on stderr when it is a terminal.
+    ``progress`` shows a decoding bar on stderr when it is a terminal. ``device`` / ``precision``:
+    see :class:`Predictor`.
 
     Returns
     -------
     list of dict
         ``file``, ``label``, ``confidence``, ``top`` (``[(label, p), ...]``) or ``file``, ``error``.
     """
-    pred = Predictor(model, threads=threads, cascade=cascade)
+    pred = Predictor(model, threads=threads, cascade=cascade, device=device, precision=precision)
     files = [str(f) for f in files]
     import warnings
 

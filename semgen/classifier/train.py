@@ -7,6 +7,7 @@ import math
 import platform
 import sys
 import time
+import contextlib
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import __version__
+from ..devices import Compute, compute
 from ..errors import SemgenError
 from ..imageio import write_bytes_atomic
 from ..manifests import JsonlAppender, current_command, lock_dir
@@ -48,15 +50,24 @@ def torch_threads(n: int | None):
 
 
 @torch.no_grad()
-def predict_probs(model, images: torch.Tensor, *, batch_size: int = 128, channels_last: bool = True) -> torch.Tensor:
-    """Softmax probabilities ``[N, K]`` for uint8 images ``[N, S, S]`` (no augmentation)."""
+def predict_probs(model, images: torch.Tensor, *, batch_size: int = 128, channels_last: bool = True,
+                  compute: Compute | None = None) -> torch.Tensor:
+    """Softmax probabilities ``[N, K]`` (on the CPU) for uint8 images ``[N, S, S]`` (no augmentation).
+
+    The batches go to the model's device; ``compute`` (:func:`semgen.devices.compute`) adds its
+    autocast (mixed precision on a GPU; nothing on the CPU).
+    """
     model.eval()
+    dev = next(model.parameters()).device
+    amp = compute.autocast if compute is not None else contextlib.nullcontext
     out = []
     for i in range(0, len(images), batch_size):
-        x = to_float(images[i:i + batch_size])
+        x = to_float(images[i:i + batch_size]).to(dev)
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        out.append(torch.softmax(model(x).float(), dim=1))
+        with amp():
+            logits = model(x)
+        out.append(torch.softmax(logits.float(), dim=1).cpu())
     k = model.num_classes
     return torch.cat(out) if out else torch.zeros(0, k)
 
@@ -95,6 +106,28 @@ def warmup_cosine(total: int, warmup: int, floor: float = 0.01):
     return f
 
 
+def optimizer_step(loss: torch.Tensor, opt, sched, *, scaler=None, what: str = "training", at: str = "") -> None:
+    """One optimiser step on ``loss``: refuse a non-finite loss, then zero the gradients, back-propagate,
+    step the optimiser and the LR schedule. Shared by ``semgen train`` and ``semgen pretrain``.
+
+    ``scaler`` (a ``torch.amp.GradScaler``, fp16 on a GPU; :meth:`semgen.devices.Compute.grad_scaler`)
+    scales the loss so fp16 gradients do not underflow; without one (CPU, fp32, bf16) the step is
+    the plain ``backward(); step()``, so CPU weights keep their bytes. A non-finite loss raises
+    ``SemgenError("{what} diverged (loss L) at {at}; lower --lr")``.
+    """
+    if not torch.isfinite(loss):
+        raise SemgenError(f"{what} diverged (loss {loss.item()}) at {at}; lower --lr")
+    opt.zero_grad(set_to_none=True)
+    if scaler is None:
+        loss.backward()
+        opt.step()
+    else:
+        scaler.scale(loss).backward()
+        scaler.step(opt)  # skipped when the scaled gradients overflowed; the scale then shrinks
+        scaler.update()
+    sched.step()
+
+
 def train_classifier(
     data, out, *, arch: str | None = None, size: int = 128, epochs: int = 30, batch_size: int = 64,
     lr: float = 2e-3, seed: int = 0, val=None, init=None, head_only_epochs: int = 0, classes=None,
@@ -103,6 +136,7 @@ def train_classifier(
     min_epoch_images: int = MIN_EPOCH_IMAGES, progress: bool = True, num_threads: int | None = None,
     overwrite: bool = False, drop_rate: float = 0.2, min_epochs: int | None = None,
     distill: DistillConfig | None = None, qat: QATConfig | bool | None = None, heads=None,
+    device: str = "auto", precision: str = "auto",
 ) -> dict:
     """Train a classifier and write a run dir.
 
@@ -145,6 +179,13 @@ def train_classifier(
         None: one linear head. Otherwise hierarchical heads (:mod:`semgen.classifier.heads`): a
         gate, defect families and leaves, trained with the weighted head loss; "hierarchical" uses
         the default hierarchy (:mod:`semgen.classifier.hierarchy`), a path a YAML / JSON file.
+    device, precision : str
+        Where to train (``auto``, ``cpu``, ``cuda``, ``cuda:N``) and in what precision (``auto``:
+        fp32 on the CPU, bf16 / fp16 autocast on a GPU); :mod:`semgen.devices`. Recorded in
+        ``config.json`` (``device``, ``device_name``, ``precision``); not part of the request, so a
+        finished run is the same run on any device. Batches are drawn and augmented on the CPU
+        with the run's generator, so only the arithmetic moves; on a GPU, weights are
+        reproducible only as far as its kernels are.
 
     At the end, a temperature is fitted on the validation split (``calibration.json``,
     :mod:`semgen.classifier.calibrate`).
@@ -176,6 +217,8 @@ def train_classifier(
     min_epochs = epochs // 2 if min_epochs is None else int(min_epochs)
     hier = _hierarchy(heads)
     sources = [parse_data_arg(d) for d in _as_list(data)]
+    comp = compute(device, precision)  # before any data loads: --device cuda without a GPU fails at once
+    dev = comp.device
 
     # Validated before any data loads: a missing extra or bundled backbone fails in a second.
     init_spec = resolve_init(init, arch)
@@ -253,9 +296,13 @@ def train_classifier(
         model = (create_model(arch, k, drop_rate=drop_rate) if hier is None
                  else create_model(arch, k, drop_rate=drop_rate, heads=hier, classes=cls))
         init_info = apply_init(model, init_spec, classes=cls)
-        model = model.to(memory_format=torch.channels_last)
+        model = model.to(memory_format=torch.channels_last).to(dev)
+        scaler = comp.grad_scaler()
 
         distiller = Distiller(distill, cls) if distill is not None and distill.teachers else None
+        for t in distiller.teachers if distiller is not None else ():
+            t.model.to(dev)
+            t.order = t.order.to(dev)
         transfer_set, transfer_probs, transfer_share = _load_transfer(distill, size, progress)
 
         n_train = len(train_set)
@@ -278,6 +325,7 @@ def train_classifier(
             "val": {"n": len(val_set), "class_counts": val_set.class_counts()}, "split": split,
             "skipped_images": full.skipped + (val_set.skipped if val is not None else []),
             "dropped_labels": full.dropped_labels, "init": init_info, "load_seconds": round(load_s, 3),
+            **comp.record(),
         }
         if distiller is not None:
             config["distill"] = {"teachers": distiller.info(), "transfer_n": len(transfer_set) if transfer_set is not None
@@ -300,7 +348,7 @@ def train_classifier(
                     model, opt, sched = _start_qat(model, qat, out, train_set, probs, augment, g, batch_size,
                                                    qat.lr if qat.lr is not None else (lr if qat_start == 1 else lr / 10),
                                                    qat_start > 1, weight_decay,
-                                                   len(schedule) * (epochs - qat_start + 1), len(schedule))
+                                                   len(schedule) * (epochs - qat_start + 1), len(schedule), dev)
                     head_params = {id(p) for p in model.head_parameters()}
                     best, bad = (-1.0, -math.inf), 0  # the best epoch must be a QAT model
                 head_only = epoch <= head_only_epochs
@@ -318,14 +366,10 @@ def train_classifier(
                         # unlabelled: only the teachers' soft targets
                         tidx = torch.multinomial(transfer_probs, batch_size, replacement=True, generator=g)
                         x = augment_batch(transfer_set.images[tidx], augment, g).contiguous(
-                            memory_format=torch.channels_last)
-                        loss = distiller.cfg.weight * distiller.soft_loss(model(x), x)
-                        if not torch.isfinite(loss):
-                            raise SemgenError(f"training diverged (loss {loss.item()}) at epoch {epoch}; lower --lr")
-                        opt.zero_grad(set_to_none=True)
-                        loss.backward()
-                        opt.step()
-                        sched.step()
+                            memory_format=torch.channels_last).to(dev)
+                        with comp.autocast():
+                            loss = distiller.cfg.weight * distiller.soft_loss(model(x), x)
+                        optimizer_step(loss, opt, sched, scaler=scaler, at=f"epoch {epoch}")
                         kd_sum += loss.item() / max(distiller.cfg.weight, 1e-12) * len(x)
                         kd_n += len(x)
                         n_transfer += len(x)
@@ -337,24 +381,21 @@ def train_classifier(
                     soft = F.one_hot(y, k).float() * (1 - label_smoothing) + label_smoothing / k
                     x, soft = mixup_batch(x, soft, mixup, g)
                     x = x.contiguous(memory_format=torch.channels_last)
-                    if hier is None:
-                        logits = model(x)
-                        loss = -(soft * F.log_softmax(logits, 1)).sum(1).mean()
-                    else:  # the leaf log-probabilities stand for the logits (softmax gives them back)
-                        out_h = model.forward_heads(x)
-                        logits = out_h["log_probs"]
-                        loss = model.head_loss(out_h, soft)
-                    if distiller is not None:
-                        kd = distiller.soft_loss(logits, x)
-                        loss = (1 - distiller.cfg.weight) * loss + distiller.cfg.weight * kd
-                        kd_sum += kd.item() * len(y)
-                        kd_n += len(y)
-                    if not torch.isfinite(loss):
-                        raise SemgenError(f"training diverged (loss {loss.item()}) at epoch {epoch}; lower --lr")
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    opt.step()
-                    sched.step()
+                    x, y, soft = x.to(dev), y.to(dev), soft.to(dev)  # no-ops on the CPU
+                    with comp.autocast():
+                        if hier is None:
+                            logits = model(x)
+                            loss = -(soft * F.log_softmax(logits, 1)).sum(1).mean()
+                        else:  # the leaf log-probabilities stand for the logits (softmax gives them back)
+                            out_h = model.forward_heads(x)
+                            logits = out_h["log_probs"]
+                            loss = model.head_loss(out_h, soft)
+                        if distiller is not None:
+                            kd = distiller.soft_loss(logits, x)
+                            loss = (1 - distiller.cfg.weight) * loss + distiller.cfg.weight * kd
+                            kd_sum += kd.item() * len(y)
+                            kd_n += len(y)
+                    optimizer_step(loss, opt, sched, scaler=scaler, at=f"epoch {epoch}")
                     loss_sum += loss.item() * len(y)
                     correct += int((logits.detach().argmax(1) == y).sum())
                     seen += len(y)
@@ -369,7 +410,7 @@ def train_classifier(
                 if qat_start is not None:
                     rec["qat"] = epoch >= qat_start
                 if len(val_set):
-                    vp = predict_probs(model, val_set.images)
+                    vp = predict_probs(model, val_set.images, compute=comp)
                     vl = float(F.nll_loss(torch.log(vp.clamp_min(1e-12)), val_set.labels))
                     m = metrics_from_confusion(confusion_matrix(val_set.labels.numpy(), vp.argmax(1).numpy(), k), cls)
                     rec.update({"val_loss": vl, "val_acc": m["accuracy"], "val_macro_f1": m["macro_f1"]})
@@ -395,7 +436,7 @@ def train_classifier(
                         and (qat_start is None or epoch >= qat_start)):  # never stop before the QAT phase
                     break
         save_checkpoint(out / LAST, model, classes=cls, size=size, epoch=epochs_run, metrics=ckmeta, config={})
-        calibration = _calibrate(out, val_set, cls, qat_start is not None)
+        calibration = _calibrate(out, val_set, cls, qat_start is not None, comp)
 
     summary = {
         "run_dir": str(out), "arch": arch, "classes": cls, "best_epoch": best_epoch,
@@ -446,7 +487,7 @@ def _load_transfer(distill, size: int, progress: bool):
 
 
 def _start_qat(model, qat: QATConfig, out: Path, train_set, probs, augment, g, batch_size: int, lr_q: float,
-               from_best: bool, weight_decay: float, total: int, steps: int):
+               from_best: bool, weight_decay: float, total: int, steps: int, device: torch.device):
     """Enter the QAT phase: start from the best FP32 epoch (if there was an FP32 phase), fold and
     fake-quantise, set the quantiser ranges on a few training batches, and a fresh optimiser."""
     from .checkpoint import read_checkpoint
@@ -455,16 +496,17 @@ def _start_qat(model, qat: QATConfig, out: Path, train_set, probs, augment, g, b
         model.load_state_dict(read_checkpoint(out)["state_dict"])
     model = to_qat(model.to(memory_format=torch.contiguous_format), momentum=qat.momentum,
                    weight_bits=qat.weight_bits)
-    model = model.to(memory_format=torch.channels_last)
+    model = model.to(memory_format=torch.channels_last).to(device)
     model.train()
     with torch.no_grad():  # ranges from real batches before the first step moves the weights
         for _ in range(max(0, qat.calib_batches)):
             idx = torch.multinomial(probs, batch_size, replacement=True, generator=g)
-            model(augment_batch(train_set.images[idx], augment, g).contiguous(memory_format=torch.channels_last))
+            model(augment_batch(train_set.images[idx], augment, g).contiguous(memory_format=torch.channels_last)
+                  .to(device))
     return (model, *_optimizer(model, lr_q, weight_decay, max(1, total), max(1, steps // 10)))
 
 
-def _calibrate(out: Path, val_set, classes, qat: bool) -> dict:
+def _calibrate(out: Path, val_set, classes, qat: bool, comp: Compute | None = None) -> dict:
     """Temperature scaling of the best checkpoint on the validation split."""
     from .checkpoint import load_run
     from .qat import load_qat_run
@@ -472,5 +514,7 @@ def _calibrate(out: Path, val_set, classes, qat: bool) -> dict:
     if not len(val_set):
         return calibrate_run(out, np.zeros((0, len(classes))), np.zeros(0, np.int64), classes)
     model, _ = (load_qat_run if qat else load_run)(out)
-    vp = predict_probs(model, val_set.images).numpy()
+    if comp is not None:
+        model.to(comp.device)
+    vp = predict_probs(model, val_set.images, compute=comp).numpy()
     return calibrate_run(out, vp, val_set.labels.numpy(), classes)

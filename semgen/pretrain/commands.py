@@ -9,6 +9,7 @@ from ..cli import long_running
 
 def register(sub) -> None:
     from ..classifier.registry import DEFAULT_ARCH, list_archs
+    from ..devices import add_device_arguments
 
     p = sub.add_parser(
         "pretrain", help="pretrain a classifier backbone on procedural images streamed from workers",
@@ -41,6 +42,7 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="master seed of the image stream and the weights")
     p.add_argument("--workers", type=int, default=1, help="generator processes (0: in this process)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: cores left after workers)")
+    add_device_arguments(p)
     p.add_argument("--save-every", type=int, default=200, help="steps between resumable states")
     p.add_argument("--log-every", type=int, default=20, help="steps per train_log.jsonl line")
     p.add_argument("--stop-after", type=int, default=None, metavar="STEP",
@@ -58,6 +60,7 @@ def _pretrain(args) -> int:
                          label_smoothing=args.label_smoothing, drop_rate=args.drop_rate, seed=args.seed,
                          data=args.data, data_fraction=args.data_fraction)
     res = pretrain(args.out, cfg, workers=args.workers, threads=args.threads, save_every=args.save_every,
-                   log_every=args.log_every, stop_after=args.stop_after, progress=not args.no_progress)
+                   log_every=args.log_every, stop_after=args.stop_after, progress=not args.no_progress,
+                   device=args.device, precision=args.precision)
     print(json.dumps(res, indent=1))
     return 0

@@ -35,7 +35,8 @@ from torch import nn
 from .. import __version__
 from ..classifier.checkpoint import save_checkpoint
 from ..classifier.models import DEFAULT_ARCH, SemClassifier, create_model, get_arch
-from ..classifier.train import warmup_cosine
+from ..classifier.train import optimizer_step, warmup_cosine
+from ..devices import compute
 from ..errors import SemgenError
 from ..imageio import write_bytes_atomic
 from ..manifests import JsonlAppender, current_command
@@ -185,18 +186,22 @@ def _load_opt(opt: torch.optim.Optimizer, tensors: dict, meta: dict) -> None:
     opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
 
 
-def _save_state(out: Path, step: int, model: PretrainNet, opt, sched, info: dict, keep: int = 2) -> Path:
+def _save_state(out: Path, step: int, model: PretrainNet, opt, sched, info: dict, keep: int = 2,
+                scaler=None) -> Path:
     from safetensors.torch import save_file
 
     final = out / f"state-{step:09d}"
     tmp = out / f".state-{step:09d}.{os.getpid()}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(tmp / "model.safetensors"))
+    save_file({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()},
+              str(tmp / "model.safetensors"))
     ot, ometa = _opt_tensors(opt)
-    save_file(ot, str(tmp / "optimizer.safetensors"))
+    save_file({k: v.cpu() for k, v in ot.items()}, str(tmp / "optimizer.safetensors"))
     state = {"format": STATE_FORMAT, "format_version": STATE_VERSION, "step": int(step),
              "optimizer": ometa, "scheduler": sched.state_dict(), **info}
+    if scaler is not None:  # fp16 on a GPU only: CPU states keep their bytes
+        state["grad_scaler"] = scaler.state_dict()
     (tmp / "state.json").write_text(json.dumps(state, indent=1) + "\n")
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
@@ -254,7 +259,7 @@ def _export(out: Path, model: PretrainNet, cfg: PretrainConfig, space: TargetSpa
 
 def pretrain(out, config: PretrainConfig | None = None, *, workers: int = 1, threads: int | None = None,
              save_every: int = 200, log_every: int = 20, stop_after: int | None = None,
-             progress: bool = True, chunk: int = 8) -> dict:
+             progress: bool = True, chunk: int = 8, device: str = "auto", precision: str = "auto") -> dict:
     """Pretrain (or resume pretraining) into run dir ``out``.
 
     Parameters
@@ -273,6 +278,11 @@ def pretrain(out, config: PretrainConfig | None = None, *, workers: int = 1, thr
     stop_after : int, optional
         Stop (after saving) once this many steps are done in all; the schedule is unchanged, so
         running again continues it.
+    device, precision : str
+        Where to train and in what precision (:mod:`semgen.devices`; ``auto``: the GPU if there is
+        one, with bf16 autocast; the CPU in fp32). Recorded in ``config.json`` and each state, but
+        not part of the run's settings: a run may be resumed on another device. On the CPU the
+        weights are exactly those of earlier versions; on a GPU reproducibility is best effort.
 
     Returns
     -------
@@ -281,6 +291,7 @@ def pretrain(out, config: PretrainConfig | None = None, *, workers: int = 1, thr
         ``fine_accuracy`` (of the last interval), ``n_fine``, ``n_reg``.
     """
     cfg = (config or PretrainConfig()).validate()
+    comp = compute(device, precision)
     out = Path(out)
     if workers < 0:
         raise SemgenError(f"--workers must be 0 (in this process) or more, got {workers}")
@@ -317,7 +328,8 @@ def pretrain(out, config: PretrainConfig | None = None, *, workers: int = 1, thr
     model = PretrainNet(cfg.arch, len(space.fine_names), len(space.reg_names) if cfg.aux_weight > 0 else 0,
                         drop_rate=cfg.drop_rate)
     init_info = None if found is not None else _apply_init(model.classifier, cfg.init)
-    model = model.to(memory_format=torch.channels_last)
+    model = model.to(memory_format=torch.channels_last).to(comp.device)
+    scaler = comp.grad_scaler()
     decay = [p for p in model.parameters() if p.ndim > 1]
     no_decay = [p for p in model.parameters() if p.ndim <= 1]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
@@ -332,9 +344,11 @@ def pretrain(out, config: PretrainConfig | None = None, *, workers: int = 1, thr
         sched.load_state_dict(state["scheduler"])
         step = int(state["step"])
         init_info = state.get("init")
+        if scaler is not None and state.get("grad_scaler"):
+            scaler.load_state_dict(state["grad_scaler"])
     info = {"config": request, "targets": space.to_dict(), "init": init_info, "command": current_command(),
             "semgen_version": __version__, "torch": torch.__version__,
-            "generators": gens}
+            "generators": gens, **comp.record()}
     log_path = out / "train_log.jsonl"
     _truncate_log(log_path, step)
     stop = steps if stop_after is None else min(steps, int(stop_after))
@@ -373,24 +387,21 @@ def pretrain(out, config: PretrainConfig | None = None, *, workers: int = 1, thr
                 x = torch.cat([x, xm])
             torch.manual_seed(cfg.seed * 1_000_003 + step)  # dropout's stream: a function of the step
             x = x.contiguous(memory_format=torch.channels_last)
-            logits, pred = model(x)
-            loss = F.cross_entropy(logits[:Bs], y, label_smoothing=cfg.label_smoothing, reduction="sum")
-            if mix is not None:
-                loss = loss + mix.loss(logits[Bs:], ym)
-            loss = loss / B
-            pred = pred[:Bs] if pred is not None else None
-            logits = logits[:Bs]
-            loss_r = torch.zeros(())
-            if pred is not None and rmask.any():
-                m = rmask.float()
-                loss_r = ((pred - reg) ** 2 * m).sum() / m.sum()
-                loss = loss + cfg.aux_weight * loss_r
-            if not torch.isfinite(loss):
-                raise SemgenError(f"pretraining diverged (loss {loss.item()}) at step {step}; lower --lr")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
+            x, y, reg, rmask = (t.to(comp.device) for t in (x, y, reg, rmask))  # no-ops on the CPU
+            with comp.autocast():
+                logits, pred = model(x)
+                loss = F.cross_entropy(logits[:Bs], y, label_smoothing=cfg.label_smoothing, reduction="sum")
+                if mix is not None:
+                    loss = loss + mix.loss(logits[Bs:], ym)
+                loss = loss / B
+                pred = pred[:Bs] if pred is not None else None
+                logits = logits[:Bs]
+                loss_r = torch.zeros((), device=comp.device)
+                if pred is not None and rmask.any():
+                    m = rmask.float()
+                    loss_r = ((pred - reg) ** 2 * m).sum() / m.sum()
+                    loss = loss + cfg.aux_weight * loss_r
+            optimizer_step(loss, opt, sched, scaler=scaler, what="pretraining", at=f"step {step}")
             step += 1
             n_int += len(y)
             loss_int += float(loss.detach()) * len(y)
@@ -413,12 +424,14 @@ def pretrain(out, config: PretrainConfig | None = None, *, workers: int = 1, thr
                           f"{ips or 0:.0f} img/s eta {eta / 60:.1f} min", file=sys.stderr, flush=True)
                 t_int, n_int, loss_int, lc_int, corr_int = time.perf_counter(), 0, 0.0, 0.0, 0
             if step % save_every == 0 or step == stop:
-                _save_state(out, step, model, opt, sched, info)
-                _export(out, model, cfg, space, step, {"init": init_info, "generators": info["generators"]})
+                _save_state(out, step, model, opt, sched, info, scaler=scaler)
+                _export(out, model, cfg, space, step, {"init": init_info, "generators": info["generators"],
+                                                       **comp.record()})
     bar.close()
     if not (out / "LATEST").exists():  # nothing to do (already done) but nothing saved either
-        _save_state(out, step, model, opt, sched, info)
-        _export(out, model, cfg, space, step, {"init": init_info, "generators": info["generators"]})
+        _save_state(out, step, model, opt, sched, info, scaler=scaler)
+        _export(out, model, cfg, space, step, {"init": init_info, "generators": info["generators"],
+                                               **comp.record()})
     took = time.perf_counter() - t_start
     return {"run_dir": str(out), "step": step, "steps": steps, "images_seen": step * B, "done": step >= steps,
             "images_per_s": last.get("images_per_s"), "loss": last.get("loss"),
@@ -459,7 +472,8 @@ class _MixedIn:
     def loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Summed negative log-likelihood of each image's class: log of its fine labels' total probability."""
         logp = F.log_softmax(logits, 1)
-        return -torch.logsumexp(logp.masked_fill(~self.member[y], float("-inf")), 1).sum()
+        member = self.member[y].to(logits.device)  # the labels stay on the CPU with the images
+        return -torch.logsumexp(logp.masked_fill(~member, float("-inf")), 1).sum()
 
 
 def _truncate_log(path: Path, step: int) -> None:

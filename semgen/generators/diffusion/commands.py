@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 
 from ...cli import long_running
 
 
 def register(sub) -> None:
+    from ...devices import add_device_arguments  # light: torch loads when a command runs
     from .captions import NEGATIVES  # light: numpy and the taxonomy
 
     p = sub.add_parser("diffuse", help="text-conditioned diffusion: train a model, sample, refine images")
@@ -30,8 +32,10 @@ def register(sub) -> None:
     t.add_argument("--checkpoint-every", type=int, default=250, metavar="STEPS",
                    help="steps between resumable checkpoints")
     t.add_argument("--seed", type=int, default=0, help="seed of the weights, noise and batches")
-    t.add_argument("--mixed-precision", choices=("no", "fp16", "bf16"), default="no",
-                   help="mixed precision of the training step (accelerate)")
+    add_device_arguments(t)
+    # the option's earlier name, kept so that existing commands run (no = fp32); --precision is the one documented
+    t.add_argument("--mixed-precision", dest="precision", choices=("no", "fp16", "bf16"), default=argparse.SUPPRESS,
+                   help=argparse.SUPPRESS)
     t.add_argument("--fp16-weights", action="store_true", help="store the exported UNet in fp16 (half the size)")
     t.add_argument("--init", default=None, metavar="MODEL_DIR", help="start from this model's weights (fine-tune)")
     t.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
@@ -49,6 +53,7 @@ def register(sub) -> None:
     s.add_argument("--seed", type=int, default=0, help="master seed (per-image seeds derive from it)")
     s.add_argument("--batch", type=int, default=8, help="images per denoising batch")
     s.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    add_device_arguments(s)
     s.set_defaults(func=_sample)
 
     r = long_running(dsub.add_parser("refine",
@@ -67,6 +72,7 @@ def register(sub) -> None:
     r.add_argument("--batch", type=int, default=8, help="images per denoising batch")
     r.add_argument("--limit", type=int, default=None, metavar="N", help="refine only the first N records")
     r.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    add_device_arguments(r)
     r.set_defaults(func=_refine)
 
 
@@ -87,7 +93,7 @@ def _train(args) -> int:
         data=[parse_data_arg(d) for d in args.data], out=args.out, resolution=args.resolution,
         model=args.model_config, steps=args.steps, batch=args.batch, lr=args.lr, warmup=args.warmup,
         ema_decay=args.ema_decay, p_drop=args.caption_dropout, checkpoint_every=args.checkpoint_every,
-        seed=args.seed, mixed_precision=args.mixed_precision, num_threads=args.threads,
+        seed=args.seed, mixed_precision=args.precision, device=args.device, num_threads=args.threads,
         init=args.init, progress=not args.no_progress, command=current_command(), extra={"fp16_weights": bool(args.fp16_weights)},
     )
     s = train(cfg)
@@ -104,7 +110,7 @@ def _sample(args) -> int:
     _threads(args.threads)
     s = sample(out=args.out, n=args.n, prompt=args.prompt, label=args.label, model=args.model, steps=args.steps,
                guidance=args.guidance, seed=args.seed, batch=args.batch, scheduler=args.scheduler,
-               progress=not args.no_progress)
+               progress=not args.no_progress, device=args.device, precision=args.precision)
     print(f"{s['out']}: wrote {s['written']} {s['label']} images ({s['skipped']} already there); "
           f"prompt: {s['prompt']!r}")
     return 0
@@ -116,7 +122,8 @@ def _refine(args) -> int:
     _threads(args.threads)
     s = refine(input=args.input, out=args.out, strength=args.strength, model=args.model, steps=args.steps,
                guidance=args.guidance, seed=args.seed, batch=args.batch, scheduler=args.scheduler,
-               negative=args.negative, limit=args.limit, progress=not args.no_progress)
+               negative=args.negative, limit=args.limit, progress=not args.no_progress,
+               device=args.device, precision=args.precision)
     print(f"{s['out']}: refined {s['written']} images ({s['skipped']} already there)")
     print("mask agreement: " + json.dumps(s["summary"]))
     return 0

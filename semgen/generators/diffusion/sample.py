@@ -29,6 +29,20 @@ def load_model(model=None, *, device="cpu"):
     return load_pipeline(model, device=device)
 
 
+def placed(pipe, model, device: str, precision: str):
+    """``(pipe, compute)``: the given pipeline (or ``model`` loaded) on the device that ``device`` /
+    ``precision`` resolve to (:func:`semgen.devices.compute`), and that :class:`~semgen.devices.Compute`,
+    whose ``autocast()`` the sampling runs under (nothing on the CPU, so CPU bytes are unchanged)."""
+    from ...devices import compute
+
+    comp = compute(device, precision)  # before anything loads: --device cuda without a GPU fails at once
+    if pipe is None:
+        pipe = load_model(model, device=comp.device)
+    elif pipe.device != comp.device:
+        pipe.to(comp.device)
+    return pipe, comp
+
+
 def model_identity(pipe) -> dict:
     """What a record names as its model: the folder given, and a hash of the UNet weights."""
     from .pipeline import DEFAULT_MODEL_DIR
@@ -47,7 +61,7 @@ def default_style(pipe) -> str:
 
 def sample(*, out, n: int, prompt: str | None = None, label: str | None = None, model=None, steps: int = 25,
            guidance: float = 3.0, seed: int = 0, batch: int = 8, scheduler: str = "ddim",
-           progress: bool = True, pipe=None) -> dict:
+           progress: bool = True, pipe=None, device: str = "auto", precision: str = "auto") -> dict:
     """Generate ``n`` images for a prompt (or a class) into the dataset dir ``out``; resumable.
 
     Parameters
@@ -66,6 +80,11 @@ def sample(*, out, n: int, prompt: str | None = None, label: str | None = None, 
         ``ddim`` or ``dpm``.
     pipe : SemgenDiffusionPipeline, optional
         An already loaded model (:func:`load_model`), instead of ``model``.
+    device, precision : str
+        Where to sample and in what precision (:mod:`semgen.devices`; ``auto``: the GPU with bf16
+        autocast if there is one, else the CPU in fp32); in ``dataset.json`` as ``compute``. The
+        starting noise is drawn on the CPU from each image's seed on any device, but only CPU
+        bytes are reproducible exactly (GPU kernels and 16-bit arithmetic differ).
 
     Returns
     -------
@@ -82,7 +101,7 @@ def sample(*, out, n: int, prompt: str | None = None, label: str | None = None, 
     if prompt is None and label is None:
         raise SemgenError("give --prompt or --class")
     label = canonical(label) if label is not None else label_from_prompt(prompt)
-    pipe = pipe or load_model(model)  # before creating --out: a bad model leaves nothing behind
+    pipe, comp = placed(pipe, model, device, precision)  # before creating --out: a bad model leaves nothing
     ds = DatasetDir.create(out)
     with lock_dir(ds.root):  # one run per dir: two would write the same images twice (issue 14)
         from .pipeline import pipeline_for, seed_generators
@@ -96,7 +115,7 @@ def sample(*, out, n: int, prompt: str | None = None, label: str | None = None, 
         config = {"prompt": prompt, "label": label, "steps": steps, "guidance": guidance, "seed": seed,
                   "scheduler": scheduler, **ident}
         ds.check_config(key, config)
-        ds.write_info(command=current_command(), config_key=key, config=config)
+        ds.write_info(command=current_command(), config_key=key, config=config, extra={"compute": comp.record()})
         done = ds.keys()
         ids = [f"diffusion-{label}-{phash}-{i:06d}" for i in range(n)]
         todo = [i for i in range(n) if ids[i] not in done]
@@ -107,8 +126,9 @@ def sample(*, out, n: int, prompt: str | None = None, label: str | None = None, 
             for b in range(0, len(todo), batch):
                 idx = todo[b:b + batch]
                 seeds = [image_seed(seed, f"{label}|{prompt}", i) for i in idx]
-                made = t2i([prompt] * len(idx), num_inference_steps=steps, guidance_scale=guidance,
-                           generator=seed_generators(seeds)).images
+                with comp.autocast():
+                    made = t2i([prompt] * len(idx), num_inference_steps=steps, guidance_scale=guidance,
+                               generator=seed_generators(seeds)).images
                 for i, s, img in zip(idx, seeds, (np.asarray(im) for im in made)):
                     data = encode_png(img)
                     fn = f"images/{label}/{ids[i]}.png"

@@ -1,7 +1,8 @@
 """DDPM noise-prediction training with EMA, checkpoints and resume, on ``accelerate``.
 
 The same call runs on a CPU, one GPU with mixed precision, or several GPUs under
-``accelerate launch``. Batches are drawn from an RNG seeded by (seed, step, process), so a run
+``accelerate launch``: ``device`` and ``mixed_precision`` resolve through :mod:`semgen.devices`
+(``auto``: the first GPU with bf16 autocast if there is one, else the CPU in fp32). Batches are drawn from an RNG seeded by (seed, step, process), so a run
 resumed from a checkpoint draws exactly the batches it would have drawn without the interruption.
 
 Layout of MODEL_DIR during and after training::
@@ -43,6 +44,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from ... import __version__  # noqa: E402
+from ...devices import Compute, compute  # noqa: E402
 from ...errors import SemgenError  # noqa: E402
 from ...imageio import write_bytes_atomic  # noqa: E402
 from ...manifests import JsonlAppender, lock_dir  # noqa: E402
@@ -60,7 +62,7 @@ from .pipeline_semgen import (  # noqa: E402
 )
 
 #: Arguments that may change between a run and its resumption.
-RESUMABLE_CHANGES = ("steps", "checkpoint_every", "log_every", "num_threads", "progress", "command")
+RESUMABLE_CHANGES = ("steps", "checkpoint_every", "log_every", "num_threads", "progress", "command", "device")
 
 
 @dataclass
@@ -80,7 +82,10 @@ class TrainConfig:
     checkpoint_every: int = 250
     log_every: int = 10
     seed: int = 0
-    mixed_precision: str = "no"
+    #: ``--precision``: auto, fp32 (or ``no``), bf16, fp16; stored resolved (``no`` / ``bf16`` / ``fp16``),
+    #: so a CPU run's configuration is what it was before the option existed
+    mixed_precision: str = "auto"
+    device: str = "auto"  #: ``--device``; may change when a run is resumed
     text_encoder: str = DEFAULT_TEXT_ENCODER
     max_length: int = MAX_LENGTH
     init: str | None = None
@@ -288,6 +293,14 @@ def _batch(ts, step: int, cfg: TrainConfig, proc: int):
     return torch.from_numpy(np.ascontiguousarray(imgs))[:, None], caps, gen
 
 
+def resolve_compute(cfg: TrainConfig) -> Compute:
+    """Resolve ``cfg.device`` / ``cfg.mixed_precision`` (:func:`semgen.devices.compute`) and store
+    them resolved in ``cfg``: the device as ``cuda:N`` / ``cpu``, the precision in accelerate's names."""
+    comp = compute(cfg.device, {"no": "fp32"}.get(cfg.mixed_precision, cfg.mixed_precision))
+    cfg.device, cfg.mixed_precision = str(comp.device), comp.accelerate_precision
+    return comp
+
+
 def train(cfg: TrainConfig) -> dict:
     """Train (or resume training of) a model folder; see :func:`_train`. One run per folder at a time."""
     out = Path(cfg.out)
@@ -297,6 +310,7 @@ def train(cfg: TrainConfig) -> dict:
         if not Path(path).exists():
             raise SemgenError(f"training data {path} does not exist")
     _check_numbers(cfg)
+    resolve_compute(cfg)  # --device cuda without a GPU: one line, before anything is written
     # Two runs in one folder would interleave checkpoints and the log (issue 14). Under
     # ``accelerate launch`` every process of the one run calls this: only global rank 0 locks.
     main = int(os.environ.get("RANK", "0") or 0) == 0
@@ -350,6 +364,7 @@ def _train(cfg: TrainConfig) -> dict:
     if cfg.num_threads:
         torch.set_num_threads(int(cfg.num_threads))
     unet_config(cfg.model, cfg.resolution)  # validates model / resolution before loading data
+    comp = resolve_compute(cfg)
     if cfg.steps < 1 or cfg.batch < 1 or cfg.checkpoint_every < 1:
         raise SemgenError("--steps, --batch and --checkpoint-every must be >= 1")
 
@@ -361,7 +376,9 @@ def _train(cfg: TrainConfig) -> dict:
             diff = sorted(k for k in set(old) | set(ident) if old.get(k) != ident.get(k))
             raise SemgenError(f"{out} holds a training run with another configuration (differs in: "
                               f"{', '.join(diff)}); use another --out or the same arguments to resume")
-    accelerator = Accelerator(mixed_precision=cfg.mixed_precision)
+    if comp.device.type == "cuda" and "WORLD_SIZE" not in os.environ:
+        torch.cuda.set_device(comp.device)  # one process: accelerate uses the current CUDA device
+    accelerator = Accelerator(mixed_precision=cfg.mixed_precision, cpu=comp.device.type == "cpu")
     main = accelerator.is_main_process
     ts = load_training_set(cfg.data, cfg.resolution, progress=cfg.progress and main and sys.stderr.isatty())
     if main:  # only once the data loaded: bad data leaves no configuration behind to conflict with
@@ -491,6 +508,8 @@ def _save_pipeline(accelerator, unet, ema, noise_sched, te: CaptionEmbeddings, c
         "model_config": cfg.model, "resolution": cfg.resolution, "styles": styles, "trained_steps": step,
         "train_command": cfg.command, "data": ts.sources, "batch": cfg.batch, "lr": cfg.lr, "seed": cfg.seed,
         "caption_format": 1, "semgen_version": __version__, "init": cfg.init,
+        # where it was trained (under accelerate launch: the main process's device)
+        "device": str(accelerator.device), "precision": {"no": "fp32"}.get(cfg.mixed_precision, cfg.mixed_precision),
     })
     replace_dir_contents(tmp, out, MODEL_FILES)
     shutil.rmtree(tmp, ignore_errors=True)
