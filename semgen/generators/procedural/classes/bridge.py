@@ -23,7 +23,7 @@ from scipy import ndimage as ndi
 
 from ..layouts.edits import bridge_coverage, next_id
 from ..layouts.lines import LineGrid, lines_scene, pick_site, window, wobble
-from ..layouts.select import Built, LayoutGenerator, all_params
+from ..layouts.select import LayoutGenerator, lines_or_edit
 from ..params import ParamSpace, ParamSpec
 from ..registry import register
 from ..scene import LINE, METAL, RESIDUE, SUBSTRATE, Scene
@@ -137,15 +137,12 @@ def _bridge_on_lines(grid: LineGrid, p: dict, rng: np.random.Generator) -> Scene
     return scene
 
 
-def built_bridge(built: Built, rng: np.random.Generator, severity: float) -> Scene:
-    """A bridge on a built ``features`` layout; the mask is the bar (touching both features)."""
-    cov = built.geom.coverage()
+def bridge_edit(cov: np.ndarray, rng: np.random.Generator, severity: float) -> tuple[np.ndarray, np.ndarray]:
+    """A bridge on the coverage of a ``features`` layout: (new coverage, the bar touching both features)."""
     pitch_like = max(2.0, float(np.sqrt((cov >= 0.5).mean() + 1e-3)) * 6)
     width = max(1.5, (0.4 + 1.2 * severity) * pitch_like)
     new, region, _ = bridge_coverage(cov, rng, width)
-    scene = built.scene(rng, cov=new)
-    scene.mask[region] = next_id(scene)
-    return scene
+    return new, region
 
 
 def xs_bridge(scene: Scene, rng: np.random.Generator, severity: float) -> Scene:
@@ -163,12 +160,6 @@ def xs_bridge(scene: Scene, rng: np.random.Generator, severity: float) -> Scene:
 
 #: layouts besides ``lines``, with their weights (``lines`` takes the rest)
 RASTER_LAYOUTS = {"contacts": 0.06, "pads": 0.05, "logic": 0.06, "crosssection": 0.03}
-LAYOUTS = {"lines": 1.0 - sum(RASTER_LAYOUTS.values()), **RASTER_LAYOUTS}
-
-PARAMS = list(BRIDGE_LINE_PARAMS) + [
-    ParamSpec("bridge_severity", "float", 0.5, 0.2, 1.0, limits=(0.0, 1.0), when={"layout": tuple(RASTER_LAYOUTS)},
-              doc="defect size on contact / pad / logic / cross-section layouts (relative)"),
-]
 
 
 @register
@@ -178,15 +169,5 @@ class Bridge(LayoutGenerator):
     version = "5"
     description = "material joining two neighbouring lines: full bridges, micro-bridges, footing"
     # xs_style: only interconnect stacks, whose metal is not one connected network
-    params = ParamSpace(all_params(LAYOUTS, PARAMS, lines_first=True, restrict={"xs_style": ("interconnect",)},
-                                   sigma=(0.4, 2.0), periods=(3.0, 26.0), duty=(0.35, 0.65)))
-
-    def defect(self, built, p, rng, size):
-        if built.kind == "lines":
-            return _bridge_on_lines(built.geom, p, rng)
-        if built.kind == "xsection":
-            scene = xs_bridge(built.scene(rng), rng, p["bridge_severity"])
-        else:
-            scene = built_bridge(built, rng, p["bridge_severity"])
-        scene.meta["defect"] = "bridge"
-        return scene
+    params, defects = lines_or_edit("bridge", RASTER_LAYOUTS, BRIDGE_LINE_PARAMS, on_lines=_bridge_on_lines,
+                                    on_xsection=xs_bridge, edit=bridge_edit, restrict={"xs_style": ("interconnect",)})

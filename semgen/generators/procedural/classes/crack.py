@@ -58,7 +58,8 @@ def paint_crack(scene: Scene, cov: np.ndarray, depth_nm: float, instance: int) -
     return stamp(scene, cov, material=VOID, height_add=-depth, se_add=-0.1, instance=instance, thresh=0.4)
 
 
-def film_crack(scene: Scene, rng: np.random.Generator, p: dict) -> Scene:
+def film_crack(built, p: dict, rng: np.random.Generator) -> Scene:
+    scene = built.scene(rng)
     h, w = scene.shape
     for _ in range(6):  # a path that wanders straight out of the frame is drawn again
         start, head = edge_start(rng, w)
@@ -80,7 +81,7 @@ def film_crack(scene: Scene, rng: np.random.Generator, p: dict) -> Scene:
     return scene
 
 
-def bump_crack(built, rng: np.random.Generator, p: dict) -> Scene:
+def bump_crack(built, p: dict, rng: np.random.Generator) -> Scene:
     bp = built.geom
     scene = built.scene(rng)
     h, w = scene.shape
@@ -122,7 +123,7 @@ def bump_crack(built, rng: np.random.Generator, p: dict) -> Scene:
     return scene
 
 
-def stack_crack(built, rng: np.random.Generator, p: dict) -> Scene:
+def stack_crack(built, p: dict, rng: np.random.Generator) -> Scene:
     xp = built.geom
     scene = built.scene(rng)
     h, w = scene.shape
@@ -150,10 +151,4 @@ class Crack(LayoutGenerator):
     version = "4"
     description = "film cracks, bump fatigue cracks along the IMC, cracks and delamination in stacks"
     params = ParamSpace(all_params(LAYOUTS, PARAMS))
-
-    def defect(self, built, p, rng, size):
-        if built.kind == "bump":
-            return bump_crack(built, rng, p)
-        if built.kind == "xsection":
-            return stack_crack(built, rng, p)
-        return film_crack(built.scene(rng), rng, p)
+    defects = {"bump": bump_crack, "xsection": stack_crack, "*": film_crack}

@@ -21,7 +21,7 @@ import numpy as np
 
 from ..layouts.edits import next_id, open_coverage
 from ..layouts.lines import LineGrid, lines_scene, pick_site, window, wobble
-from ..layouts.select import Built, LayoutGenerator, all_params
+from ..layouts.select import LayoutGenerator, lines_or_edit
 from ..params import ParamSpace, ParamSpec
 from ..registry import register
 from ..scene import DIELECTRIC, METAL, Scene
@@ -113,13 +113,10 @@ def _open_on_lines(grid: LineGrid, p: dict, rng: np.random.Generator) -> Scene:
     return lines_scene(grid, p, coverage=cov, mask=mask, meta={"defect": p["open_type"], "defects": info})
 
 
-def built_open(built: Built, rng: np.random.Generator, severity: float) -> Scene:
-    """An open on a built ``features`` layout; the mask is the removed material."""
-    cov = built.geom.coverage()
+def open_edit(cov: np.ndarray, rng: np.random.Generator, severity: float) -> tuple[np.ndarray, np.ndarray]:
+    """An open on the coverage of a ``features`` layout: (new coverage, the removed material)."""
     new, region, _ = open_coverage(cov, rng, gap_px=1.5 + 3.0 * severity, min_length_px=8.0)
-    scene = built.scene(rng, cov=new)
-    scene.mask[region] = next_id(scene)
-    return scene
+    return new, region
 
 
 def xs_open(scene: Scene, rng: np.random.Generator, severity: float) -> Scene:
@@ -134,12 +131,6 @@ def xs_open(scene: Scene, rng: np.random.Generator, severity: float) -> Scene:
 
 #: layouts besides ``lines``, with their weights (``lines`` takes the rest)
 RASTER_LAYOUTS = {"pads": 0.04, "logic": 0.07, "crosssection": 0.04}
-LAYOUTS = {"lines": 1.0 - sum(RASTER_LAYOUTS.values()), **RASTER_LAYOUTS}
-
-PARAMS = list(OPEN_LINE_PARAMS) + [
-    ParamSpec("open_severity", "float", 0.5, 0.2, 1.0, limits=(0.0, 1.0), when={"layout": tuple(RASTER_LAYOUTS)},
-              doc="defect size on contact / pad / logic / cross-section layouts (relative)"),
-]
 
 
 @register
@@ -149,15 +140,5 @@ class Open(LayoutGenerator):
     version = "5"
     description = "a line broken (rounded ends), pinched (necking) or partly cut"
     # pad_style: only pads with leads can be cut open
-    params = ParamSpace(all_params(LAYOUTS, PARAMS, lines_first=True, restrict={"pad_style": ("pads",)},
-                                   sigma=(0.4, 2.0), periods=(3.0, 26.0), duty=(0.35, 0.65)))
-
-    def defect(self, built, p, rng, size):
-        if built.kind == "lines":
-            return _open_on_lines(built.geom, p, rng)
-        if built.kind == "xsection":
-            scene = xs_open(built.scene(rng), rng, p["open_severity"])
-        else:
-            scene = built_open(built, rng, p["open_severity"])
-        scene.meta["defect"] = "open"
-        return scene
+    params, defects = lines_or_edit("open", RASTER_LAYOUTS, OPEN_LINE_PARAMS, on_lines=_open_on_lines,
+                                    on_xsection=xs_open, edit=open_edit, restrict={"pad_style": ("pads",)})

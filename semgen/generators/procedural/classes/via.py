@@ -171,8 +171,4 @@ class Via(LayoutGenerator):
     version = "4"
     description = "missing / merged / resized / misplaced / malformed contacts; voids, seams, misaligned vias"
     params = ParamSpace(all_params(LAYOUTS, PARAMS))
-
-    def defect(self, built, p, rng, size):
-        if built.kind == "xsection":
-            return _xsection(built, p, rng)
-        return _topdown(built, p, rng)
+    defects = {"xsection": _xsection, "*": _topdown}

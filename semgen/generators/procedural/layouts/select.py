@@ -17,10 +17,10 @@ from typing import Any, Callable
 import numpy as np
 
 from ....errors import SemgenError
-from ..params import ParamSpec
+from ..params import ParamSpace, ParamSpec
 from ..registry import Generator
 from ..scene import DIELECTRIC, METAL, SILICON, Scene
-from .edits import NoSite
+from .edits import NoSite, next_id
 from .shapes import smooth_noise
 from . import bumps, contacts, crosssection, logic, pads, tilt
 
@@ -261,7 +261,7 @@ class LayoutGenerator(Generator):
     """The procedural generator: pick a layout, build it, add the defect.
 
     Subclasses set ``name``, ``label``, ``version``, ``description`` and ``params`` (normally
-    ``ParamSpace(all_params(LAYOUTS, PARAMS))``) and implement
+    ``ParamSpace(all_params(LAYOUTS, PARAMS))``), and either the :attr:`defects` table or
     ``defect(built, p, rng, size) -> Scene``; they register with ``@register``. Adding a class is
     adding one such module to ``classes/``: the registry, ``--list``, the pretraining labels and
     the tests that iterate :func:`~..registry.list_generators` pick it up.
@@ -269,6 +269,9 @@ class LayoutGenerator(Generator):
 
     #: layout builds tried while :meth:`defect` raises :class:`NoSite`
     attempts: int = 6
+    #: what :meth:`defect` draws on each kind of built layout (``Built.kind``; ``"*"``: every
+    #: other kind), as ``fn(built, p, rng) -> Scene``
+    defects: dict = {}
 
     def build(self, p: dict, rng: np.random.Generator, size: int) -> Scene:
         for _ in range(self.attempts):
@@ -282,6 +285,64 @@ class LayoutGenerator(Generator):
             return scene
         raise SemgenError(f"could not place a {self.label} on layout {p['layout']!r} with these parameters")
 
-    def defect(self, built: Built, p: dict, rng: np.random.Generator, size: int) -> Scene:  # pragma: no cover
-        """The scene of layout ``built`` with this class's defect drawn into it."""
-        raise NotImplementedError
+    def defect(self, built: Built, p: dict, rng: np.random.Generator, size: int) -> Scene:
+        """The scene of layout ``built`` with this class's defect drawn into it (by :attr:`defects`)."""
+        fn = self.defects.get(built.kind, self.defects.get("*"))
+        if fn is None:  # pragma: no cover - a class without a table overrides this method
+            raise NotImplementedError(f"{self.name}: no defect for a {built.kind!r} layout")
+        return fn(built, p, rng)
+
+
+#: line/space ranges of the classes drawn by :func:`lines_or_edit` (dense arrays, as real shorts
+#: and opens are imaged)
+EDIT_LINE_RANGES = {"sigma": (0.4, 2.0), "periods": (3.0, 26.0), "duty": (0.35, 0.65)}
+
+
+def lines_or_edit(name: str, raster_layouts: dict[str, float], line_params, *, on_lines: Callable,
+                  on_xsection: Callable, edit: Callable, restrict: dict) -> tuple[ParamSpace, dict]:
+    """Parameters and :attr:`LayoutGenerator.defects` of a class drawn by its own code on
+    line/space patterns and, on the other layouts, as one coverage edit (``bridge``, ``open``).
+
+    ``lines`` takes the weight that ``raster_layouts`` leave. A ``{name}_severity`` parameter,
+    active on the raster layouts, sizes the edit: on a ``features`` layout
+    ``edit(coverage, rng, severity) -> (new coverage, region)`` changes what is rendered and the
+    region becomes a new mask instance; on a cross-section ``on_xsection(scene, rng, severity)``
+    edits the rendered scene in place. On lines ``on_lines(grid, p, rng) -> Scene`` draws it all.
+
+    Returns
+    -------
+    params : ParamSpace
+        ``layout``, the line/space parameters (:data:`EDIT_LINE_RANGES`), ``line_params``, the
+        severity, then every raster layout's parameters (``restrict`` limits their choices).
+    defects : dict
+        The :attr:`LayoutGenerator.defects` table.
+
+    Examples
+    --------
+    >>> space, table = lines_or_edit("x", {"pads": 0.1}, [], on_lines=None, on_xsection=None,
+    ...                              edit=None, restrict={})
+    >>> space["layout"].weights, space["x_severity"].when, sorted(table)
+    ((0.9, 0.1), {'layout': ('pads',)}, ['*', 'lines'])
+    """
+    severity = f"{name}_severity"
+    layouts = {"lines": 1.0 - sum(raster_layouts.values()), **raster_layouts}
+    own = list(line_params) + [
+        ParamSpec(severity, "float", 0.5, 0.2, 1.0, limits=(0.0, 1.0), when={"layout": tuple(raster_layouts)},
+                  doc="defect size on contact / pad / logic / cross-section layouts (relative)"),
+    ]
+    params = ParamSpace(all_params(layouts, own, lines_first=True, restrict=restrict, **EDIT_LINE_RANGES))
+
+    def lines(built: Built, p: dict, rng: np.random.Generator) -> Scene:
+        return on_lines(built.geom, p, rng)
+
+    def raster(built: Built, p: dict, rng: np.random.Generator) -> Scene:
+        if built.kind == "xsection":
+            scene = on_xsection(built.scene(rng), rng, p[severity])
+        else:
+            new, region = edit(built.geom.coverage(), rng, p[severity])
+            scene = built.scene(rng, cov=new)
+            scene.mask[region] = next_id(scene)
+        scene.meta["defect"] = name
+        return scene
+
+    return params, {"lines": lines, "*": raster}
