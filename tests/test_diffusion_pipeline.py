@@ -439,6 +439,8 @@ def test_refine_keeps_labels_masks_and_links(trained, tmp_path):
         assert r.get("mask_file_name") == s.get("mask_file_name") and r.get("bboxes") == s.get("bboxes")
         if s.get("mask_file_name"):
             assert out.path(r["mask_file_name"]).read_bytes() == DatasetDir(data).path(s["mask_file_name"]).read_bytes()
+            # the one link_or_copy helper: a hard link to the source's mask where the filesystem allows
+            assert out.path(r["mask_file_name"]).samefile(DatasetDir(data).path(s["mask_file_name"]))
             assert r["mask_agreement"]["edge_iou_in"] is not None
         assert r["prompt"].startswith("real SEM micrograph, top-down, vertical lines")
         assert r["params"]["strength"] == 0.1
