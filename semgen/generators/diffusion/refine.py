@@ -21,12 +21,13 @@ from ...manifests.ops import link_or_copy
 from ...seeding import image_seed
 from .agreement import mask_agreement, summarize_agreement
 from .captions import NEGATIVES, REAL_STYLE, SIM_STYLE, build_caption
-from .sample import load_model, model_identity
+from .sample import model_identity, placed
 
 
 def refine(*, input, out, strength: float = 0.3, model=None, steps: int = 25, guidance: float = 2.0,
            seed: int = 0, batch: int = 8, scheduler: str = "ddim", style: str = REAL_STYLE,
-           negative: str = "empty", limit: int | None = None, progress: bool = True, pipe=None) -> dict:
+           negative: str = "empty", limit: int | None = None, progress: bool = True, pipe=None,
+           device: str = "auto", precision: str = "auto") -> dict:
     """Refine every record of the dataset dir ``input`` into the dataset dir ``out``; resumable.
 
     Parameters
@@ -46,6 +47,9 @@ def refine(*, input, out, strength: float = 0.3, model=None, steps: int = 25, gu
         record's own caption in the simulated style (a style-contrast direction).
     limit : int, optional
         Refine only the first ``limit`` records.
+    device, precision : str
+        Where to refine and in what precision (:mod:`semgen.devices`; as in :func:`.sample.sample`);
+        in ``dataset.json`` as ``compute``.
 
     Returns
     -------
@@ -76,7 +80,7 @@ def refine(*, input, out, strength: float = 0.3, model=None, steps: int = 25, gu
         recs = recs[:limit]
     if src.root.resolve() == DatasetDir(out).root.resolve():
         raise SemgenError("--out must differ from --input")
-    pipe = pipe or load_model(model)  # before creating --out: a bad model leaves nothing behind
+    pipe, comp = placed(pipe, model, device, precision)  # before creating --out: a bad model leaves nothing
     ds = DatasetDir.create(out)
     with lock_dir(ds.root):  # one run per dir: two would refine and append the same records (issue 14)
         from .pipeline import pipeline_for, seed_generators
@@ -89,7 +93,7 @@ def refine(*, input, out, strength: float = 0.3, model=None, steps: int = 25, gu
         if negative != "empty":  # absent for the default, so dirs refined before the option still resume
             config["negative"] = negative
         ds.check_config(key, config)
-        ds.write_info(command=current_command(), config_key=key, config=config)
+        ds.write_info(command=current_command(), config_key=key, config=config, extra={"compute": comp.record()})
         done = ds.keys()
         todo = [r for r in recs if record_key(r) not in done]
         bar = tqdm(total=len(recs), initial=len(recs) - len(todo), desc="diffuse refine", unit="img",
@@ -106,9 +110,10 @@ def refine(*, input, out, strength: float = 0.3, model=None, steps: int = 25, gu
                 seeds = [image_seed(seed, record_key(r), 0) for r in chunk]
                 x = np.stack([im if im.shape == (res, res) else
                               cv2.resize(im, (res, res), interpolation=cv2.INTER_AREA) for im in inputs])
-                outs = img2img(prompts, image=x, strength=strength, negative_prompt=negatives,
-                               num_inference_steps=steps, guidance_scale=guidance,
-                               generator=seed_generators(seeds)).images
+                with comp.autocast():
+                    outs = img2img(prompts, image=x, strength=strength, negative_prompt=negatives,
+                                   num_inference_steps=steps, guidance_scale=guidance,
+                                   generator=seed_generators(seeds)).images
                 outs = [np.asarray(im) for im in outs]
                 for rec, im_in, im_out, prompt, s in zip(chunk, inputs, outs, prompts, seeds):
                     if im_out.shape != im_in.shape:  # back to the input's size so its mask still fits
@@ -122,7 +127,8 @@ def refine(*, input, out, strength: float = 0.3, model=None, steps: int = 25, gu
         all_out = ds.records()
         summary = summarize_agreement([r["mask_agreement"] for r in all_out if isinstance(r.get("mask_agreement"), dict)])
         summary["strength"] = strength
-        ds.write_info(command=current_command(), config_key=key, config=config, extra={"refine_summary": summary})
+        ds.write_info(command=current_command(), config_key=key, config=config,
+                      extra={"refine_summary": summary, "compute": comp.record()})
         return {"out": str(ds.root), "written": written, "skipped": len(recs) - len(todo), "summary": summary}
 
 
