@@ -87,6 +87,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def one_line(message) -> str:
+    r"""``message`` on one line: a multi-line error (a YAML parser's, say) must not read like a crash.
+
+    Examples
+    --------
+    >>> one_line("bad config:\n  line 2, column 4\n")
+    'bad config: line 2, column 4'
+    """
+    return " ".join(part.strip() for part in str(message).splitlines() if part.strip())
+
+
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
@@ -113,7 +124,7 @@ def _one_line_warnings():
     def show(message, category, filename, lineno, file=None, line=None):
         if not _is_semgen_warning(category, filename):
             return previous(message, category, filename, lineno, file, line)
-        text = " ".join(str(message).split("\n")).strip()
+        text = one_line(message)
         try:
             print(f"semgen: warning: {text}", file=file if file is not None else sys.stderr)
         except OSError:  # stderr gone (a closed pipe): a warning must never become the error
@@ -133,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as e:  # --help, --version, or an argparse error already printed: its exit code
         return e.code if isinstance(e.code, int) else int(e.code is not None)
     except SemgenError as e:  # raised by an argument's type= function
-        print(f"semgen: error: {e}", file=sys.stderr)
+        print(f"semgen: error: {one_line(e)}", file=sys.stderr)
         return 2
     with _one_line_warnings():
         return _run(args)
@@ -143,7 +154,7 @@ def _run(args) -> int:
     try:
         rc = args.func(args)
     except SemgenError as e:
-        print(f"semgen: error: {e}", file=sys.stderr)
+        print(f"semgen: error: {one_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("semgen: interrupted; re-run the same command to resume", file=sys.stderr)

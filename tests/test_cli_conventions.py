@@ -161,6 +161,14 @@ def test_bad_input_is_one_line_on_stderr(argv, message, ds, tmp_path, monkeypatc
     assert len(lines) == 1 and lines[0].startswith("semgen: error: ") and re.search(message, lines[0]), err[-2000:]
 
 
+def test_a_multi_line_error_is_one_line(ds, tmp_path, monkeypatch, capsys):
+    (tmp_path / "bad.yaml").write_text("sanity: [1, 2\n")  # the YAML parser's message spans lines
+    rc, out, err = _run(["curate", ds, "--out", tmp_path / "c", "--config", tmp_path / "bad.yaml", "--no-cache"],
+                        monkeypatch, capsys)
+    assert rc == 2 and out == ""
+    assert len(err.splitlines()) == 1 and re.match(r"semgen: error: config .*bad.yaml does not parse: .*line 2", err)
+
+
 def test_help_and_version_exit_zero_on_stdout(monkeypatch, capsys):
     rc, out, err = _run(["procedural", "--help"], monkeypatch, capsys)
     assert rc == 0 and err == "" and "--no-progress" in out and "(default: 256)" in out
