@@ -132,6 +132,8 @@ BAD = [
     (["info", "{tmp}/missing"], r"dataset dir .*missing does not exist"),
     (["curate", "{tmp}/missing", "--out", "{tmp}/c", "--no-cache"], r"missing does not exist"),
     (["import", "{tmp}/missing", "--out", "{tmp}/i"], r"missing does not exist"),
+    (["tune", "--reference", "{ds}", "--out", "{ds}/metadata.jsonl/p.yaml"],
+     r"--out's work dir .*p.tune cannot be made: .*metadata.jsonl is not a directory"),
     (["train", "--data", "{tmp}/missing", "--out", "{tmp}/r"], r"missing"),
     (["procedural", "--class", "bridge", "--n", "1", "--out", "{tmp}/p", "--set", "nosuch=1"],
      r"--set nosuch: unknown parameter"),

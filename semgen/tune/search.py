@@ -28,6 +28,7 @@ from ..errors import SemgenError
 from ..generators.procedural.generate import generate, generate_one
 from ..generators.procedural.profile import PROFILE_VERSION, dump_profile, validate_profile
 from ..generators.procedural.registry import create_generator, list_generators
+from ..manifests.ops import check_writable_dir
 from ..seeding import image_seed
 from .objective import Reference, discriminator_auc, features
 
@@ -207,6 +208,7 @@ def tune(reference, out, *, classes=None, trials: int = 30, minutes: float | Non
     if minutes is not None and minutes <= 0:
         raise SemgenError("--minutes must be positive")
     wd = work_dir(out)
+    check_writable_dir(wd, "--out's work dir")  # a one-line error now, not a traceback from sqlite or mkdir
     wd.mkdir(parents=True, exist_ok=True)
     labels = [create_generator(c).label for c in classes] if classes else None
     ref = Reference(reference, size, classes=labels)
