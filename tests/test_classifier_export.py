@@ -167,6 +167,19 @@ def test_export_json_records_its_config(exported):
     assert on_disk["config"]["calib_max"] == 512 and on_disk["config"]["qat"] is None
 
 
+def test_cli_builds_the_config_from_its_flags(exported, tmp_path, capsys):
+    import semgen.cli
+
+    root, _ = exported
+    argv = ["export", root / "run", "--calib", root / "train", "--out", tmp_path, "--calib-max", "20",
+            "--latency-runs", "2", "--no-auto-fix", "--no-a16w8", "--tolerance", "0.05", "--no-progress"]
+    assert semgen.cli.main([str(a) for a in argv]) == 0
+    cfg = ExportConfig.from_json(json.dumps(json.loads((tmp_path / "export.json").read_text())["config"]))
+    assert cfg == ExportConfig(run_dir=root / "run", calib=root / "train", out=tmp_path, calib_max=20, latency_runs=2,
+                               auto_fix=False, allow_a16w8=False, tolerance=0.05, progress=False)
+    assert "wrote model.onnx" in capsys.readouterr().out
+
+
 def test_auto_fix_runs_and_is_recorded(exported, tmp_path):
     root, _ = exported
     # an impossible tolerance forces every strategy to be tried, and the best one is still written

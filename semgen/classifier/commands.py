@@ -205,10 +205,12 @@ def _evaluate(args) -> int:
 
 def _export(args) -> int:
     from .export import export_run
+    from .export_config import ExportConfig
 
-    r = export_run(args.run_dir, args.calib, data=args.data, out=args.out, tolerance=args.tolerance,
-                   calib_max=args.calib_max, auto_fix=not args.no_auto_fix, allow_a16w8=not args.no_a16w8, latency_runs=args.latency_runs,
-                   progress=not args.no_progress, qat=args.qat)
+    r = export_run(ExportConfig.make(
+        run_dir=args.run_dir, calib=args.calib, data=args.data, out=args.out, tolerance=args.tolerance,
+        calib_max=args.calib_max, auto_fix=not args.no_auto_fix, allow_a16w8=not args.no_a16w8,
+        latency_runs=args.latency_runs, progress=not args.no_progress, qat=args.qat))
     f, q = r["fp32"], r["int8"]
     acc = (lambda d: f"acc {d['accuracy']:.3f} macro-F1 {d['macro_f1']:.3f}, " if "accuracy" in d else "")
     print(f"FP32 {f['file']}: {f['bytes'] / 1e6:.3f} MB, {acc(f)}{f['latency']['median_ms']:.3f} ms/image")

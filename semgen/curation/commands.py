@@ -84,15 +84,17 @@ def _fail(failure) -> int:
 
 def _curate(args) -> int:
     from .curate import REJECTED_NAME, curate
+    from .curate_config import CurateConfig
 
-    cache = False if args.no_cache else (args.cache or True)
-    res, failure = _strict(
-        curate, input_dir=args.input, out=args.out, reference=args.reference, config=args.config,
-        against=args.against, per_class=args.per_class, workers=args.workers, cache=cache,
+    cfg = CurateConfig.make(
+        input=args.input, out=args.out, reference=args.reference, config=args.config,
+        against=args.against, per_class=args.per_class, workers=args.workers,
+        cache=False if args.no_cache else (args.cache or True),
         hash_radius=args.hash_radius, phash_radius=args.phash_radius, max_local=args.max_local,
         max_rms=args.max_rms, noise_ratio=args.noise_ratio, rms_floor=args.rms_floor,
         leak_rms_floor=args.leak_rms_floor, z_max=args.z_max, max_pixels=args.max_pixels,
         dihedral=not args.no_dihedral, strict=args.strict, progress=not args.no_progress)
+    res, failure = _strict(curate, input_dir=cfg)
     c = res.counts()
     print(f"curated {c['input']} images from {args.input}: kept {c['kept']}, rejected {c['rejected']} "
           f"({c['computed']} analysed, {c['cached']} from cache)")
