@@ -6,9 +6,11 @@ from it) does not depend on the number of workers. :func:`map_items` is the same
 grouped into chunks.
 
 Where the work runs is a :class:`Backend`: this process (:class:`InProcess`) or a local process
-pool (:class:`LocalPool`) by default; any object with the same ``map`` method (a cluster, say) can
-be passed as ``backend=`` and must keep the same contract: results in input order, at most
-``window`` chunks in flight.
+pool (:class:`LocalPool`) by default, or a Ray cluster (:class:`RayBackend`, the ``ray`` extra;
+``--executor ray``) for more than one machine. Any object with the same ``map`` method can be
+passed as ``backend=`` and must keep the same contract: results in input order, at most
+``window`` chunks in flight. A backend whose ``remote`` attribute is true may run ``fn`` on
+another machine, so ``fn`` must return what it makes rather than write it to a local path.
 
 Examples
 --------
@@ -21,11 +23,15 @@ Examples
 
 from __future__ import annotations
 
+import collections
 import functools
+import itertools
 import multiprocessing as mp
 import os
 import threading
 from typing import Callable, Iterable, Iterator, Protocol, Sequence, TypeVar
+
+from .errors import SemgenError
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -126,6 +132,161 @@ class LocalPool:
                     yield res
         except BrokenProcessPool as e:
             raise RuntimeError(f"a worker process died ({e}); re-run the same command to resume") from None
+
+
+#: ``--executor`` choices: the local process pool (default) or a Ray cluster.
+EXECUTORS = ("local", "ray")
+#: How a dead Ray worker's task is redone before the run gives up (Ray's own default).
+RAY_MAX_RETRIES = 3
+_RAY_EXTRA = "pip install -c constraints.txt 'semgen[ray]'"
+
+
+def _import_ray():
+    try:
+        import ray
+    except ImportError:
+        raise SemgenError(f"--executor ray needs the ray extra: {_RAY_EXTRA}") from None
+    return ray
+
+
+_RAY_WORKER_READY = False
+
+
+def _ray_task(fn: Callable[[T], R], chunk: T, initializer: Callable[[], None] | None) -> R:  # pragma: no cover
+    # Runs in a Ray worker (tested through RayBackend, in another process). Ray reuses a worker
+    # for many tasks: the set-up runs once per process, as a pool initializer would.
+    global _RAY_WORKER_READY
+    if not _RAY_WORKER_READY:
+        try:
+            import cv2
+
+            cv2.setNumThreads(1)  # Ray runs one task per CPU already
+        except Exception:
+            pass
+        if initializer is not None:
+            initializer()
+        _RAY_WORKER_READY = True
+    return fn(chunk)
+
+
+class RayBackend:
+    """The :class:`Backend` of a Ray cluster: one task per chunk, taken back in input order.
+
+    Connects to ``address`` (``host:port`` of the head node), else to ``$RAY_ADDRESS``, else
+    to a cluster started on this machine by ``ray start``, else starts Ray in this process; in a
+    process where Ray is already initialised it uses that instance. Every node must have the
+    same semgen installed (the same constraints): a task runs ``fn`` there.
+
+    A worker (or node) that dies takes its task with it; Ray runs the task again, up to
+    ``max_retries`` times, and since results are taken in input order the consumer sees each
+    exactly once. An exception raised by ``fn`` is not retried: it is raised in the consumer.
+
+    Examples
+    --------
+    >>> backend = RayBackend()  # doctest: +SKIP
+    >>> list(map_items(abs, [-1, 2, -3], backend=backend))  # doctest: +SKIP
+    [1, 2, 3]
+    """
+
+    #: tasks may run on other machines: ``fn`` must return its output, not write it locally
+    remote = True
+
+    def __init__(self, address: str | None = None, *, max_retries: int = RAY_MAX_RETRIES,
+                 initializer: Callable[[], None] | None = None):
+        _import_ray()  # without the extra, fail now, before any work
+        self.address = address or os.environ.get("RAY_ADDRESS") or None
+        self.max_retries = int(max_retries)
+        self.initializer = initializer
+        self._started = False
+        self._task = None
+
+    def _connect(self):
+        # on first use, so that a run's own checks (bad arguments) come before Ray's start-up
+        ray = _import_ray()
+        if not ray.is_initialized():
+            import logging
+
+            try:
+                ray.init(address=self.address, log_to_driver=False, logging_level=logging.WARNING)
+            except ConnectionError as e:  # a wrong --ray-address: no traceback for a user error
+                raise SemgenError(f"cannot reach the Ray cluster at {self.address}: {e}") from None
+            self._started = True
+        if self._task is None:
+            self._task = ray.remote(num_cpus=1, max_retries=self.max_retries)(_ray_task)
+        return ray
+
+    @property
+    def workers(self) -> int:
+        """CPUs of the cluster now (tasks in parallel); at least 1."""
+        return max(1, int(self._connect().cluster_resources().get("CPU", 1)))
+
+    def map(self, fn: Callable[[T], R], chunks: Iterable[T], window: int) -> Iterator[R]:
+        ray = self._connect()
+        from ray.exceptions import RayTaskError
+
+        it = iter(chunks)
+        fn_ref = ray.put(fn)  # shipped to the object store once, not with every task
+        pending = collections.deque(self._task.remote(fn_ref, c, self.initializer)
+                                    for c in itertools.islice(it, max(1, window)))
+        try:
+            while pending:
+                try:
+                    res = ray.get(pending.popleft())
+                except RayTaskError as e:  # fn raised: the worker's own exception, as in a pool
+                    cause = getattr(e, "cause", None)
+                    if isinstance(cause, BaseException):
+                        raise cause from None
+                    raise
+                except ray.exceptions.RayError as e:  # retries spent: a worker or node kept dying
+                    msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                    raise RuntimeError(f"a Ray worker died {self.max_retries + 1} times on one task ({msg}); "
+                                       "re-run the same command to resume") from None
+                nxt = next(it, _END)
+                if nxt is not _END:
+                    pending.append(self._task.remote(fn_ref, nxt, self.initializer))
+                yield res
+        finally:
+            for ref in pending:  # the consumer stopped early (an error, a closed generator)
+                ray.cancel(ref)
+
+    def close(self) -> None:
+        """Disconnect (and stop Ray, if this backend started it in this process)."""
+        if self._started:
+            _import_ray().shutdown()
+            self._started = False
+
+
+def make_backend(executor: str = "local", *, address: str | None = None) -> Backend | None:
+    """The backend ``--executor`` names: None for ``local`` (the callers' own pool), a :class:`RayBackend`.
+
+    Parameters
+    ----------
+    executor : {"local", "ray"}
+    address : str, optional
+        Ray head node ``host:port`` (``--ray-address``); default ``$RAY_ADDRESS``.
+
+    Examples
+    --------
+    >>> make_backend("local") is None
+    True
+    """
+    if executor not in EXECUTORS:
+        raise SemgenError(f"--executor must be one of {', '.join(EXECUTORS)}, got {executor!r}")
+    if executor == "local":
+        if address:
+            raise SemgenError("--ray-address needs --executor ray")
+        return None
+    return RayBackend(address)
+
+
+def add_executor_args(parser) -> None:
+    """``--executor local|ray`` and ``--ray-address`` on an argparse parser (see :func:`make_backend`)."""
+    parser.add_argument("--executor", choices=EXECUTORS, default="local",
+                        help="where the work runs: local processes (--workers) or a Ray cluster "
+                             "(the ray extra; output does not depend on it; default local)")
+    parser.add_argument("--ray-address", metavar="HOST:PORT",
+                        help="Ray head node to join (default $RAY_ADDRESS, else a cluster started on this "
+                             "machine by `ray start`, else a new one here)")
 
 
 def ordered_map(fn: Callable[[T], R], chunks: Iterable[T], *, workers: int = 1, window: int | None = None,

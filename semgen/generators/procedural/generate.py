@@ -3,16 +3,16 @@
 
 Image ``i`` of class ``label`` under master seed ``s`` is a pure function of
 ``(generator version, image_seed(s, label, i), size, overrides)``, so the bytes are the same
-whatever the number of workers or shards. Records are appended in index order (chunks of indices
-over a process pool, a bounded window in flight, results taken in order); files are written
-atomically before their record, so a killed run
-leaves a manifest prefix whose every record has its file, and re-running the same command skips
-the ids already recorded.
+whatever the number of workers, shards or machines. Records are appended in index order (chunks of
+indices over a process pool or a Ray cluster, a bounded window in flight, results taken in order);
+files are written atomically before their record, so a killed run leaves a manifest prefix whose
+every record has its file, and re-running the same command skips the ids already recorded. On Ray
+the workers return the PNG bytes and this process writes them, so the nodes share no filesystem
+and a task that Ray redoes after its worker died is written once.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 import os
@@ -25,7 +25,7 @@ import numpy as np
 from ...errors import SemgenError
 from ...imageio import encode_png, sha256_bytes
 from ...manifests import DatasetDir, current_command, lock_dir
-from ...parallel import ordered_map
+from ...parallel import Backend, map_items
 from ...seeding import image_seed, rng_for
 from .imaging import render
 from .overlays import apply_overlays
@@ -207,18 +207,25 @@ class _Job:
         self.recorded = recorded  # profile fields copied into every record
 
     def __call__(self, index: int) -> dict:
+        rec, files = self.make(index)
+        ds = DatasetDir(self.root)
+        for name, data in files:
+            ds.write_file(name, data)
+        return rec
+
+    def make(self, index: int) -> tuple[dict, list[tuple[str, bytes]]]:
+        """Image ``index``'s record and its files ``[(file_name, PNG bytes), ...]``, nothing written."""
         key = self.gen_name + (json.dumps(self.ranges, sort_keys=True) if self.ranges else "")
         gen = _GENERATORS.get(key)
         if gen is None:
             gen = _GENERATORS[key] = create_generator(self.gen_name).with_ranges(self.ranges)
-        ds = DatasetDir(self.root)
         label = gen.label
         rid = record_id(label, index)
         seed = image_seed(self.master_seed, label, index)
         s = generate_one(gen, seed, self.size, self.overrides)
         png = encode_png(s.image)
         file_name = f"images/{label}/{rid}.png"
-        ds.write_file(file_name, png)
+        files = [(file_name, png)]
         rec = {
             "id": rid, "file_name": file_name, "label": label, "source": SOURCE, "sha256": sha256_bytes(png),
             "width": int(s.image.shape[1]), "height": int(s.image.shape[0]),
@@ -231,12 +238,12 @@ class _Job:
         if s.mask is not None:
             m = s.mask.astype(np.uint8) if int(s.mask.max()) <= 255 else s.mask
             mask_name = f"masks/{label}/{rid}.png"
-            ds.write_file(mask_name, encode_png(m))
+            files.append((mask_name, encode_png(m)))
             rec["mask_file_name"] = mask_name
             rec["bboxes"] = s.bboxes
         elif label != "clean":
             rec["bboxes"] = []
-        return rec
+        return rec, files
 
 
 def _validate(label: str, n: int, size: int, workers: int, overrides: dict | None, ranges: dict | None = None,
@@ -258,7 +265,7 @@ def _validate(label: str, n: int, size: int, workers: int, overrides: dict | Non
 def generate(label: str, n: int, out: str | os.PathLike = DEFAULT_OUT, *, seed: int = 0, size: int = 256,
              workers: int = 1, shard: str | tuple[int, int] | None = None, overrides: dict | None = None,
              ranges: dict | None = None, profile: dict | None = None, progress: bool = True,
-             chunksize: int | None = None) -> dict:
+             chunksize: int | None = None, backend: Backend | None = None) -> dict:
     """Generate ``n`` images of a class into dataset dir ``out`` (resuming what is already there).
 
     Parameters
@@ -288,6 +295,11 @@ def generate(label: str, n: int, out: str | os.PathLike = DEFAULT_OUT, *, seed: 
         this class (canonical JSON) and its sha256 (:func:`remake` needs nothing else).
     progress : bool
         Show a progress bar (only when stderr is a terminal).
+    chunksize : int, optional
+        Images per task (default: about 8 tasks per worker, at most 16).
+    backend : Backend, optional
+        Where the images are made instead of ``workers`` local processes, e.g. a
+        :class:`~semgen.parallel.RayBackend` (``--executor ray``); the bytes are the same.
 
     Returns
     -------
@@ -317,7 +329,7 @@ def generate(label: str, n: int, out: str | os.PathLike = DEFAULT_OUT, *, seed: 
         made = 0
         try:
             with ds.appender() as app:
-                for rec in _run(job, todo, workers, chunksize):
+                for rec in _run(job, todo, workers, chunksize, backend, ds, gen):
                     app.append(rec)
                     made += 1
                     if bar is not None:
@@ -355,22 +367,28 @@ def _remove_stale_temps(root, label: str) -> None:
                 pass
 
 
-def _work(job: _Job, indices: list[int]) -> list[dict]:
-    return [job(i) for i in indices]
+def _run(job: _Job, todo: list[int], workers: int, chunksize: int | None, backend: Backend | None,
+         ds: DatasetDir, gen: Generator) -> Iterable[dict]:
+    """Records of ``todo`` in order, over :func:`semgen.parallel.map_items` (chunks of at most 16).
 
-
-def _run(job: _Job, todo: list[int], workers: int, chunksize: int | None) -> Iterable[dict]:
-    """Records of ``todo`` in order: chunks of indices over :func:`semgen.parallel.ordered_map`.
-
-    Its pool has a bounded window of chunks in flight, forkserver workers (a child forked after
-    OpenCV started its threads can deadlock) and workers that exit when this process dies.
+    Local workers write their files themselves (forkserver workers that exit when this process
+    dies; see :mod:`semgen.parallel`). A remote backend's workers return the bytes and this
+    process writes them, after checking the worker made them with this generator version.
     """
-    if workers == 1 or len(todo) <= 1:
-        for i in todo:
-            yield job(i)
-        return
-    workers = min(workers, len(todo))
-    cs = chunksize or max(1, min(16, len(todo) // (workers * 8)))
-    chunks = (todo[i:i + cs] for i in range(0, len(todo), cs))
-    for recs in ordered_map(functools.partial(_work, job), chunks, workers=workers, preload=[__name__]):
-        yield from recs
+    remote = bool(getattr(backend, "remote", False))
+    if backend is not None:
+        workers = getattr(backend, "workers", workers)
+    results = map_items(job.make if remote else job, todo, workers=workers, chunksize=chunksize,
+                        max_chunk=16, preload=[__name__], backend=backend)
+    for res in results:
+        if not remote:
+            yield res
+            continue
+        rec, files = res
+        got = rec["generator"]["version"]
+        if got != gen.version:  # another semgen on that node: its bytes are not this version's
+            raise SemgenError(f"a worker made {rec['id']} with {gen.name}@{got}, this semgen has "
+                              f"{gen.name}@{gen.version}: install the same semgen on every node")
+        for name, data in files:
+            ds.write_file(name, data)
+        yield rec
