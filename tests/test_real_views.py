@@ -141,3 +141,16 @@ def test_clean_has_no_marker_and_no_void_but_can_be_asked_for_one():
     s = generate_one("clean", 3, 64, {"overlay_marker": True})
     assert s.params["overlay_marker"] is True
     assert gen.with_ranges({"bump_voids": {"range": [0, 2]}}).space["bump_voids"].high == 2
+
+
+@pytest.mark.parametrize("cls,old", [("particle", "4"), ("cmp", "4"), ("clean", "5")])
+def test_a_record_of_the_previous_version_does_not_remake(cls, old):
+    from semgen.errors import SemgenError
+    from semgen.generators.procedural.generate import remake
+
+    gen = create_generator(cls)
+    assert int(gen.version) > int(old)
+    with pytest.raises(SemgenError, match=f"{cls}@{old}.*bytes would differ"):
+        remake({"generator": {"name": cls, "version": old}, "seed": 7, "width": 32})
+    now = remake({"generator": {"name": cls, "version": gen.version}, "seed": 7, "width": 32})
+    assert now.image.tobytes() == generate_one(cls, 7, 32).image.tobytes()

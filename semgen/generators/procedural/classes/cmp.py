@@ -50,7 +50,7 @@ PARAMS = [
     ParamSpec("cmp_mark_len_frac", "float", 0.1, 0.05, 0.2, doc="chatter-mark length / image width"),
     ParamSpec("cmp_residue_level", "float", 0.12, 0.04, 0.25, limits=(-0.5, 0.8), doc="SE excess of residue"),
     ParamSpec("cmp_dish_depth", "float", 0.5, 0.25, 0.8, limits=(0.0, 1.0), doc="dishing depth / feature height"),
-    ParamSpec("cmp_relief", "float", 0.25, 0.1, 0.4, limits=(0.0, 1.0),
+    ParamSpec("cmp_relief", "float", 0.3, 0.15, 0.5, limits=(0.0, 1.0),
               doc="directional (topographic) shading of marks and residue"),
     ParamSpec("cmp_light_deg", "float", 0.0, -180.0, 180.0, unit="deg", doc="detector direction"),
     ParamSpec("cmp_depth_ratio", "float", 0.5, 0.25, 1.0, limits=(0.02, 3.0),
@@ -140,6 +140,12 @@ def dishing(scene: Scene, rng: np.random.Generator, depth_frac: float, instance:
     return region
 
 
+def trench_dark(p: dict) -> float:
+    """SE darkening at the bottom of a gouge, micro-scratch or pit: the deeper for its width, the
+    fewer secondary electrons escape its walls (the trench effect)."""
+    return 0.08 + 0.12 * float(p["cmp_depth_ratio"])
+
+
 def gouge(scene: Scene, rng: np.random.Generator, p: dict, instance: int) -> np.ndarray:
     """A lens-shaped gouge: V-shaped in section, widest mid-way, ploughed material at its end."""
     h, w = scene.shape
@@ -171,7 +177,7 @@ def gouge(scene: Scene, rng: np.random.Generator, p: dict, instance: int) -> np.
     if scene.se_offset is None:
         scene.se_offset = np.zeros(scene.shape, np.float32)
     scene.se_offset -= (0.15 * sh).astype(np.float32)
-    return stamp(scene, cov, se_add=-0.04, instance=instance, thresh=0.4)
+    return stamp(scene, cov, se_add=-trench_dark(p) * bowl, instance=instance, thresh=0.4)
 
 
 def microscratches(scene: Scene, rng: np.random.Generator, p: dict) -> None:
@@ -193,7 +199,7 @@ def microscratches(scene: Scene, rng: np.random.Generator, p: dict) -> None:
         cov = polyline_coverage(scene.shape, pts, wd)
         if (cov >= 0.4).sum() < 3:
             continue
-        add_groove(scene, cov, p["cmp_depth_ratio"] * width * scene.pixel_nm, 0.3, 0.08, next_id(scene),
+        add_groove(scene, cov, p["cmp_depth_ratio"] * width * scene.pixel_nm, 0.3, trench_dark(p), next_id(scene),
                    light_deg=p["cmp_light_deg"], relief=p["cmp_relief"])
 
 
@@ -213,7 +219,7 @@ def pits(scene: Scene, rng: np.random.Generator, p: dict) -> None:
         bowl = np.sqrt(np.clip(1 - (d / r) ** 2, 0, 1)).astype(np.float32)
         dh = -(p["cmp_depth_ratio"] * 2 * r * scene.pixel_nm * bowl)
         emboss(scene, dh, p["cmp_light_deg"], p["cmp_relief"])
-        stamp(scene, cov, height_add=dh, se_add=-0.05, instance=next_id(scene))
+        stamp(scene, cov, height_add=dh, se_add=-trench_dark(p) * bowl, instance=next_id(scene))
 
 
 def add_cmp(scene: Scene, rng: np.random.Generator, p: dict, variant: str | None = None) -> Scene:
@@ -257,12 +263,15 @@ def add_cmp(scene: Scene, rng: np.random.Generator, p: dict, variant: str | None
 class CMP(LayoutGenerator):
     name = "cmp"
     label = "cmp"
-    version = "5"
+    version = "6"
     description = "CMP scratches, gouges, chatter, micro-scratch arcs, pits, slurry residue, dishing / erosion, " \
                   "often on a polished field"
-    # a polished field is seen at up to a few micrometres across, where these marks still show
+    # a polished field is seen at up to a few micrometres across, where these marks still show; it
+    # is mostly a uniform mid-to-light grey (Cu or oxide after polishing) of fine grain, rarely with an edge
     params = ParamSpace(all_params(LAYOUTS, PARAMS, periods=(4.0, 30.0))).with_ranges(
-        {"film_field_nm": {"range": [300.0, 5000.0]}})
+        {"film_field_nm": {"range": [300.0, 5000.0]}, "film_level": {"choices": {"bright": 0.75, "dark": 0.25}},
+         "film_grain_px": {"range": [1.0, 2.0]},
+         "film_edge": {"choices": {"true": 0.25, "false": 0.75}}})
 
     def defect(self, built, p, rng, size):
         scene = built.scene(rng)

@@ -147,7 +147,8 @@ def big_particle_relief(rng: np.random.Generator, shape, cx: float, cy: float, r
     (True, True, 0.0)
     """
     h, w = shape
-    harm = [(k, float(rng.uniform(0.02, 0.12)), float(rng.uniform(0, 2 * np.pi))) for k in range(2, 8)]
+    # lumpy, not star-shaped: the higher the harmonic, the smaller its amplitude (about 1 / k)
+    harm = [(k, float(rng.uniform(0.03, 0.15)) * 2.0 / k, float(rng.uniform(0, 2 * np.pi))) for k in range(2, 8)]
     outline = Shape("ellipse", (cx, cy, r, r * float(rng.uniform(0.65, 1.0)), float(rng.uniform(0, np.pi))),
                     harmonics=harm)
     cov = np.zeros(shape, np.float32)
@@ -250,7 +251,7 @@ def add_particles(scene: Scene, rng: np.random.Generator, p: dict, n: int | None
 class Particle(LayoutGenerator):
     name = "particle"
     label = "particle"
-    version = "5"
+    version = "6"
     description = "foreign particles (spheres, grains, flakes, agglomerates, large 3-D boulders and crumbs) on any " \
                   "top-down layout"
     params = ParamSpace(all_params(LAYOUTS, PARAMS, periods=(4.0, 30.0)))
