@@ -10,6 +10,7 @@ from ...errors import SemgenError
 
 
 def register(sub) -> None:
+    from ...parallel import add_executor_args
     from .generate import DEFAULT_OUT
 
     p = sub.add_parser(
@@ -23,6 +24,7 @@ def register(sub) -> None:
     p.add_argument("--size", type=int, default=256, help="image width and height in pixels")
     p.add_argument("--seed", type=int, default=0, help="master seed")
     p.add_argument("--workers", type=int, default=1, help="processes (output does not depend on it)")
+    add_executor_args(p)
     p.add_argument("--shard", metavar="K/N", help="make only shard K of N (K = 0..N-1) of the indices")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="NAME=VALUE",
                    help="fix a parameter (NAME=v), or change how it is sampled: NAME=lo:hi (a range within "
@@ -61,11 +63,18 @@ def _procedural(args) -> int:
         raise SemgenError("--class is required (or --list to see the classes)")
     if args.n is None:
         raise SemgenError("--n is required")
+    from ...parallel import make_backend
     from .generate import generate
 
     pins, ranges, profile = _overrides(args)
-    res = generate(args.cls, args.n, args.out, seed=args.seed, size=args.size, workers=args.workers,
-                   shard=args.shard, overrides=pins, ranges=ranges, profile=profile, progress=not args.no_progress)
+    backend = make_backend(args.executor, address=args.ray_address)
+    try:
+        res = generate(args.cls, args.n, args.out, seed=args.seed, size=args.size, workers=args.workers,
+                       shard=args.shard, overrides=pins, ranges=ranges, profile=profile,
+                       progress=not args.no_progress, backend=backend)
+    finally:
+        if backend is not None:
+            backend.close()
     print(f"{res['out']}: {res['label']} ({res['generator']}): made {res['made']}, "
           f"already there {res['skipped']}, {res['total']} in this run")
     return 0
