@@ -154,3 +154,16 @@ def test_a_record_of_the_previous_version_does_not_remake(cls, old):
         remake({"generator": {"name": cls, "version": old}, "seed": 7, "width": 32})
     now = remake({"generator": {"name": cls, "version": gen.version}, "seed": 7, "width": 32})
     assert now.image.tobytes() == generate_one(cls, 7, 32).image.tobytes()
+
+
+def test_list_shows_the_class_overlay_probability():
+    import io
+    import json
+    from types import SimpleNamespace
+
+    from semgen.generators.procedural.commands import _write_list
+
+    out = io.StringIO()
+    _write_list(SimpleNamespace(cls="clean", sets=[], profile=None, json=True), out)
+    rows = {r["name"]: r for r in json.loads(out.getvalue())[0]["class_params"]}
+    assert rows["overlay_marker"]["range"] == "P(true)=0.00" and rows["bump_voids"]["range"].startswith("[0, 0]")

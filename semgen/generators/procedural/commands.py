@@ -116,7 +116,7 @@ def _write_list(args, out) -> int:
             return d
 
         own = set(g.params.names)
-        changed = [n for n in eff.names if n not in own and (n in ranges or n in fixed)]
+        changed = [n for n in eff.names if n not in own and (n in ranges or n in fixed or n in g.overlay_p)]
         rows.append({"name": g.name, "label": g.label, "version": g.version, "description": g.description,
                      "class_params": [row(n) for n in g.params.names] + [row(n) for n in changed],
                      "imaging_params": None})
