@@ -212,3 +212,12 @@ def test_diffuse_train_keeps_the_old_mixed_precision_spelling():
     assert p.parse_args(base).precision == "auto" and p.parse_args(base).device == "auto"
     assert p.parse_args(base + ["--mixed-precision", "no"]).precision == "no"
     assert p.parse_args(base + ["--precision", "bf16"]).precision == "bf16"
+
+
+def test_qat_trains_in_fp32_only(data, tmp_path, fake_cuda):
+    from semgen.classifier import train_classifier
+
+    # refused before any image loads or anything moves to the (mocked) GPU
+    with pytest.raises(SemgenError, match=r"^--qat trains in fp32 \(fake quantisation\); drop --precision bf16"):
+        train_classifier(data / "train", tmp_path / "q", qat=True, device="cuda", precision="bf16", **FAST)
+    assert not (tmp_path / "q").exists()

@@ -192,6 +192,8 @@ def evaluate_run(run_dir, data, *, reject_below: float | str | None = None, targ
 
     comp = compute(device, precision)  # before the model and images load: a missing GPU fails at once
     model, meta = load_eval_model(run_dir, which=which)
+    if meta.get("qat") and comp.precision != "fp32":
+        comp = compute(comp.device, "fp32")  # a QAT model's fake quantisers run in fp32, as it trained
     run = Path(meta["run_dir"])
     if write:  # before the images are read and the model run: a read-only run dir used to end in a traceback
         check_writable_dir((run / out_name).parent,

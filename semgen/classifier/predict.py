@@ -80,6 +80,8 @@ class Predictor:
 
             # a QAT run predicts with its fake-quant model, as its INT8 export will
             self._model, meta = load_eval_model(p)
+            if meta.get("qat") and self.compute.precision != "fp32":
+                self.compute = compute(self.compute.device, "fp32")  # fake quantisers run in fp32, as trained
             self._model.to(self.compute.device)
             self.kind = "torch"
             cal = read_calibration(Path(meta["run_dir"]))

@@ -141,7 +141,8 @@ def _weight_scales(w: torch.Tensor, wmax: int = 127) -> torch.Tensor:
 def _fq_weight(w: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
     # [-128, 127] is what the ONNX exporter accepts; with scale max|w|/127 nothing reaches -128,
     # so the grid is symmetric as onnxruntime's per-channel weights are.
-    return torch.fake_quantize_per_channel_affine(w, s, torch.zeros(len(s), dtype=torch.int32), 0, -128, 127)
+    zero = torch.zeros(len(s), dtype=torch.int32, device=s.device)  # on the weights' device (a GPU run)
+    return torch.fake_quantize_per_channel_affine(w, s, zero, 0, -128, 127)
 
 
 def _fq_bias(b: torch.Tensor | None, s_in: float, s_w: torch.Tensor):

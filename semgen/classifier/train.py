@@ -217,7 +217,11 @@ def train_classifier(
     min_epochs = epochs // 2 if min_epochs is None else int(min_epochs)
     hier = _hierarchy(heads)
     sources = [parse_data_arg(d) for d in _as_list(data)]
-    comp = compute(device, precision)  # before any data loads: --device cuda without a GPU fails at once
+    # before any data loads: --device cuda without a GPU fails at once. QAT trains in fp32: its fake
+    # quantisers already model the 8-bit arithmetic, and their ranges come from fp32 activations.
+    comp = compute(device, "fp32" if qat is not None and precision in (None, "auto") else precision)
+    if qat is not None and comp.precision != "fp32":
+        raise SemgenError(f"--qat trains in fp32 (fake quantisation); drop --precision {precision} or use fp32")
     dev = comp.device
 
     # Validated before any data loads: a missing extra or bundled backbone fails in a second.
