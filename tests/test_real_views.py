@@ -10,27 +10,20 @@ import pytest
 from semgen.generators.procedural.classes.cmp import VARIANTS
 from semgen.generators.procedural.classes.particle import BIG, big_particle_relief
 from semgen.generators.procedural.generate import generate_one
-from semgen.generators.procedural.layouts import select
 from semgen.generators.procedural.layouts.edits import components
 from semgen.generators.procedural.layouts.relief import cast_shadow
 from semgen.generators.procedural.registry import create_generator
 from semgen.generators.procedural.scene import PARTICLE
 from semgen.seeding import rng_for
+from test_classes_procedural import _scene as _scene_and_built
 
 NEW_CMP = VARIANTS[4:]
 
 
 def _scene(cls, seed, size, overrides):
     """The generator's scene and the nominal scene of the same layout draws (no defect)."""
-    gen = create_generator(cls)
-    rng = rng_for(seed)
-    p = gen.sample_params(rng, overrides)
-    state = rng.bit_generator.state
-    scene = gen.build(p, rng, size)
-    rng2 = rng_for(0)
-    rng2.bit_generator.state = state
-    nominal = select.build(p["layout"], p, rng2, size).scene(rng2)
-    return p, scene, nominal
+    p, scene, built, rng = _scene_and_built(cls, seed, size, overrides)
+    return p, scene, built.scene(rng)
 
 
 def _boxes(mask):

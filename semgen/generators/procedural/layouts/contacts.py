@@ -56,17 +56,6 @@ def hole_array(p: dict, rng: np.random.Generator, shape: tuple[int, int], pixel_
     return fs
 
 
-def interior(fs: FeatureSet, margin: float = 0.0) -> list[int]:
-    """Indices of shapes wholly inside the image (at least ``margin`` px from the border)."""
-    h, w = fs.shape
-    out = []
-    for k, s in enumerate(fs.shapes):
-        x0, y0, x1, y1 = s.bbox((10 ** 9, 10 ** 9))
-        if x0 >= margin and y0 >= margin and x1 <= w - margin and y1 <= h - margin:
-            out.append(k)
-    return out
-
-
 def render(fs: FeatureSet, p: dict, rng: np.random.Generator, pixel_nm: float, meta: dict | None = None,
            cov: np.ndarray | None = None) -> Scene:
     """Scene of the array: holes in a film (dark, bright rims) or posts on a floor."""
