@@ -1,6 +1,6 @@
 """Config objects: the settings of one long command as a validated, frozen, JSON-able value.
 
-:class:`Config` is the pydantic base of :class:`~semgen.curation.config.CurateConfig` and
+:class:`Config` is the pydantic base of :class:`~semgen.curation.curate_config.CurateConfig` and
 :class:`~semgen.classifier.export_config.ExportConfig` (the diffusion ``TrainConfig`` is the older,
 dataclass form of the same idea). The library function takes the config, the CLI builds it from
 its flags, and the run writes it as plain JSON where it records its settings, so
