@@ -168,7 +168,7 @@ def test_train_keyword_and_config_forms_are_the_same_run(tmp_path):
     # the finished keyword run is the config's run: matched by its request, nothing trained again
     again = train_classifier(cfg.model_copy(update={"out": str(tmp_path / "kw")}))
     assert again == json.loads((tmp_path / "kw/summary.json").read_text())
-    with pytest.raises(TypeError, match="set epochs in it instead"):
-        train_classifier(cfg, epochs=3)
+    with pytest.raises(SemgenError, match=r"^--epochs must be >= 1, got 0 \(TrainConfig.epochs\)$"):
+        train_classifier(cfg, epochs=0)  # keywords with a config replace its settings, validated again
     with pytest.raises(SemgenError, match=r"^--epochs must be >= 1, got 0 \(TrainConfig.epochs\)$"):
         train_classifier(ds.root, tmp_path / "x", epochs=0)  # the keyword form validates the same way

@@ -133,7 +133,8 @@ def train_classifier(data, out=None, **settings) -> dict:
 
     ``train_classifier(config)`` takes a :class:`~semgen.classifier.train_config.TrainConfig`;
     ``train_classifier(data, out, **settings)`` builds the same config from keywords (a bad value
-    is then the same one-line :class:`SemgenError`).
+    is then the same one-line :class:`SemgenError`); keywords given with a config replace its
+    settings (``functools.partial(train_classifier, epochs=3)`` holds for either form).
 
     Parameters
     ----------
@@ -193,7 +194,11 @@ def train_classifier(data, out=None, **settings) -> dict:
     """
     from .train_config import TrainConfig
 
-    cfg = TrainConfig.coerce(data, out=out, **settings)
+    if isinstance(data, TrainConfig):  # keywords given with a config replace its settings (validated again)
+        given = {k: v for k, v in {"out": out, **settings}.items() if v is not None}
+        cfg = TrainConfig.make(**{**{k: getattr(data, k) for k in TrainConfig.model_fields}, **given}) if given else data
+    else:
+        cfg = TrainConfig.coerce(data, out=out, **settings)
     return _train(**cfg.kwargs())
 
 
