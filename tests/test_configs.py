@@ -1,4 +1,4 @@
-"""Config objects of curate and export (semgen.configs): one-line errors naming the field, JSON round trips,
+"""Config objects of curate, export and train (semgen.configs): one-line errors naming the field, JSON round trips,
 the recorded settings, and the keyword form that callers used before configs."""
 
 from __future__ import annotations
@@ -109,3 +109,66 @@ def test_curate_records_its_settings_as_the_config(tmp_path):
     # the keyword form writes the same decision into another dir
     res2 = curate(ds.root, tmp_path / "o2", config=bands, per_class=1, cache=False, hash_radius=12)
     assert [it.id for it in res2.kept] == [it.id for it in res.kept] and len(res.kept) == 2
+
+
+# --- semgen train (TrainConfig) -------------------------------------------------------------------
+from semgen.classifier.augment import NO_AUGMENT, AugmentConfig  # noqa: E402
+from semgen.classifier.distill import DistillConfig  # noqa: E402
+from semgen.classifier.qat import QATConfig  # noqa: E402
+from semgen.classifier.train_config import TrainConfig  # noqa: E402
+
+
+@pytest.mark.parametrize("values,message", [
+    ({"epochs": 0}, "--epochs must be >= 1, got 0 (TrainConfig.epochs)"),
+    ({"lr": -1}, "--lr must be > 0, got -1 (TrainConfig.lr)"),
+    ({"lr": float("nan")}, "--lr must be a finite number, got nan (TrainConfig.lr)"),
+    ({"val_fraction": 1.0}, "--val-fraction must be < 1, got 1.0 (TrainConfig.val_fraction)"),
+    ({"batch_size": 1}, "--batch must be >= 2, got 1 (TrainConfig.batch_size)"),
+    ({"size": 16}, "--size must be >= 32, got 16 (TrainConfig.size)"),
+    ({"epochs": 2.5}, "--epochs must be an integer, got 2.5 (TrainConfig.epochs)"),
+    ({"num_threads": -1}, "--threads must be >= 0, got -1 (TrainConfig.num_threads)"),
+    ({"progress": "no"}, "--no-progress must be true or false, got 'no' (TrainConfig.progress)"),
+    ({"data": []}, "DATA must be one or more dataset dirs, got [] (TrainConfig.data)"),
+    ({"colour": 1}, "--colour is not a setting (TrainConfig.colour)"),
+])
+def test_train_config_errors_are_one_line_naming_the_field(values, message):
+    with pytest.raises(SemgenError) as e:
+        TrainConfig.make(**{"data": "d", "out": "o", **values})
+    assert str(e.value) == message
+
+
+def test_train_config_json_round_trip_keeps_nested_settings():
+    cfg = TrainConfig(data=[("a", 2), Path("b"), "c=0.5"], out=Path("o"), val=["v"], classes=["bridge", "clean"],
+                      augment=NO_AUGMENT, qat=True, heads="hierarchical", init="semgen", mixup=0,
+                      distill=DistillConfig(["t"], transfer=["x=2"]))
+    assert cfg.data == (("a", 2), "b", "c=0.5") and cfg.out == "o" and cfg.qat == QATConfig()
+    assert cfg.mixup == 0 and isinstance(cfg.mixup, int)  # kept as given: the run's request records it so
+    back = TrainConfig.from_json(cfg.to_json())
+    assert back == cfg and back.augment == NO_AUGMENT and json.loads(cfg.to_json())["qat"]["weight_bits"] == 8
+    assert TrainConfig.from_json(TrainConfig(data="d", out="o").to_json()) == TrainConfig(data="d", out="o")
+    assert TrainConfig(data="d", out="o", qat=False).qat is None
+    with pytest.raises(SemgenError, match=r"^augment is not a AugmentConfig: .*\(TrainConfig.augment\)$"):
+        TrainConfig.make(data="d", out="o", augment={"flips": True})
+
+
+def test_train_keyword_and_config_forms_are_the_same_run(tmp_path):
+    from semgen.classifier import train_classifier
+
+    ds = make_dataset(tmp_path / "d", [(f"b{i}", "bridge", lines(48, bridge=(10 + i, 12))) for i in range(4)]
+                      + [(f"c{i}", "clean", lines(48)) for i in range(4)])
+    kw = dict(arch="mobilenetv3_small_050", size=32, batch_size=4, num_threads=1, progress=False, epochs=1,
+              min_epoch_images=8, seed=2, val_fraction=0.5, warmup_epochs=0, augment=AugmentConfig(erase_p=0))
+    s1 = train_classifier(ds.root, tmp_path / "kw", **kw)
+    cfg = TrainConfig(data=ds.root, out=str(tmp_path / "cfg"), **kw)
+    s2 = train_classifier(cfg)
+    req = [json.loads((tmp_path / r / "config.json").read_text())["request"] for r in ("kw", "cfg")]
+    assert req[0] == req[1] and req[0]["warmup_epochs"] == 0 and req[0]["augment"]["erase_p"] == 0
+    assert (tmp_path / "kw/model.safetensors").read_bytes() == (tmp_path / "cfg/model.safetensors").read_bytes()
+    assert s1["best_epoch"] == s2["best_epoch"]
+    # the finished keyword run is the config's run: matched by its request, nothing trained again
+    again = train_classifier(cfg.model_copy(update={"out": str(tmp_path / "kw")}))
+    assert again == json.loads((tmp_path / "kw/summary.json").read_text())
+    with pytest.raises(SemgenError, match=r"^--epochs must be >= 1, got 0 \(TrainConfig.epochs\)$"):
+        train_classifier(cfg, epochs=0)  # keywords with a config replace its settings, validated again
+    with pytest.raises(SemgenError, match=r"^--epochs must be >= 1, got 0 \(TrainConfig.epochs\)$"):
+        train_classifier(ds.root, tmp_path / "x", epochs=0)  # the keyword form validates the same way

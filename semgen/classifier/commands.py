@@ -133,6 +133,7 @@ def _train(args) -> int:
     from .distill import DistillConfig
     from .qat import QATConfig
     from .train import train_classifier
+    from .train_config import TrainConfig
 
     check_writable_dir(args.out)  # a read-only --out failed with a traceback after loading every image
 
@@ -143,14 +144,15 @@ def _train(args) -> int:
     if not args.qat and (args.qat_epochs is not None or args.qat_lr is not None):
         raise SemgenError("--qat-epochs / --qat-lr need --qat")
     classes = [c.strip() for c in args.classes.split(",")] if args.classes else None
-    s = train_classifier(
-        args.data, args.out, arch=args.arch, size=args.size, epochs=args.epochs, batch_size=args.batch,
+    cfg = TrainConfig.make(
+        data=args.data, out=args.out, arch=args.arch, size=args.size, epochs=args.epochs, batch_size=args.batch,
         lr=args.lr, seed=args.seed, val=args.val, init=args.init, head_only_epochs=args.head_only_epochs,
         val_fraction=args.val_fraction,
         classes=classes, patience=args.patience, min_epochs=args.min_epochs, mixup=args.mixup, label_smoothing=args.label_smoothing,
         num_threads=args.threads, overwrite=args.overwrite, progress=not args.no_progress, distill=distill, qat=qat, heads=heads,
         device=args.device, precision=args.precision,
     )
+    s = train_classifier(cfg)
     f1 = s["best_val_macro_f1"]
     print(f"{s['run_dir']}: {s['arch']}, {len(s['classes'])} classes, {s['n_train']} train / {s['n_val']} val "
           f"images, best epoch {s['best_epoch']}/{s['epochs_run']} (val macro-F1 "

@@ -128,17 +128,13 @@ def optimizer_step(loss: torch.Tensor, opt, sched, *, scaler=None, what: str = "
     sched.step()
 
 
-def train_classifier(
-    data, out, *, arch: str | None = None, size: int = 128, epochs: int = 30, batch_size: int = 64,
-    lr: float = 2e-3, seed: int = 0, val=None, init=None, head_only_epochs: int = 0, classes=None,
-    patience: int = 10, mixup: float = 0.0, label_smoothing: float = 0.1, weight_decay: float = 0.05,
-    warmup_epochs: float = 1.0, val_fraction: float = 0.2, augment: AugmentConfig | None = None,
-    min_epoch_images: int = MIN_EPOCH_IMAGES, progress: bool = True, num_threads: int | None = None,
-    overwrite: bool = False, drop_rate: float = 0.2, min_epochs: int | None = None,
-    distill: DistillConfig | None = None, qat: QATConfig | bool | None = None, heads=None,
-    device: str = "auto", precision: str = "auto",
-) -> dict:
+def train_classifier(data, out=None, **settings) -> dict:
     """Train a classifier and write a run dir.
+
+    ``train_classifier(config)`` takes a :class:`~semgen.classifier.train_config.TrainConfig`;
+    ``train_classifier(data, out, **settings)`` builds the same config from keywords (a bad value
+    is then the same one-line :class:`SemgenError`); keywords given with a config replace its
+    settings (``functools.partial(train_classifier, epochs=3)`` holds for either form).
 
     Parameters
     ----------
@@ -196,6 +192,27 @@ def train_classifier(
         ``run_dir``, ``best_epoch``, ``best_val_macro_f1``, ``best_val_accuracy``, ``epochs_run``,
         ``images_per_s``, ``classes``, ``n_train``, ``n_val``, ``seconds``, ``skipped``.
     """
+    from .train_config import TrainConfig
+
+    if isinstance(data, TrainConfig):  # keywords given with a config replace its settings (validated again)
+        given = {k: v for k, v in {"out": out, **settings}.items() if v is not None}
+        cfg = TrainConfig.make(**{**{k: getattr(data, k) for k in TrainConfig.model_fields}, **given}) if given else data
+    else:
+        cfg = TrainConfig.coerce(data, out=out, **settings)
+    return _train(**cfg.kwargs())
+
+
+def _train(
+    data, out, *, arch: str | None = None, size: int = 128, epochs: int = 30, batch_size: int = 64,
+    lr: float = 2e-3, seed: int = 0, val=None, init=None, head_only_epochs: int = 0, classes=None,
+    patience: int = 10, mixup: float = 0.0, label_smoothing: float = 0.1, weight_decay: float = 0.05,
+    warmup_epochs: float = 1.0, val_fraction: float = 0.2, augment: AugmentConfig | None = None,
+    min_epoch_images: int = MIN_EPOCH_IMAGES, progress: bool = True, num_threads: int | None = None,
+    overwrite: bool = False, drop_rate: float = 0.2, min_epochs: int | None = None,
+    distill: DistillConfig | None = None, qat: QATConfig | bool | None = None, heads=None,
+    device: str = "auto", precision: str = "auto",
+) -> dict:
+    """The run of :func:`train_classifier` from its validated settings."""
     out = Path(out)
     if epochs < 1:
         raise SemgenError(f"--epochs must be at least 1, got {epochs}")
