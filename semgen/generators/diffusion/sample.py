@@ -38,7 +38,7 @@ def placed(pipe, model, device: str, precision: str):
     comp = compute(device, precision)  # before anything loads: --device cuda without a GPU fails at once
     if pipe is None:
         pipe = load_model(model, device=comp.device)
-    elif pipe.device != comp.device:
+    elif getattr(pipe, "device", comp.device) != comp.device:  # a pipeline-like object without one: as given
         pipe.to(comp.device)
     return pipe, comp
 
