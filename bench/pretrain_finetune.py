@@ -31,7 +31,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from semgen.ablation.subsets import Pool, _class_order, load_pool, materialize, per_class_subset  # noqa: E402
+from semgen.ablation.subsets import load_pool, materialize, per_class_subset  # noqa: E402
 from semgen.classifier.evaluate import evaluate_run  # noqa: E402
 from semgen.classifier.train import train_classifier  # noqa: E402
 
@@ -42,14 +42,10 @@ def _parse_init(s: str) -> tuple[str, str, str | None]:
     return (name or s), init, (arch or None)
 
 
-def cv_folds(pool, k: int, seed: int) -> list[tuple[list, list]]:
-    """``k`` stratified ``(train, test)`` item lists: each class dealt round-robin in its seeded order."""
-    folds: list[list] = [[] for _ in range(k)]
-    n = 0  # dealing continues across classes, so the folds differ in size by one at most
-    for label, items in pool.by_label().items():
-        for it in _class_order(items, seed, label):
-            folds[n % k].append(it)
-            n += 1
+def cv_folds(items: list, k: int) -> list[tuple[list, list]]:
+    """``k`` stratified ``(train, test)`` item lists from ``per_class_subset``'s output (each class in
+    its seeded order), dealt round-robin; dealing runs on across classes, so fold sizes differ by one."""
+    folds: list[list] = [items[i::k] for i in range(k)]
     return [([it for j, f in enumerate(folds) if j != i for it in f], folds[i]) for i in range(k)]
 
 
@@ -98,7 +94,7 @@ def main(argv=None) -> int:
                 if a.cv:  # (train dir, test dir, run suffix) per fold; the test set is never read
                     jobs = [(materialize(tr, out / "subsets", tag=f"cv{a.cv} fold {f} train"),
                              materialize(te, out / "subsets", tag=f"cv{a.cv} fold {f} test"), f"_cv{a.cv}f{f}")
-                            for f, (tr, te) in enumerate(cv_folds(Pool(pool.root, pool.kind, items), a.cv, seed))]
+                            for f, (tr, te) in enumerate(cv_folds(items, a.cv))]
                 else:
                     data = a.real if k is None else materialize(items, out / "subsets", tag=f"{k}-shot seed {seed}")
                     jobs = [(data, a.test, "")]

@@ -73,7 +73,7 @@ def test_every_writing_command_refuses_a_held_dir(tmp_path, holder):
     with _in_use(held, p.pid):
         import_imagefolder(tmp_path / "folder", held)
     with _in_use(held, p.pid):
-        refine(input=data, out=held, pipe=_PIPE_STUB, progress=False)
+        refine(input=data, out=held, pipe=object(), progress=False)
     with _in_use(held, p.pid):
         train_classifier(str(data), held, epochs=1, progress=False)
     from test_diffusion_pipeline import _cfg
@@ -84,23 +84,10 @@ def test_every_writing_command_refuses_a_held_dir(tmp_path, holder):
     with _in_use(held, p.pid):
         train(_cfg(data, held, 1))
     with _in_use(held, p.pid):
-        sample(out=held, n=1, label="bridge", pipe=_PIPE_STUB, progress=False)
+        sample(out=held, n=1, label="bridge", pipe=object(), progress=False)
     with _in_use(held, p.pid):
         curate(data, held, cache=False)
     assert sorted(os.listdir(held)) == before  # nothing written by the refused runs
-
-
-class _PipeStub:
-    """Stands in for a loaded pipeline: already on the CPU, never called (the held dir is refused first)."""
-
-    @property
-    def device(self):
-        import torch
-
-        return torch.device("cpu")
-
-
-_PIPE_STUB = _PipeStub()
 
 
 def test_a_dead_holders_lock_is_taken_over(tmp_path, holder):
