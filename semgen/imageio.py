@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import struct
 import warnings
@@ -116,8 +117,12 @@ def to_uint8_gray(img: Image.Image, *, path="<image>", allow_16bit: bool = True)
     return np.array(img, dtype=np.uint8)
 
 
-def read_gray(path: str | os.PathLike, *, allow_16bit: bool = True, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+def read_gray(path: str | os.PathLike, *, allow_16bit: bool = True, max_pixels: int = MAX_PIXELS,
+              data: bytes | None = None) -> np.ndarray:
     """Read an image file as a 2-D uint8 grayscale array.
+
+    ``data``, if given, is the file's content already read (on another machine, say): it is decoded
+    and ``path`` only names it in errors, so the result and the errors are those of the file.
 
     Raises
     ------
@@ -127,7 +132,7 @@ def read_gray(path: str | os.PathLike, *, allow_16bit: bool = True, max_pixels: 
     """
     path = Path(path)
     try:
-        size = path.stat().st_size
+        size = path.stat().st_size if data is None else len(data)
     except FileNotFoundError:
         raise ImageReadError(path, "missing") from None
     if size == 0:
@@ -135,7 +140,7 @@ def read_gray(path: str | os.PathLike, *, allow_16bit: bool = True, max_pixels: 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
+            with Image.open(path if data is None else io.BytesIO(data)) as img:
                 w, h = img.size
                 if w * h > max_pixels:
                     raise ImageReadError(path, "too_large", f"{w}x{h}")

@@ -24,6 +24,7 @@ Examples
 from __future__ import annotations
 
 import collections
+import contextlib
 import functools
 import itertools
 import multiprocessing as mp
@@ -289,6 +290,33 @@ def add_executor_args(parser) -> None:
                              "machine by `ray start`, else a new one here)")
 
 
+@contextlib.contextmanager
+def backend_from_args(args) -> Iterator[Backend | None]:
+    """The backend of a command's ``--executor`` / ``--ray-address`` (:func:`add_executor_args`), closed after.
+
+    Every command with the two flags runs its library call inside this, so that they all mean the
+    same and a Ray instance started for the run is stopped when it ends, however it ends.
+
+    Examples
+    --------
+    >>> import argparse
+    >>> with backend_from_args(argparse.Namespace(executor="local", ray_address=None)) as b:
+    ...     print(b)
+    None
+    """
+    backend = make_backend(args.executor, address=args.ray_address)
+    try:
+        yield backend
+    finally:
+        if backend is not None:
+            backend.close()
+
+
+def is_remote(backend: Backend | None) -> bool:
+    """Whether ``backend`` may run a task on another machine (then tasks take bytes, not local paths)."""
+    return bool(getattr(backend, "remote", False))
+
+
 def ordered_map(fn: Callable[[T], R], chunks: Iterable[T], *, workers: int = 1, window: int | None = None,
                 initializer: Callable[[], None] | None = None, preload: Iterable[str] = (),
                 force_pool: bool = False, backend: Backend | None = None) -> Iterator[R]:
@@ -331,7 +359,7 @@ def _apply_all(fn: Callable[[T], R], chunk: list) -> list:
 
 def map_items(fn: Callable[[T], R], items: Sequence[T], *, workers: int = 1, chunksize: int | None = None,
               max_chunk: int = 64, serial_below: int = 2, preload: Iterable[str] = (),
-              backend: Backend | None = None) -> Iterator[R]:
+              backend: Backend | None = None, prepare: Callable[[T], T] | None = None) -> Iterator[R]:
     """``fn(item)`` for each item, in order, lazily: :func:`ordered_map` over chunks of items.
 
     Parameters
@@ -346,16 +374,47 @@ def map_items(fn: Callable[[T], R], items: Sequence[T], *, workers: int = 1, chu
         (about 8 tasks per worker, so a slow chunk does not leave the others idle).
     preload, backend
         As for :func:`ordered_map`.
+    prepare : callable, optional
+        Run in this process on each item as its chunk is sent, the result going to ``fn``: where
+        tasks run on other machines (:func:`is_remote`), the reading of a local file into bytes.
+        Lazy like the rest, so at most ``window`` chunks of prepared items are held.
     """
     if backend is None and (workers <= 1 or len(items) < serial_below):
-        yield from map(fn, items)
+        yield from map(fn, items if prepare is None else map(prepare, items))
         return
     workers = max(1, min(workers, len(items)))
     cs = chunksize or max(1, min(max_chunk, len(items) // (workers * 8)))
-    chunks = (items[i:i + cs] for i in range(0, len(items), cs))
+    if prepare is None:
+        chunks = (items[i:i + cs] for i in range(0, len(items), cs))
+    else:
+        chunks = ([prepare(x) for x in items[i:i + cs]] for i in range(0, len(items), cs))
     for res in ordered_map(functools.partial(_apply_all, fn), chunks, workers=workers, preload=preload,
                            backend=backend):
         yield from res
 
 
 _END = object()
+
+
+def map_fetched(fn: Callable[[T], R], items: Sequence[T], *, fetch: Callable[[T], object],
+                fetched_fn: Callable[[object], R], workers: int = 1, backend: Backend | None = None,
+                serial_below: int = 2) -> Iterator[R]:
+    """``fn(item)`` for each item, in order, where ``fn`` reads local files: :func:`map_items` on any backend.
+
+    A remote backend's tasks cannot open this machine's files. There ``fetch`` runs here on each
+    item (reading its file, and whatever else needs this machine, such as a cache lookup) and
+    ``fetched_fn`` runs in the task on what ``fetch`` returned, which is all that travels. So
+    ``fn(item)`` must equal ``fetched_fn(fetch(item))``; local workers run ``fn`` and read the
+    files themselves.
+
+    Examples
+    --------
+    >>> list(map_fetched(len, ["ab", "c"], fetch=str.upper, fetched_fn=len))
+    [2, 1]
+    """
+    if backend is None:
+        return map_items(fn, items, workers=workers, serial_below=serial_below)
+    workers = getattr(backend, "workers", workers)
+    if is_remote(backend):
+        return map_items(fetched_fn, items, workers=workers, backend=backend, prepare=fetch)
+    return map_items(fn, items, workers=workers, backend=backend)

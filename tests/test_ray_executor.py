@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+from test_curation_curate import dataset  # noqa: F401 - a fixture: curate's inputs, bad files included
 
 from semgen.cli import main
 from semgen.errors import SemgenError
@@ -153,3 +156,64 @@ def test_executor_arguments(monkeypatch, tmp_path, capsys):
     assert rc == 2
     assert err.strip().count("\n") == 0 and "semgen[ray]" in err and "Traceback" not in err
     assert not (tmp_path / "d").exists()
+
+
+# -- curate and import: the driver reads the files, the tasks decode and measure ----------------------
+
+def _cli(monkeypatch, argv: list[str], modules=("semgen.curation.commands",)) -> int:
+    """``semgen ARGV`` with only the command modules it needs (each module's imports cost start-up)."""
+    import semgen.cli
+
+    monkeypatch.setattr(semgen.cli, "COMMAND_MODULES", modules)
+    return main(argv)
+
+
+def _bytes_of(root: Path, names=("metadata.jsonl", "rejected.jsonl")) -> dict[str, bytes]:
+    return {n: (root / n).read_bytes() for n in names}
+
+
+def test_curate_on_ray_matches_local(tmp_path, ray_cluster, dataset, capsys, monkeypatch):
+    ds, test = dataset  # test_curation_curate's inputs: duplicates, a leak, every kind of bad file
+    cache = tmp_path / "c.sqlite"
+    common = ["curate", str(ds.root), "--against", str(test.root), "--no-progress"]
+    assert _cli(monkeypatch, common + ["--out", str(tmp_path / "local"), "--workers", "2", "--cache", str(cache)]) == 0
+    # every analysis computed on Ray (no cache), then every one a cache hit looked up by the driver
+    assert _cli(monkeypatch, common + ["--out", str(tmp_path / "ray"), "--executor", "ray", "--no-cache"]) == 0
+    assert _cli(monkeypatch, common + ["--out", str(tmp_path / "ray_cached"), "--executor", "ray", "--cache", str(cache)]) == 0
+    counts = [tuple(map(int, m)) for m in re.findall(r"\((\d+) analysed, (\d+) from cache\)", capsys.readouterr().out)]
+    assert counts[0] == counts[1] and counts[0][0] > 10 and counts[2] == (0, counts[0][0])
+    local = _bytes_of(tmp_path / "local")
+    assert b"unreadable:truncated" in local["rejected.jsonl"] and b"leak:" in local["rejected.jsonl"]
+    assert _bytes_of(tmp_path / "ray") == local
+    assert _bytes_of(tmp_path / "ray_cached") == local
+    assert _files(tmp_path / "ray") == _files(tmp_path / "local")
+
+
+def test_import_on_ray_matches_local(tmp_path, ray_cluster, monkeypatch):
+    from PIL import Image
+
+    root = tmp_path / "folder"
+    (root / "bridges").mkdir(parents=True)
+    (root / "Normal").mkdir()
+    rng = np.random.default_rng(0)
+    for k in range(6):  # plain gray PNGs (linked), RGB PNGs and JPEGs (converted)
+        gray = rng.integers(0, 255, (24, 24), dtype=np.uint8)
+        Image.fromarray(gray).save(root / "bridges" / f"g{k}.png")
+        Image.fromarray(np.dstack([gray, gray // 2, 255 - gray])).save(root / "Normal" / f"c{k}.png")
+        Image.fromarray(np.dstack([gray] * 3)).save(root / "Normal" / f"j{k}.jpg", quality=90)
+    (root / "Normal" / "zero.png").write_bytes(b"")
+    (root / "Normal" / "notes.png").write_bytes(b"not an image")
+    data = (root / "bridges" / "g0.png").read_bytes()
+    (root / "bridges" / "truncated.png").write_bytes(data[: len(data) // 2])
+    assert _cli(monkeypatch, ["import", str(root), "--out", str(tmp_path / "local"), "--no-progress"]) == 0
+    assert _cli(monkeypatch, ["import", str(root), "--out", str(tmp_path / "ray"), "--executor", "ray", "--no-progress"]) == 0
+    local = _bytes_of(tmp_path / "local")
+    assert local["metadata.jsonl"].count(b"\n") == 18 and local["rejected.jsonl"].count(b"\n") == 3
+    assert _bytes_of(tmp_path / "ray") == local
+    assert _files(tmp_path / "ray") == _files(tmp_path / "local")
+    # a local run killed after 7 records, resumed on Ray: the rest is added once, the same bytes
+    lines = local["metadata.jsonl"].splitlines(keepends=True)
+    (tmp_path / "ray" / "metadata.jsonl").write_bytes(b"".join(lines[:7]))
+    assert _cli(monkeypatch, ["import", str(root), "--out", str(tmp_path / "ray"), "--executor", "ray", "--no-progress"]) == 0
+    assert _bytes_of(tmp_path / "ray") == local
+    assert _files(tmp_path / "ray") == _files(tmp_path / "local")

@@ -1,6 +1,7 @@
 """Everything curation measures on one image file: metrics, hashes and a thumbnail.
 
-:func:`analyze_file` is what the worker processes run. It never raises on a bad image: it
+:func:`analyze_file` is what the worker processes run (split in :func:`fetch_file` and
+:func:`analyze_fetched` where the workers are on other machines). It never raises on a bad image: it
 returns ``{"ok": False, "reason": ...}`` with :class:`~semgen.errors.ImageReadError`'s reason,
 so that one broken file cannot stop a run.
 """
@@ -100,11 +101,13 @@ def _header_refusal(path, data: bytes, allow_16bit: bool, max_pixels: int) -> di
     return None
 
 
-def analyze_file(job: tuple) -> dict:
-    """Analyse one file; ``job`` = (path, expected sha256 or None, cache path or None, allow_16bit, max_pixels).
+def fetch_file(job: tuple) -> dict | tuple:
+    """The half of :func:`analyze_file` that needs the file: read it, check its sha256, look up the cache.
 
-    Returns a dict with ``ok``, ``sha256`` and either the analysis (``computed`` says whether it
-    was computed now or read from the cache) or ``reason`` / ``detail``.
+    ``job`` as for :func:`analyze_file`. Returns the finished result (unreadable, changed, or
+    cached), or ``(path, data, sha256, allow_16bit, max_pixels)`` for :func:`analyze_fetched` to
+    decode, which needs neither the file nor the cache: on a remote backend this half runs in the
+    process that has both, and only the bytes travel.
     """
     path, expected, cache_path, allow_16bit, max_pixels = job
     try:
@@ -125,13 +128,31 @@ def analyze_file(job: tuple) -> dict:
         if refused is not None:
             return {"ok": False, "sha256": sha, **refused}
         return {"ok": True, "sha256": sha, "computed": False, **hit}
+    return (path, data, sha, allow_16bit, max_pixels)
+
+
+def analyze_fetched(fetched: dict | tuple) -> dict:
+    """The result of :func:`analyze_file` from what :func:`fetch_file` returned (no file, no cache)."""
+    if isinstance(fetched, dict):
+        return fetched
+    path, data, sha, allow_16bit, max_pixels = fetched
     try:
-        img = read_gray(path, allow_16bit=allow_16bit, max_pixels=max_pixels or MAX_PIXELS)
+        img = read_gray(path, allow_16bit=allow_16bit, max_pixels=max_pixels or MAX_PIXELS, data=data)
     except ImageReadError as e:
         return {"ok": False, "sha256": sha, "reason": e.reason, "detail": error_detail(e)}
     if min(img.shape) < 8:
         return {"ok": False, "sha256": sha, "reason": "too_small", "detail": f"{img.shape[1]}x{img.shape[0]}"}
     return {"ok": True, "sha256": sha, "computed": True, **analyze_image(img)}
+
+
+def analyze_file(job: tuple) -> dict:
+    """Analyse one file; ``job`` = (path, expected sha256 or None, cache path or None, allow_16bit, max_pixels).
+
+    Returns a dict with ``ok``, ``sha256`` and either the analysis (``computed`` says whether it
+    was computed now or read from the cache) or ``reason`` / ``detail``. The same as
+    ``analyze_fetched(fetch_file(job))``, which is how a remote backend runs it.
+    """
+    return analyze_fetched(fetch_file(job))
 
 
 def dihedral_variants(img: np.ndarray) -> list[np.ndarray]:
@@ -143,14 +164,25 @@ def dihedral_variants(img: np.ndarray) -> list[np.ndarray]:
     return [np.ascontiguousarray(v) for v in out]
 
 
-def dihedral_signatures(path: str) -> dict | None:
+def with_bytes(path: str) -> tuple[str, bytes]:
+    """``(path, content)`` of a file, ``b""`` if it cannot be read (read as an empty file: unreadable)."""
+    try:
+        with open(path, "rb") as f:
+            return path, f.read()
+    except OSError:
+        return path, b""
+
+
+def dihedral_signatures(path: str | tuple[str, bytes]) -> dict | None:
     """pHashes, SimHashes (hex) and thumbnails (bytes) of the 8 rotations / flips of an image file; None if unreadable.
 
     Used for the test set in a leakage check: a generator trained with flip / rotation
-    augmentation can reproduce a training image turned around.
+    augmentation can reproduce a training image turned around. ``path`` may be a
+    :func:`with_bytes` pair, the file already read (for a remote backend).
     """
+    path, data = path if isinstance(path, tuple) else (path, None)
     try:
-        img = read_gray(path, allow_16bit=True)
+        img = read_gray(path, allow_16bit=True, data=data)
     except ImageReadError:
         return None
     vs = dihedral_variants(img)

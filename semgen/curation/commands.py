@@ -7,6 +7,7 @@ import sys
 
 from ..cli import long_running
 from ..imageio import MAX_PIXELS
+from ..parallel import add_executor_args, backend_from_args
 from .dedup import HASH_RADIUS, LEAK_RMS_FLOOR, MAX_LOCAL, MAX_RMS, NOISE_RATIO, PHASH_RADIUS, RMS_FLOOR
 
 
@@ -28,6 +29,7 @@ def register(sub) -> None:
     p.add_argument("--report", metavar="FILE.html", help="write a self-contained HTML report")
     p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
                    help="analysis processes (default: 2, or 1 on a 1-core machine)")
+    add_executor_args(p)
     p.add_argument("--hash-radius", type=int, default=HASH_RADIUS,
                    help=f"thumbnail-SimHash Hamming radius for near-duplicate candidates (default {HASH_RADIUS})")
     p.add_argument("--phash-radius", type=int, default=PHASH_RADIUS,
@@ -64,6 +66,7 @@ def register(sub) -> None:
     p.add_argument("--allow-16bit", action="store_true", help="rescale 16-bit images instead of rejecting them")
     p.add_argument("--max-pixels", type=int, default=MAX_PIXELS, help="larger images are rejected as too_large")
     p.add_argument("--strict", action="store_true", help="exit 1 if any input image is unreadable")
+    add_executor_args(p)
     p.set_defaults(func=_import)
 
 
@@ -94,7 +97,8 @@ def _curate(args) -> int:
         max_rms=args.max_rms, noise_ratio=args.noise_ratio, rms_floor=args.rms_floor,
         leak_rms_floor=args.leak_rms_floor, z_max=args.z_max, max_pixels=args.max_pixels,
         dihedral=not args.no_dihedral, strict=args.strict, progress=not args.no_progress)
-    res, failure = _strict(curate, input_dir=cfg)
+    with backend_from_args(args) as backend:
+        res, failure = _strict(curate, input_dir=cfg, backend=backend)
     c = res.counts()
     print(f"curated {c['input']} images from {args.input}: kept {c['kept']}, rejected {c['rejected']} "
           f"({c['computed']} analysed, {c['cached']} from cache)")
@@ -118,10 +122,11 @@ def _curate(args) -> int:
 def _import(args) -> int:
     from .importer import REJECTED_NAME, import_imagefolder, parse_label_map
 
-    res, failure = _strict(import_imagefolder, root=args.root, out=args.out,
-                           label_map=parse_label_map(args.label_map), source=args.source,
-                           allow_16bit=args.allow_16bit, max_pixels=args.max_pixels, strict=args.strict,
-                           progress=not args.no_progress)
+    label_map = parse_label_map(args.label_map)
+    with backend_from_args(args) as backend:
+        res, failure = _strict(import_imagefolder, root=args.root, out=args.out, label_map=label_map,
+                               source=args.source, allow_16bit=args.allow_16bit, max_pixels=args.max_pixels,
+                               strict=args.strict, progress=not args.no_progress, backend=backend)
     print(f"imported {res.added} images into {res.out} ({res.linked} linked, {res.converted} converted to "
           f"8-bit grayscale PNG), {res.skipped} already there, {len(res.rejected)} rejected")
     for rel, reason, detail in res.rejected[:20]:

@@ -21,9 +21,9 @@ from ..imageio import MAX_PIXELS, write_bytes_atomic
 from ..manifests import DatasetDir, current_command, dumps_record, iter_source, read_source, record_key
 from ..manifests.imagefolder import IMAGE_SUFFIXES, is_dataset_dir
 from ..manifests.ops import link_or_copy, new_output
-from ..parallel import map_items
-from .analyze import (ANALYSIS_VERSION, THUMB_SIZE, analyze_file, dihedral_signatures, thumb_from_bytes,
-                      thumb_noise)
+from ..parallel import Backend, map_fetched
+from .analyze import (ANALYSIS_VERSION, THUMB_SIZE, analyze_fetched, analyze_file, dihedral_signatures, fetch_file,
+                      thumb_from_bytes, thumb_noise, with_bytes)
 from .cache import AnalysisCache, default_cache_path
 from .curate_config import CurateConfig
 from .dedup import cross_pairs, near_duplicate_pairs
@@ -137,12 +137,15 @@ POOL_FROM = 32
 
 
 def analyze_items(items: list[Item], *, workers: int = 1, cache_path=None, allow_16bit: bool = False,
-                  max_pixels: int = MAX_PIXELS, desc: str = "analyse", progress: bool = True) -> tuple[int, int]:
+                  max_pixels: int = MAX_PIXELS, desc: str = "analyse", progress: bool = True,
+                  backend: Backend | None = None) -> tuple[int, int]:
     """Fill ``item.analysis`` (or a reason) for every item; returns (computed, cached) counts.
 
     Results come back in input order whatever the number of workers, so the output is deterministic.
     The workers (:func:`semgen.parallel.map_items`) exit when this process dies; scripts that call
-    it with ``workers > 1`` need the usual ``if __name__ == "__main__":`` guard.
+    it with ``workers > 1`` need the usual ``if __name__ == "__main__":`` guard. With ``backend``
+    (:func:`semgen.parallel.make_backend`, e.g. a Ray cluster) the analyses run there instead:
+    this process reads each file and looks up the cache, the backend's tasks decode and measure.
     """
     cache = AnalysisCache(cache_path) if cache_path else None
     jobs = [(it.path, (it.record or {}).get("sha256"), str(cache_path) if cache_path else None,
@@ -153,7 +156,8 @@ def analyze_items(items: list[Item], *, workers: int = 1, cache_path=None, allow
         from tqdm import tqdm
 
         bar = tqdm(total=len(jobs), desc=desc, unit="img", disable=not (progress and sys.stderr.isatty()))
-        results = map_items(analyze_file, jobs, workers=workers, serial_below=POOL_FROM)
+        results = map_fetched(analyze_file, jobs, workers=workers, backend=backend, fetch=fetch_file,
+                              fetched_fn=analyze_fetched, serial_below=POOL_FROM)
         try:
             for it, res in zip(items, results):
                 it.sha256 = res.get("sha256")
@@ -195,7 +199,7 @@ def _noise(items: list[Item]) -> np.ndarray:
 
 # -- the decision --------------------------------------------------------------------------------
 
-def curate(input_dir, out=None, **kwargs) -> CurationResult:
+def curate(input_dir, out=None, *, backend: Backend | None = None, **kwargs) -> CurationResult:
     """Curate a dataset dir into a new one; see the module docstring.
 
     Parameters
@@ -203,6 +207,9 @@ def curate(input_dir, out=None, **kwargs) -> CurationResult:
     input_dir : CurateConfig or path
         The settings (:class:`~.curate_config.CurateConfig`); or, the keyword form, the input
         dir, with ``out`` and the other fields of the config as keywords (``None``: the default).
+    backend : Backend, optional
+        Where the image analyses run (:func:`semgen.parallel.make_backend`: a Ray cluster, say)
+        instead of ``workers`` local processes. Not part of the config: the output is the same.
 
     Returns
     -------
@@ -235,13 +242,14 @@ def curate(input_dir, out=None, **kwargs) -> CurationResult:
 
         computed, cached = analyze_items(items, workers=cfg.workers, cache_path=cache_path,
                                          allow_16bit=cfg.allow_16bit, max_pixels=cfg.max_pixels, desc="curate",
-                                         progress=cfg.progress)
+                                         progress=cfg.progress, backend=backend)
         ref_items: list[Item] = []
         model = None
         if reference:
             ref_items = load_any_items(reference, what="--reference")
             c2 = analyze_items(ref_items, workers=cfg.workers, cache_path=cache_path, allow_16bit=True,
-                               max_pixels=cfg.max_pixels, desc="reference", progress=cfg.progress)
+                               max_pixels=cfg.max_pixels, desc="reference", progress=cfg.progress,
+                               backend=backend)
             computed, cached = computed + c2[0], cached + c2[1]
             model = ReferenceModel.fit([{"label": it.label, "metrics": it.analysis["metrics"]}
                                         for it in ref_items if it.ok])
@@ -249,7 +257,8 @@ def curate(input_dir, out=None, **kwargs) -> CurationResult:
         if against:
             against_items = load_any_items(against, labels=False, what="--against")
             c3 = analyze_items(against_items, workers=cfg.workers, cache_path=cache_path, allow_16bit=True,
-                               max_pixels=cfg.max_pixels, desc="against", progress=cfg.progress)
+                               max_pixels=cfg.max_pixels, desc="against", progress=cfg.progress,
+                               backend=backend)
             computed, cached = computed + c3[0], cached + c3[1]
             # a leakage check that silently skips test images proves nothing: every one must be read
             unread = [a for a in against_items if not a.ok]
@@ -282,8 +291,8 @@ def curate(input_dir, out=None, **kwargs) -> CurationResult:
                 for a in by_pixels.get(it.analysis["hashes"]["pixels"], [])[:1]:
                     hits[k] = (a, 0, 0.0, 0.0)
             if cfg.dihedral:
-                sigs = list(map_items(dihedral_signatures, [a.path for a in ag], workers=cfg.workers,
-                                        serial_below=POOL_FROM))
+                sigs = list(map_fetched(dihedral_signatures, [a.path for a in ag], workers=cfg.workers, backend=backend,
+                                        fetch=with_bytes, fetched_fn=dihedral_signatures, serial_below=POOL_FROM))
                 keep = [k for k, sg in enumerate(sigs) if sg is not None]
                 ref_of = np.repeat(np.array(keep, np.int64), 8)
                 ref_hash = [h for k in keep for h in sigs[k]["phash"]]

@@ -8,6 +8,7 @@ reason and never stop the run. Re-running resumes: images already in the manifes
 
 from __future__ import annotations
 
+import io
 import sys
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -20,6 +21,7 @@ from ..imageio import MAX_PIXELS, encode_png, read_gray, sha256_bytes, sha256_fi
 from ..manifests import IMAGES_DIR, DatasetDir, current_command, dumps_record, lock_dir
 from ..manifests.imagefolder import scan_imagefolder
 from ..manifests.ops import link_or_copy
+from ..parallel import Backend, map_fetched
 
 REJECTED_NAME = "rejected.jsonl"
 CONFIG_KEY = "import"
@@ -64,17 +66,53 @@ def _target_names(items: list[tuple[str, str]]) -> list[str]:
     return names
 
 
-def _is_plain_gray_png(path: Path) -> bool:
-    with Image.open(path) as im:
-        return im.format == "PNG" and im.mode == "L" and "transparency" not in im.info
+def examine(job: tuple) -> dict:
+    """What ``semgen import`` makes of one file; ``job`` = (path, content or None, allow_16bit, max_pixels).
+
+    Returns ``{"rejected": (reason, detail)}``, or the image's ``width``, ``height`` and ``plain``
+    (an 8-bit grayscale PNG, taken as it is) and, if not plain, the ``png`` it becomes and its
+    ``original_mode``. With the content given the file is not opened (a remote backend's task:
+    see :func:`fetch`), and the result is the same.
+    """
+    path, data, allow_16bit, max_pixels = job
+    try:
+        img = read_gray(path, allow_16bit=allow_16bit, max_pixels=max_pixels, data=data)
+        with Image.open(path if data is None else io.BytesIO(data)) as im:
+            plain = im.format == "PNG" and im.mode == "L" and "transparency" not in im.info
+            mode = im.mode
+    except ImageReadError as e:
+        return {"rejected": (e.reason, error_detail(e))}
+    except OSError as e:
+        return {"rejected": ("unreadable", str(e))}
+    out = {"width": int(img.shape[1]), "height": int(img.shape[0]), "plain": plain}
+    if not plain:
+        out.update(png=encode_png(img), original_mode=mode)
+    return out
+
+
+def fetch(job: tuple) -> tuple | dict:
+    """``job`` with the file's content read here, for :func:`examined` on another machine."""
+    path, _, allow_16bit, max_pixels = job
+    try:
+        with open(path, "rb") as f:
+            return (path, f.read(), allow_16bit, max_pixels)
+    except OSError:
+        return examine(job)  # the error as a local run reports it (missing, unreadable)
+
+
+def examined(fetched: tuple | dict) -> dict:
+    """:func:`examine` of what :func:`fetch` returned: ``examine(job) == examined(fetch(job))``."""
+    return fetched if isinstance(fetched, dict) else examine(fetched)
 
 
 def import_imagefolder(root, out, *, label_map: dict[str, str] | None = None, source: str = "real",
                        allow_16bit: bool = False, max_pixels: int = MAX_PIXELS, strict: bool = False,
-                       progress: bool = True) -> ImportResult:
+                       progress: bool = True, backend: Backend | None = None) -> ImportResult:
     """Import an ImageFolder tree into the dataset dir ``out`` (resumable; see module docstring).
 
-    ``progress`` shows a bar on stderr when it is a terminal.
+    ``progress`` shows a bar on stderr when it is a terminal. ``backend``
+    (:func:`semgen.parallel.make_backend`) decodes and converts the images there (a Ray cluster,
+    say) instead of in this process; this process still reads the files and writes the output.
     """
     root = Path(root)
     items = scan_imagefolder(root, label_map)
@@ -85,43 +123,40 @@ def import_imagefolder(root, out, *, label_map: dict[str, str] | None = None, so
                   "source": source, "allow_16bit": allow_16bit}
         ds.check_config(CONFIG_KEY, config)
         done = ds.keys()
-        added = skipped = converted = linked = 0
+        todo = [(rel, label, name) for (rel, label), name in zip(items, names) if name not in done]
+        skipped = len(items) - len(todo)
+        added = converted = linked = 0
         rejected = []
         from tqdm import tqdm
 
+        jobs = [(str(root / rel), None, allow_16bit, max_pixels) for rel, _, _ in todo]
+        results = map_fetched(examine, jobs, backend=backend, fetch=fetch, fetched_fn=examined)
+        bar = tqdm(total=len(items), initial=skipped, desc="import", unit="img",
+                   disable=not (progress and sys.stderr.isatty()))
+        # one writer, in input order, whatever ran the examinations: a resumed or a Ray run appends
+        # each record once, and the same records
         with ds.appender() as app:
-            for (rel, label), name in tqdm(list(zip(items, names)), desc="import", unit="img",
-                                           disable=not (progress and sys.stderr.isatty())):
-                if name in done:
-                    skipped += 1
-                    continue
-                src = root / rel
-                try:
-                    img = read_gray(src, allow_16bit=allow_16bit, max_pixels=max_pixels)
-                    plain = _is_plain_gray_png(src)
-                except ImageReadError as e:
-                    rejected.append((rel, e.reason, error_detail(e)))
-                    continue
-                except OSError as e:
-                    rejected.append((rel, "unreadable", str(e)))
+            for (rel, label, name), res in zip(todo, results):
+                bar.update(1)
+                if "rejected" in res:
+                    rejected.append((rel, *res["rejected"]))
                     continue
                 dst = ds.path(name)
-                rec = {"file_name": name, "label": label, "source": source, "width": int(img.shape[1]),
-                       "height": int(img.shape[0]), "source_file": rel}
-                if plain:
-                    link_or_copy(src, dst)  # already what a dataset dir holds: the very bytes, not re-encoded
+                rec = {"file_name": name, "label": label, "source": source, "width": res["width"],
+                       "height": res["height"], "source_file": rel}
+                if res["plain"]:
+                    link_or_copy(root / rel, dst)  # already what a dataset dir holds: the very bytes, not re-encoded
                     rec["sha256"] = sha256_file(dst)
                     linked += 1
                 else:
-                    data = encode_png(img)
-                    write_bytes_atomic(dst, data)
-                    rec["sha256"] = sha256_bytes(data)
+                    write_bytes_atomic(dst, res["png"])
+                    rec["sha256"] = sha256_bytes(res["png"])
                     rec["original_file"] = rel
-                    with Image.open(src) as im:
-                        rec["original_mode"] = im.mode
+                    rec["original_mode"] = res["original_mode"]
                     converted += 1
                 app.append(rec)
                 added += 1
+        bar.close()
         lines = [dumps_record({"source_file": rel, "reason": reason, "detail": detail,
                                "curation": {"status": "rejected", "reasons": [f"unreadable:{reason}"]}})
                  for rel, reason, detail in rejected]
