@@ -83,3 +83,62 @@ def test_yield_map_is_the_table_lookup():
 def test_keep_heap_is_idempotent():
     first = keep_heap()
     assert isinstance(first, bool) and keep_heap() == first
+
+
+def _polylines_plain(shape, paths, ss=3):
+    import cv2
+
+    h, w = shape
+    canvas = np.zeros((h * ss, w * ss), np.uint8)
+    for pts, widths in paths:
+        p = np.round(np.asarray(pts, np.float64) * ss).astype(np.int64)
+        wd = np.asarray(widths, np.float64) * ss
+        for k in range(len(p) - 1):
+            t = int(max(1, round((wd[k] + wd[k + 1]) / 2)))
+            cv2.line(canvas, (int(p[k, 0]), int(p[k, 1])), (int(p[k + 1, 0]), int(p[k + 1, 1])), 255, t,
+                     lineType=cv2.LINE_8)
+    return cv2.resize(canvas, (w, h), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
+
+
+def test_polylines_coverage_matches_plain():
+    from semgen.generators.procedural.layouts.shapes import polylines_coverage, random_path
+
+    rng = np.random.default_rng(3)
+    # half-integer mean widths (x 3) hit round()'s ties; paths leave the frame; a one-point path draws nothing
+    paths = [(random_path(rng, (rng.uniform(-5, 45), rng.uniform(-5, 45)), rng.uniform(0, 6), 60, wander=0.3),
+              None) for _ in range(4)]
+    paths = [(p, rng.choice([0.5, 1.0 / 6, 0.3, 2.5, 4.0], len(p))) for p, _ in paths]
+    paths.append((np.array([[10.0, 10.0]]), np.array([2.0])))
+    got = polylines_coverage((40, 44), paths)
+    assert got.dtype == np.float32 and got.tobytes() == _polylines_plain((40, 44), paths).tobytes()
+    assert got.max() == 1.0
+
+
+def test_shape_window_centres_match_plain():
+    from semgen.generators.procedural.layouts.shapes import Shape, coverage_from_sdf, sdf_ellipse
+
+    s = Shape("ellipse", (20.3, 11.7, 6.2, 3.1, 0.4), harmonics=[(3, 0.1, 0.5)])
+    cov = np.zeros((30, 5000), np.float32)  # wider than the first table of centres: it grows
+    s.splat(cov)
+    s2 = Shape("ellipse", (4990.3, 11.7, 6.2, 3.1, 0.4), harmonics=[(3, 0.1, 0.5)])
+    s2.splat(cov)
+    xx = np.arange(5000, dtype=np.float32)[None, :] + np.float32(0.5)
+    yy = np.arange(30, dtype=np.float32)[:, None] + np.float32(0.5)
+    want = np.zeros_like(cov)
+    for cx in (20.3, 4990.3):
+        dx, dy = xx - cx, yy - 11.7
+        c, sn = np.cos(0.4), np.sin(0.4)
+        d = sdf_ellipse(c * dx + sn * dy, -sn * dx + c * dy, 6.2, 3.1, [(3, 0.1, 0.5)])
+        np.maximum(want, coverage_from_sdf(d), out=want)
+    assert cov.max() == 1.0 and np.array_equal(cov, want)
+
+
+def test_plain_fast_paths_keep_values_and_types():
+    from semgen.generators.procedural.generate import _plain
+
+    v = {"a": 1, "b": 2.5, "c": True, "d": None, "e": "s", "f": float("nan"), "g": np.float64(0.1),
+         "h": np.float32(0.25), "i": np.int64(3), "j": np.bool_(False), "k": (1, np.int32(2)), 5: [float("inf")]}
+    got = _plain(v)
+    assert got == {"a": 1, "b": 2.5, "c": True, "d": None, "e": "s", "f": None, "g": 0.1, "h": 0.25, "i": 3,
+                   "j": False, "k": [1, 2], "5": [None]}
+    assert [type(got[k]) for k in "abcgij"] == [int, float, bool, float, int, bool]

@@ -51,6 +51,13 @@ class Sample:
 
 def _plain(v: Any) -> Any:
     """JSON-friendly Python scalars (numpy scalars and tuples converted)."""
+    # exact-type fast paths first: a record holds dozens of plain str / int / float / bool values, each
+    # of which went through the whole isinstance chain below (np.float64, a float subclass, still does)
+    t = type(v)
+    if t is str or t is int or t is bool or v is None:
+        return v
+    if t is float:
+        return v if math.isfinite(v) else None
     if isinstance(v, (np.floating,)):
         return float(v)
     if isinstance(v, (np.integer,)):

@@ -16,6 +16,8 @@ and the detector's elevation (:func:`~..layouts.relief.cast_shadow`). The mask i
 
 from __future__ import annotations
 
+import math
+
 import cv2
 import numpy as np
 
@@ -171,10 +173,16 @@ def big_particle_relief(rng: np.random.Generator, shape, cx: float, cy: float, r
             rr = r * float(rng.uniform(0.12, 0.3))
             xi, yi = int(np.clip(round(gx), 0, w - 1)), int(np.clip(round(gy), 0, h - 1))
             z0 = float(z[yi, xi]) - 0.4 * rr / r  # the grain sits half sunk into the surface below
-            d2 = ((xx - gx) ** 2 + (yy - gy) ** 2) / rr ** 2
+            # only the grain's box: outside it (more than rr + 0.5 px away) both terms are 0, a no-op
+            y0, y1 = max(0, math.floor(gy - rr - 2)), min(h, math.ceil(gy + rr + 3))
+            x0, x1 = max(0, math.floor(gx - rr - 2)), min(w, math.ceil(gx + rr + 3))
+            if y0 >= y1 or x0 >= x1:
+                continue
+            box = (slice(y0, y1), slice(x0, x1))
+            d2 = ((xx[box] - gx) ** 2 + (yy[box] - gy) ** 2) / rr ** 2
             grain = np.where(d2 < 1, z0 + rr / r * np.sqrt(np.clip(1 - d2, 0, 1)), 0).astype(np.float32)
-            np.maximum(z, grain, out=z)
-            np.maximum(cov, np.clip(rr - np.sqrt(d2) * rr + 0.5, 0, 1).astype(np.float32), out=cov)
+            np.maximum(z[box], grain, out=z[box])
+            np.maximum(cov[box], np.clip(rr - np.sqrt(d2) * rr + 0.5, 0, 1).astype(np.float32), out=cov[box])
     if rough > 0:
         bumps = 1.0 + rough * (0.6 * smooth_noise(rng, shape, max(1.0, r / 5))
                                + 0.4 * smooth_noise(rng, shape, max(0.7, r / 14)))

@@ -39,9 +39,22 @@ def _window(shape, cx, cy, reach_x, reach_y=None):
     y1 = min(h, math.ceil(cy + reach_y + 3))
     if x0 >= x1 or y0 >= y1:
         return None
-    xx = np.arange(x0, x1, dtype=np.float32)[None, :] + np.float32(0.5)
-    yy = np.arange(y0, y1, dtype=np.float32)[:, None] + np.float32(0.5)
-    return (slice(y0, y1), slice(x0, x1)), xx, yy
+    # views of one read-only table of pixel centres (i + 0.5, exact in float32), not two new arrays per shape
+    c = _centres(max(x1, y1))
+    return (slice(y0, y1), slice(x0, x1)), c[None, x0:x1], c[y0:y1, None]
+
+
+_CENTRES = np.zeros(0, np.float32)
+
+
+def _centres(n: int) -> np.ndarray:
+    """``arange(m, dtype=float32) + 0.5`` for some ``m >= n``, read-only, grown as needed."""
+    global _CENTRES
+    if len(_CENTRES) < n:
+        c = np.arange(max(n, 4096), dtype=np.float32) + np.float32(0.5)
+        c.flags.writeable = False
+        _CENTRES = c
+    return _CENTRES
 
 
 def sdf_ellipse(dx, dy, rx, ry, harmonics=None):
@@ -202,12 +215,14 @@ def polylines_coverage(shape, paths) -> np.ndarray:
     h, w = shape
     canvas = np.zeros((h * _SS, w * _SS), np.uint8)
     for pts, widths in paths:
-        p = np.round(np.asarray(pts, np.float64) * _SS).astype(np.int64)
+        p = np.round(np.asarray(pts, np.float64) * _SS).astype(np.int64).tolist()
         wd = np.asarray(widths, np.float64) * _SS
-        for k in range(len(p) - 1):
-            t = int(max(1, round((wd[k] + wd[k + 1]) / 2)))
-            cv2.line(canvas, (int(p[k, 0]), int(p[k, 1])), (int(p[k + 1, 0]), int(p[k + 1, 1])), 255, t,
-                     lineType=cv2.LINE_8)
+        # every segment's thickness in one pass (np.rint rounds half to even, as round() does); the
+        # loop then only passes Python ints to OpenCV: per-segment NumPy scalars cost more than the lines
+        thick = np.maximum(np.rint((wd[:-1] + wd[1:]) / 2), 1).astype(np.int64).tolist()
+        for k, t in enumerate(thick):
+            a, b = p[k], p[k + 1]
+            cv2.line(canvas, (a[0], a[1]), (b[0], b[1]), 255, t, lineType=cv2.LINE_8)
     small = cv2.resize(canvas, (w, h), interpolation=cv2.INTER_AREA)
     return small.astype(np.float32) / 255.0
 
