@@ -112,6 +112,14 @@ def test_polylines_coverage_matches_plain():
     got = polylines_coverage((40, 44), paths)
     assert got.dtype == np.float32 and got.tobytes() == _polylines_plain((40, 44), paths).tobytes()
     assert got.max() == 1.0
+    # short marks inside the frame (drawn in their own box), near or across its edges, and outside it
+    for i in range(40):
+        start = (rng.uniform(-30, 75), rng.uniform(-30, 70))
+        paths = [(random_path(rng, start, rng.uniform(0, 6), rng.uniform(2, 30), wander=0.4),
+                  None) for _ in range(int(rng.integers(1, 3)))]
+        paths = [(p, rng.uniform(0.2, 9.0, len(p))) for p, _ in paths]
+        got = polylines_coverage((40, 44), paths)
+        assert got.tobytes() == _polylines_plain((40, 44), paths).tobytes(), i
 
 
 def test_shape_window_centres_match_plain():

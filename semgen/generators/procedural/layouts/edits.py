@@ -134,12 +134,24 @@ def emboss(scene: Scene, dh: np.ndarray, light_deg: float, gain: float, blur_px:
     if gain <= 0:
         return
     d = cv2.GaussianBlur(dh.astype(np.float32), (0, 0), blur_px) if blur_px > 0 else dh.astype(np.float32)
-    gy, gx = np.gradient(d)
-    a = np.deg2rad(light_deg)
-    slope = -(gx * np.cos(a) + gy * np.sin(a)) / max(scene.pixel_nm, 1e-6)
     if scene.se_offset is None:
         scene.se_offset = np.zeros(scene.shape, np.float32)
-    scene.se_offset += (gain * np.tanh(slope)).astype(np.float32)
+    # The shading is zero wherever d and its neighbours are, and a defect's relief covers a small part
+    # of the frame: work on the box of d's support grown by 2 px. Inside it np.gradient's central
+    # differences are those of the whole image; on a box side inside the image both differences are
+    # of zeros. (Outside, the whole-image version added tanh(0) = 0.)
+    rows, cols = np.flatnonzero(d.any(axis=1)), np.flatnonzero(d.any(axis=0))
+    if len(rows) == 0:
+        return
+    h, w = d.shape
+    box = (slice(max(0, rows[0] - 2), min(h, rows[-1] + 3)), slice(max(0, cols[0] - 2), min(w, cols[-1] + 3)))
+    db = d[box]
+    if min(db.shape) < 2:  # np.gradient needs two samples per axis: do the whole frame
+        box, db = (slice(None), slice(None)), d
+    gy, gx = np.gradient(db)
+    a = np.deg2rad(light_deg)
+    slope = -(gx * np.cos(a) + gy * np.sin(a)) / max(scene.pixel_nm, 1e-6)
+    scene.se_offset[box] += (gain * np.tanh(slope)).astype(np.float32)
 
 
 # -- coverage edits (any built layout's raster) ------------------------------------------------------

@@ -213,18 +213,39 @@ def polylines_coverage(shape, paths) -> np.ndarray:
     scratches). Drawn once on one canvas at ``_SS`` x the resolution, then area-averaged.
     """
     h, w = shape
-    canvas = np.zeros((h * _SS, w * _SS), np.uint8)
+    segs = []
     for pts, widths in paths:
-        p = np.round(np.asarray(pts, np.float64) * _SS).astype(np.int64).tolist()
+        p = np.round(np.asarray(pts, np.float64) * _SS).astype(np.int64)
         wd = np.asarray(widths, np.float64) * _SS
         # every segment's thickness in one pass (np.rint rounds half to even, as round() does); the
         # loop then only passes Python ints to OpenCV: per-segment NumPy scalars cost more than the lines
-        thick = np.maximum(np.rint((wd[:-1] + wd[1:]) / 2), 1).astype(np.int64).tolist()
-        for k, t in enumerate(thick):
-            a, b = p[k], p[k + 1]
+        thick = np.maximum(np.rint((wd[:-1] + wd[1:]) / 2), 1).astype(np.int64)
+        if len(thick):
+            segs.append((p, thick))
+    out = np.zeros((h, w), np.float32)
+    if not segs:
+        return out
+    # Draw only on the box of the canvas that the lines can reach (a mark's own, not the frame's):
+    # its corner on the _SS grid, so the area averages are those of the whole canvas. A box side
+    # inside the canvas is never touched, a side on the canvas's edge clips as the canvas did, and
+    # OpenCV's integer rasterisation is the same under an integer shift.
+    big = _SS * np.array([w, h])
+    lo = np.min([p.min(axis=0) for p, _ in segs], axis=0)
+    hi = np.max([p.max(axis=0) for p, _ in segs], axis=0)
+    reach = int(max(int(t.max()) for _, t in segs)) + 3
+    x0, y0 = (np.maximum((lo - reach) // _SS, 0) * _SS).tolist()
+    x1, y1 = (np.minimum(-((-(hi + reach + 1)) // _SS) * _SS, big)).tolist()
+    if x0 >= x1 or y0 >= y1:  # out of the frame: nothing drawn
+        return out
+    canvas = np.zeros((y1 - y0, x1 - x0), np.uint8)
+    for p, thick in segs:
+        q = (p - np.array([x0, y0])).tolist()
+        for k, t in enumerate(thick.tolist()):
+            a, b = q[k], q[k + 1]
             cv2.line(canvas, (a[0], a[1]), (b[0], b[1]), 255, t, lineType=cv2.LINE_8)
-    small = cv2.resize(canvas, (w, h), interpolation=cv2.INTER_AREA)
-    return small.astype(np.float32) / 255.0
+    small = cv2.resize(canvas, ((x1 - x0) // _SS, (y1 - y0) // _SS), interpolation=cv2.INTER_AREA)
+    out[y0 // _SS:y1 // _SS, x0 // _SS:x1 // _SS] = small.astype(np.float32) / 255.0
+    return out
 
 
 def polyline_coverage(shape, pts: np.ndarray, widths: np.ndarray) -> np.ndarray:
