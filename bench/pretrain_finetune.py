@@ -11,6 +11,8 @@ checkpoint (e.g. a ``semgen pretrain`` run); ``NAME=INIT`` names a row; ``INIT@A
 the mean macro-F1 over the folds. ``--val-fraction 0`` trains on every image and keeps the last
 epoch; ``--head-only-epochs 1`` first fits the new head on the frozen backbone (LP-FT, Kumar et
 al. 2022), so the random head's first gradients do not disturb the pretrained features.
+``--tta d4`` evaluates with test-time augmentation (:mod:`semgen.classifier.tta`); runs already
+trained are only evaluated again.
 
 Example (the figures in docs/results.md)::
 
@@ -75,6 +77,9 @@ def main(argv=None) -> int:
     ap.add_argument("--recipe", default="", help="a tag appended to each row's name and run dir")
     ap.add_argument("--cv", type=int, default=0, metavar="K",
                     help="K-fold cross-validation on --real instead of testing on --test")
+    ap.add_argument("--tta", default="none", choices=("none", "flips", "d4"),
+                    help="test-time augmentation at evaluation (semgen evaluate --tta); a trained run is "
+                    "evaluated again, not retrained, and its row's name gains _tta-MODE")
     ap.add_argument("--out", default="out/ft")
     a = ap.parse_args(argv)
     if not a.cv and not a.test:
@@ -87,6 +92,7 @@ def main(argv=None) -> int:
     for spec in a.init:
         name, init, arch = _parse_init(spec)
         name = name + tag
+        row_name = name + (f"_tta-{a.tta}" if a.tta != "none" else "")
         for shots in a.shots:
             k = None if shots == "all" else int(shots)
             for seed in a.seeds:
@@ -105,7 +111,8 @@ def main(argv=None) -> int:
                     train_classifier(data, run, arch=arch, init=None if init == "scratch" else init, size=a.size,
                                      epochs=a.epochs, lr=a.lr, seed=seed, progress=False, num_threads=a.threads,
                                      val_fraction=a.val_fraction, head_only_epochs=a.head_only_epochs)
-                    scores.append(evaluate_run(run, test, num_threads=a.threads))
+                    scores.append(evaluate_run(run, test, num_threads=a.threads, tta=a.tta,
+                                               out_name="metrics.json" if a.tta == "none" else f"metrics_tta-{a.tta}.json"))
                 m = scores[0]
                 lo, hi = m.get("ci", {}).get("macro_f1", [float("nan")] * 2)
                 if a.cv:  # the spread over folds stands in for a confidence interval
@@ -113,15 +120,15 @@ def main(argv=None) -> int:
                     m = {"macro_f1": float(np.mean(f1s)), "accuracy": float(np.mean([x["accuracy"] for x in scores]))}
                     lo, hi = min(f1s), max(f1s)
                 cfg = json.loads((run / "config.json").read_text())
-                row = {"name": name, "init": init, "arch": cfg["arch"], "shots": shots, "seed": seed,
+                row = {"name": row_name, "init": init, "arch": cfg["arch"], "shots": shots, "seed": seed,
                        "macro_f1": m["macro_f1"], "macro_f1_ci": [lo, hi], "accuracy": m["accuracy"],
                        "minutes": (time.perf_counter() - t) / 60, "run": str(run), "cv": a.cv,
-                       "val_fraction": a.val_fraction, "head_only_epochs": a.head_only_epochs}
+                       "val_fraction": a.val_fraction, "head_only_epochs": a.head_only_epochs, "tta": a.tta}
                 if a.cv:
                     row["fold_macro_f1"] = [x["macro_f1"] for x in scores]
                 rows.append(row)
                 _save_row(out / ("cv.jsonl" if a.cv else "results.jsonl"), row)
-                print(f"{name:28s} {row['arch']:24s} {shots:>5s} {seed:>4d} {row['macro_f1']:9.3f} "
+                print(f"{row_name:28s} {row['arch']:24s} {shots:>5s} {seed:>4d} {row['macro_f1']:9.3f} "
                       f"[{lo:.3f}, {hi:.3f}] {row['accuracy']:6.3f} {row['minutes']:5.1f}", flush=True)
     print("\nmean over seeds:")
     groups: dict = {}

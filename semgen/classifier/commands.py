@@ -12,6 +12,7 @@ from ..errors import SemgenError
 def register(sub) -> None:
     from ..devices import add_device_arguments
     from .registry import DEFAULT_ARCH, IMAGENET_DEFAULT_ARCH, imagenet_archs, list_archs
+    from .tta import TTA_MODES
 
     p = long_running(sub.add_parser("train", help="train a defect classifier on dataset dirs / ImageFolder trees"))
     p.add_argument("--data", action="append", required=True, metavar="DIR[=WEIGHT]",
@@ -83,6 +84,9 @@ def register(sub) -> None:
     p.add_argument("--n-boot", type=int, default=1000, metavar="N", help="bootstrap resamples for the 95%% CIs")
     p.add_argument("--out-name", default="metrics.json", help="file name in RUN_DIR")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("--tta", choices=tuple(TTA_MODES), default="none",
+                   help="test-time augmentation: average over the image's flips (4 views) or all 8 flips "
+                   "and turns (d4); costs that many times the inference")
     add_device_arguments(p)
     p.set_defaults(func=_evaluate)
 
@@ -115,6 +119,9 @@ def register(sub) -> None:
     p.add_argument("--cascade", action="store_true",
                    help="hierarchical models: run the gate first and the rest only for images it calls "
                    "defective (uncalibrated probabilities; ONNX needs model.gate.onnx / model.rest.onnx beside it)")
+    p.add_argument("--tta", choices=tuple(TTA_MODES), default="none",
+                   help="test-time augmentation: average over the image's flips (4 views) or all 8 flips "
+                   "and turns (d4); costs that many times the inference")
     add_device_arguments(p)
     p.set_defaults(func=_predict)
 
@@ -170,7 +177,8 @@ def _evaluate(args) -> int:
     data = args.data if len(args.data) > 1 else args.data[0]
     m = evaluate_run(args.run_dir, data, reject_below=args.reject_below, target_precision=args.target_precision,
                      calibrated=not args.no_calibration, n_boot=args.n_boot, out_name=args.out_name,
-                     progress=not args.no_progress, device=args.device, precision=args.precision)
+                     progress=not args.no_progress, device=args.device, precision=args.precision,
+                     tta=args.tta)
     if args.json:
         print(json.dumps({k: m[k] for k in ("accuracy", "macro_precision", "macro_recall", "macro_f1", "ci",
                                             "absent_from_model") if k in m}, indent=2))
@@ -240,7 +248,7 @@ def _predict(args) -> int:
     from .predict import predict_files
 
     res = predict_files(args.model, args.images, top_k=args.top, cascade=args.cascade, progress=not args.no_progress,
-                        device=args.device, precision=args.precision)
+                        device=args.device, precision=args.precision, tta=args.tta)
     bad = 0
     for r in res:
         if args.json:

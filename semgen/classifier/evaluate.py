@@ -19,6 +19,7 @@ from .calibrate import (apply_temperature, coverage_precision, plot_coverage_pre
                         rejected_mask, threshold_for_precision)
 from .metrics import bootstrap_ci, confusion_matrix, metrics_from_confusion
 from .train import predict_probs, torch_threads
+from .tta import check_tta, tta_probs
 
 
 def evaluate_probs(y_true, probs, classes: list[str], *, model_classes: list[str] | None = None,
@@ -155,7 +156,7 @@ def evaluate_run(run_dir, data, *, reject_below: float | str | None = None, targ
                  calibrated: bool = True, n_boot: int = 1000, seed: int = 0,
                  write: bool = True, out_name: str = "metrics.json", batch_size: int = 128,
                  progress: bool = False, num_threads: int | None = None, which: str | None = None,
-                 device: str = "auto", precision: str = "auto") -> dict:
+                 device: str = "auto", precision: str = "auto", tta: str = "none") -> dict:
     """Evaluate a run's best checkpoint on ``data`` (dataset dir(s) or ImageFolder tree(s)).
 
     Writes ``RUN_DIR/metrics.json`` (``out_name``) and ``confusion.png`` when ``write``. Images of
@@ -176,6 +177,9 @@ def evaluate_run(run_dir, data, *, reject_below: float | str | None = None, targ
     device, precision : str
         Where the model runs and in what precision (:mod:`semgen.devices`; ``auto``: the GPU with
         bf16 autocast if there is one, else the CPU in fp32); recorded as ``compute`` in the result.
+    tta : {"none", "flips", "d4"}
+        Test-time augmentation (:mod:`semgen.classifier.tta`): average the probabilities over the
+        image's flipped and turned views; recorded as ``tta`` in the result.
     """
     if isinstance(n_boot, bool) or int(n_boot) != n_boot or not 0 <= n_boot <= MAX_N_BOOT:
         raise SemgenError(f"--n-boot must be an integer in [1, {MAX_N_BOOT:,}], got {n_boot}")
@@ -190,6 +194,7 @@ def evaluate_run(run_dir, data, *, reject_below: float | str | None = None, targ
         raise SemgenError(f"--reject-below must be a probability in [0, 1], got {reject_below}")
     from ..devices import compute
 
+    tta = check_tta(tta)
     comp = compute(device, precision)  # before the model and images load: a missing GPU fails at once
     model, meta = load_eval_model(run_dir, which=which)
     if meta.get("qat") and comp.precision != "fp32":
@@ -212,13 +217,17 @@ def evaluate_run(run_dir, data, *, reject_below: float | str | None = None, targ
         s = load_image_set(data, size=meta["size"], classes=meta["classes"], allow_unknown=True, progress=progress)
     s = _once_each(s)
     with torch_threads(num_threads):
-        probs = predict_probs(model.to(comp.device), s.images, batch_size=batch_size, compute=comp).numpy()
-    probs = apply_temperature(probs, temperature)
+        model = model.to(comp.device)
+        # each view calibrated, then averaged: the mean of calibrated probabilities stays calibrated-ish,
+        # and it is what Predictor (torch or ONNX) does
+        probs = tta_probs(lambda x: apply_temperature(predict_probs(model, x, batch_size=batch_size, compute=comp)
+                                                      .numpy(), temperature), s.images, tta)
     res = evaluate_probs(s.labels.numpy(), probs, s.classes, model_classes=meta["classes"],
                          reject_below=reject_below, n_boot=n_boot, seed=seed)
     res = {"run_dir": str(run_dir), "checkpoint": meta["checkpoint"], "epoch": meta["epoch"],
            "data": [str(src.path) for src in s.sources], "skipped_images": s.skipped,
-           "files": s.files, "temperature": temperature, "qat": bool(meta.get("qat")), "compute": comp.record(), **res}
+           "files": s.files, "temperature": temperature, "qat": bool(meta.get("qat")), "compute": comp.record(),
+           "tta": tta, **res}
     if chosen is not None:
         acc = res["reject"]["accuracy_on_accepted"]
         res["reject"]["auto"] = {**chosen, "chosen_on": "validation",

@@ -24,6 +24,9 @@ class Predictor:
     cascade : bool
         Prepare :meth:`cascade` (a hierarchical run dir, or an ONNX file of one with the cascade
         stages ``model.gate.onnx`` / ``model.rest.onnx`` beside it).
+    tta : {"none", "flips", "d4"}
+        Test-time augmentation (:mod:`semgen.classifier.tta`): :meth:`probs` averages the
+        calibrated probabilities of the image's flipped and turned views (``d4``: 8 views, 8x the time).
     device, precision : str
         Where a run dir's model runs (:mod:`semgen.devices`; ``auto``: the GPU with bf16 autocast if
         there is one, else the CPU in fp32). ONNX files and the cascade always run on the CPU
@@ -31,9 +34,13 @@ class Predictor:
     """
 
     def __init__(self, model, *, threads: int | None = None, cascade: bool = False, device: str = "auto",
-                 precision: str = "auto"):
+                 precision: str = "auto", tta: str = "none"):
         from ..devices import compute
+        from .tta import check_tta
 
+        self.tta = check_tta(tta)
+        if cascade and self.tta != "none":
+            raise SemgenError("--cascade and --tta do not combine (the cascade is the edge-latency path); use one")
         p = Path(model)
         cpu_only = "--cascade" if cascade else ("ONNX models (onnxruntime)" if p.suffix == ".onnx" else None)
         if cpu_only and str(device or "auto").lower() not in ("auto", "cpu"):
@@ -94,7 +101,13 @@ class Predictor:
                 self._cascade = self._model
 
     def probs(self, images: torch.Tensor) -> np.ndarray:
-        """Class probabilities ``[N, K]`` for uint8 images ``[N, size, size]``."""
+        """Class probabilities ``[N, K]`` for uint8 images ``[N, size, size]`` (averaged over the
+        views of ``tta``)."""
+        from .tta import tta_probs
+
+        return tta_probs(self._probs, images, self.tta)
+
+    def _probs(self, images: torch.Tensor) -> np.ndarray:
         if self.kind == "torch":
             from .train import predict_probs, torch_threads
 
@@ -137,21 +150,22 @@ def _first_line(e: BaseException) -> str:
 
 
 def predict_files(model, files, *, top_k: int = 1, threads: int | None = None, cascade: bool = False,
-                  progress: bool = False, device: str = "auto", precision: str = "auto") -> list[dict]:
+                  progress: bool = False, device: str = "auto", precision: str = "auto",
+                  tta: str = "none") -> list[dict]:
     """Classify image files; unreadable ones come back with an ``error`` instead of a label.
 
     With ``cascade`` (a hierarchical model), each image runs the gate and only images it calls
     defective run the rest; an image the gate settles has the gate's classes and ``defect`` (the
     defect classes' total) in ``top``, and ``stage`` says where it stopped (``gate`` / ``rest``).
-    ``progress`` shows a decoding bar on stderr when it is a terminal. ``device`` / ``precision``:
-    see :class:`Predictor`.
+    ``progress`` shows a decoding bar on stderr when it is a terminal. ``device`` / ``precision`` /
+    ``tta``: see :class:`Predictor`.
 
     Returns
     -------
     list of dict
         ``file``, ``label``, ``confidence``, ``top`` (``[(label, p), ...]``) or ``file``, ``error``.
     """
-    pred = Predictor(model, threads=threads, cascade=cascade, device=device, precision=precision)
+    pred = Predictor(model, threads=threads, cascade=cascade, device=device, precision=precision, tta=tta)
     files = [str(f) for f in files]
     import warnings
 
