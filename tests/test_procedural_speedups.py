@@ -37,14 +37,12 @@ def _smooth_field_plain(shape, rng, order=4):
     a[0, 0] = 0.0
     cy = np.cos(np.pi * (np.arange(h, dtype=np.float32)[:, None] + 0.5) / h * kk[None, :] + 0.0)
     cx = np.cos(np.pi * (np.arange(w, dtype=np.float32)[:, None] + 0.5) / w * kk[None, :])
-    cy64, cx64, a64 = cy.astype(np.float64), cx.astype(np.float64), a.astype(np.float64)
-    b = np.zeros((h, order))
+    b = np.zeros((h, order), np.float32)
     for i in range(order):
-        b += cy64[:, i:i + 1] * a64[i:i + 1, :]
-    f = np.zeros((h, w))
+        b += cy[:, i:i + 1] * a[i:i + 1, :]
+    f = np.zeros((h, w), np.float32)
     for j in range(order):
-        f += b[:, j:j + 1] * cx64[None, :, j]
-    f = f.astype(np.float32)
+        f += b[:, j:j + 1] * cx[None, :, j]
     return f * np.float32(1.0 / max(float(np.abs(f).max()), 1e-6))
 
 
@@ -53,19 +51,29 @@ def test_smooth_field_matches_plain(shape):
     for seed in range(3):
         got = smooth_field(shape, np.random.default_rng(seed))
         want = _smooth_field_plain(shape, np.random.default_rng(seed))
-        assert got.dtype == np.float32 and got.tobytes() == want.tobytes()
+        assert got.dtype == np.float32 and np.array_equal(got, want)
 
 
-@pytest.mark.parametrize("gamma", [1.0, 0.87, 1.3])
-def test_to_uint8_matches_plain(gamma):
-    img = np.random.default_rng(1).normal(0.5, 0.3, (33, 31)).astype(np.float32)
-    lo, hi, b, c = 0.1, 0.85, -0.03, 0.7
+def _to_uint8_plain(img, b, c, gamma, lo, hi):
     v = (img - np.float32((lo + hi) / 2.0)) * np.float32(c / (hi - lo)) + np.float32(0.5 + b)
     np.clip(v, 0.0, 1.0, out=v)
     if abs(gamma - 1.0) > 1e-6:
         v = np.power(v, np.float32(gamma))
-    want = (v * np.float32(255.0) + np.float32(0.5)).astype(np.uint8)
-    assert np.array_equal(to_uint8(img, b, c, gamma, (lo, hi)), want)
+    return (v * np.float32(255.0) + np.float32(0.5)).astype(np.uint8)
+
+
+@pytest.mark.parametrize("gamma", [1.0, 0.85, 0.87, 1.3, 3.0])
+def test_to_uint8_matches_plain(gamma):
+    """Exact at gamma 1; with a gamma, the 4096-step table is within one grey level of np.power."""
+    img = np.random.default_rng(1).normal(0.5, 0.3, (128, 96)).astype(np.float32)
+    lo, hi, b, c = 0.1, 0.85, -0.03, 0.7
+    got, want = to_uint8(img, b, c, gamma, (lo, hi)), _to_uint8_plain(img, b, c, gamma, lo, hi)
+    diff = got.astype(int) - want
+    if gamma == 1.0:
+        assert np.array_equal(got, want)
+    else:
+        assert np.abs(diff).max() <= 1 and (diff != 0).mean() < 0.05 and abs(diff.mean()) < 0.005
+        assert got.min() == 0 and got.max() == 255  # the clipped ends stay black and white
 
 
 def test_yield_map_is_the_table_lookup():
