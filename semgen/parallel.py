@@ -1,4 +1,5 @@
-"""One ordered map over workers, used wherever semgen fans work out (generate, curate, pretrain).
+"""One ordered map over workers, used wherever semgen fans work out (generate, curate, import,
+pretrain, diffusion batches, ablation cells).
 
 :func:`ordered_map` yields ``fn(chunk)`` results in input order with a bounded window of chunks in
 flight, so memory stays flat however long the input, and the output order (hence every byte written
@@ -10,7 +11,9 @@ pool (:class:`LocalPool`) by default, or a Ray cluster (:class:`RayBackend`, the
 ``--executor ray``) for more than one machine. Any object with the same ``map`` method can be
 passed as ``backend=`` and must keep the same contract: results in input order, at most
 ``window`` chunks in flight. A backend whose ``remote`` attribute is true may run ``fn`` on
-another machine, so ``fn`` must return what it makes rather than write it to a local path.
+another machine, so ``fn`` must return what it makes rather than write it to a local path, and
+take what it reads as bytes (:func:`map_fetched`). A command's ``--executor`` / ``--ray-address``
+come from :func:`add_executor_args` and become a backend in :func:`backend_from_args`.
 
 Examples
 --------

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_ablation_runner import data  # noqa: F401 - a fixture: the ablation's pools and test sets
 from test_curation_curate import dataset  # noqa: F401 - a fixture: curate's inputs, bad files included
 
 from semgen.cli import main
@@ -80,17 +81,18 @@ def test_ray_run_matches_local_run(tmp_path, ray_cluster, capsys):
     assert _files(tmp_path / "local") == _files(tmp_path / "all")
 
 
-def _crash_once_backend(inner: RayBackend, marker: Path, log: Path, at: int):
-    """``inner`` with each task logged, and the task holding index ``at`` killing its worker once."""
+def _crash_once_backend(inner: RayBackend, marker: Path, log: Path, at, key=list):
+    """``inner`` with each task logged (as ``key(chunk)``), and the task holding ``at`` killing its worker once."""
 
     class CrashOnce:
         def __init__(self, fn):
             self.fn = fn
 
         def __call__(self, chunk):
+            ids = key(chunk)
             with open(log, "a") as f:
-                f.write(json.dumps(list(chunk)) + "\n")
-            if at in chunk:
+                f.write(json.dumps(ids) + "\n")
+            if at in ids:
                 try:
                     fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
                 except FileExistsError:
@@ -172,7 +174,7 @@ def _bytes_of(root: Path, names=("metadata.jsonl", "rejected.jsonl")) -> dict[st
     return {n: (root / n).read_bytes() for n in names}
 
 
-def test_curate_on_ray_matches_local(tmp_path, ray_cluster, dataset, capsys, monkeypatch):
+def test_curate_on_ray_matches_local(tmp_path, ray_cluster, dataset, capsys, monkeypatch):  # noqa: F811
     ds, test = dataset  # test_curation_curate's inputs: duplicates, a leak, every kind of bad file
     cache = tmp_path / "c.sqlite"
     common = ["curate", str(ds.root), "--against", str(test.root), "--no-progress"]
@@ -189,10 +191,10 @@ def test_curate_on_ray_matches_local(tmp_path, ray_cluster, dataset, capsys, mon
     assert _files(tmp_path / "ray") == _files(tmp_path / "local")
 
 
-def test_import_on_ray_matches_local(tmp_path, ray_cluster, monkeypatch):
+def _image_folder(root: Path) -> Path:
+    """18 readable images (plain gray PNGs, RGB PNGs, JPEGs) and 3 bad files, in 2 classes."""
     from PIL import Image
 
-    root = tmp_path / "folder"
     (root / "bridges").mkdir(parents=True)
     (root / "Normal").mkdir()
     rng = np.random.default_rng(0)
@@ -203,8 +205,13 @@ def test_import_on_ray_matches_local(tmp_path, ray_cluster, monkeypatch):
         Image.fromarray(np.dstack([gray] * 3)).save(root / "Normal" / f"j{k}.jpg", quality=90)
     (root / "Normal" / "zero.png").write_bytes(b"")
     (root / "Normal" / "notes.png").write_bytes(b"not an image")
-    data = (root / "bridges" / "g0.png").read_bytes()
-    (root / "bridges" / "truncated.png").write_bytes(data[: len(data) // 2])
+    png = (root / "bridges" / "g0.png").read_bytes()
+    (root / "bridges" / "truncated.png").write_bytes(png[: len(png) // 2])
+    return root
+
+
+def test_import_on_ray_matches_local(tmp_path, ray_cluster, monkeypatch):
+    root = _image_folder(tmp_path / "folder")
     assert _cli(monkeypatch, ["import", str(root), "--out", str(tmp_path / "local"), "--no-progress"]) == 0
     assert _cli(monkeypatch, ["import", str(root), "--out", str(tmp_path / "ray"), "--executor", "ray", "--no-progress"]) == 0
     local = _bytes_of(tmp_path / "local")
@@ -217,3 +224,106 @@ def test_import_on_ray_matches_local(tmp_path, ray_cluster, monkeypatch):
     assert _cli(monkeypatch, ["import", str(root), "--out", str(tmp_path / "ray"), "--executor", "ray", "--no-progress"]) == 0
     assert _bytes_of(tmp_path / "ray") == local
     assert _files(tmp_path / "ray") == _files(tmp_path / "local")
+
+
+def test_import_worker_killed_is_redone_once(tmp_path, ray_cluster):
+    from semgen.curation.importer import import_imagefolder
+
+    root = _image_folder(tmp_path / "folder")
+    marker, log = tmp_path / "crashed", tmp_path / "tasks.log"
+    backend = _crash_once_backend(RayBackend(), marker, log, at="c3.png",
+                                  key=lambda chunk: [Path(job[0]).name for job in chunk])
+    res = import_imagefolder(root, tmp_path / "ray", progress=False, backend=backend)
+    tasks = [tuple(json.loads(line)) for line in log.read_text().splitlines()]
+    assert marker.exists() and sum("c3.png" in t for t in tasks) == 2  # it ran, its worker died, it ran again
+    assert res.added == 18 and len(res.rejected) == 3
+    import_imagefolder(root, tmp_path / "local", progress=False)
+    assert _bytes_of(tmp_path / "ray") == _bytes_of(tmp_path / "local")  # none lost, none twice, in order
+    assert _files(tmp_path / "ray") == _files(tmp_path / "local")
+
+
+# -- diffuse sample / refine: one batch per task, each worker loading the model once ---------------
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    """test_diffusion_pipeline's tiny 32 px model, trained for a few steps (the bytes, not the looks, matter)."""
+    from test_diffusion_pipeline import _cfg, _make_dataset
+
+    from semgen.generators.diffusion.train import train
+
+    root = tmp_path_factory.mktemp("diff")
+    inputs = _make_dataset(root / "data", n=6)
+    train(_cfg(inputs, root / "model", 4))
+    return inputs, root / "model"
+
+
+def test_diffuse_sample_and_refine_on_ray_match_local(tmp_path, ray_cluster, tiny_model, monkeypatch):
+    inputs, model = tiny_model
+    mods = ("semgen.generators.diffusion.commands",)
+    sample = ["diffuse", "sample", "--model", str(model), "--class", "bridge", "--n", "5", "--steps", "2",
+              "--batch", "2", "--device", "cpu", "--no-progress"]
+    refine = ["diffuse", "refine", "--model", str(model), "--input", str(inputs), "--strength", "0.5", "--steps", "4",
+              "--batch", "4", "--negative", "simulated", "--device", "cpu", "--no-progress"]
+    for name, argv in (("sample", sample), ("refine", refine)):
+        assert _cli(monkeypatch, argv + ["--out", str(tmp_path / f"{name}_local")], mods) == 0
+        assert _cli(monkeypatch, argv + ["--out", str(tmp_path / f"{name}_ray"), "--executor", "ray"], mods) == 0
+        local = _records(tmp_path / f"{name}_local")
+        assert len(local) == (5 if name == "sample" else 6) and len({r["sha256"] for r in local}) == len(local)
+        assert _bytes_of(tmp_path / f"{name}_ray", ["metadata.jsonl"]) == \
+            _bytes_of(tmp_path / f"{name}_local", ["metadata.jsonl"])
+        assert _files(tmp_path / f"{name}_ray") == _files(tmp_path / f"{name}_local")
+    assert any(r.get("mask_file_name") for r in _records(tmp_path / "refine_ray"))  # masks copied by the driver
+    # a killed sample run (3 of 5 records) resumed on Ray: the other two, once
+    lines = (tmp_path / "sample_local" / "metadata.jsonl").read_bytes().splitlines(keepends=True)
+    (tmp_path / "sample_ray" / "metadata.jsonl").write_bytes(b"".join(lines[:3]))
+    assert _cli(monkeypatch, sample + ["--out", str(tmp_path / "sample_ray"), "--executor", "ray"], mods) == 0
+    assert _files(tmp_path / "sample_ray") == _files(tmp_path / "sample_local")
+
+
+def test_a_model_missing_on_a_worker_is_one_clear_error(tmp_path, tiny_model):
+    from semgen.generators.diffusion.batches import RemoteBatch
+
+    _, model = tiny_model
+    task = RemoteBatch("sample", str(tmp_path / "elsewhere"), "0" * 16, "cpu", "auto", "ddim",
+                       {"prompt": "x", "steps": 1, "guidance": 1.0})
+    with pytest.raises(SemgenError, match="does not exist.*every node needs the model folder at the same path"):
+        task({"seeds": [1]})
+    task = RemoteBatch("sample", str(model), "0" * 16, "cpu", "auto", "ddim", {"prompt": "x", "steps": 1, "guidance": 1.0})
+    with pytest.raises(SemgenError, match="other weights than on the machine that runs semgen"):
+        task({"seeds": [1]})
+
+
+# -- ablation cells: one task per cell, a cell after its init cell; evaluation stays here ---------
+
+def _portable(out: Path) -> list[dict]:
+    """results.jsonl with this run's dir written as OUT and the timings (which differ run to run) left out."""
+    text = (out / "results.jsonl").read_text().replace(str(out), "OUT")
+    drop = ("train_s", "train_cpu_s", "load_avg")
+    return [{k: v for k, v in json.loads(line).items() if k not in drop} for line in text.splitlines()]
+
+
+def test_ablation_cells_on_ray_match_local(tmp_path, ray_cluster, data):  # noqa: F811
+    import test_ablation_runner as tar
+
+    from semgen.ablation import run_ablation
+
+    ray_cluster.cloudpickle.register_pickle_by_value(tar)  # the workers run its classifier double
+    cfg = tar._cfg(data)  # real, synthetic, mix and pretrain arms: pretrain cells start from synthetic ones
+    fake = tar.FakeClassifier()
+    run_ablation(cfg, tmp_path / "local", train_fn=fake.train, eval_fn=fake.evaluate, log=lambda m: None)
+    msgs: list[str] = []
+    r = run_ablation(cfg, tmp_path / "ray", train_fn=fake.train, eval_fn=fake.evaluate, log=msgs.append,
+                     backend=RayBackend())
+    assert r["trained"] == 21 and all("/local/" in c["out"] for c in fake.cell_calls)  # none trained here
+    assert sum(m.startswith("send ") for m in msgs) == 21  # every cell a Ray task, none in this process
+    local = _portable(tmp_path / "local")
+    assert len(local) == 21 and any(x["init_cell"] for x in local)
+    assert _portable(tmp_path / "ray") == local
+    for p in sorted((tmp_path / "local" / "cache" / "cells").rglob("best.pt")):
+        q = tmp_path / "ray" / p.relative_to(tmp_path / "local")
+        assert q.read_text().replace(str(tmp_path / "ray"), "OUT") == p.read_text().replace(str(tmp_path / "local"), "OUT")
+    assert _files(tmp_path / "ray" / "predictions") == _files(tmp_path / "local" / "predictions")
+    # resumed: a second Ray run finds every cell done and trains none
+    r = run_ablation(cfg, tmp_path / "ray", train_fn=fake.train, eval_fn=fake.evaluate, log=lambda m: None,
+                     backend=RayBackend())
+    assert r["trained"] == 0 and _portable(tmp_path / "ray") == local

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ..cli import long_running
 from ..errors import SemgenError
+from ..parallel import add_executor_args, backend_from_args
 
 QUICK_LIMIT_S = 15 * 60
 
@@ -37,6 +38,7 @@ def register(sub) -> None:
     p.add_argument("--cache", metavar="DIR", help="cell cache dir (default OUT/cache); share it between runs to reuse cells")
     p.add_argument("--estimate", action="store_true", help="state the expected time and stop")
     p.add_argument("--report", action="store_true", help="only rebuild summary.md / plots from OUT/results.jsonl")
+    add_executor_args(p)
     p.set_defaults(func=_ablate)
 
 
@@ -93,8 +95,9 @@ def _ablate(args) -> int:
     cfg = load_config(args.config, preset=args.preset, overrides=_overrides(args))
     from .runner import run_ablation
 
-    res = run_ablation(cfg, out, estimate_only=args.estimate, progress=not args.no_progress,
-                       warn_seconds=QUICK_LIMIT_S if args.preset == "quick" else None)
+    with backend_from_args(args) as backend:
+        res = run_ablation(cfg, out, estimate_only=args.estimate, progress=not args.no_progress,
+                           warn_seconds=QUICK_LIMIT_S if args.preset == "quick" else None, backend=backend)
     if args.estimate:
         est, free = res["estimate_s"], res.get("estimate_free_s")
         if est is None:

@@ -186,7 +186,7 @@ def _check_tuned_references(cfg, sources: dict, tests: dict) -> None:
 
 def run_ablation(cfg: AblationConfig, out, *, train_fn: Callable | None = None, eval_fn: Callable | None = None,
                  log: Callable[[str], None] = _log, estimate_only: bool = False, max_seconds: float | None = None,
-                 warn_seconds: float | None = None, progress: bool = False) -> dict:
+                 warn_seconds: float | None = None, progress: bool = False, backend=None) -> dict:
     """Run (or resume) the experiment matrix into ``out`` and write its report.
 
     Parameters
@@ -197,6 +197,9 @@ def run_ablation(cfg: AblationConfig, out, *, train_fn: Callable | None = None, 
         passes doubles with the same signatures
     estimate_only : plan, state the expected time, and stop before training
     max_seconds : refuse to start if the estimate exceeds it (used by ``--preset quick``)
+    backend : train the cells as tasks there (:func:`semgen.parallel.make_backend`, ``--executor
+        ray``), as many at once as it has workers, a cell after its init cell; the evaluations and
+        the report stay here. Not part of the config: the cells and results are the same.
 
     Returns
     -------
@@ -274,11 +277,15 @@ def run_ablation(cfg: AblationConfig, out, *, train_fn: Callable | None = None, 
                                                 "cells": len(cells), "cache": str(cache)})
         trained = 0
         done_lines: list[dict] = []
+        remote = _train_on_backend(cells, cache, train_fn, backend, log, progress) if backend is not None else set()
         for i, cell in enumerate(cells, 1):
             cdir = cache / "cells" / cell.key[:24]
             t_cell, c_cell = time.perf_counter(), time.process_time()
-            fresh = False
-            if not _done(cache, cell):
+            fresh = cell.key in remote
+            if fresh:
+                log(f"[{i}/{len(cells)}] trained {cell.label()} on the backend")
+                trained += 1
+            elif not _done(cache, cell):
                 # One process per cell, whoever else shares the cache: a second run waits here for
                 # the first to finish the cell, then reuses it (it used to delete the first's run dir).
                 waited = lambda pid, c=cell, i=i: log(  # noqa: E731
@@ -299,7 +306,7 @@ def run_ablation(cfg: AblationConfig, out, *, train_fn: Callable | None = None, 
             _write_results(out, done_lines)
             m = {n: f"{e['metrics']['macro_f1']:.3f}" for n, e in evals.items()}
             log(f"[{i}/{len(cells)}]   macro-F1 {m}")
-            if fresh:  # measured cost of a cell (training + evaluation), for the next estimates
+            if fresh and cell.key not in remote:  # measured cost of a cell (training + evaluation), for estimates
                 _record_timing(cache, cell.hyper, cell.work, time.perf_counter() - t_cell,
                                time.process_time() - c_cell)
         from .report import write_report
@@ -319,10 +326,12 @@ def _done(cache: Path, cell: Cell) -> bool:
 def _train_cell(cell: Cell, cache: Path, train_fn, progress: bool) -> None:
     """Train one cell into ``cache/cells/<key>``; the caller holds that dir's lock."""
     cdir = cache / "cells" / cell.key[:24]
-    run_dir = cdir / "run"
-    if run_dir.exists():  # under the cell's lock, so a killed run's half-trained model: start again
-        shutil.rmtree(run_dir)
-    cdir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(cdir / "cell.json", CellTask(train_fn, progress)(_cell_job(cell, cache)))
+
+
+def _cell_job(cell: Cell, cache: Path) -> dict:
+    """What training ``cell`` takes: paths and settings only, so that it can run in another process."""
+    cdir = cache / "cells" / cell.key[:24]
     kwargs = dict(cell.hyper)
     if cell.val:
         kwargs["val"] = cell.val
@@ -332,14 +341,103 @@ def _train_cell(cell: Cell, cache: Path, train_fn, progress: bool) -> None:
         kwargs["init"] = cell.spec.init.init
     else:
         kwargs.pop("head_only_epochs", None)
-    t, cpu = time.perf_counter(), time.process_time()
-    summary = train_fn([(p.dir, p.weight) for p in cell.parts], run_dir, seed=cell.spec.seed,
-                       progress=progress, **kwargs)
-    wall, cpu = time.perf_counter() - t, time.process_time() - cpu
-    summary = {k: v for k, v in dict(summary or {}).items() if _jsonable(v)}
-    write_json_atomic(cdir / "cell.json", {"key": cell.key, "config": cell.config, "summary": summary,
-                                           "train_s": round(wall, 3), "train_cpu_s": round(cpu, 3),
-                                           "load_avg": round(os.getloadavg()[0], 2), "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+    return {"key": cell.key, "config": cell.config, "cdir": str(cdir), "cwd": os.getcwd(), "seed": cell.spec.seed,
+            "data": [(p.dir, p.weight) for p in cell.parts], "kwargs": kwargs}
+
+
+class CellTask:
+    """Trains a cell from its :func:`_cell_job` and returns its ``cell.json`` (the caller writes it, last).
+
+    A callable object, so that a backend's worker can run it (``run_ablation(backend=...)``). It
+    writes the run dir itself, at the job's path: a worker on another machine needs the cache
+    and the data at the same paths (a shared filesystem). A task run again (a lost worker) starts
+    the run dir afresh.
+    """
+
+    def __init__(self, train_fn, progress: bool = False):
+        self.train_fn, self.progress = train_fn, progress
+
+    def __call__(self, job: dict) -> dict:
+        # the job's paths may be relative to the directory semgen was started in (runs/ablate-x)
+        here = os.getcwd()
+        os.chdir(job.get("cwd", here))
+        try:
+            return self._train(job)
+        finally:
+            os.chdir(here)
+
+    def _train(self, job: dict) -> dict:
+        cdir = Path(job["cdir"])
+        missing = [d for d, _ in job["data"] if not Path(d).exists()] + \
+            [job["kwargs"][k] for k in ("val", "init") if k in job["kwargs"] and os.sep in str(job["kwargs"][k])
+             and not Path(job["kwargs"][k]).exists()]
+        if missing or not cdir.parent.is_dir():
+            import socket
+
+            raise SemgenError(f"on {socket.gethostname()}: {missing[0] if missing else cdir.parent} does not exist; "
+                              "ablation cells on other machines need the data and the cache at the same paths "
+                              "(a shared filesystem)")
+        run_dir = cdir / "run"
+        if run_dir.exists():  # under the cell's lock, so a killed run's half-trained model: start again
+            shutil.rmtree(run_dir)
+        cdir.mkdir(parents=True, exist_ok=True)
+        t, cpu = time.perf_counter(), time.process_time()
+        summary = self.train_fn(job["data"], run_dir, seed=job["seed"], progress=self.progress, **job["kwargs"])
+        wall, cpu = time.perf_counter() - t, time.process_time() - cpu
+        summary = {k: v for k, v in dict(summary or {}).items() if _jsonable(v)}
+        return {"key": job["key"], "config": job["config"], "summary": summary,
+                "train_s": round(wall, 3), "train_cpu_s": round(cpu, 3),
+                "load_avg": round(os.getloadavg()[0], 2), "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+
+
+def _stages(todo: list[Cell]) -> list[list[Cell]]:
+    """``todo`` in waves: a cell comes after the wave that trains its init cell (plan order within each)."""
+    level: dict[str, int] = {}
+    for c in todo:  # the plan lists an init cell before the cells that start from it
+        level[c.key] = level[c.init.key] + 1 if c.init is not None and c.init.key in level else 0
+    return [[c for c in todo if level[c.key] == k] for k in range(max(level.values(), default=-1) + 1)]
+
+
+def _train_on_backend(cells: list[Cell], cache: Path, train_fn, backend, log, progress: bool) -> set[str]:
+    """Train the cells not yet done as tasks of ``backend``, wave by wave; returns the keys trained.
+
+    Each cell is trained under its lock (held by this process from when its task is sent until its
+    ``cell.json`` is written), as in a local run, so a run sharing the cache waits for it, and a
+    cell another run finished meanwhile is not sent. The results come back in plan order and
+    only this process writes ``cell.json``, so a task that a lost worker ran twice counts once.
+    """
+    import collections
+    import contextlib
+
+    from ..parallel import ordered_map
+
+    task, trained = CellTask(train_fn, progress), set()
+    workers = max(1, int(getattr(backend, "workers", 1)))
+    for wave in _stages([c for c in cells if not _done(cache, c)]):
+        with contextlib.ExitStack() as stack:
+            sent: collections.deque = collections.deque()
+
+            def jobs():
+                for cell in wave:
+                    cdir = cache / "cells" / cell.key[:24]
+                    lock = contextlib.ExitStack()
+                    stack.enter_context(lock)
+                    lock.enter_context(lock_dir(cdir, wait=math.inf, on_wait=lambda pid, c=cell: log(
+                        f"waiting for {c.label()}: another ablate (pid {pid or 'unknown'}) is training it")))
+                    if _done(cache, cell):  # another run finished it while this one waited
+                        lock.close()
+                        continue
+                    sent.append((cell, lock))
+                    log(f"send {cell.label()} ({cell.n_train} images, {cell.epochs} epochs)")
+                    yield _cell_job(cell, cache)
+
+            for info in ordered_map(task, jobs(), backend=backend, window=2 * workers):
+                cell, lock = sent.popleft()
+                write_json_atomic(cache / "cells" / cell.key[:24] / "cell.json", info)
+                lock.close()
+                trained.add(cell.key)
+                _record_timing(cache, cell.hyper, cell.work, info["train_s"], info["train_cpu_s"])
+    return trained
 
 
 def _checkpoint(run_dir: Path) -> Path:

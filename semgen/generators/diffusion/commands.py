@@ -10,6 +10,7 @@ from ...cli import long_running
 
 def register(sub) -> None:
     from ...devices import add_device_arguments  # light: torch loads when a command runs
+    from ...parallel import add_executor_args
     from .captions import NEGATIVES  # light: numpy and the taxonomy
 
     p = sub.add_parser("diffuse", help="text-conditioned diffusion: train a model, sample, refine images")
@@ -54,6 +55,7 @@ def register(sub) -> None:
     s.add_argument("--batch", type=int, default=8, help="images per denoising batch")
     s.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     add_device_arguments(s)
+    add_executor_args(s)
     s.set_defaults(func=_sample)
 
     r = long_running(dsub.add_parser("refine",
@@ -73,6 +75,7 @@ def register(sub) -> None:
     r.add_argument("--limit", type=int, default=None, metavar="N", help="refine only the first N records")
     r.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     add_device_arguments(r)
+    add_executor_args(r)
     r.set_defaults(func=_refine)
 
 
@@ -107,10 +110,13 @@ def _train(args) -> int:
 def _sample(args) -> int:
     from .sample import sample
 
+    from ...parallel import backend_from_args
+
     _threads(args.threads)
-    s = sample(out=args.out, n=args.n, prompt=args.prompt, label=args.label, model=args.model, steps=args.steps,
-               guidance=args.guidance, seed=args.seed, batch=args.batch, scheduler=args.scheduler,
-               progress=not args.no_progress, device=args.device, precision=args.precision)
+    with backend_from_args(args) as backend:
+        s = sample(out=args.out, n=args.n, prompt=args.prompt, label=args.label, model=args.model, steps=args.steps,
+                   guidance=args.guidance, seed=args.seed, batch=args.batch, scheduler=args.scheduler,
+                   progress=not args.no_progress, device=args.device, precision=args.precision, backend=backend)
     print(f"{s['out']}: wrote {s['written']} {s['label']} images ({s['skipped']} already there); "
           f"prompt: {s['prompt']!r}")
     return 0
@@ -119,11 +125,14 @@ def _sample(args) -> int:
 def _refine(args) -> int:
     from .refine import refine
 
+    from ...parallel import backend_from_args
+
     _threads(args.threads)
-    s = refine(input=args.input, out=args.out, strength=args.strength, model=args.model, steps=args.steps,
-               guidance=args.guidance, seed=args.seed, batch=args.batch, scheduler=args.scheduler,
-               negative=args.negative, limit=args.limit, progress=not args.no_progress,
-               device=args.device, precision=args.precision)
+    with backend_from_args(args) as backend:
+        s = refine(input=args.input, out=args.out, strength=args.strength, model=args.model, steps=args.steps,
+                   guidance=args.guidance, seed=args.seed, batch=args.batch, scheduler=args.scheduler,
+                   negative=args.negative, limit=args.limit, progress=not args.no_progress,
+                   device=args.device, precision=args.precision, backend=backend)
     print(f"{s['out']}: refined {s['written']} images ({s['skipped']} already there)")
     print("mask agreement: " + json.dumps(s["summary"]))
     return 0

@@ -7,6 +7,7 @@ links its source by ``source_id``, and carries ``mask_agreement`` (see :mod:`.ag
 
 from __future__ import annotations
 
+import collections
 import math
 import sys
 
@@ -27,7 +28,7 @@ from .sample import model_identity, placed
 def refine(*, input, out, strength: float = 0.3, model=None, steps: int = 25, guidance: float = 2.0,
            seed: int = 0, batch: int = 8, scheduler: str = "ddim", style: str = REAL_STYLE,
            negative: str = "empty", limit: int | None = None, progress: bool = True, pipe=None,
-           device: str = "auto", precision: str = "auto") -> dict:
+           device: str = "auto", precision: str = "auto", backend=None) -> dict:
     """Refine every record of the dataset dir ``input`` into the dataset dir ``out``; resumable.
 
     Parameters
@@ -50,6 +51,9 @@ def refine(*, input, out, strength: float = 0.3, model=None, steps: int = 25, gu
     device, precision : str
         Where to refine and in what precision (:mod:`semgen.devices`; as in :func:`.sample.sample`);
         in ``dataset.json`` as ``compute``.
+    backend : semgen.parallel.Backend, optional
+        Run the denoising batches there (``--executor ray``: :mod:`.batches`); this process reads
+        the inputs, sends their pixels, and writes every output.
 
     Returns
     -------
@@ -83,7 +87,8 @@ def refine(*, input, out, strength: float = 0.3, model=None, steps: int = 25, gu
     pipe, comp = placed(pipe, model, device, precision)  # before creating --out: a bad model leaves nothing
     ds = DatasetDir.create(out)
     with lock_dir(ds.root):  # one run per dir: two would refine and append the same records (issue 14)
-        from .pipeline import pipeline_for, seed_generators
+        from .batches import run_batches
+        from .pipeline import pipeline_for
 
         img2img = pipeline_for(pipe, img2img=True, scheduler=scheduler)
         ident = model_identity(pipe)
@@ -98,24 +103,29 @@ def refine(*, input, out, strength: float = 0.3, model=None, steps: int = 25, gu
         todo = [r for r in recs if record_key(r) not in done]
         bar = tqdm(total=len(recs), initial=len(recs) - len(todo), desc="diffuse refine", unit="img",
                    disable=not (progress and sys.stderr.isatty()))
-        res = pipe.resolution
         written = 0
-        with ds.appender() as app:
-            for b in range(0, len(todo), batch):
-                chunk = todo[b:b + batch]
+        chunks = [todo[b:b + batch] for b in range(0, len(todo), batch)]
+
+        sent: collections.deque = collections.deque()  # each batch's inputs, taken back with its images
+
+        def batches():  # read lazily, as the batches are sent: at most a window of them in memory
+            for chunk in chunks:
                 inputs = [read_gray(src.path(r["file_name"])) for r in chunk]
-                inputs = [im if im.dtype == np.uint8 else (im >> 8).astype(np.uint8) for im in inputs]
-                prompts = [build_caption(r, style=style) for r in chunk]
-                negatives = [build_caption(r, style=SIM_STYLE) for r in chunk] if negative == "simulated" else None
-                seeds = [image_seed(seed, record_key(r), 0) for r in chunk]
-                x = np.stack([im if im.shape == (res, res) else
-                              cv2.resize(im, (res, res), interpolation=cv2.INTER_AREA) for im in inputs])
-                with comp.autocast():
-                    outs = img2img(prompts, image=x, strength=strength, negative_prompt=negatives,
-                                   num_inference_steps=steps, guidance_scale=guidance,
-                                   generator=seed_generators(seeds)).images
-                outs = [np.asarray(im) for im in outs]
-                for rec, im_in, im_out, prompt, s in zip(chunk, inputs, outs, prompts, seeds):
+                sent.append({"inputs": [im if im.dtype == np.uint8 else (im >> 8).astype(np.uint8) for im in inputs],
+                             "prompts": [build_caption(r, style=style) for r in chunk],
+                             "negatives": ([build_caption(r, style=SIM_STYLE) for r in chunk]
+                                           if negative == "simulated" else None),
+                             "seeds": [image_seed(seed, record_key(r), 0) for r in chunk]})
+                yield sent[-1]
+
+        # the batches run here or on the backend's workers; the images come back in order and only
+        # this process writes, so a lost worker's batch is made again and appended once
+        results = run_batches("refine", img2img, comp, {"strength": strength, "steps": steps, "guidance": guidance},
+                              batches(), backend=backend, device=device, precision=precision, scheduler=scheduler)
+        with ds.appender() as app:
+            for chunk, outs in zip(chunks, results):
+                b = sent.popleft()
+                for rec, im_in, im_out, prompt, s in zip(chunk, b["inputs"], outs, b["prompts"], b["seeds"]):
                     if im_out.shape != im_in.shape:  # back to the input's size so its mask still fits
                         im_out = cv2.resize(im_out, im_in.shape[::-1], interpolation=cv2.INTER_CUBIC)
                     new = _output_record(rec, im_in, im_out, src, ds, prompt, s, strength, steps, guidance,

@@ -7,7 +7,6 @@ import math
 import sys
 from pathlib import Path
 
-import numpy as np
 
 from ... import __version__
 from ...errors import SemgenError
@@ -61,7 +60,8 @@ def default_style(pipe) -> str:
 
 def sample(*, out, n: int, prompt: str | None = None, label: str | None = None, model=None, steps: int = 25,
            guidance: float = 3.0, seed: int = 0, batch: int = 8, scheduler: str = "ddim",
-           progress: bool = True, pipe=None, device: str = "auto", precision: str = "auto") -> dict:
+           progress: bool = True, pipe=None, device: str = "auto", precision: str = "auto",
+           backend=None) -> dict:
     """Generate ``n`` images for a prompt (or a class) into the dataset dir ``out``; resumable.
 
     Parameters
@@ -85,6 +85,9 @@ def sample(*, out, n: int, prompt: str | None = None, label: str | None = None, 
         autocast if there is one, else the CPU in fp32); in ``dataset.json`` as ``compute``. The
         starting noise is drawn on the CPU from each image's seed on any device, but only CPU
         bytes are reproducible exactly (GPU kernels and 16-bit arithmetic differ).
+    backend : semgen.parallel.Backend, optional
+        Run the denoising batches there (``--executor ray``: :mod:`.batches`); each worker loads
+        the model from the same folder path on its machine and resolves ``device`` there.
 
     Returns
     -------
@@ -104,7 +107,8 @@ def sample(*, out, n: int, prompt: str | None = None, label: str | None = None, 
     pipe, comp = placed(pipe, model, device, precision)  # before creating --out: a bad model leaves nothing
     ds = DatasetDir.create(out)
     with lock_dir(ds.root):  # one run per dir: two would write the same images twice (issue 14)
-        from .pipeline import pipeline_for, seed_generators
+        from .batches import run_batches
+        from .pipeline import pipeline_for
 
         t2i = pipeline_for(pipe, scheduler=scheduler)
         if prompt is None:
@@ -122,14 +126,16 @@ def sample(*, out, n: int, prompt: str | None = None, label: str | None = None, 
         bar = tqdm(total=n, initial=n - len(todo), desc=f"diffuse sample {label}", unit="img",
                    disable=not (progress and sys.stderr.isatty()))
         written = 0
+        groups = [todo[b:b + batch] for b in range(0, len(todo), batch)]
+        seeds_of = [[image_seed(seed, f"{label}|{prompt}", i) for i in idx] for idx in groups]
+        # the batches run here or on the backend's workers; their images come back in order and
+        # only this process writes, so a lost worker's batch is made again and written once
+        made_all = run_batches("sample", t2i, comp, {"prompt": prompt, "steps": steps, "guidance": guidance},
+                               ({"seeds": ss} for ss in seeds_of), backend=backend, device=device,
+                               precision=precision, scheduler=scheduler)
         with ds.appender() as app:
-            for b in range(0, len(todo), batch):
-                idx = todo[b:b + batch]
-                seeds = [image_seed(seed, f"{label}|{prompt}", i) for i in idx]
-                with comp.autocast():
-                    made = t2i([prompt] * len(idx), num_inference_steps=steps, guidance_scale=guidance,
-                               generator=seed_generators(seeds)).images
-                for i, s, img in zip(idx, seeds, (np.asarray(im) for im in made)):
+            for idx, seeds, made in zip(groups, seeds_of, made_all):
+                for i, s, img in zip(idx, seeds, made):
                     data = encode_png(img)
                     fn = f"images/{label}/{ids[i]}.png"
                     ds.write_file(fn, data)
