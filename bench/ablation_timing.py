@@ -28,18 +28,19 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=32)
     args = ap.parse_args()
     from semgen.classifier import evaluate_run, train_classifier
+    from semgen.classifier.train_config import TrainConfig
 
     pool = load_pool(args.real)
     with tempfile.TemporaryDirectory() as td:
         sub = materialize(per_class_subset(pool, args.shots, 0), Path(td))
+        base = TrainConfig.make(data=[sub], out=td, epochs=args.epochs, batch_size=args.batch_size,
+                                min_epoch_images=args.min_epoch_images, progress=False)
         for arch in args.arch:
             for size in args.size:
                 run = Path(td) / f"run_{arch}_{size}"
                 t = time.perf_counter()
                 c0 = time.process_time()
-                s = train_classifier([sub], run, arch=arch, size=size, epochs=args.epochs,
-                                     batch_size=args.batch_size, min_epoch_images=args.min_epoch_images,
-                                     progress=False)
+                s = train_classifier(base, out=run, arch=arch, size=size)
                 wall = time.perf_counter() - t
                 cpu = time.process_time() - c0
                 ev = ""

@@ -69,11 +69,12 @@ def throughput(arch: str, *, size: int = 128, batch: int = 64, steps: int = 12, 
 def real(arch: str, out: Path, *, epochs: int, threads: int, seed: int = 0) -> dict:
     from semgen.classifier import evaluate_run, train_classifier
     from semgen.classifier.export import export_run
+    from semgen.classifier.train_config import TrainConfig
 
     run = out / arch
     t0 = time.perf_counter()
-    s = train_classifier(REAL / "train", run, arch=arch, epochs=epochs, seed=seed, num_threads=threads,
-                         progress=False, overwrite=True)
+    s = train_classifier(TrainConfig.make(data=REAL / "train", out=run, arch=arch, epochs=epochs, seed=seed,
+                                          num_threads=threads, progress=False, overwrite=True))
     train_s = time.perf_counter() - t0
     m = evaluate_run(run, REAL / "dev_test")
     torch.set_num_threads(threads)

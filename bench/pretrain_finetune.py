@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from semgen.ablation.subsets import load_pool, materialize, per_class_subset  # noqa: E402
 from semgen.classifier.evaluate import evaluate_run  # noqa: E402
 from semgen.classifier.train import train_classifier  # noqa: E402
+from semgen.classifier.train_config import TrainConfig  # noqa: E402
 
 
 def _parse_init(s: str) -> tuple[str, str, str | None]:
@@ -86,6 +87,9 @@ def main(argv=None) -> int:
         ap.error("--test is required (or --cv K)")
     out = Path(a.out)
     pool = load_pool(a.real)
+    # the settings every run shares; each run replaces its data, out, arch, seed and init
+    settings = TrainConfig.make(data=a.real, out=out, size=a.size, epochs=a.epochs, lr=a.lr, progress=False,
+                                num_threads=a.threads, val_fraction=a.val_fraction, head_only_epochs=a.head_only_epochs)
     rows = []
     tag = f"_{a.recipe}" if a.recipe else ""
     print(f"{'init':28s} {'arch':24s} {'shots':>5s} {'seed':>4s} {'macro-F1':>9s} {'95% CI':>15s} {'acc':>6s} {'min':>5s}")
@@ -108,9 +112,8 @@ def main(argv=None) -> int:
                 scores = []
                 for data, test, suffix in jobs:
                     run = out / f"{name.replace('/', '_')}_{shots}_s{seed}{suffix}"
-                    train_classifier(data, run, arch=arch, init=None if init == "scratch" else init, size=a.size,
-                                     epochs=a.epochs, lr=a.lr, seed=seed, progress=False, num_threads=a.threads,
-                                     val_fraction=a.val_fraction, head_only_epochs=a.head_only_epochs)
+                    train_classifier(settings, data=data, out=run, arch=arch, seed=seed,
+                                     init=None if init == "scratch" else init)
                     scores.append(evaluate_run(run, test, num_threads=a.threads, tta=a.tta,
                                                out_name="metrics.json" if a.tta == "none" else f"metrics_tta-{a.tta}.json"))
                 m = scores[0]

@@ -1,23 +1,37 @@
 """Config objects: the settings of one long command as a validated, frozen, JSON-able value.
 
-:class:`Config` is the pydantic base of :class:`~semgen.curation.curate_config.CurateConfig` and
-:class:`~semgen.classifier.export_config.ExportConfig` (the diffusion ``TrainConfig`` is the older,
-dataclass form of the same idea). The library function takes the config, the CLI builds it from
-its flags, and the run writes it as plain JSON where it records its settings, so
-``Config.from_json(cfg.to_json()) == cfg``. A bad value is one line naming its flag and field,
-never a traceback::
+:class:`Config` is the pydantic base of every config object:
+
+- :class:`~semgen.classifier.train_config.TrainConfig` (``semgen train``) and the settings it nests,
+  :class:`~semgen.classifier.augment.AugmentConfig`, :class:`~semgen.classifier.distill.DistillConfig`
+  (``--teacher``) and :class:`~semgen.classifier.qat.QATConfig` (``--qat``);
+- :class:`~semgen.classifier.export_config.ExportConfig` (``semgen export``);
+- :class:`~semgen.curation.curate_config.CurateConfig` (``semgen curate``);
+- :class:`~semgen.pretrain.train.PretrainConfig` (``semgen pretrain``);
+- :class:`~semgen.ablation.config.AblationConfig` (``semgen ablate``; with its ``Arm``, ``Init`` and
+  ``Source``), which :func:`~semgen.ablation.config.build_config` makes from YAML, preset and flags;
+- the diffusion :class:`~semgen.generators.diffusion.train.TrainConfig` (``semgen diffuse train``).
+
+The library function takes the config, the CLI builds it from its flags, and the run writes it as
+plain JSON where it records its settings, so ``Config.from_json(cfg.to_json()) == cfg``. What a run
+records keeps its bytes: fields in their order, numbers as given (:data:`Number` keeps an int an
+int), so runs and cached cells made before a config moved here are still found. A bad value is one
+line naming its flag and field, never a traceback, from the constructor as from :meth:`Config.make`::
 
     --calib-max must be a positive integer, got 0 (ExportConfig.calib_max)
 
-The field types below (:data:`PositiveInt`, :data:`Finite`, :data:`PathStr`, :data:`Paths`)
-carry the sentence that such a message uses.
+Positional values fill the fields in order (``DistillConfig(["runs/t"], 2.0)``), as the
+dataclasses these configs replaced allowed.
+
+The field types below (:data:`PositiveInt`, :data:`Int`, :data:`Finite`, :data:`Number`, :data:`Flag`,
+:data:`PathStr`, :data:`Paths`, :data:`PathList`) carry the sentence that such a message uses.
 """
 
 from __future__ import annotations
 
 import math
 import os
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, Union
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
@@ -57,6 +71,24 @@ def _paths(v: Any) -> tuple[str, ...]:
     return tuple(_path(x) for x in items)
 
 
+def _path_list(v: Any) -> tuple[str, ...]:
+    items = [v] if isinstance(v, (str, os.PathLike)) else v
+    if not isinstance(items, (list, tuple)):
+        raise ValueError("must be a list of paths")
+    return tuple(_path(x) for x in items)
+
+
+def _number(v: Any) -> int | float:
+    try:
+        ok = not isinstance(v, (bool, str)) and math.isfinite(float(v))
+    except (TypeError, ValueError, OverflowError):
+        ok = False
+    if not ok:
+        raise ValueError("must be a finite number")
+    # an int stays an int: a run records its settings as given, and 1 and 1.0 are other bytes in JSON
+    return v if isinstance(v, (int, float)) else float(v)
+
+
 def _int(v: Any) -> int:
     try:
         ok = not isinstance(v, (bool, str)) and int(v) == v
@@ -73,12 +105,16 @@ PositiveInt = Annotated[int, BeforeValidator(_positive_int)]
 Int = Annotated[int, BeforeValidator(_int)]
 #: A finite float (nan and inf are refused); bounds go in ``Field(ge=...)``.
 Finite = Annotated[float, BeforeValidator(_finite)]
+#: A finite number kept as given (an int stays an int, so a recorded setting keeps its bytes).
+Number = Annotated[Union[int, float], BeforeValidator(_number)]
 #: True or False, and nothing that merely converts to one ("no" is not False).
 Flag = Annotated[bool, Field(strict=True)]
 #: A path, kept as the text it was given (``os.PathLike`` accepted), so the JSON is plain.
 PathStr = Annotated[str, BeforeValidator(_path)]
 #: One path or several (``DIR`` or ``DIR=WEIGHT`` each), as a tuple of text.
 Paths = Annotated[tuple[str, ...], BeforeValidator(_paths)]
+#: Zero or more paths, as a tuple of text.
+PathList = Annotated[tuple[str, ...], BeforeValidator(_path_list)]
 
 #: pydantic's own error types, in the words of the messages above
 _PHRASES = {
@@ -111,6 +147,22 @@ class Config(BaseModel):
     #: field -> the command-line flag that sets it, where that is not ``--field-name``
     flags: ClassVar[dict] = {}
 
+    def __init__(self, *args, **values):
+        # Positional values fill the fields in order, as the dataclasses these configs replaced
+        # did (``DistillConfig(teachers, 2.0)``); a bad value is the one-line error of :meth:`make`.
+        if args:
+            names = list(type(self).model_fields)
+            if len(args) > len(names):
+                raise TypeError(f"{type(self).__name__} takes at most {len(names)} positional values")
+            for name, v in zip(names, args):
+                if name in values:
+                    raise TypeError(f"{type(self).__name__} got two values for {name}")
+                values[name] = v
+        try:
+            super().__init__(**values)
+        except ValidationError as e:
+            raise SemgenError(type(self).describe(e)) from None
+
     @classmethod
     def flag(cls, field: str) -> str:
         """The command-line flag of ``field`` (what a user typed, so what an error names)."""
@@ -118,11 +170,9 @@ class Config(BaseModel):
 
     @classmethod
     def make(cls, **values):
-        """Validate ``values`` into a config; a bad one raises a one-line :class:`SemgenError`."""
-        try:
-            return cls(**values)
-        except ValidationError as e:
-            raise SemgenError(cls.describe(e)) from None
+        """Validate ``values`` into a config; a bad one raises a one-line :class:`SemgenError`
+        (as the constructor does: ``make`` names that in a call that builds from flags)."""
+        return cls(**values)
 
     @classmethod
     def coerce(cls, first, **values):
@@ -162,6 +212,8 @@ class Config(BaseModel):
         field = ".".join(str(x) for x in err["loc"][:1]) or "?"
         if err["type"] == "value_error":
             what = str(err["ctx"]["error"])
+            if not err["loc"]:  # a check across fields says itself which flags it concerns
+                return f"{what} ({cls.__name__})"
         elif err["type"] in _BOUNDS:
             what = f"must be {_BOUNDS[err['type']][0]} {err['ctx'][_BOUNDS[err['type']][1]]}"
         else:

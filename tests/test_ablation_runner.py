@@ -8,7 +8,6 @@ real classifier on tiny images.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import hashlib
 import json
 import os
@@ -470,7 +469,7 @@ def test_real_classifier_end_to_end(data, tmp_path):
                finetune={"epochs": 1, "head_only_epochs": 1})
     # one seed: the runner's handling of seeds is covered above with the test double, and each
     # real training costs CPU time that the suite shares
-    cfg = dataclasses.replace(cfg, seeds=[0])
+    cfg = cfg.model_copy(update={"seeds": [0]})  # past the 3-seed check, as the test wants
     out = tmp_path / "out"
     # a measured speed in the cache spares the one-epoch timing probe (CPU time is shared in CI)
     (out / "cache").mkdir(parents=True)

@@ -137,8 +137,9 @@ def test_a_generator_version_bump_is_not_resumed_across(tmp_path):
 @pytest.mark.parametrize("field,value", [("size", 8), ("images", 0), ("lr", -1.0), ("labels", "x"),
                                          ("aux_weight", float("nan")), ("arch", "nope")])
 def test_bad_settings_are_one_line_errors(field, value):
-    with pytest.raises(SemgenError):
-        PretrainConfig(**{**TINY, field: value}).validate()
+    with pytest.raises(SemgenError) as e:
+        PretrainConfig(**{**TINY, field: value})
+    assert "\n" not in str(e.value) and f"(PretrainConfig.{field})" in str(e.value)
 
 
 def test_cli_error_is_one_line(tmp_path):

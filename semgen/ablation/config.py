@@ -19,12 +19,14 @@ Precedence, lowest first: built-in defaults < the YAML < ``--preset`` < explicit
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated, Optional
 
 import yaml
+from pydantic import BeforeValidator, model_validator
 
 from ..classifier.registry import IMAGENET_DEFAULT_ARCH, get_arch, imagenet_archs
+from ..configs import Config, Int, Number, PositiveInt
 from ..errors import SemgenError
 
 ARM_KINDS = ("real", "synthetic", "mix", "pretrain")
@@ -72,18 +74,45 @@ PRESETS: dict[str, dict] = {
 }
 
 
-@dataclass(frozen=True)
-class Source:
+class Source(Config):
+    """A named synthetic source: its path and images per class (None = all)."""
+
+    flags = {"amount": "synthetic amount"}
+
     name: str
     path: str
-    amount: int | None  # images per class; None = all
+    amount: Optional[PositiveInt] = None
 
 
-@dataclass(frozen=True)
-class Arm:
+class Arm(Config):
+    """One arm of the matrix: ``real``, ``synthetic[SRC]``, ``mix[SRC,RATIO]`` or ``pretrain[SRC]``."""
+
+    flags = {"kind": "arm type"}
+
     kind: str
-    source: str | None = None
-    ratio: float | None = None  # mix: fraction of training samples drawn from the synthetic source
+    source: Optional[str] = None
+    ratio: Optional[Number] = None  # mix: fraction of training samples drawn from the synthetic source
+
+    @model_validator(mode="after")
+    def _shape(self):
+        if self.kind not in ARM_KINDS:
+            raise ValueError(f"unknown arm type {self.kind!r}; valid: {', '.join(ARM_KINDS)}")
+        if self.kind == "real":
+            if self.source is not None or self.ratio is not None:
+                raise ValueError("the 'real' arm takes no synthetic source")
+            return self
+        if not self.source:
+            raise ValueError(f"arm {self.kind!r} needs a synthetic source ({self.kind}:NAME)")
+        if self.kind == "mix":
+            if self.ratio is None:
+                raise ValueError(f"arm mix:{self.source} needs a ratio (mix:{self.source}:0.5 = half the samples "
+                                 "synthetic)")
+            if not 0.0 < self.ratio < 1.0:
+                raise ValueError("mix ratio must be strictly between 0 and 1 (fraction of synthetic samples), "
+                                 f"got {self.ratio}")
+        elif self.ratio is not None:
+            raise ValueError(f"arm {self.kind}:{self.source} takes no ratio")
+        return self
 
     @property
     def name(self) -> str:
@@ -102,8 +131,7 @@ class Arm:
 NAMED_INITS = ("scratch", "imagenet", "semgen")
 
 
-@dataclass(frozen=True)
-class Init:
+class Init(Config):
     """One point of the init axis: where the first model of every arm starts.
 
     Attributes
@@ -119,7 +147,7 @@ class Init:
 
     name: str
     init: str = "scratch"
-    arch: str | None = None
+    arch: Optional[str] = None
 
     @property
     def scratch(self) -> bool:
@@ -129,23 +157,91 @@ class Init:
 SCRATCH = Init("scratch")
 
 
-@dataclass
-class AblationConfig:
+def _classifier_keys(v):
+    if not isinstance(v, dict):
+        raise ValueError("must be a mapping")
+    bad = sorted(set(v) - set(CLASSIFIER_KEYS))
+    if bad:
+        raise ValueError(f"has unknown option(s) {', '.join(bad)}; valid: {', '.join(CLASSIFIER_KEYS)}")
+    return v
+
+
+def _bootstrap(v):
+    if not isinstance(v, dict) or set(v) != {"n", "seed"}:
+        raise ValueError("must be {n: N, seed: S}")
+    if v["n"] < 100:
+        raise ValueError("n must be at least 100 for a 95 % interval")
+    return v
+
+
+#: ``classifier:`` / ``finetune:``: ``train_classifier`` keywords, their values as given (they
+#: enter the cell keys, so an int stays an int).
+_Hyper = Annotated[dict, BeforeValidator(_classifier_keys)]
+
+
+class AblationConfig(Config):
+    """The checked matrix of ``semgen ablate`` (a :class:`~semgen.configs.Config`), made by
+    :func:`build_config` from defaults, a YAML file, a preset and flags.
+
+    :meth:`to_dict` is what the run records in ``config.json``; the cell and cache keys come from
+    its values (``classifier``, ``finetune``, seeds, sources), kept as given.
+
+    Examples
+    --------
+    >>> cfg = build_config({"real": "/d/real", "test": "/d/test", "synthetic": {"p": "/d/p"}})
+    >>> [a.name for a in cfg.arms], cfg.seeds
+    (['real', 'synthetic[p]', 'mix[p,0.5]', 'pretrain[p]'], [0, 1, 2])
+    >>> AblationConfig.from_json(cfg.to_json()) == cfg
+    True
+    """
+
+    flags = {"tests": "--test", "sources": "--synthetic", "classifier": "classifier", "finetune": "finetune",
+             "bootstrap": "bootstrap", "inits": "inits", "preset": "--preset"}
+
     real: str
     tests: dict[str, str]
     sources: dict[str, Source]
-    shots: list[int | None]  # None = all
-    seeds: list[int]
+    shots: list[Optional[PositiveInt]]  # None = all
+    seeds: list[Int]
     arms: list[Arm]
-    classifier: dict
-    finetune: dict
-    val: str | None = None
-    bootstrap: dict = field(default_factory=lambda: {"n": 2000, "seed": 0})
-    cache: str | None = None
-    preset: str | None = None
-    inits: list[Init] = field(default_factory=lambda: [SCRATCH])
+    classifier: _Hyper
+    finetune: _Hyper
+    val: Optional[str] = None
+    bootstrap: Annotated[dict, BeforeValidator(_bootstrap)] = {"n": 2000, "seed": 0}
+    cache: Optional[str] = None
+    preset: Optional[str] = None
+    inits: list[Init] = [SCRATCH]
+
+    @model_validator(mode="after")
+    def _matrix(self):
+        if not self.tests:
+            raise ValueError("no real test set: set 'test:' in the config or pass --test DIR")
+        if not self.real and not any(a.kind == "synthetic" for a in self.arms):
+            raise ValueError("no real training pool: set 'real:' in the config or pass --real DIR")
+        if not self.shots:
+            raise ValueError("shots must list at least one count (or 'all')")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ValueError("seeds must be distinct")
+        if len(self.seeds) < 3:
+            raise ValueError(f"at least 3 seeds are needed for a confidence interval over seeds, got {len(self.seeds)}")
+        if not self.arms:
+            raise ValueError("no arms to run")
+        for arm in self.arms:
+            if arm.source is not None and arm.source not in self.sources:
+                raise ValueError(f"arm {arm.name} uses synthetic source {arm.source!r}, which is not defined; "
+                                 f"defined: {', '.join(self.sources) or 'none'}")
+            if arm.uses_real and not self.real:
+                raise ValueError(f"arm {arm.name} needs the real pool: set 'real:' or --real")
+        names = [i.name for i in self.inits]
+        if not names:
+            raise ValueError("inits must list at least one init (scratch)")
+        dup = next((n for n in names if names.count(n) > 1), None)
+        if dup is not None:
+            raise ValueError(f"two inits are labelled {dup!r}; give them names ({{init: ..., name: ...}})")
+        return self
 
     def to_dict(self) -> dict:
+        """What ``config.json`` records (the config as written: ``all`` for every image, arm names)."""
         return {
             "real": self.real, "test": dict(self.tests),
             "synthetic": {n: {"path": s.path, "amount": s.amount if s.amount is not None else "all"}
@@ -175,27 +271,12 @@ def parse_arm(spec) -> Arm:
     kind = str(kind).strip().lower() if kind else kind
     kind = {"real-only": "real", "real_only": "real", "syn": "synthetic", "synthetic-only": "synthetic",
             "mixed": "mix", "finetune": "pretrain", "pretrain-finetune": "pretrain"}.get(kind, kind)
-    if kind not in ARM_KINDS:
-        raise SemgenError(f"unknown arm type {kind!r}; valid: {', '.join(ARM_KINDS)}")
-    if kind == "real":
-        if source is not None:
-            raise SemgenError("the 'real' arm takes no synthetic source")
-        return Arm("real")
-    if not source:
-        raise SemgenError(f"arm {kind!r} needs a synthetic source ({kind}:NAME)")
-    if kind == "mix":
-        if ratio is None:
-            raise SemgenError(f"arm mix:{source} needs a ratio (mix:{source}:0.5 = half the samples synthetic)")
+    if ratio is not None:
         try:
             ratio = float(ratio)
-        except ValueError:
-            raise SemgenError(f"mix ratio {ratio!r} is not a number") from None
-        if not 0.0 < ratio < 1.0:
-            raise SemgenError(f"mix ratio must be strictly between 0 and 1 (fraction of synthetic samples), got {ratio}")
-        return Arm("mix", str(source), ratio)
-    if ratio is not None:
-        raise SemgenError(f"arm {kind}:{source} takes no ratio")
-    return Arm(kind, str(source))
+        except (TypeError, ValueError):
+            raise SemgenError(f"{kind} ratio {ratio!r} is not a number") from None
+    return Arm(str(kind), None if source is None or source == "" else str(source), ratio)
 
 
 def parse_init(spec, classifier_arch: str | None = None) -> Init:
@@ -327,9 +408,8 @@ def build_config(data: dict | None = None, *, preset: str | None = None, overrid
         raw = _merge(raw, PRESETS[preset])
     raw = _merge(raw, {k: v for k, v in (overrides or {}).items() if v is not None})
 
-    if not raw.get("real") and not any(
-            parse_arm(a).kind == "synthetic" for a in (raw.get("arms") or [])):
-        raise SemgenError("no real training pool: set 'real:' in the config or pass --real DIR")
+    # The YAML's shorthands (a test path or list, a seed count, "all", arm strings) in the
+    # config's own form; AblationConfig checks the whole.
     tests = raw.get("test") or {}
     if isinstance(tests, str):
         tests = [tests]
@@ -341,8 +421,6 @@ def build_config(data: dict | None = None, *, preset: str | None = None, overrid
                 raise SemgenError(f"two test sets are named {name!r}; give them names (test: {{name: path}})")
             named[name] = t
         tests = named
-    if not tests:
-        raise SemgenError("no real test set: set 'test:' in the config or pass --test DIR")
     tests = {str(k): str(v) for k, v in tests.items()}
 
     sources: dict[str, Source] = {}
@@ -375,12 +453,8 @@ def build_config(data: dict | None = None, *, preset: str | None = None, overrid
     seeds = raw.get("seeds")
     if isinstance(seeds, int) and not isinstance(seeds, bool):
         seeds = list(range(seeds))
-    if not isinstance(seeds, list) or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
-        raise SemgenError(f"seeds must be a count or a list of integers, got {raw.get('seeds')!r}")
-    if len(set(seeds)) != len(seeds):
-        raise SemgenError("seeds must be distinct")
-    if len(seeds) < 3:
-        raise SemgenError(f"at least 3 seeds are needed for a confidence interval over seeds, got {len(seeds)}")
+    if not isinstance(seeds, list):
+        raise SemgenError(f"seeds must be a count or a list of integers, got {seeds!r}")
 
     arms_spec = raw.get("arms")
     if arms_spec is None:
@@ -388,17 +462,10 @@ def build_config(data: dict | None = None, *, preset: str | None = None, overrid
     arms: list[Arm] = []
     for a in arms_spec:
         arm = parse_arm(a)
-        if arm.source is not None and arm.source not in sources:
-            if arm.source in dropped:
-                continue  # the preset keeps fewer sources
-            raise SemgenError(f"arm {arm.name} uses synthetic source {arm.source!r}, which is not defined; "
-                              f"defined: {', '.join(sources) or 'none'}")
-        if arm.uses_real and not raw.get("real"):
-            raise SemgenError(f"arm {arm.name} needs the real pool: set 'real:' or --real")
+        if arm.source in dropped:
+            continue  # the preset keeps fewer sources
         if arm not in arms:
             arms.append(arm)
-    if not arms:
-        raise SemgenError("no arms to run")
 
     clf = dict(raw.get("classifier") or {})
     ft = dict(raw.get("finetune") or {})
@@ -410,21 +477,12 @@ def build_config(data: dict | None = None, *, preset: str | None = None, overrid
     inits: list[Init] = []
     for i in inits_spec:
         it = parse_init(i, clf.get("arch"))
-        if any(j.name == it.name for j in inits):
-            if it in inits:
-                continue
-            raise SemgenError(f"two inits are labelled {it.name!r}; give them names ({{init: ..., name: ...}})")
-        inits.append(it)
-    for what, d in (("classifier", clf), ("finetune", ft)):
-        bad = sorted(set(d) - set(CLASSIFIER_KEYS))
-        if bad:
-            raise SemgenError(f"unknown {what} option(s): {', '.join(bad)}; valid: {', '.join(CLASSIFIER_KEYS)}")
+        if it not in inits:  # the same init twice is one; two under one label, AblationConfig refuses
+            inits.append(it)
     boot = dict(raw.get("bootstrap") or {})
-    if int(boot.get("n", 2000)) < 100:
-        raise SemgenError("bootstrap n must be at least 100 for a 95 % interval")
     return AblationConfig(
         real=str(raw["real"]) if raw.get("real") else "", tests=tests, sources=sources, shots=shots_parsed,
-        seeds=[int(s) for s in seeds], arms=arms, classifier=clf, finetune=ft,
+        seeds=seeds, arms=arms, classifier=clf, finetune=ft,
         val=str(raw["val"]) if raw.get("val") else None,
         bootstrap={"n": int(boot.get("n", 2000)), "seed": int(boot.get("seed", 0))},
         cache=str(raw["cache"]) if raw.get("cache") else None, preset=preset, inits=inits,

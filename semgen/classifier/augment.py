@@ -8,34 +8,63 @@ two-core machine spends its time in the network, not in the data pipeline.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from typing import Annotated
 
 import torch
 import torch.nn.functional as F
+from pydantic import AfterValidator, Field
+
+from ..configs import Config, Flag, Number
 
 
-@dataclass(frozen=True)
-class AugmentConfig:
-    """Augmentation strengths. Probabilities are per image."""
+def _range(v):
+    if not v[0] <= v[1]:
+        raise ValueError(f"must be a range (low <= high), got {tuple(v)}")
+    return v
+
+
+#: A probability.
+_P = Annotated[Number, Field(ge=0, le=1)]
+#: A strength (0 = off).
+_S = Annotated[Number, Field(ge=0)]
+#: A (low, high) fraction range.
+_Range = Annotated[tuple[Annotated[Number, Field(gt=0, le=1)], Annotated[Number, Field(gt=0, le=1)]],
+                   AfterValidator(_range)]
+
+
+class AugmentConfig(Config):
+    """Augmentation strengths (a :class:`~semgen.configs.Config`). Probabilities are per image.
+
+    Examples
+    --------
+    >>> AugmentConfig(erase_p=0.25).erase_p
+    0.25
+    >>> AugmentConfig(noise_p=2)
+    Traceback (most recent call last):
+    ...
+    semgen.errors.SemgenError: augment noise_p must be <= 1, got 2 (AugmentConfig.noise_p)
+    """
+
+    flags = {name: f"augment {name}" for name in (
+        "flip", "rot90", "crop_scale", "crop_ratio", "brightness", "contrast", "gamma", "blur_p", "blur_sigma",
+        "noise_p", "noise_std", "erase_p", "erase_area")}
 
     # Defaults chosen on sem-real/train with a validation split of train only (docs/classifier.md):
     # stronger settings (crops down to 55 %, erasing, more noise) underfit at a few hundred images.
-    flip: bool = True            # horizontal + vertical flips
-    rot90: bool = True           # SEM images have no preferred orientation
-    crop_scale: tuple[float, float] = (0.75, 1.0)   # area fraction of the random resized crop
-    crop_ratio: tuple[float, float] = (0.75, 1.333)
-    brightness: float = 0.08     # additive, in [0, 1] units
-    contrast: float = 0.2        # multiplicative, log-uniform in [1 - contrast / 2, 1 + contrast]
-    gamma: float = 0.2           # exp(U(-g, g))
-    blur_p: float = 0.2
-    blur_sigma: tuple[float, float] = (0.3, 1.3)
-    noise_p: float = 0.3
-    noise_std: float = 0.04      # Gaussian, up to this std
-    erase_p: float = 0.0         # random erasing (off by default; 0.25 is a strong setting)
-    erase_area: tuple[float, float] = (0.02, 0.12)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+    flip: Flag = True            # horizontal + vertical flips
+    rot90: Flag = True           # SEM images have no preferred orientation
+    crop_scale: _Range = (0.75, 1.0)   # area fraction of the random resized crop
+    crop_ratio: tuple[Annotated[Number, Field(gt=0)], Annotated[Number, Field(gt=0)]] = (0.75, 1.333)
+    brightness: _S = 0.08        # additive, in [0, 1] units
+    # multiplicative, log-uniform in [1 - contrast / 2, 1 + contrast] (so below 2)
+    contrast: Annotated[Number, Field(ge=0, lt=2)] = 0.2
+    gamma: _S = 0.2              # exp(U(-g, g))
+    blur_p: _P = 0.2
+    blur_sigma: tuple[Annotated[Number, Field(gt=0)], Annotated[Number, Field(gt=0)]] = (0.3, 1.3)
+    noise_p: _P = 0.3
+    noise_std: _S = 0.04         # Gaussian, up to this std
+    erase_p: _P = 0.0            # random erasing (off by default; 0.25 is a strong setting)
+    erase_area: _Range = (0.02, 0.12)
 
 
 NO_AUGMENT = AugmentConfig(flip=False, rot90=False, crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0),

@@ -9,19 +9,20 @@ batches contribute only the soft term.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field, model_validator
 
+from ..configs import Config, Number, PathList
 from ..errors import SemgenError
 from ..imageio import sha256_file
 
 
-@dataclass
-class DistillConfig:
-    """Options of ``semgen train --teacher``.
+class DistillConfig(Config):
+    """Options of ``semgen train --teacher`` (a :class:`~semgen.configs.Config`).
 
     Attributes
     ----------
@@ -35,22 +36,29 @@ class DistillConfig:
     transfer : list of ``"DIR[=W]"``
         Unlabelled images for the soft term only. W (default 1) is the number of transfer batches
         per labelled batch this source adds (0.5: one every other step); sources mix by W.
+
+    Examples
+    --------
+    >>> DistillConfig(["runs/teacher"], temperature=2).temperature
+    2
+    >>> DistillConfig(["runs/teacher"], weight=1.5)
+    Traceback (most recent call last):
+    ...
+    semgen.errors.SemgenError: --distill-weight must be <= 1, got 1.5 (DistillConfig.weight)
     """
 
-    teachers: list = field(default_factory=list)
-    temperature: float = 4.0
-    weight: float = 0.7
-    transfer: list = field(default_factory=list)
+    flags = {"teachers": "--teacher", "temperature": "--distill-temperature", "weight": "--distill-weight"}
 
-    def validate(self) -> None:
-        if not self.teachers:
-            if self.transfer:
-                raise SemgenError("--transfer needs --teacher (only a teacher can label the transfer images)")
-            return
-        if not self.temperature > 0:
-            raise SemgenError(f"--distill-temperature must be positive, got {self.temperature}")
-        if not 0.0 <= self.weight <= 1.0:
-            raise SemgenError(f"--distill-weight must be in [0, 1], got {self.weight}")
+    teachers: PathList = ()
+    temperature: Annotated[Number, Field(gt=0)] = 4.0
+    weight: Annotated[Number, Field(ge=0, le=1)] = 0.7
+    transfer: PathList = ()
+
+    @model_validator(mode="after")
+    def _transfer_needs_teacher(self):
+        if self.transfer and not self.teachers:
+            raise ValueError("--transfer needs --teacher (only a teacher can label the transfer images)")
+        return self
 
     def request(self) -> dict:
         """JSON record for the run's request: teachers by resolved checkpoint and its sha256 (a

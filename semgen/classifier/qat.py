@@ -32,13 +32,15 @@ the key ``qat`` of a ``.pt`` checkpoint of an earlier version).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import Annotated, Optional
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from pydantic import BeforeValidator, Field
 from torch import nn
 
+from ..configs import Config, Int, Number, PositiveInt
 from ..errors import SemgenError
 from ..imageio import write_bytes_atomic
 
@@ -49,9 +51,14 @@ _ACTS = {"ReLU", "ReLU6", "Hardswish", "HardSwish", "Hardsigmoid", "HardSigmoid"
          "GELU", "Tanh", "LeakyReLU", "HardSwishMe", "HardSigmoidMe", "SwishMe"}
 
 
-@dataclass
-class QATConfig:
-    """Options of ``semgen train --qat``.
+def _weight_bits(v):
+    if isinstance(v, bool) or v not in (7, 8):
+        raise ValueError("must be 8 or 7")
+    return int(v)
+
+
+class QATConfig(Config):
+    """Options of ``semgen train --qat`` (a :class:`~semgen.configs.Config`).
 
     Attributes
     ----------
@@ -71,17 +78,25 @@ class QATConfig:
         storage (onnxruntime's ``reduce_range``): onnxruntime's u8s8 kernels on x86 CPUs without
         VNNI (AVX2 only) add pairs of u8 x s8 products in int16 and saturate with full-range
         weights; with 7-bit weights they are exact.
+
+    Examples
+    --------
+    >>> QATConfig(epochs=2, weight_bits=7).to_dict()
+    {'epochs': 2, 'lr': None, 'calib_batches': 8, 'momentum': 0.01, 'weight_bits': 7}
+    >>> QATConfig(weight_bits=4)
+    Traceback (most recent call last):
+    ...
+    semgen.errors.SemgenError: --qat-weight-bits must be 8 or 7, got 4 (QATConfig.weight_bits)
     """
 
-    epochs: int | None = None
-    lr: float | None = None
-    calib_batches: int = 8
-    momentum: float = 0.01
-    weight_bits: int = 8
+    flags = {"epochs": "--qat-epochs", "lr": "--qat-lr", "weight_bits": "--qat-weight-bits",
+             "calib_batches": "qat calib_batches", "momentum": "qat momentum"}
 
-    def to_dict(self) -> dict:
-        return {"epochs": self.epochs, "lr": self.lr, "calib_batches": self.calib_batches, "momentum": self.momentum,
-                "weight_bits": self.weight_bits}
+    epochs: Optional[PositiveInt] = None
+    lr: Optional[Annotated[Number, Field(gt=0)]] = None
+    calib_batches: Annotated[Int, Field(ge=0)] = 8
+    momentum: Annotated[Number, Field(gt=0, le=1)] = 0.01
+    weight_bits: Annotated[int, BeforeValidator(_weight_bits)] = 8
 
 
 # --------------------------------------------------------------------------------------------

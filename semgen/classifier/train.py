@@ -227,9 +227,7 @@ def _train(
     if head_only_epochs < 0:
         raise SemgenError(f"--head-only-epochs must be >= 0, got {head_only_epochs}")
     augment = augment if augment is not None else AugmentConfig()
-    distill = distill if distill is not None and distill.teachers or (distill and distill.transfer) else None
-    if distill is not None:
-        distill.validate()
+    distill = distill if distill is not None and distill.teachers else None  # validated: no transfer without one
     qat = QATConfig() if qat is True else (qat or None)
     min_epochs = epochs // 2 if min_epochs is None else int(min_epochs)
     hier = _hierarchy(heads)

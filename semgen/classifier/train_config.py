@@ -2,28 +2,16 @@
 
 from __future__ import annotations
 
-import math
 import os
-from dataclasses import asdict, fields
-from typing import Annotated, Any, Optional, Union
+from typing import Annotated, Any, Optional
 
 from pydantic import BeforeValidator, ConfigDict, Field, PlainSerializer
 
-from ..configs import Config, Flag, Int, Paths, PathStr
+from ..configs import Config, Flag, Int, Number, Paths, PathStr
+from ..errors import SemgenError
 from .augment import AugmentConfig
 from .distill import DistillConfig
 from .qat import QATConfig
-
-
-def _number(v: Any) -> Union[int, float]:
-    """A finite number, kept as given (an int stays an int: the run's ``request`` records it as it was)."""
-    try:
-        ok = not isinstance(v, (bool, str)) and math.isfinite(float(v))
-    except (TypeError, ValueError, OverflowError):
-        ok = False
-    if not ok:
-        raise ValueError("must be a finite number")
-    return v if isinstance(v, (int, float)) else float(v)
 
 
 def _source(v: Any):
@@ -66,23 +54,22 @@ def _heads(v: Any):
     raise ValueError("must be plain, hierarchical, a hierarchy file or mapping")
 
 
-def _dataclass(cls):
-    """A field holding the dataclass ``cls`` as it is (an instance passes unchanged, so the run's
-    ``request`` keeps its values' types), built from a dict when read back from JSON."""
-    tuples = {f.name for f in fields(cls) if "tuple" in str(f.type)}
+def _nested(cls):
+    """A field holding the config ``cls`` (an instance passes unchanged; a dict, as read back from
+    JSON, is validated into one; its error says which setting of ``cls`` was wrong)."""
 
     def validate(v):
         if v is None or isinstance(v, cls):
             return v
         if isinstance(v, dict):
             try:
-                return cls(**{k: tuple(x) if k in tuples and isinstance(x, list) else x for k, x in v.items()})
-            except TypeError as e:
+                return cls(**v)
+            except SemgenError as e:
                 raise ValueError(f"is not a {cls.__name__}: {e}") from None
         raise ValueError(f"must be a {cls.__name__}")
 
     return Annotated[Any, BeforeValidator(validate),
-                     PlainSerializer(lambda v: None if v is None else asdict(v), return_type=Any)]
+                     PlainSerializer(lambda v: None if v is None else v.to_dict(), return_type=Any)]
 
 
 def _qat(v: Any):
@@ -91,10 +78,6 @@ def _qat(v: Any):
     if v is False:
         return None
     return v
-
-
-#: A finite number, an int kept an int.
-Number = Annotated[Union[int, float], BeforeValidator(_number)]
 
 
 class TrainConfig(Config):
@@ -136,15 +119,15 @@ class TrainConfig(Config):
     weight_decay: Annotated[Number, Field(ge=0)] = 0.05
     warmup_epochs: Annotated[Number, Field(ge=0)] = 1.0
     val_fraction: Annotated[Number, Field(ge=0, lt=1)] = 0.2
-    augment: _dataclass(AugmentConfig) = None
+    augment: _nested(AugmentConfig) = None
     min_epoch_images: Annotated[Int, Field(ge=0)] = 1024
     progress: Flag = True
     num_threads: Optional[Annotated[Int, Field(ge=0)]] = None
     overwrite: Flag = False
     drop_rate: Annotated[Number, Field(ge=0, lt=1)] = 0.2
     min_epochs: Optional[Annotated[Int, Field(ge=0)]] = None
-    distill: _dataclass(DistillConfig) = None
-    qat: Annotated[_dataclass(QATConfig), BeforeValidator(_qat)] = None
+    distill: _nested(DistillConfig) = None
+    qat: Annotated[_nested(QATConfig), BeforeValidator(_qat)] = None
     heads: Annotated[Any, BeforeValidator(_heads)] = None
     device: str = "auto"
     precision: str = "auto"

@@ -50,15 +50,22 @@ def register(sub) -> None:
     p.set_defaults(func=_pretrain)
 
 
-def _pretrain(args) -> int:
-    from .train import PretrainConfig, pretrain
+def config_from_args(args):
+    """The :class:`~semgen.pretrain.train.PretrainConfig` of parsed ``semgen pretrain`` flags."""
+    from .train import PretrainConfig
 
     gens = [g.strip() for g in args.generators.split(",") if g.strip()] if args.generators else None
-    cfg = PretrainConfig(arch=args.arch, init=None if args.init == "scratch" else args.init, generators=gens,
-                         labels=args.labels, aux_weight=args.aux_weight, size=args.size, images=args.images,
-                         batch_size=args.batch, lr=args.lr, weight_decay=args.weight_decay, warmup=args.warmup,
-                         label_smoothing=args.label_smoothing, drop_rate=args.drop_rate, seed=args.seed,
-                         data=args.data, data_fraction=args.data_fraction)
+    return PretrainConfig.make(arch=args.arch, init=None if args.init == "scratch" else args.init, generators=gens,
+                               labels=args.labels, aux_weight=args.aux_weight, size=args.size, images=args.images,
+                               batch_size=args.batch, lr=args.lr, weight_decay=args.weight_decay, warmup=args.warmup,
+                               label_smoothing=args.label_smoothing, drop_rate=args.drop_rate, seed=args.seed,
+                               data=args.data, data_fraction=args.data_fraction)
+
+
+def _pretrain(args) -> int:
+    from .train import pretrain
+
+    cfg = config_from_args(args)
     res = pretrain(args.out, cfg, workers=args.workers, threads=args.threads, save_every=args.save_every,
                    log_every=args.log_every, stop_after=args.stop_after, progress=not args.no_progress,
                    device=args.device, precision=args.precision)

@@ -24,18 +24,20 @@ import os
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Annotated, Optional
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from pydantic import BeforeValidator, Field, model_validator
 from torch import nn
 
 from .. import __version__
 from ..classifier.checkpoint import save_checkpoint
 from ..classifier.models import DEFAULT_ARCH, SemClassifier, create_model, get_arch
 from ..classifier.train import optimizer_step, warmup_cosine
+from ..configs import Config, Int, Number
 from ..devices import compute
 from ..errors import SemgenError
 from ..imageio import write_bytes_atomic
@@ -48,9 +50,49 @@ STATE_FORMAT = "semgen-pretrain-state"
 STATE_VERSION = 1
 
 
-@dataclass
-class PretrainConfig:
+def _arch(v):
+    from ..classifier.models import list_archs
+
+    try:
+        get_arch(v)
+    except (SemgenError, TypeError):
+        raise ValueError(f"must be one of {', '.join(list_archs())}") from None
+    return v
+
+
+def _labels(v):
+    if v not in LABEL_KINDS:
+        raise ValueError(f"must be one of {', '.join(LABEL_KINDS)}")
+    return v
+
+
+def _data(v):
+    """``DIR[=W]`` each -> ``ABSOLUTE_DIR=W`` (the run records where its data was, and its weight)."""
+    from ..classifier.data import parse_data_arg
+
+    if v is None:
+        return None
+    items = [v] if isinstance(v, (str, os.PathLike)) else v
+    if not isinstance(items, (list, tuple)) or not all(isinstance(x, (str, os.PathLike)) for x in items):
+        raise ValueError("must be dataset dirs (DIR[=WEIGHT] each)")
+    try:
+        src = [parse_data_arg(d) for d in items]
+    except SemgenError as e:
+        raise ValueError(f"is not DIR[=WEIGHT]: {e}") from None
+    return tuple(f"{Path(x.path).resolve()}={x.weight:g}" for x in src) or None
+
+
+#: A fraction in [0, 1).
+_Fraction = Annotated[Number, Field(ge=0, lt=1)]
+
+
+class PretrainConfig(Config):
     """What a pretraining run learns from and how; every field that changes its weights.
+
+    A :class:`~semgen.configs.Config`: validated when made (a bad value is a one-line
+    :class:`SemgenError` naming its flag), frozen, and recorded as :meth:`to_dict` in the run's
+    ``state.json`` (``config``) and ``config.json`` (``pretrain``), the field order and the values
+    as given (an int stays an int), so a run resumes only with the same settings.
 
     Parameters
     ----------
@@ -71,57 +113,47 @@ class PretrainConfig:
     batch_size, lr, weight_decay, warmup, label_smoothing, drop_rate, seed
         Optimisation (AdamW, linear warm-up over the ``warmup`` fraction of steps, cosine decay).
     data : list of str, optional
-        Dataset dirs or ImageFolders (``DIR[=WEIGHT]``, real or synthetic) mixed into every batch.
-        They carry only their class, so their loss is the likelihood of the class: the summed
-        probability of its fine labels. Every class in them needs a generator in the stream.
+        Dataset dirs or ImageFolders (``DIR[=WEIGHT]``, real or synthetic) mixed into every batch,
+        kept as ``ABSOLUTE_DIR=WEIGHT``. They carry only their class, so their loss is the
+        likelihood of the class: the summed probability of its fine labels. Every class in them
+        needs a generator in the stream.
     data_fraction : float
         Share of each batch drawn from ``data`` (class-balanced, with the classifier's augmentation).
+
+    Examples
+    --------
+    >>> cfg = PretrainConfig(arch="mobilenetv3_small_050", images=640, batch_size=32)
+    >>> cfg.steps, cfg.to_dict()["lr"]
+    (20, 0.002)
+    >>> PretrainConfig(size=8)
+    Traceback (most recent call last):
+    ...
+    semgen.errors.SemgenError: --size must be >= 32, got 8 (PretrainConfig.size)
     """
 
-    arch: str = DEFAULT_ARCH
-    init: str | None = None
-    generators: list[str] | None = None
-    labels: str = "fine"
-    aux_weight: float = 1.0
-    size: int = 128
-    images: int = 100_000
-    batch_size: int = 64
-    lr: float = 2e-3
-    weight_decay: float = 0.05
-    warmup: float = 0.03
-    label_smoothing: float = 0.1
-    drop_rate: float = 0.2
-    seed: int = 0
-    data: list[str] | None = None
-    data_fraction: float = 0.25
+    flags = {"batch_size": "--batch", "generators": "--generators", "data": "--data"}
 
-    def validate(self) -> "PretrainConfig":
-        get_arch(self.arch)
-        if self.labels not in LABEL_KINDS:
-            raise SemgenError(f"--labels must be one of {', '.join(LABEL_KINDS)}, got {self.labels!r}")
-        checks = [
-            (32 <= self.size <= 512, f"--size must be in [32, 512], got {self.size}"),
-            (1 <= self.images <= 10**10, f"--images must be in [1, 1e10], got {self.images}"),
-            (2 <= self.batch_size <= 4096, f"--batch must be in [2, 4096], got {self.batch_size}"),
-            (0 < self.lr < 1 and math.isfinite(self.lr), f"--lr must be in (0, 1), got {self.lr}"),
-            (0 <= self.weight_decay < 1, f"--weight-decay must be in [0, 1), got {self.weight_decay}"),
-            (0 <= self.warmup < 1, f"--warmup must be a fraction in [0, 1), got {self.warmup}"),
-            (0 <= self.label_smoothing < 1, f"--label-smoothing must be in [0, 1), got {self.label_smoothing}"),
-            (0 <= self.drop_rate < 1, f"--drop-rate must be in [0, 1), got {self.drop_rate}"),
-            (0 <= self.aux_weight <= 100 and math.isfinite(self.aux_weight),
-             f"--aux-weight must be in [0, 100], got {self.aux_weight}"),
-            (0 <= self.seed < 2**63, f"--seed must be in [0, 2^63), got {self.seed}"),
-            (0 < self.data_fraction < 1 or not self.data,
-             f"--data-fraction must be in (0, 1), got {self.data_fraction}"),
-        ]
-        for ok, msg in checks:
-            if not ok:
-                raise SemgenError(msg)
-        if self.data:
-            from ..classifier.data import parse_data_arg
+    arch: Annotated[str, BeforeValidator(_arch)] = DEFAULT_ARCH
+    init: Optional[str] = None
+    generators: Optional[tuple[str, ...]] = None
+    labels: Annotated[str, BeforeValidator(_labels)] = "fine"
+    aux_weight: Annotated[Number, Field(ge=0, le=100)] = 1.0
+    size: Annotated[Int, Field(ge=32, le=512)] = 128
+    images: Annotated[Int, Field(ge=1, le=10**10)] = 100_000
+    batch_size: Annotated[Int, Field(ge=2, le=4096)] = 64
+    lr: Annotated[Number, Field(gt=0, lt=1)] = 2e-3
+    weight_decay: _Fraction = 0.05
+    warmup: _Fraction = 0.03
+    label_smoothing: _Fraction = 0.1
+    drop_rate: _Fraction = 0.2
+    seed: Annotated[Int, Field(ge=0, lt=2**63)] = 0
+    data: Annotated[Optional[tuple[str, ...]], BeforeValidator(_data)] = None
+    data_fraction: Number = 0.25
 
-            src = [parse_data_arg(d) for d in self.data]
-            self.data = [f"{Path(x.path).resolve()}={x.weight:g}" for x in src]
+    @model_validator(mode="after")
+    def _fraction_with_data(self):
+        if self.data and not 0 < self.data_fraction < 1:  # without data the share is unused
+            raise ValueError(f"--data-fraction must be in (0, 1), got {self.data_fraction}")
         return self
 
     @property
@@ -252,7 +284,7 @@ def latest_state(out: Path):
 
 def _export(out: Path, model: PretrainNet, cfg: PretrainConfig, space: TargetSpace, step: int, info: dict) -> None:
     """The classifier part as the run dir's checkpoint (``model.safetensors`` + ``config.json``)."""
-    meta = {"pretrain": asdict(cfg), "step": step, "images_seen": step * cfg.batch_size,
+    meta = {"pretrain": cfg.to_dict(), "step": step, "images_seen": step * cfg.batch_size,
             "semgen_version": __version__, **info}
     save_checkpoint(out, model.classifier, classes=space.fine_names, size=cfg.size, epoch=step, config=meta)
 
@@ -290,7 +322,7 @@ def pretrain(out, config: PretrainConfig | None = None, *, workers: int = 1, thr
         ``run_dir``, ``step``, ``steps``, ``images_seen``, ``done``, ``images_per_s``, ``loss``,
         ``fine_accuracy`` (of the last interval), ``n_fine``, ``n_reg``.
     """
-    cfg = (config or PretrainConfig()).validate()
+    cfg = config if config is not None else PretrainConfig()  # validated when made
     comp = compute(device, precision)
     out = Path(out)
     if workers < 0:
@@ -300,7 +332,7 @@ def pretrain(out, config: PretrainConfig | None = None, *, workers: int = 1, thr
     if out.exists() and not out.is_dir():
         raise SemgenError(f"--out {out} exists and is not a directory")
     space = TargetSpace.build(cfg.generators, labels=cfg.labels)
-    request = json.loads(json.dumps(asdict(cfg)))
+    request = cfg.to_dict()  # what state.json holds: a resumed run must ask for the same
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -446,7 +478,7 @@ class _MixedIn:
         from ..classifier.augment import AugmentConfig
         from ..classifier.data import load_image_set, sampling_weights
 
-        self.set = load_image_set(cfg.data, size=cfg.size, progress=progress)
+        self.set = load_image_set(list(cfg.data), size=cfg.size, progress=progress)
         coarse = space.coarse_of()
         member = torch.tensor([[c == f for f in coarse] for c in self.set.classes])
         lost = [c for c, row in zip(self.set.classes, member) if not row.any()]

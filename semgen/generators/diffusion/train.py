@@ -26,13 +26,12 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Annotated, Optional
 
 import numpy as np
 
@@ -42,8 +41,10 @@ ensure_torchvision()
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
+from pydantic import AfterValidator, BeforeValidator, Field  # noqa: E402
 
 from ... import __version__  # noqa: E402
+from ...configs import Config, Flag, Int, Number, PathStr, PositiveInt  # noqa: E402
 from ...devices import Compute, compute  # noqa: E402
 from ...errors import SemgenError  # noqa: E402
 from ...imageio import write_bytes_atomic  # noqa: E402
@@ -65,37 +66,98 @@ from .pipeline_semgen import (  # noqa: E402
 RESUMABLE_CHANGES = ("steps", "checkpoint_every", "log_every", "num_threads", "progress", "command", "device")
 
 
-@dataclass
-class TrainConfig:
-    data: list  # [(path, weight)]
-    out: str
-    resolution: int = 128
+#: Largest --resolution: a UNet's activations grow with its square (100000 px took 23 GB, then the OOM killer).
+MAX_RESOLUTION = 1024
+
+
+def _check(ok, phrase: str):
+    """A validator keeping the messages these flags always had (``--lr must be a positive number``)."""
+    def check(v):
+        if not ok(v):
+            raise ValueError(phrase)
+        return v
+    return AfterValidator(check)
+
+
+def _pairs(v):
+    """``[(DIR, WEIGHT)]`` or ``DIR[=WEIGHT]`` strings -> ``((DIR, WEIGHT), ...)``."""
+    from .data import parse_data_arg
+
+    items = [v] if isinstance(v, (str, os.PathLike)) else v
+    if not isinstance(items, (list, tuple)) or not items:
+        raise ValueError("must be one or more dataset dirs")
+    out = []
+    for x in items:
+        if isinstance(x, (list, tuple)) and len(x) == 2 and isinstance(x[0], (str, os.PathLike)) \
+                and isinstance(x[1], (int, float)) and not isinstance(x[1], bool):
+            out.append((os.fspath(x[0]), x[1]))
+        elif isinstance(x, (str, os.PathLike)):
+            try:
+                out.append(parse_data_arg(os.fspath(x)))
+            except SemgenError as e:
+                raise ValueError(str(e)) from None
+        else:
+            raise ValueError("must be (DIR, WEIGHT) pairs or DIR[=WEIGHT]")
+    return tuple(out)
+
+
+def _probability(v):
+    return 0.0 <= v <= 1.0
+
+
+class TrainConfig(Config):
+    """The settings of ``semgen diffuse train`` (a :class:`~semgen.configs.Config`).
+
+    What decides the model is recorded as :meth:`identity` in the run's ``train_config.json``
+    (field order and values as given: an int stays an int), so a run resumes only with the same
+    settings; :data:`RESUMABLE_CHANGES` may differ.
+
+    Examples
+    --------
+    >>> cfg = TrainConfig(data=["data/train=2"], out="models/m", steps=10)
+    >>> cfg.data, cfg.lr
+    ((('data/train', 2.0),), 0.0003)
+    >>> TrainConfig(data=["d"], out="m", ema_decay=1.5)
+    Traceback (most recent call last):
+    ...
+    semgen.errors.SemgenError: --ema-decay must be in [0, 1), got 1.5 (TrainConfig.ema_decay)
+    """
+
+    flags = {"data": "--data", "model": "--model-config", "p_drop": "--caption-dropout",
+             "p_field": "caption field dropout", "mixed_precision": "--precision", "num_threads": "--threads",
+             "progress": "--no-progress", "weight_decay": "weight decay", "extra": "extra"}
+
+    data: Annotated[tuple, BeforeValidator(_pairs)]  # ((path, weight), ...)
+    out: PathStr
+    resolution: Annotated[Int, _check(lambda v: 0 < v <= MAX_RESOLUTION, f"must be in [1, {MAX_RESOLUTION}]")] = 128
     model: str = "small"
-    steps: int = 3000
-    batch: int = 8
-    lr: float = 3e-4
-    warmup: int = 100
-    weight_decay: float = 1e-2
-    ema_decay: float = 0.999
-    p_drop: float = 0.1
-    p_field: float = 0.25
-    checkpoint_every: int = 250
-    log_every: int = 10
-    seed: int = 0
+    steps: PositiveInt = 3000
+    batch: PositiveInt = 8
+    lr: Annotated[Number, _check(lambda v: v > 0, "must be a positive number")] = 3e-4
+    warmup: Annotated[Int, Field(ge=0)] = 100
+    weight_decay: Annotated[Number, Field(ge=0)] = 1e-2
+    ema_decay: Annotated[Number, _check(lambda v: 0 <= v < 1, "must be in [0, 1)")] = 0.999
+    p_drop: Annotated[Number, _check(_probability, "must be a probability in [0, 1]")] = 0.1
+    p_field: Annotated[Number, _check(_probability, "must be a probability in [0, 1]")] = 0.25
+    checkpoint_every: PositiveInt = 250
+    log_every: PositiveInt = 10
+    seed: Annotated[Int, Field(ge=0)] = 0
     #: ``--precision``: auto, fp32 (or ``no``), bf16, fp16; stored resolved (``no`` / ``bf16`` / ``fp16``),
     #: so a CPU run's configuration is what it was before the option existed
     mixed_precision: str = "auto"
     device: str = "auto"  #: ``--device``; may change when a run is resumed
     text_encoder: str = DEFAULT_TEXT_ENCODER
-    max_length: int = MAX_LENGTH
-    init: str | None = None
-    num_threads: int | None = None
-    progress: bool = True
+    max_length: PositiveInt = MAX_LENGTH
+    init: Optional[PathStr] = None
+    num_threads: Optional[Annotated[Int, Field(ge=0)]] = None
+    progress: Flag = True
     command: str = ""
-    extra: dict = field(default_factory=dict)
+    extra: dict = {}
 
     def identity(self) -> dict:
-        d = asdict(self)
+        """What decides the model (``train_config.json``): every field but :data:`RESUMABLE_CHANGES`
+        and ``out``, with the data and the init as absolute paths."""
+        d = self.model_dump()
         for k in RESUMABLE_CHANGES:
             d.pop(k, None)
         d["data"] = [[str(Path(p).resolve()), float(w)] for p, w in self.data]
@@ -293,12 +355,12 @@ def _batch(ts, step: int, cfg: TrainConfig, proc: int):
     return torch.from_numpy(np.ascontiguousarray(imgs))[:, None], caps, gen
 
 
-def resolve_compute(cfg: TrainConfig) -> Compute:
-    """Resolve ``cfg.device`` / ``cfg.mixed_precision`` (:func:`semgen.devices.compute`) and store
-    them resolved in ``cfg``: the device as ``cuda:N`` / ``cpu``, the precision in accelerate's names."""
+def resolve_compute(cfg: TrainConfig) -> tuple[Compute, TrainConfig]:
+    """Resolve ``cfg.device`` / ``cfg.mixed_precision`` (:func:`semgen.devices.compute`); returns the
+    compute and ``cfg`` with them resolved: the device as ``cuda:N`` / ``cpu``, the precision in
+    accelerate's names (what ``train_config.json`` records)."""
     comp = compute(cfg.device, {"no": "fp32"}.get(cfg.mixed_precision, cfg.mixed_precision))
-    cfg.device, cfg.mixed_precision = str(comp.device), comp.accelerate_precision
-    return comp
+    return comp, cfg.model_copy(update={"device": str(comp.device), "mixed_precision": comp.accelerate_precision})
 
 
 def train(cfg: TrainConfig) -> dict:
@@ -309,39 +371,12 @@ def train(cfg: TrainConfig) -> dict:
     for path, _ in cfg.data:
         if not Path(path).exists():
             raise SemgenError(f"training data {path} does not exist")
-    _check_numbers(cfg)
     resolve_compute(cfg)  # --device cuda without a GPU: one line, before anything is written
     # Two runs in one folder would interleave checkpoints and the log (issue 14). Under
     # ``accelerate launch`` every process of the one run calls this: only global rank 0 locks.
     main = int(os.environ.get("RANK", "0") or 0) == 0
     with lock_dir(out) if main else contextlib.nullcontext():
         return _train(cfg)
-
-
-#: Largest --resolution: a UNet's activations grow with its square (100000 px took 23 GB, then the OOM killer).
-MAX_RESOLUTION = 1024
-
-
-def _check_numbers(cfg: TrainConfig) -> None:
-    """Refuse values that would train nonsense or crash later, before anything is written."""
-    def finite(x):
-        return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
-
-    if not (finite(cfg.lr) and cfg.lr > 0):
-        raise SemgenError(f"--lr must be a positive number, got {cfg.lr}")
-    if not (finite(cfg.ema_decay) and 0.0 <= cfg.ema_decay < 1.0):
-        raise SemgenError(f"--ema-decay must be in [0, 1), got {cfg.ema_decay}")
-    for name, v in (("--caption-dropout", cfg.p_drop), ("caption field dropout", cfg.p_field)):
-        if not (finite(v) and 0.0 <= v <= 1.0):
-            raise SemgenError(f"{name} must be a probability in [0, 1], got {v}")
-    if not (finite(cfg.weight_decay) and cfg.weight_decay >= 0):
-        raise SemgenError(f"weight decay must be >= 0, got {cfg.weight_decay}")
-    if cfg.warmup < 0:
-        raise SemgenError(f"--warmup must be >= 0, got {cfg.warmup}")
-    if not 0 < cfg.resolution <= MAX_RESOLUTION:
-        raise SemgenError(f"--resolution must be in [1, {MAX_RESOLUTION}], got {cfg.resolution}")
-    if cfg.steps < 1 or cfg.batch < 1 or cfg.checkpoint_every < 1 or cfg.log_every < 1:
-        raise SemgenError("--steps, --batch and --checkpoint-every must be >= 1")
 
 
 def _train(cfg: TrainConfig) -> dict:
@@ -364,9 +399,7 @@ def _train(cfg: TrainConfig) -> dict:
     if cfg.num_threads:
         torch.set_num_threads(int(cfg.num_threads))
     unet_config(cfg.model, cfg.resolution)  # validates model / resolution before loading data
-    comp = resolve_compute(cfg)
-    if cfg.steps < 1 or cfg.batch < 1 or cfg.checkpoint_every < 1:
-        raise SemgenError("--steps, --batch and --checkpoint-every must be >= 1")
+    comp, cfg = resolve_compute(cfg)
 
     cfg_path = out / "train_config.json"
     ident = cfg.identity()
