@@ -67,6 +67,7 @@ class FakeClassifier:
 
     def __init__(self, fail_after: int | None = None):
         self.train_calls: list[dict] = []
+        self.eval_calls: list[tuple[str, str, str]] = []  # (run dir, test dir, tta)
         self.fail_after = fail_after
 
     @property
@@ -92,7 +93,8 @@ class FakeClassifier:
         return {"run_dir": str(out), "best_epoch": 1, "best_val_macro_f1": 0.5, "epochs_run": 1,
                 "images_per_s": 1000.0, "classes": sorted(counts)}
 
-    def evaluate(self, run_dir, data, *, n_boot=1000, seed=0, write=True, **kw):
+    def evaluate(self, run_dir, data, *, n_boot=1000, seed=0, write=True, tta="none", **kw):
+        self.eval_calls.append((str(run_dir), str(data), tta))
         model = json.loads((Path(run_dir) / "best.pt").read_text())
         counts = model["counts"]
         classes = [c for c in CLASSES if c in counts]
@@ -104,7 +106,9 @@ class FakeClassifier:
         recs = DatasetDir.open(root).records()
         all_classes = classes + [c for c in CLASSES if c in {r["label"] for r in recs} and c not in classes]
         for rec in recs:
-            h = hashlib.sha256(f"{rec['sha256']}|{model['seed']}|{n}".encode()).digest()[0] / 255
+            # TTA gives other predictions (without it, the hash it always had)
+            salt = "" if tta == "none" else f"|{tta}"
+            h = hashlib.sha256(f"{rec['sha256']}|{model['seed']}|{n}{salt}".encode()).digest()[0] / 255
             pred = rec["label"] if (h < skill and rec["label"] in counts) else top
             files.append(str(root / rec["file_name"]))
             y_true.append(all_classes.index(rec["label"]))
@@ -492,6 +496,19 @@ def test_real_classifier_end_to_end(data, tmp_path):
     n = len(calls)
     run_ablation(cfg, out, train_fn=train, eval_fn=evaluate_run, log=lambda m: None)
     assert len(calls) == n  # all cached
+    # with test-time augmentation: the same models, re-evaluated; the figures are evaluate_run's with it
+    from semgen.ablation.runner import _align
+
+    run_ablation(cfg.model_copy(update={"tta": "d4"}), out, train_fn=train, eval_fn=evaluate_run, log=lambda m: None)
+    assert len(calls) == n
+    for x in _lines(out):
+        m = evaluate_run(x["run_dir"], data["test"], n_boot=0, write=False, tta="d4")
+        assert m["tta"] == "d4" and x["tta"] == "d4"
+        ev = _align(m, load_pool(data["test"]))
+        rows = (out / x["test"]["t"]["predictions"]).read_text().splitlines()[1:]
+        assert [r.split(",")[2] for r in rows] == ev["y_pred"]
+        assert x["test"]["t"]["macro_f1"] == pytest.approx(
+            point_metrics(ev["y_true"], ev["y_pred"], [c for c in CLASSES if c in set(ev["y_true"])])["macro_f1"])
 
 
 def test_estimate_from_measured_speed(data, tmp_path):
@@ -573,6 +590,75 @@ def test_init_axis_config_errors(data):
     # the classifier's arch is kept when it has ImageNet weights itself
     cfg = _cfg(data, inits=["imagenet"], classifier={"arch": "efficientnet_lite0", "epochs": 1})
     assert cfg.inits[0].arch == "efficientnet_lite0"
+
+
+def test_tta_re_evaluates_cached_cells_without_retraining(data, tmp_path, monkeypatch):
+    """``tta`` is evaluation only: a second run with it trains nothing, its figures are those of
+    ``evaluate(run, test, tta=...)``, and evaluations with and without it never stand in for each other."""
+    from semgen.ablation import commands, runner
+    from semgen.ablation.runner import _align
+
+    base = _cfg(data, arms=["real", "pretrain:proc"], shots=[2], test={"t": str(data["test"]), "u": str(data["test2"])})
+    assert "tta" not in base.to_dict() and base.tta == "none"
+    d4 = _cfg(data, arms=["real", "pretrain:proc"], shots=[2], test={"t": str(data["test"]), "u": str(data["test2"])},
+              tta="d4")
+    assert [c.key for c in plan(d4, load_pool(d4.real), {"proc": load_pool(data["syn"])}, tmp_path / "c")] == \
+        [c.key for c in plan(base, load_pool(base.real), {"proc": load_pool(data["syn"])}, tmp_path / "c")]
+    out = tmp_path / "out"
+    fc = FakeClassifier()
+    run_ablation(base, out, train_fn=fc.train, eval_fn=fc.evaluate, log=lambda m: None)
+    plain = (out / "results.jsonl").read_bytes()
+    assert len(fc.cell_calls) == 9 and {t for _, _, t in fc.eval_calls} == {"none"}
+    assert b'"tta"' not in plain and "TTA" not in (out / "summary.md").read_text()
+
+    again = FakeClassifier()
+    r = run_ablation(d4, out, train_fn=again.train, eval_fn=again.evaluate, log=lambda m: None)
+    assert r["trained"] == 0 and again.train_calls == []
+    assert len(again.eval_calls) == 9 * 2 and {t for _, _, t in again.eval_calls} == {"d4"}
+    lines = _lines(out)
+    assert len(lines) == 9 and all(x["tta"] == "d4" for x in lines)
+    changed = 0
+    for x in lines:
+        for name in ("t", "u"):
+            m = fc.evaluate(x["run_dir"], data["test" if name == "t" else "test2"], n_boot=0, write=False, tta="d4")
+            ev = _align(m, load_pool(data["test" if name == "t" else "test2"]))
+            got = (out / x["test"][name]["predictions"]).read_text().splitlines()[1:]
+            assert [r.split(",")[2] for r in got] == ev["y_pred"]
+            want = point_metrics(ev["y_true"], ev["y_pred"], [c for c in CLASSES if c in set(ev["y_true"])])
+            assert x["test"][name]["macro_f1"] == pytest.approx(want["macro_f1"])
+        changed += x["test"]["t"]["macro_f1"] != json.loads(plain.splitlines()[lines.index(x)])["test"]["t"]["macro_f1"]
+    assert changed  # the double's TTA predicts otherwise: the figures are not the cached ones without it
+    conf = json.loads((out / "config.json").read_text())
+    assert conf["tta"] == "d4"
+    md = (out / "summary.md").read_text()
+    assert "test-time augmentation: `d4`" in md and "## Test set `t` (24 images, 3 classes; TTA `d4`)" in md
+    assert json.loads((out / "summary.json").read_text())["t"]["tta"] == "d4"
+
+    # back to none: the cached evaluations without TTA, byte for byte, and nothing run at all
+    third = FakeClassifier()
+    run_ablation(base, out, train_fn=third.train, eval_fn=third.evaluate, log=lambda m: None)
+    assert third.train_calls == [] and third.eval_calls == []
+    assert (out / "results.jsonl").read_bytes() == plain
+    # and d4 again: its own cached evaluations
+    run_ablation(d4, out, train_fn=third.train, eval_fn=third.evaluate, log=lambda m: None)
+    assert third.train_calls == [] and third.eval_calls == []
+
+    # the flag, and a bad value: one line naming flag and field
+    monkeypatch.setattr(runner, "_default_train", lambda: third.train)
+    monkeypatch.setattr(runner, "_default_eval", lambda: third.evaluate)
+    parser = argparse.ArgumentParser()
+    commands.register(parser.add_subparsers())
+    argv = ["ablate", "--real", str(data["real"]), "--test", f"t={data['test']}", "--arms", "real", "--shots", "2",
+            "--out", str(tmp_path / "o2"), "--cache", str(out / "cache")]
+    args = parser.parse_args(argv + ["--tta", "flips"])
+    assert args.func(args) == 0
+    assert third.train_calls == [] and {t for _, _, t in third.eval_calls} == {"flips"}
+    assert all(x["tta"] == "flips" for x in _lines(tmp_path / "o2"))
+    with pytest.raises(SemgenError, match=r"^--tta must be one of none, flips, d4, got 'd8' \(AblationConfig.tta\)$"):
+        args = parser.parse_args(argv + ["--tta", "d8"])
+        args.func(args)
+    with pytest.raises(SemgenError, match="--tta must be one of"):
+        _cfg(data, tta=["d4"])
 
 
 def test_a_test_set_in_a_tuned_profiles_reference_is_refused(data, tmp_path):

@@ -35,6 +35,10 @@ def register(sub) -> None:
     p.add_argument("--epochs", type=int, help="training epochs of every stage (synthetic pretraining and fine-tuning too)")
     p.add_argument("--size", type=int, help="image size for the classifier")
     p.add_argument("--arch", help="classifier architecture (timm name)")
+    # no argparse choices: the config's field says what is wrong in one line, for the flag and the YAML alike
+    p.add_argument("--tta", metavar="{none,flips,d4}",
+                   help="test-time augmentation of every evaluation: average over 4 (flips) or 8 (d4) flipped and "
+                        "turned views; costs 4x / 8x evaluation, retrains nothing (cached cells are re-evaluated)")
     p.add_argument("--cache", metavar="DIR", help="cell cache dir (default OUT/cache); share it between runs to reuse cells")
     p.add_argument("--estimate", action="store_true", help="state the expected time and stop")
     p.add_argument("--report", action="store_true", help="only rebuild summary.md / plots from OUT/results.jsonl")
@@ -75,6 +79,8 @@ def _overrides(args) -> dict:
         o["classifier"] = clf
         if args.epochs is not None:
             o["finetune"] = {"epochs": args.epochs}
+    if args.tta is not None:
+        o["tta"] = args.tta
     if args.cache:
         o["cache"] = str(Path(args.cache).resolve())
     return o

@@ -12,6 +12,7 @@ inits: [scratch, imagenet]          # where every arm's first model starts (defa
 classifier: {arch: mobilenetv3_small_100, size: 128, epochs: 30, batch_size: 64, lr: 0.002}
 finetune: {epochs: 30, lr: 0.001, head_only_epochs: 2}   # the pretrain arm's fine-tune stage
 bootstrap: {n: 2000, seed: 0}
+tta: none                           # test-time augmentation of every evaluation: none | flips | d4
 ```
 Precedence, lowest first: built-in defaults < the YAML < ``--preset`` < explicit flags.
 """
@@ -26,6 +27,7 @@ import yaml
 from pydantic import BeforeValidator, model_validator
 
 from ..classifier.registry import IMAGENET_DEFAULT_ARCH, get_arch, imagenet_archs
+from ..classifier.tta import TTA_MODES
 from ..configs import Config, Int, Number, PositiveInt
 from ..errors import SemgenError
 
@@ -49,6 +51,7 @@ DEFAULTS: dict = {
     "val": None,
     "bootstrap": {"n": 2000, "seed": 0},
     "cache": None,
+    "tta": "none",  # evaluation only: never in a cell key, so cached cells are re-evaluated, not retrained
 }
 
 #: Presets change the matrix and the training budget, never the data.
@@ -174,6 +177,13 @@ def _bootstrap(v):
     return v
 
 
+def _tta(v):
+    v = "none" if v is None else v
+    if not isinstance(v, str) or v.lower() not in TTA_MODES:
+        raise ValueError(f"must be one of {', '.join(TTA_MODES)}")
+    return v.lower()
+
+
 #: ``classifier:`` / ``finetune:``: ``train_classifier`` keywords, their values as given (they
 #: enter the cell keys, so an int stays an int).
 _Hyper = Annotated[dict, BeforeValidator(_classifier_keys)]
@@ -211,6 +221,9 @@ class AblationConfig(Config):
     cache: Optional[str] = None
     preset: Optional[str] = None
     inits: list[Init] = [SCRATCH]
+    #: test-time augmentation of every evaluation (:mod:`semgen.classifier.tta`); last, so that
+    #: positional construction and the recorded field order stay as they were
+    tta: Annotated[str, BeforeValidator(_tta)] = "none"
 
     @model_validator(mode="after")
     def _matrix(self):
@@ -252,6 +265,8 @@ class AblationConfig(Config):
             "classifier": dict(self.classifier),
             "finetune": dict(self.finetune), "val": self.val, "bootstrap": dict(self.bootstrap),
             "preset": self.preset,
+            # only where it is set: the record of a run without TTA keeps its bytes
+            **({"tta": self.tta} if self.tta != "none" else {}),
         }
 
 
@@ -485,7 +500,7 @@ def build_config(data: dict | None = None, *, preset: str | None = None, overrid
         seeds=seeds, arms=arms, classifier=clf, finetune=ft,
         val=str(raw["val"]) if raw.get("val") else None,
         bootstrap={"n": int(boot.get("n", 2000)), "seed": int(boot.get("seed", 0))},
-        cache=str(raw["cache"]) if raw.get("cache") else None, preset=preset, inits=inits,
+        cache=str(raw["cache"]) if raw.get("cache") else None, preset=preset, inits=inits, tta=raw.get("tta"),
     )
 
 

@@ -66,16 +66,27 @@ def row_name(g: dict, with_init: bool) -> str:
     return f"{g.get('init', 'scratch')}: {g['arm']}" if with_init else g["arm"]
 
 
+def tta_of(rows: list[dict]) -> str:
+    """The test-time augmentation of every line (``none`` for lines without it); lines that
+    disagree would mix figures of different evaluations, and are refused."""
+    modes = {r.get("tta", "none") for r in rows}
+    if len(modes) > 1:
+        raise SemgenError(f"results.jsonl mixes test-time augmentation settings ({', '.join(sorted(modes))}); "
+                          "run semgen ablate again to re-evaluate every cell with one")
+    return modes.pop() if modes else "none"
+
+
 def aggregate(out, *, n_boot: int = 2000, seed: int = 0) -> dict:
     """Group ``results.jsonl`` by (test, init, arm, shots); bootstrap each group over seeds and images.
 
     Returns ``{test: {"n_images", "classes", "groups": [...], "gains": [...]}}``; each group and
     gain names its ``init`` (in the order the inits first appear in ``results.jsonl``, i.e. the
-    config's).
+    config's). With test-time augmentation, each test's entry names it (``tta``).
     """
     rows = read_results(out)
     if not rows:
         raise SemgenError(f"{out}/results.jsonl is empty")
+    tta = tta_of(rows)
     init_order = list(dict.fromkeys(_init(r) for r in rows))
     tests = sorted({t for r in rows for t in r["test"]})
     result = {}
@@ -108,7 +119,8 @@ def aggregate(out, *, n_boot: int = 2000, seed: int = 0) -> dict:
             out_groups.append(g)
             by_key[(init, arm, shots)] = (g, rs)
         gains = _gains(by_key, y_true, preds_of, classes, n_boot, seed)
-        result[test] = {"n_images": len(y_true), "classes": classes, "groups": out_groups, "gains": gains}
+        result[test] = {"n_images": len(y_true), "classes": classes, "groups": out_groups, "gains": gains,
+                        **({"tta": tta} if tta != "none" else {})}  # without TTA the bytes it always had
     return result
 
 
@@ -165,12 +177,19 @@ def render_markdown(agg: dict, config: dict | None, plots: dict) -> str:
                      f"model that started there): {desc}")
         L.append(f"- classifier: `{json.dumps(config.get('classifier'), sort_keys=True)}`; "
                  f"fine-tune (pretrain arm): `{json.dumps(config.get('finetune'), sort_keys=True)}`")
+    tta = next((a["tta"] for a in agg.values() if "tta" in a), "none")
+    if tta != "none":
+        from ..classifier.tta import TTA_MODES
+
+        L.append(f"- test-time augmentation: `{tta}`: every test image's probabilities are the mean over its "
+                 f"{len(TTA_MODES[tta])} flipped and turned views (the trained models are those without it)")
     L += ["- every figure: mean over seeds, with a 95 % bootstrap CI that resamples seeds and test "
           "images jointly (percentile). Arms: `real` = real images only; `synthetic[S]` = S only "
           "(no real image); `mix[S,r]` = real + S, a fraction r of training samples synthetic; "
           "`pretrain[S]` = the synthetic-only model fine-tuned on the real images.", ""]
     for test, a in agg.items():
-        L += [f"## Test set `{test}` ({a['n_images']} images, {len(a['classes'])} classes)", ""]
+        with_tta = f"; TTA `{a['tta']}`" if "tta" in a else ""
+        L += [f"## Test set `{test}` ({a['n_images']} images, {len(a['classes'])} classes{with_tta})", ""]
         wi = show_inits(a["groups"])
         # with the init axis every table gets an init column (init = where the first model started)
         ic = (lambda init: [f"`{init}`"]) if wi else (lambda init: [])  # noqa: E731

@@ -7,13 +7,15 @@ Cache layout (``OUT/cache`` unless the config names a shared one)::
     cache/cells/<cell key>/run/    the classifier's run dir
     cache/cells/<cell key>/cell.json          written last: the cell is done
     cache/cells/<cell key>/eval-<test key>.json  per-image predictions on one test set
+    cache/cells/<cell key>/eval-<test key>-tta-<mode>.json  the same with test-time augmentation
     cache/timing.json              measured seconds per training image, for estimates
 
 A killed run leaves at most one cell without ``cell.json``; its run dir is discarded and that one
 cell is trained again. A cache may be shared by several runs at once: each cell is trained under
 its own lock (``cache/cells/<cell key>/.semgen.lock``), so a second run that reaches a cell being
 trained waits for it and then reuses it. A widened matrix (more seeds, shots, arms, test sets) finds the old cells
-by key and trains only the new ones.
+by key and trains only the new ones. Test-time augmentation (``tta``) changes the evaluation only: it is
+not in the cell keys, so a run with another ``tta`` re-evaluates the cached cells and trains nothing.
 """
 
 from __future__ import annotations
@@ -238,7 +240,8 @@ def run_ablation(cfg: AblationConfig, out, *, train_fn: Callable | None = None, 
         log(f"ablate: {len(cells)} cells ({len(cells) - len(todo)} cached, {len(todo)} to train), "
             f"{len(cfg.seeds)} seeds, arms: {', '.join(a.name for a in cfg.arms)}; "
             + (f"inits: {', '.join(i.name for i in cfg.inits)}; " if cfg.inits != [SCRATCH] else "") +
-            f"test: {', '.join(f'{n} ({len(t.items)} images)' for n, t in tests.items())}")
+            f"test: {', '.join(f'{n} ({len(t.items)} images)' for n, t in tests.items())}"
+            + (f"; test-time augmentation: {cfg.tta}" if cfg.tta != "none" else ""))
 
         def probe(hyper):
             smallest = min(cells, key=lambda c: c.n_train)
@@ -301,8 +304,8 @@ def run_ablation(cfg: AblationConfig, out, *, train_fn: Callable | None = None, 
                         trained += 1
             if not fresh:
                 log(f"[{i}/{len(cells)}] cached {cell.label()}")
-            evals = {name: _evaluate_cell(cell, cdir, name, test, eval_fn) for name, test in tests.items()}
-            done_lines.append(_result_line(cell, cdir, evals, out))
+            evals = {name: _evaluate_cell(cell, cdir, name, test, eval_fn, cfg.tta) for name, test in tests.items()}
+            done_lines.append(_result_line(cell, cdir, evals, out, cfg.tta))
             _write_results(out, done_lines)
             m = {n: f"{e['metrics']['macro_f1']:.3f}" for n, e in evals.items()}
             log(f"[{i}/{len(cells)}]   macro-F1 {m}")
@@ -455,21 +458,25 @@ def _jsonable(v) -> bool:
         return False
 
 
-def _evaluate_cell(cell: Cell, cdir: Path, name: str, test: Pool, eval_fn) -> dict:
-    path = cdir / f"eval-{test.key[:24]}.json"
+def _evaluate_cell(cell: Cell, cdir: Path, name: str, test: Pool, eval_fn, tta: str = "none") -> dict:
+    # keyed on tta too, so that evaluations with and without it never stand in for each other;
+    # without it the name it always had, so existing caches are still found
+    path = cdir / (f"eval-{test.key[:24]}.json" if tta == "none" else f"eval-{test.key[:24]}-tta-{tta}.json")
     if path.exists():
         try:
             return json.loads(path.read_text())
         except ValueError:
             pass  # torn by a crash: evaluate again
     t = time.perf_counter()
-    m = eval_fn(str(cdir / "run"), test.root, n_boot=0, write=False)
+    m = eval_fn(str(cdir / "run"), test.root, n_boot=0, write=False, tta=tta)
     ev = _align(m, test)
     from .stats import point_metrics
 
     scored = sorted(set(ev["y_true"]))
     ev["metrics"] = point_metrics(ev["y_true"], ev["y_pred"], [c for c in _taxonomy_order(scored)])
     ev["test_key"] = test.key
+    if tta != "none":
+        ev["tta"] = tta
     ev["eval_s"] = round(time.perf_counter() - t, 3)
     write_json_atomic(path, ev)
     return ev
@@ -481,7 +488,7 @@ def _taxonomy_order(labels):
     return [c for c in CLASSES if c in set(labels)]
 
 
-def _result_line(cell: Cell, cdir: Path, evals: dict, out: Path) -> dict:
+def _result_line(cell: Cell, cdir: Path, evals: dict, out: Path, tta: str = "none") -> dict:
     info = json.loads((cdir / "cell.json").read_text())
     spec = cell.spec
     tests = {}
@@ -507,6 +514,7 @@ def _result_line(cell: Cell, cdir: Path, evals: dict, out: Path) -> dict:
         "train_summary": info.get("summary", {}), "train_s": info.get("train_s"),
         "train_cpu_s": info.get("train_cpu_s"), "load_avg": info.get("load_avg"),
         "run_dir": str(cdir / "run"), "test": tests,
+        **({"tta": tta} if tta != "none" else {}),  # a line without it was evaluated without TTA
     }
 
 
