@@ -6,6 +6,9 @@ Example::
 
     python bench/compare_runs.py --test ../shared/data/sem-real/dev_test \\
         --a out/ft/mnv3s_scratch_all_s{0,1,2} --b out/ft/mnv3s_semgen96k_all_s{0,1,2}
+
+``--tta d4`` evaluates both groups with test-time augmentation; ``--tta-b d4`` only group B (give
+the same runs as A and B to measure what test-time augmentation adds).
 """
 
 from __future__ import annotations
@@ -21,11 +24,12 @@ from semgen.ablation.stats import bootstrap, paired_difference  # noqa: E402
 from semgen.classifier.evaluate import evaluate_run  # noqa: E402
 
 
-def predictions(run, test) -> tuple[list[str], list[str]]:
-    """(true labels, predicted labels) of a run's best checkpoint on ``test``, as ``semgen evaluate`` has them."""
+def predictions(run, test, tta: str = "none") -> tuple[list[str], list[str]]:
+    """(true labels, predicted labels) of a run's best checkpoint on ``test``, as ``semgen evaluate``
+    (``--tta``) has them."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        m = evaluate_run(run, test, n_boot=0, write=False)
+        m = evaluate_run(run, test, n_boot=0, write=False, tta=tta)
     classes = m["classes"]
     return [classes[i] for i in m["y_true"]], [classes[i] for i in m["y_pred"]]
 
@@ -36,9 +40,13 @@ def main(argv=None) -> int:
     ap.add_argument("--a", nargs="+", required=True, help="runs of group A (one per seed)")
     ap.add_argument("--b", nargs="+", required=True, help="runs of group B (same seeds, same order)")
     ap.add_argument("--n-boot", type=int, default=2000)
+    ap.add_argument("--tta", default="none", choices=("none", "flips", "d4"),
+                    help="test-time augmentation of both groups (semgen evaluate --tta)")
+    ap.add_argument("--tta-b", default=None, choices=("none", "flips", "d4"),
+                    help="group B's test-time augmentation instead (e.g. the same runs with and without)")
     a = ap.parse_args(argv)
-    ya = [predictions(r, a.test) for r in a.a]
-    yb = [predictions(r, a.test) for r in a.b]
+    ya = [predictions(r, a.test, a.tta) for r in a.a]
+    yb = [predictions(r, a.test, a.tta_b or a.tta) for r in a.b]
     y = ya[0][0]
     for name, group in (("A", ya), ("B", yb)):
         s = bootstrap(y, [p for _, p in group], n_boot=a.n_boot)
