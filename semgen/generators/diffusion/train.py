@@ -363,14 +363,20 @@ def resolve_compute(cfg: TrainConfig) -> tuple[Compute, TrainConfig]:
     return comp, cfg.model_copy(update={"device": str(comp.device), "mixed_precision": comp.accelerate_precision})
 
 
-def train(cfg: TrainConfig) -> dict:
-    """Train (or resume training of) a model folder; see :func:`_train`. One run per folder at a time."""
+def _check_inputs(cfg: TrainConfig) -> Path:
+    """``cfg.out`` as a Path, after one-line errors for an --out that is a file or missing data."""
     out = Path(cfg.out)
     if out.exists() and not out.is_dir():
         raise SemgenError(f"--out {out} exists and is not a directory")
     for path, _ in cfg.data:
         if not Path(path).exists():
             raise SemgenError(f"training data {path} does not exist")
+    return out
+
+
+def train(cfg: TrainConfig) -> dict:
+    """Train (or resume training of) a model folder; see :func:`_train`. One run per folder at a time."""
+    out = _check_inputs(cfg)
     resolve_compute(cfg)  # --device cuda without a GPU: one line, before anything is written
     # Two runs in one folder would interleave checkpoints and the log (issue 14). Under
     # ``accelerate launch`` every process of the one run calls this: only global rank 0 locks.
@@ -389,12 +395,7 @@ def _train(cfg: TrainConfig) -> dict:
     from diffusers.training_utils import EMAModel
     from tqdm.auto import tqdm
 
-    out = Path(cfg.out)
-    if out.exists() and not out.is_dir():
-        raise SemgenError(f"--out {out} exists and is not a directory")
-    for path, _ in cfg.data:
-        if not Path(path).exists():
-            raise SemgenError(f"training data {path} does not exist")
+    out = _check_inputs(cfg)
     out.mkdir(parents=True, exist_ok=True)
     if cfg.num_threads:
         torch.set_num_threads(int(cfg.num_threads))
