@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from semgen.ablation.stats import bootstrap, paired_difference  # noqa: E402
 from semgen.classifier.evaluate import evaluate_run  # noqa: E402
+from semgen.classifier.tta import TTA_MODES  # noqa: E402
 
 
 def predictions(run, test, tta: str = "none") -> tuple[list[str], list[str]]:
@@ -40,9 +41,9 @@ def main(argv=None) -> int:
     ap.add_argument("--a", nargs="+", required=True, help="runs of group A (one per seed)")
     ap.add_argument("--b", nargs="+", required=True, help="runs of group B (same seeds, same order)")
     ap.add_argument("--n-boot", type=int, default=2000)
-    ap.add_argument("--tta", default="none", choices=("none", "flips", "d4"),
+    ap.add_argument("--tta", default="none", choices=tuple(TTA_MODES),
                     help="test-time augmentation of both groups (semgen evaluate --tta)")
-    ap.add_argument("--tta-b", default=None, choices=("none", "flips", "d4"),
+    ap.add_argument("--tta-b", default=None, choices=tuple(TTA_MODES),
                     help="group B's test-time augmentation instead (e.g. the same runs with and without)")
     a = ap.parse_args(argv)
     ya = [predictions(r, a.test, a.tta) for r in a.a]

@@ -37,6 +37,7 @@ from semgen.ablation.subsets import load_pool, materialize, per_class_subset  # 
 from semgen.classifier.evaluate import evaluate_run  # noqa: E402
 from semgen.classifier.train import train_classifier  # noqa: E402
 from semgen.classifier.train_config import TrainConfig  # noqa: E402
+from semgen.classifier.tta import TTA_MODES  # noqa: E402
 
 
 def _parse_init(s: str) -> tuple[str, str, str | None]:
@@ -78,7 +79,7 @@ def main(argv=None) -> int:
     ap.add_argument("--recipe", default="", help="a tag appended to each row's name and run dir")
     ap.add_argument("--cv", type=int, default=0, metavar="K",
                     help="K-fold cross-validation on --real instead of testing on --test")
-    ap.add_argument("--tta", default="none", choices=("none", "flips", "d4"),
+    ap.add_argument("--tta", default="none", choices=tuple(TTA_MODES),
                     help="test-time augmentation at evaluation (semgen evaluate --tta); a trained run is "
                     "evaluated again, not retrained, and its row's name gains _tta-MODE")
     ap.add_argument("--out", default="out/ft")
