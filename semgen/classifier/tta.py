@@ -92,8 +92,11 @@ def tta_probs(probs_fn: Callable[[torch.Tensor], np.ndarray | torch.Tensor], ima
         p = probs_fn(x)
         return p.numpy() if hasattr(p, "numpy") else np.asarray(p)  # a torch tensor, or an array
 
-    views = tta_views(images, mode)
-    if len(views) == 1:
-        return run(views[0])
-    total = sum(run(v).astype(np.float64) for v in views)
-    return (total / len(views)).astype(np.float32)
+    mode = check_tta(mode)
+    if mode == "none":
+        return run(images)
+    tta_views(images[:0], mode)  # the shape check, before any view of the whole set is made
+    names = TTA_MODES[mode]
+    # one view at a time: a test set is not held 8 times over in memory
+    total = sum(run(_VIEWS[n](images).contiguous()).astype(np.float64) for n in names)
+    return (total / len(names)).astype(np.float32)
