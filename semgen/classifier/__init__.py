@@ -14,11 +14,11 @@ from .registry import ARCHS, DEFAULT_ARCH, get_arch, list_archs, register_arch
 _LAZY = {
     "train_classifier": "train", "evaluate_run": "evaluate", "load_run": "checkpoint",
     "create_model": "models", "export_run": "export", "predict_files": "predict", "Predictor": "predict",
-    "ExportConfig": "export_config",
+    "ExportConfig": "export_config", "make_ensemble": "ensemble",
 }
 
 __all__ = ["train_classifier", "evaluate_run", "load_run", "export_run", "ExportConfig", "predict_files", "Predictor",
-           "create_model", "ARCHS", "DEFAULT_ARCH", "get_arch", "list_archs", "register_arch"]
+           "make_ensemble", "create_model", "ARCHS", "DEFAULT_ARCH", "get_arch", "list_archs", "register_arch"]
 
 
 def __getattr__(name):

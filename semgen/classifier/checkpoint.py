@@ -205,6 +205,9 @@ def read_checkpoint(path, which: str | None = None) -> dict:
         ``path`` (the weights file), ``heads`` (None for a plain classifier) and, for a QAT model,
         ``qat`` (see :func:`save_checkpoint`).
     """
+    from .ensemble import refuse_ensemble
+
+    refuse_ensemble(path)  # --init, export and QAT need one network's weights, not several
     p = resolve_checkpoint(path, which)
     if p.suffix == ".safetensors":
         ckpt = _read_safetensors(p)
@@ -285,8 +288,11 @@ def load_run(run_dir, *, which: str | None = None):
         ``run_dir`` (where the run's ``config.json`` / ``calibration.json`` are), ``heads`` and the
         run's ``config``.
     """
+    from .ensemble import is_ensemble, load_ensemble
     from .models import create_model
 
+    if is_ensemble(run_dir):
+        return load_ensemble(run_dir)
     ckpt = read_checkpoint(run_dir, which)
     model = create_model(ckpt["arch"], len(ckpt["classes"]), heads=ckpt["heads"], classes=ckpt["classes"])
     model.load_state_dict(ckpt["state_dict"])

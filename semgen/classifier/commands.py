@@ -1,4 +1,4 @@
-"""CLI: ``semgen train``, ``semgen evaluate``, ``semgen export``, ``semgen predict``."""
+"""CLI: ``semgen train``, ``semgen evaluate``, ``semgen export``, ``semgen predict``, ``semgen ensemble``."""
 
 from __future__ import annotations
 
@@ -48,7 +48,8 @@ def register(sub) -> None:
     add_device_arguments(p)
     g = p.add_argument_group("distillation")
     g.add_argument("--teacher", action="append", default=[], metavar="RUN",
-                   help="distil from this run dir / checkpoint (repeatable: softened probabilities averaged)")
+                   help="distil from this run dir / checkpoint / ensemble folder (repeatable: softened "
+                   "probabilities averaged)")
     g.add_argument("--distill-temperature", type=float, default=4.0, metavar="T", help="softening temperature")
     g.add_argument("--distill-weight", type=float, default=0.7, metavar="A",
                    help="share of the soft loss (T^2 KL) on labelled batches (the rest is the hard loss)")
@@ -72,7 +73,8 @@ def register(sub) -> None:
     p.set_defaults(func=_train)
 
     p = long_running(sub.add_parser("evaluate", help="metrics, bootstrap CIs and a confusion matrix of a trained run"))
-    p.add_argument("run_dir", metavar="RUN_DIR", help="run dir or checkpoint of `semgen train`")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="run dir or checkpoint of `semgen train`, or an ensemble "
+                   "folder of `semgen ensemble`")
     p.add_argument("--data", action="append", required=True, metavar="DIR",
                    help="labelled test images: dataset dir or ImageFolder (repeatable)")
     p.add_argument("--reject-below", type=_prob_or_auto, default=None, metavar="P|auto",
@@ -111,8 +113,8 @@ def register(sub) -> None:
     p.set_defaults(func=_export)
 
     p = long_running(sub.add_parser("predict", help="classify images with a run dir, model.onnx or model.int8.onnx"))
-    p.add_argument("model", help="run dir / checkpoint (model.safetensors, or best.pt of an earlier version) "
-                   "or an .onnx file")
+    p.add_argument("model", help="run dir / checkpoint (model.safetensors, or best.pt of an earlier version), "
+                   "an ensemble folder of `semgen ensemble`, or an .onnx file")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files to classify")
     p.add_argument("--top", type=int, default=1, metavar="K", help="show the top K classes")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
@@ -124,6 +126,17 @@ def register(sub) -> None:
                    "and turns (d4); costs that many times the inference")
     add_device_arguments(p)
     p.set_defaults(func=_predict)
+
+    p = sub.add_parser("ensemble", help="make an ensemble folder: trained runs that predict as one model",
+                       description="Write DIR/ensemble.json naming two or more runs (their weights' sha256 and "
+                                   "calibration temperatures; no weights are copied). evaluate, predict and "
+                                   "train --teacher take the folder and average the members' calibrated "
+                                   "probabilities.")
+    p.add_argument("runs", nargs="+", metavar="RUN_DIR",
+                   help="two or more run dirs of `semgen train` with the same classes and input size")
+    p.add_argument("--out", "-o", required=True, metavar="DIR", help="ensemble folder to write")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing ensemble.json in DIR")
+    p.set_defaults(func=_ensemble)
 
 
 def _prob_or_auto(v: str):
@@ -241,6 +254,16 @@ def _export(args) -> int:
               f"{c['settled_by_gate']:.1%} of the {r['evaluated_on']} images settled by the gate -> "
               f"{c['average_ms_on_data']:.3f} ms on average")
     print("wrote " + ", ".join(d["file"] for d in r["files"]) + ", export.json")
+    return 0
+
+
+def _ensemble(args) -> int:
+    from .ensemble import ENSEMBLE_FILE, make_ensemble
+
+    doc = make_ensemble(args.runs, args.out, overwrite=args.overwrite)
+    temps = ", ".join(f"{m['temperature']:.3f}" for m in doc["members"])
+    print(f"wrote {args.out}/{ENSEMBLE_FILE}: {len(doc['members'])} runs, {len(doc['classes'])} classes, "
+          f"{doc['size']} px (temperatures {temps})")
     return 0
 
 

@@ -72,8 +72,13 @@ class DistillConfig(Config):
 
 
 def _resolve_teacher(t) -> Path:
+    """A teacher's weights file, or the ``ensemble.json`` of an ensemble folder (its sha256 names
+    the members' weights)."""
     from .checkpoint import resolve_checkpoint
+    from .ensemble import ENSEMBLE_FILE, is_ensemble
 
+    if is_ensemble(t):
+        return Path(t) if Path(t).name == ENSEMBLE_FILE else Path(t) / ENSEMBLE_FILE
     try:
         return resolve_checkpoint(t)
     except SemgenError as e:

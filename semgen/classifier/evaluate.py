@@ -118,9 +118,13 @@ def plot_confusion(cm, classes: list[str], path, *, title: str = "") -> None:
 
 
 def load_eval_model(run_dir, which: str | None = None):
-    """The model a run deploys: the fake-quant model of a QAT run, else the checkpoint's."""
+    """The model a run deploys: the fake-quant model of a QAT run, else the checkpoint's (an
+    ensemble folder: its members', averaged)."""
+    from .ensemble import is_ensemble, load_ensemble
     from .qat import checkpoint_is_qat, load_qat_run
 
+    if is_ensemble(run_dir):
+        return load_ensemble(run_dir)
     if checkpoint_is_qat(run_dir, which):
         return load_qat_run(run_dir, which=which)
     return load_run(run_dir, which=which)
@@ -157,7 +161,8 @@ def evaluate_run(run_dir, data, *, reject_below: float | str | None = None, targ
                  write: bool = True, out_name: str = "metrics.json", batch_size: int = 128,
                  progress: bool = False, num_threads: int | None = None, which: str | None = None,
                  device: str = "auto", precision: str = "auto", tta: str = "none") -> dict:
-    """Evaluate a run's best checkpoint on ``data`` (dataset dir(s) or ImageFolder tree(s)).
+    """Evaluate a run's best checkpoint (or an ensemble folder, :mod:`.ensemble`) on ``data``
+    (dataset dir(s) or ImageFolder tree(s)).
 
     Writes ``RUN_DIR/metrics.json`` (``out_name``) and ``confusion.png`` when ``write``. Images of
     classes the model lacks count as errors and are listed under ``absent_from_model``.
