@@ -12,7 +12,8 @@ the mean macro-F1 over the folds. ``--val-fraction 0`` trains on every image and
 epoch; ``--head-only-epochs 1`` first fits the new head on the frozen backbone (LP-FT, Kumar et
 al. 2022), so the random head's first gradients do not disturb the pretrained features.
 ``--tta d4`` evaluates with test-time augmentation (:mod:`semgen.classifier.tta`); runs already
-trained are only evaluated again.
+trained are only evaluated again. ``--ensemble`` also evaluates the ensemble of each init's seeds
+(``semgen ensemble``, :mod:`semgen.classifier.ensemble`) as a row of its own (seed ``ens``).
 
 Example (the figures in docs/results.md)::
 
@@ -34,6 +35,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from semgen.ablation.subsets import load_pool, materialize, per_class_subset  # noqa: E402
+from semgen.classifier.ensemble import make_ensemble  # noqa: E402
 from semgen.classifier.evaluate import evaluate_run  # noqa: E402
 from semgen.classifier.train import train_classifier  # noqa: E402
 from semgen.classifier.train_config import TrainConfig  # noqa: E402
@@ -82,15 +84,20 @@ def main(argv=None) -> int:
     ap.add_argument("--tta", default="none", choices=tuple(TTA_MODES),
                     help="test-time augmentation at evaluation (semgen evaluate --tta); a trained run is "
                     "evaluated again, not retrained, and its row's name gains _tta-MODE")
+    ap.add_argument("--ensemble", action="store_true",
+                    help="also evaluate the ensemble of each init's seeds (needs 2+ seeds; not with --cv)")
     ap.add_argument("--out", default="out/ft")
     a = ap.parse_args(argv)
     if not a.cv and not a.test:
         ap.error("--test is required (or --cv K)")
+    if a.ensemble and (a.cv or len(a.seeds) < 2):
+        ap.error("--ensemble needs 2 or more --seeds and no --cv (each seed draws its own folds)")
     out = Path(a.out)
     pool = load_pool(a.real)
     # the settings every run shares; each run replaces its data, out, arch, seed and init
-    settings = TrainConfig.make(data=a.real, out=out, size=a.size, epochs=a.epochs, lr=a.lr, progress=False,
-                                num_threads=a.threads, val_fraction=a.val_fraction, head_only_epochs=a.head_only_epochs)
+    settings = dict(size=a.size, epochs=a.epochs, lr=a.lr, progress=False, num_threads=a.threads,
+                    val_fraction=a.val_fraction, head_only_epochs=a.head_only_epochs)
+    TrainConfig.make(data=a.real, out=out, **settings)  # a bad flag fails here, before any run
     rows = []
     tag = f"_{a.recipe}" if a.recipe else ""
     print(f"{'init':28s} {'arch':24s} {'shots':>5s} {'seed':>4s} {'macro-F1':>9s} {'95% CI':>15s} {'acc':>6s} {'min':>5s}")
@@ -113,8 +120,8 @@ def main(argv=None) -> int:
                 scores = []
                 for data, test, suffix in jobs:
                     run = out / f"{name.replace('/', '_')}_{shots}_s{seed}{suffix}"
-                    train_classifier(settings, data=data, out=run, arch=arch, seed=seed,
-                                     init=None if init == "scratch" else init)
+                    train_classifier(data, out=run, arch=arch, seed=seed, init=None if init == "scratch" else init,
+                                     **settings)
                     scores.append(evaluate_run(run, test, num_threads=a.threads, tta=a.tta,
                                                out_name="metrics.json" if a.tta == "none" else f"metrics_tta-{a.tta}.json"))
                 m = scores[0]
@@ -134,9 +141,23 @@ def main(argv=None) -> int:
                 _save_row(out / ("cv.jsonl" if a.cv else "results.jsonl"), row)
                 print(f"{row_name:28s} {row['arch']:24s} {shots:>5s} {seed:>4d} {row['macro_f1']:9.3f} "
                       f"[{lo:.3f}, {hi:.3f}] {row['accuracy']:6.3f} {row['minutes']:5.1f}", flush=True)
+            if a.ensemble:  # the seeds' runs above, averaged as one model
+                t = time.perf_counter()
+                ens = out / f"{name.replace('/', '_')}_{shots}_ens_s{'-'.join(map(str, a.seeds))}"
+                make_ensemble([r["run"] for r in rows[-len(a.seeds):]], ens, overwrite=True)
+                m = evaluate_run(ens, a.test, num_threads=a.threads, tta=a.tta,
+                                 out_name="metrics.json" if a.tta == "none" else f"metrics_tta-{a.tta}.json")
+                lo, hi = m["ci"]["macro_f1"]
+                row = {"name": row_name, "init": init, "arch": rows[-1]["arch"], "shots": shots, "seed": "ens",
+                       "seeds": list(a.seeds), "macro_f1": m["macro_f1"], "macro_f1_ci": [lo, hi],
+                       "accuracy": m["accuracy"], "minutes": (time.perf_counter() - t) / 60, "run": str(ens),
+                       "cv": 0, "val_fraction": a.val_fraction, "head_only_epochs": a.head_only_epochs, "tta": a.tta}
+                _save_row(out / "results.jsonl", row)
+                print(f"{row_name:28s} {row['arch']:24s} {shots:>5s} {'ens':>4s} {row['macro_f1']:9.3f} "
+                      f"[{lo:.3f}, {hi:.3f}] {row['accuracy']:6.3f} {row['minutes']:5.1f}", flush=True)
     print("\nmean over seeds:")
     groups: dict = {}
-    for r in rows:
+    for r in rows:  # the ensemble rows printed above are not seeds
         groups.setdefault((r["name"], r["shots"]), []).append(r["macro_f1"])
     for (name, shots), v in groups.items():
         print(f"  {name:28s} shots {shots:>4s}: macro-F1 {np.mean(v):.3f} (seeds: {', '.join(f'{x:.3f}' for x in v)})")

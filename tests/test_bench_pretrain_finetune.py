@@ -1,0 +1,39 @@
+"""bench/pretrain_finetune.py, the script behind docs/results.md's tables, runs end to end (tiny)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from classifier_synth import make_dataset
+
+BENCH = Path(__file__).resolve().parents[1] / "bench" / "pretrain_finetune.py"
+
+
+def _bench():
+    spec = importlib.util.spec_from_file_location("pretrain_finetune", BENCH)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_seeds_and_their_ensemble_become_rows(tmp_path, capsys):
+    make_dataset(tmp_path / "train", n_per_class=8, seed=0)
+    make_dataset(tmp_path / "test", n_per_class=4, seed=1)
+    argv = [str(a) for a in ("--real", tmp_path / "train", "--test", tmp_path / "test", "--out", tmp_path / "out",
+                              "--init", "tiny=scratch@mobilenetv3_small_050", "--epochs", "1", "--size", "32",
+                              "--threads", "1", "--val-fraction", "0", "--ensemble")]
+    assert _bench().main(argv + ["--seeds", "0", "1"]) == 0
+    rows = [json.loads(x) for x in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
+    assert [r["seed"] for r in rows] == [0, 1, "ens"] and {r["name"] for r in rows} == {"tiny"}
+    ens = Path(rows[2]["run"])
+    assert (ens / "ensemble.json").is_file() and (ens / "metrics.json").is_file()
+    members = json.loads((ens / "ensemble.json").read_text())["members"]
+    assert [Path(m["absolute"]).name for m in members] == ["tiny_all_s0", "tiny_all_s1"]
+    assert " ens " in capsys.readouterr().out
+    with pytest.raises(SystemExit):  # an ensemble of one seed is refused by argparse
+        _bench().main(argv + ["--seeds", "0"])
+    assert "--ensemble needs 2 or more --seeds" in capsys.readouterr().err
