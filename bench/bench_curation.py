@@ -1,6 +1,7 @@
 """Curation benchmarks: analysis throughput, near-duplicate index scaling, and a labelled 10k test set.
 
     python bench/bench_curation.py throughput [--n 2000] [--workers 2]
+    python bench/bench_curation.py throughput --baseline OLD_CHECKOUT [--n 2000] [--repeat 3]
     python bench/bench_curation.py index [--sizes 10000 100000 1000000] [--radius 8]
     python bench/bench_curation.py data DIR [--n 10000]       # the labelled set bench_cleanvision.sh uses
     python bench/bench_curation.py ours DIR                   # semgen's findings on it (JSON)
@@ -9,6 +10,12 @@
     python bench/bench_curation.py all
 
 Prints figures (and writes them as JSON under out/bench/); never asserts a timing.
+
+``throughput --baseline DIR`` (a checkout of an older commit: ``git worktree add /tmp/curbase
+<commit>``) measures the old code and this one on the same PNG files, each in a fresh process
+with its checkout first on ``PYTHONPATH``, alternated ``--repeat`` times, and prints new/old
+ratios: on a shared, loaded machine the absolute figures drift, the ratio of neighbouring runs
+much less.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -61,12 +69,9 @@ def _write_files(root: Path, imgs) -> list[Item]:
 def throughput(n: int = 2000, workers: int = 2) -> dict:
     """Images per second of decode + metrics + hashes + thumbnail, from PNG files, no cache."""
     res = {"workers": workers, "n": n}
-    rng = np.random.default_rng(0)
     for size in (128, 256):
         with tempfile.TemporaryDirectory() as d:
-            base = [_image(rng, size, k) for k in range(200)]
-            items = _write_files(Path(d), [base[k % 200] if k < 200 else
-                                           np.roll(base[k % 200], k, axis=1) for k in range(n)])
+            items = _bench_files(Path(d), n, size)
             t = time.perf_counter()
             analyze_items(items, workers=workers, cache_path=None)
             dt = time.perf_counter() - t
@@ -95,6 +100,80 @@ def throughput(n: int = 2000, workers: int = 2) -> dict:
               "uncontended cores)", flush=True)
     res["load"] = load()
     print(res["load"])
+    return res
+
+
+def _bench_files(root: Path, n: int, size: int) -> list[Item]:
+    """``n`` PNGs of ``size`` px under ``root``: 200 distinct images, the rest shifted copies of them."""
+    rng = np.random.default_rng(0)
+    base = [_image(rng, size, k) for k in range(min(n, 200))]
+    return _write_files(root, [base[k % len(base)] if k < len(base) else np.roll(base[k % len(base)], k, axis=1)
+                               for k in range(n)])
+
+
+def measure_files(files: list, workers: int, single: int = 200) -> dict:
+    """Images/s of :func:`analyze_items` over ``files`` ([path, sha256] pairs) and CPU ms per image in one process.
+
+    What a ``--baseline`` child runs, with whichever semgen its ``PYTHONPATH`` gives it.
+    """
+    import semgen
+    from semgen.curation.analyze import analyze_file
+
+    items = [Item(k, str(k), "clean", p, {"sha256": sha}) for k, (p, sha) in enumerate(files)]
+    analyze_items(items[:8], workers=1, cache_path=None, progress=False)  # imports, lazy tables
+    t = time.perf_counter()
+    analyze_items(items, workers=workers, cache_path=None, progress=False)
+    wall = time.perf_counter() - t
+    assert all(it.ok for it in items)
+    jobs = [(p, sha, None, False, 0) for p, sha in files[:single]]
+    c0 = time.process_time()
+    for j in jobs:
+        analyze_file(j)  # read, sha256, decode, metrics, hashes, thumbnail: the worker's whole job
+    cpu = (time.process_time() - c0) / len(jobs)
+    return {"semgen": os.path.dirname(semgen.__file__), "images_per_s": len(items) / wall,
+            "cpu_ms": 1e3 * cpu}
+
+
+def _in_checkout(checkout: str, files_json: str, workers: int) -> dict:
+    """:func:`measure_files` in a fresh process importing semgen from ``checkout``."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([checkout] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
+    # cwd = the checkout: pool workers put the cwd first on sys.path
+    r = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", files_json, str(workers)],
+                       env=env, capture_output=True, text=True, cwd=checkout)
+    if r.returncode:
+        raise SystemExit(f"{checkout}: measurement failed:\n{r.stderr[-2000:]}")
+    res = json.loads(r.stdout.strip().splitlines()[-1])
+    if not os.path.realpath(res["semgen"]).startswith(os.path.realpath(checkout)):
+        raise SystemExit(f"{checkout}: the child imported semgen from {res['semgen']}")
+    return res
+
+
+def compare_throughput(baseline: str, n: int = 2000, workers: int = 2, repeat: int = 3,
+                       sizes=(128, 256)) -> dict:
+    """Old (``baseline`` checkout) and new analysis side by side on the same files, alternated ``repeat`` times.
+
+    Each side keeps its best run (most images/s; least CPU per image): on a shared machine other
+    jobs only ever slow a run down, so the best of a few alternated runs is the steadiest figure.
+    """
+    old, new = os.path.abspath(baseline), str(ROOT)
+    print(f"# curation analysis (read, sha256, decode, metrics, hashes, thumbnail), n={n} PNGs per run, "
+          f"{workers} workers, no cache; {os.cpu_count()} CPUs; old = {old}, new = {new}; best of {repeat} "
+          f"alternated runs; {load()}")
+    print(f"{'size':>5} {'old img/s':>9} {'new img/s':>9} {'ratio':>6} {'old cpu ms':>10} {'new cpu ms':>10} "
+          f"{'ratio':>6} {'new cpu img/s on ' + str(workers):>20}   load")
+    res = {"n": n, "workers": workers, "repeat": repeat, "old": old, "new": new}
+    for size in sizes:
+        with tempfile.TemporaryDirectory(dir=OUT) as d:
+            files = [[it.path, it.record["sha256"]] for it in _bench_files(Path(d), n, size)]
+            fj = str(Path(d) / "files.json")
+            Path(fj).write_text(json.dumps(files))
+            runs = [(_in_checkout(old, fj, workers), _in_checkout(new, fj, workers)) for _ in range(max(1, repeat))]
+        o = {"images_per_s": max(r[0]["images_per_s"] for r in runs), "cpu_ms": min(r[0]["cpu_ms"] for r in runs)}
+        w = {"images_per_s": max(r[1]["images_per_s"] for r in runs), "cpu_ms": min(r[1]["cpu_ms"] for r in runs)}
+        res[str(size)] = {"old": o, "new": w, "runs": runs, "load": load()}
+        print(f"{size:>5} {o['images_per_s']:>9.1f} {w['images_per_s']:>9.1f} "
+              f"{w['images_per_s'] / o['images_per_s']:>6.2f} {o['cpu_ms']:>10.2f} {w['cpu_ms']:>10.2f} "
+              f"{o['cpu_ms'] / w['cpu_ms']:>6.2f} {workers * 1e3 / w['cpu_ms']:>20.0f}   {load()}", flush=True)
     return res
 
 
@@ -315,11 +394,17 @@ def ours(root, workers: int = 2) -> dict:
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) == 3 and argv[0] == "--child":
+        print(json.dumps(measure_files(json.loads(Path(argv[1]).read_text()), int(argv[2]))))
+        return 0
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="what", required=True)
     p = sub.add_parser("throughput")
     p.add_argument("--n", type=int, default=2000)
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--baseline", metavar="DIR", help="checkout of the old code: old, new and their ratio")
+    p.add_argument("--repeat", type=int, default=3, help="with --baseline: old and new alternated this many times")
     p = sub.add_parser("index")
     p.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     p.add_argument("--radius", type=int, default=8)
@@ -334,7 +419,11 @@ def main(argv=None) -> int:
     sub.add_parser("all")
     a = ap.parse_args(argv)
     OUT.mkdir(parents=True, exist_ok=True)
-    if a.what == "throughput":
+    if a.what == "throughput" and a.baseline:
+        if not (Path(a.baseline) / "semgen").is_dir():
+            raise SystemExit(f"--baseline {a.baseline}: no semgen/ package there (want a checkout of the repo)")
+        r = compare_throughput(a.baseline, a.n, a.workers, a.repeat)
+    elif a.what == "throughput":
         r = throughput(a.n, a.workers)
     elif a.what == "index":
         r = index_scaling(tuple(a.sizes), a.radius)

@@ -401,14 +401,14 @@ _END = object()
 
 def map_fetched(fn: Callable[[T], R], items: Sequence[T], *, fetch: Callable[[T], object],
                 fetched_fn: Callable[[object], R], workers: int = 1, backend: Backend | None = None,
-                serial_below: int = 2) -> Iterator[R]:
+                serial_below: int = 2, preload: Iterable[str] = ()) -> Iterator[R]:
     """``fn(item)`` for each item, in order, where ``fn`` reads local files: :func:`map_items` on any backend.
 
     A remote backend's tasks cannot open this machine's files. There ``fetch`` runs here on each
     item (reading its file, and whatever else needs this machine, such as a cache lookup) and
     ``fetched_fn`` runs in the task on what ``fetch`` returned, which is all that travels. So
     ``fn(item)`` must equal ``fetched_fn(fetch(item))``; local workers run ``fn`` and read the
-    files themselves.
+    files themselves. ``preload`` as for :func:`ordered_map` (local pools only).
 
     Examples
     --------
@@ -416,7 +416,7 @@ def map_fetched(fn: Callable[[T], R], items: Sequence[T], *, fetch: Callable[[T]
     [2, 1]
     """
     if backend is None:
-        return map_items(fn, items, workers=workers, serial_below=serial_below)
+        return map_items(fn, items, workers=workers, serial_below=serial_below, preload=preload)
     workers = getattr(backend, "workers", workers)
     if is_remote(backend):
         return map_items(fetched_fn, items, workers=workers, backend=backend, prepare=fetch)

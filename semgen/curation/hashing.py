@@ -17,8 +17,8 @@ import functools
 import hashlib
 
 import cv2
-import imagehash
 import numpy as np
+import scipy.fftpack
 from PIL import Image
 
 from .metrics import _check
@@ -35,14 +35,23 @@ def pixel_digest(img: np.ndarray) -> str:
 def raw_phash(img: np.ndarray) -> int:
     """imagehash's 64-bit pHash of the image, as an unsigned int.
 
-    Images larger than 64 px are first area-averaged to 64 x 64 with OpenCV (imagehash then
-    resamples to 32 x 32): 4x cheaper at 256 px than PIL's Lanczos on the full image.
+    Images larger than 64 px are first area-averaged to 64 x 64 with OpenCV (then resampled to
+    32 x 32 as imagehash does): 4x cheaper at 256 px than PIL's Lanczos on the full image.
+    The steps of ``imagehash.phash`` are done here directly (same PIL resampling, same scipy DCT,
+    so the same bits; tests compare the two), without its image copy and hash object, which cost
+    as much as the hash itself.
+
+    Examples
+    --------
+    >>> f"{raw_phash(np.tile(np.arange(64, dtype=np.uint8) * 4, (64, 1))):016x}"
+    '8000000000000000'
     """
     img = _check(img)
     if max(img.shape) > 64:
         img = cv2.resize(img, (64, 64), interpolation=cv2.INTER_AREA)
-    bits = imagehash.phash(Image.fromarray(img)).hash.ravel()
-    return bits_to_int(bits)
+    small = np.asarray(Image.fromarray(img).resize((32, 32), Image.Resampling.LANCZOS))
+    low = scipy.fftpack.dct(scipy.fftpack.dct(small, axis=0), axis=1)[:8, :8]
+    return bits_to_int(low > np.median(low))
 
 
 def bits_to_int(bits: np.ndarray) -> int:
