@@ -158,6 +158,12 @@ def test_executor_arguments(monkeypatch, tmp_path, capsys):
     assert rc == 2
     assert err.strip().count("\n") == 0 and "semgen[ray]" in err and "Traceback" not in err
     assert not (tmp_path / "d").exists()
+    # procedural takes its backend through backend_from_args, as every other command does
+    rc = main(["procedural", "--class", "bridge", "--n", "2", "--size", "32", "--out", str(tmp_path / "d"),
+               "--ray-address", "10.0.0.1:6379", "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--ray-address needs --executor ray" in err and err.strip().count("\n") == 0
+    assert not (tmp_path / "d").exists()
 
 
 # -- curate and import: the driver reads the files, the tasks decode and measure ----------------------

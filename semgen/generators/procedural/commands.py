@@ -63,18 +63,14 @@ def _procedural(args) -> int:
         raise SemgenError("--class is required (or --list to see the classes)")
     if args.n is None:
         raise SemgenError("--n is required")
-    from ...parallel import make_backend
+    from ...parallel import backend_from_args
     from .generate import generate
 
     pins, ranges, profile = _overrides(args)
-    backend = make_backend(args.executor, address=args.ray_address)
-    try:
+    with backend_from_args(args) as backend:
         res = generate(args.cls, args.n, args.out, seed=args.seed, size=args.size, workers=args.workers,
                        shard=args.shard, overrides=pins, ranges=ranges, profile=profile,
                        progress=not args.no_progress, backend=backend)
-    finally:
-        if backend is not None:
-            backend.close()
     print(f"{res['out']}: {res['label']} ({res['generator']}): made {res['made']}, "
           f"already there {res['skipped']}, {res['total']} in this run")
     return 0
