@@ -30,7 +30,7 @@ def main() -> None:
 
     from semgen.app import browser, playground
     from semgen.generators.procedural import create_generator, list_generators
-    from semgen.generators.procedural.generate import generate
+    from semgen.generators.procedural.generation import generate
 
     print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
     with tempfile.TemporaryDirectory() as td:

@@ -20,7 +20,7 @@ import time
 
 
 def throughput(label: str, n: int, workers: int, size: int, overrides: dict | None = None) -> float:
-    from semgen.generators.procedural.generate import generate
+    from semgen.generators.procedural.generation import generate
 
     tmp = tempfile.mkdtemp(prefix="semgen-bench-")
     try:
@@ -34,7 +34,7 @@ def throughput(label: str, n: int, workers: int, size: int, overrides: dict | No
 def cpu_ms(label: str, n: int, size: int, overrides: dict | None = None) -> float:
     """CPU milliseconds per image (``time.process_time``) of generate_one + PNG encoding, in this
     process: much less sensitive than wall time to other users of a shared machine."""
-    from semgen.generators.procedural.generate import generate_one
+    from semgen.generators.procedural.generation import generate_one
     from semgen.generators.procedural.registry import create_generator
     from semgen.imageio import encode_png
     from semgen.seeding import image_seed

@@ -23,7 +23,7 @@ CHILD = r"""
 import hashlib, json, random, sys
 import numpy as np
 from semgen.generators.procedural import imaging
-from semgen.generators.procedural.generate import generate_one
+from semgen.generators.procedural.generation import generate_one
 from semgen.generators.procedural.registry import list_generators
 from semgen.seeding import image_seed
 seeds, sizes, proc = json.loads(sys.argv[1]), json.loads(sys.argv[2]), int(sys.argv[3])

@@ -42,7 +42,7 @@ def stage_profile(name: str, n: int, size: int) -> dict:
     """CPU ms per image of each stage, in this process (same code path as generate_one + _Job)."""
     import cv2
 
-    from semgen.generators.procedural.generate import _plain
+    from semgen.generators.procedural.generation import _plain
     from semgen.generators.procedural.imaging import render
     from semgen.generators.procedural.overlays import apply_overlays
     from semgen.imageio import encode_png
@@ -79,7 +79,7 @@ def stage_profile(name: str, n: int, size: int) -> dict:
 
 def run(name: str, n: int, size: int, workers: int, root: str) -> tuple[float, float]:
     """(images/s wall clock, CPU ms per image of this process) for one ``generate`` call."""
-    from semgen.generators.procedural.generate import generate
+    from semgen.generators.procedural.generation import generate
 
     out = os.path.join(root, f"{name}-{workers}")
     shutil.rmtree(out, ignore_errors=True)

@@ -75,7 +75,7 @@ def _sha(path: str) -> str:
 def run_case(name: str, overrides: dict, n: int, size: int, tmp: str) -> dict:
     """Hashes of one run's images, masks and records (or the one-line error it raised)."""
     from semgen.errors import SemgenError
-    from semgen.generators.procedural.generate import generate
+    from semgen.generators.procedural.generation import generate
 
     out = os.path.join(tmp, "run")
     try:

@@ -81,7 +81,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def _generate(classes, n, out: Path, *, seed: int, size: int, workers: int) -> Path:
-    from semgen.generators.procedural.generate import generate
+    from semgen.generators.procedural.generation import generate
 
     for c in classes:
         generate(c, n, out, seed=seed, size=size, workers=workers, progress=False)

@@ -86,7 +86,7 @@ def real_features(root: Path) -> dict[str, np.ndarray]:
 
 
 def synthetic_images(cls: str, n: int, seed: int, size: int = 128, overrides: dict | None = None) -> list:
-    from semgen.generators.procedural.generate import generate_one
+    from semgen.generators.procedural.generation import generate_one
     from semgen.generators.procedural.registry import create_generator
     from semgen.seeding import image_seed
 

@@ -54,7 +54,7 @@ def site(tmp_path_factory):
     """The running app and what it serves: ``url``, ``data``, ``torn``, ``run``, ``files``."""
     from semgen.app.ui import build_app, launch
     from semgen.classifier import evaluate_run, train_classifier
-    from semgen.generators.procedural.generate import generate
+    from semgen.generators.procedural.generation import generate
     from semgen.imageio import encode_png
 
     root = tmp_path_factory.mktemp("app_site")

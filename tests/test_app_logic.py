@@ -17,7 +17,7 @@ import torch
 from semgen.app import browser, classify, draw, playground, results
 from semgen.errors import SemgenError
 from semgen.generators.procedural import create_generator, list_generators
-from semgen.generators.procedural.generate import generate
+from semgen.generators.procedural.generation import generate
 from semgen.imageio import encode_png, sha256_bytes
 from semgen.manifests import DatasetDir
 

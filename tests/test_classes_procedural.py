@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from semgen.generators.procedural.generate import generate_one
+from semgen.generators.procedural.generation import generate_one
 from semgen.generators.procedural.layouts import edits, select, tilt
 from semgen.generators.procedural.layouts.edits import components
 from semgen.generators.procedural.registry import create_generator, generator_class, list_generators

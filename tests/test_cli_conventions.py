@@ -119,7 +119,7 @@ def test_no_progress_silences_the_bar_on_a_terminal(tmp_path, monkeypatch, capsy
 
 @pytest.fixture(scope="module")
 def ds(tmp_path_factory) -> Path:
-    from semgen.generators.procedural.generate import generate
+    from semgen.generators.procedural.generation import generate
 
     root = tmp_path_factory.mktemp("conventions")
     for cls in ("clean", "bridge"):

@@ -23,7 +23,7 @@ CHILD = r"""
 import hashlib, json, random, sys
 import numpy as np
 from semgen.generators.procedural import imaging
-from semgen.generators.procedural.generate import generate_one
+from semgen.generators.procedural.generation import generate_one
 jobs, proc = json.loads(sys.argv[1]), int(sys.argv[2])
 r, junk, signal = random.Random(proc), [], []
 _to_uint8 = imaging.to_uint8

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from semgen.generators.procedural.generate import generate, generate_one
+from semgen.generators.procedural.generation import generate, generate_one
 from semgen.generators.procedural.registry import create_generator
 from semgen.manifests import DatasetDir
 

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
 @pytest.fixture(scope="module")
 def ds(tmp_path_factory) -> Path:
-    from semgen.generators.procedural.generate import generate
+    from semgen.generators.procedural.generation import generate
 
     root = tmp_path_factory.mktemp("hostile")
     generate("clean", 4, root / "ds", size=64, progress=False)

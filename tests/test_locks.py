@@ -56,7 +56,7 @@ def test_every_writing_command_refuses_a_held_dir(tmp_path, holder):
     from semgen.classifier.train import train_classifier
     from semgen.curation.importer import import_imagefolder
     from semgen.generators.diffusion.refine import refine
-    from semgen.generators.procedural.generate import generate
+    from semgen.generators.procedural.generation import generate
 
     data = tmp_path / "data"
     generate("clean", 2, data, size=32, progress=False)
@@ -91,7 +91,7 @@ def test_every_writing_command_refuses_a_held_dir(tmp_path, holder):
 
 
 def test_a_dead_holders_lock_is_taken_over(tmp_path, holder):
-    from semgen.generators.procedural.generate import generate
+    from semgen.generators.procedural.generation import generate
 
     d = tmp_path / "out"
     p = holder(d)

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from semgen.errors import SemgenError
-from semgen.generators.procedural.generate import generate
+from semgen.generators.procedural.generation import generate
 from semgen.generators.procedural.registry import create_generator, list_generators
 from semgen.imageio import read_gray
 from semgen.manifests import DatasetDir

@@ -12,7 +12,7 @@ from scipy import integrate
 
 from semgen.errors import SemgenError, UnknownClassError
 from semgen.generators.procedural import imaging
-from semgen.generators.procedural.generate import generate_one
+from semgen.generators.procedural.generation import generate_one
 from semgen.generators.procedural.layouts.lines import make_line_grid
 from semgen.generators.procedural.params import ParamSpace, ParamSpec
 from semgen.generators.procedural.registry import create_generator, list_generators

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from semgen.cli import main
-from semgen.generators.procedural.generate import generate, parse_shard, shard_range
+from semgen.generators.procedural.generation import generate, parse_shard, shard_range
 from semgen.imageio import decode_png, sha256_file
 from semgen.manifests import DatasetDir, merge, validate_dir
 
@@ -237,3 +237,12 @@ def test_list_into_closed_pipe_ends_quietly():
     err = p.stderr.read().decode()
     p.stderr.close()
     assert p.wait(timeout=60) == 0 and "Traceback" not in err and "BrokenPipe" not in err, err
+
+
+def test_the_package_names_are_the_functions_in_any_import_order():
+    # the writer module imported first (as above) once shadowed the package's lazy ``generate``
+    import semgen.generators.procedural as proc
+    from semgen.generators.procedural import generate as g, generate_one as g1
+    from semgen.generators.procedural.generation import generate as g0
+
+    assert g is g0 and proc.generate is g0 and callable(g1) and g.__name__ == "generate"

@@ -150,7 +150,7 @@ def test_shape_window_centres_match_plain():
 
 
 def test_plain_fast_paths_keep_values_and_types():
-    from semgen.generators.procedural.generate import _plain
+    from semgen.generators.procedural.generation import _plain
 
     v = {"a": 1, "b": 2.5, "c": True, "d": None, "e": "s", "f": float("nan"), "g": np.float64(0.1),
          "h": np.float32(0.25), "i": np.int64(3), "j": np.bool_(False), "k": (1, np.int32(2)), 5: [float("inf")]}

@@ -10,7 +10,7 @@ import yaml
 
 from semgen.cli import main
 from semgen.errors import SemgenError
-from semgen.generators.procedural.generate import generate, remake
+from semgen.generators.procedural.generation import generate, remake
 from semgen.generators.procedural.params import split_sets
 from semgen.generators.procedural.profile import (canonical_json, dump_profile, load_profile, sha256_json,
                                                   validate_profile)

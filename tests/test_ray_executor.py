@@ -19,7 +19,7 @@ from test_curation_curate import dataset  # noqa: F401 - a fixture: curate's inp
 
 from semgen.cli import main
 from semgen.errors import SemgenError
-from semgen.generators.procedural.generate import generate
+from semgen.generators.procedural.generation import generate
 from semgen.imageio import sha256_file
 from semgen.parallel import RayBackend, make_backend, map_items
 

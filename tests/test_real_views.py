@@ -9,7 +9,7 @@ import pytest
 
 from semgen.generators.procedural.classes.cmp import VARIANTS
 from semgen.generators.procedural.classes.particle import BIG, big_particle_relief
-from semgen.generators.procedural.generate import generate_one
+from semgen.generators.procedural.generation import generate_one
 from semgen.generators.procedural.layouts.edits import components
 from semgen.generators.procedural.layouts.relief import cast_shadow
 from semgen.generators.procedural.registry import create_generator
@@ -139,7 +139,7 @@ def test_clean_has_no_marker_and_no_void_but_can_be_asked_for_one():
 @pytest.mark.parametrize("cls,old", [("particle", "4"), ("cmp", "4"), ("clean", "5")])
 def test_a_record_of_the_previous_version_does_not_remake(cls, old):
     from semgen.errors import SemgenError
-    from semgen.generators.procedural.generate import remake
+    from semgen.generators.procedural.generation import remake
 
     gen = create_generator(cls)
     assert int(gen.version) > int(old)

@@ -11,7 +11,7 @@ from PIL import Image
 
 pytest.importorskip("optuna")
 
-from semgen.generators.procedural.generate import generate  # noqa: E402
+from semgen.generators.procedural.generation import generate  # noqa: E402
 from semgen.generators.procedural.profile import load_profile  # noqa: E402
 from semgen.imageio import sha256_file  # noqa: E402
 from semgen.manifests import DatasetDir  # noqa: E402

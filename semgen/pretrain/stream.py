@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..generators.procedural.generate import generate_one
+from ..generators.procedural.generation import generate_one
 from ..generators.procedural.registry import create_generator
 from ..seeding import image_seed
 from .labels import TargetSpace

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import SemgenError
-from ..generators.procedural.generate import generate, generate_one
+from ..generators.procedural.generation import generate, generate_one
 from ..generators.procedural.profile import PROFILE_VERSION, dump_profile, validate_profile
 from ..generators.procedural.registry import create_generator, list_generators
 from ..manifests.ops import check_writable_dir

@@ -10,7 +10,7 @@ from __future__ import annotations
 __all__ = ["generate", "generate_one", "Sample", "create_generator", "list_generators", "render", "IMAGING"]
 
 _LAZY = {
-    "generate": ".generate", "generate_one": ".generate", "Sample": ".generate",
+    "generate": ".generation", "generate_one": ".generation", "Sample": ".generation",
     "create_generator": ".registry", "list_generators": ".registry",
     "render": ".imaging", "IMAGING": ".imaging",
 }

@@ -11,7 +11,7 @@ from ...errors import SemgenError
 
 def register(sub) -> None:
     from ...parallel import add_executor_args
-    from .generate import DEFAULT_OUT
+    from .generation import DEFAULT_OUT
 
     p = sub.add_parser(
         "procedural", help="generate synthetic SEM images of a class with the procedural simulator",
@@ -64,7 +64,7 @@ def _procedural(args) -> int:
     if args.n is None:
         raise SemgenError("--n is required")
     from ...parallel import backend_from_args
-    from .generate import generate
+    from .generation import generate
 
     pins, ranges, profile = _overrides(args)
     with backend_from_args(args) as backend:
@@ -91,7 +91,7 @@ def _list(args) -> int:
 
 
 def _write_list(args, out) -> int:
-    from .generate import run_profile
+    from .generation import run_profile
     from .registry import create_generator, list_generators
 
     names = [create_generator(args.cls).name] if args.cls else list_generators()

@@ -158,7 +158,7 @@ def _plain(v):
 
 def split_overrides(overrides: dict) -> tuple[dict, dict]:
     """Canonical overrides -> ``(pins, ranges)`` as :meth:`Generator.with_ranges` and
-    :func:`~.generate.generate_one` take them."""
+    :func:`~.generation.generate_one` take them."""
     pins = {k: v["value"] for k, v in overrides.items() if "value" in v}
     ranges = {k: v for k, v in overrides.items() if "value" not in v}
     return pins, ranges
