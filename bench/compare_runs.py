@@ -8,12 +8,18 @@ Example::
         --a out/ft/mnv3s_scratch_all_s{0,1,2} --b out/ft/mnv3s_semgen96k_all_s{0,1,2}
 
 ``--tta d4`` evaluates both groups with test-time augmentation; ``--tta-b d4`` only group B (give
-the same runs as A and B to measure what test-time augmentation adds).
+the same runs as A and B to measure what test-time augmentation adds). A run may be an ensemble
+folder (``semgen ensemble``): compare one ensemble with another, one "seed" each. ``--saved``
+reads the predictions that ``semgen evaluate`` / ``bench/pretrain_finetune.py`` saved in each run
+(``metrics.json``, ``metrics_tta-d4.json``) when they were made on the same test set with the same
+``--tta``, and evaluates only the runs without them.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -25,9 +31,23 @@ from semgen.classifier.evaluate import evaluate_run  # noqa: E402
 from semgen.classifier.tta import TTA_MODES  # noqa: E402
 
 
-def predictions(run, test, tta: str = "none") -> tuple[list[str], list[str]]:
+def _saved(run, test, tta: str) -> dict | None:
+    """The metrics ``semgen evaluate`` wrote in ``run`` for ``test`` and ``tta``, if any."""
+    f = Path(run) / ("metrics.json" if tta == "none" else f"metrics_tta-{tta}.json")
+    if not f.is_file():
+        return None
+    m = json.loads(f.read_text())
+    same = [os.path.realpath(d) for d in m.get("data", [])] == [os.path.realpath(test)]
+    return m if same and m.get("tta", "none") == tta else None
+
+
+def predictions(run, test, tta: str = "none", saved: bool = False) -> tuple[list[str], list[str]]:
     """(true labels, predicted labels) of a run's best checkpoint on ``test``, as ``semgen evaluate``
-    (``--tta``) has them."""
+    (``--tta``) has them (``saved``: from the run's metrics file for them, if there is one)."""
+    m = _saved(run, test, tta) if saved else None
+    if m is not None:
+        classes = m["classes"]
+        return [classes[i] for i in m["y_true"]], [classes[i] for i in m["y_pred"]]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         m = evaluate_run(run, test, n_boot=0, write=False, tta=tta)
@@ -45,9 +65,11 @@ def main(argv=None) -> int:
                     help="test-time augmentation of both groups (semgen evaluate --tta)")
     ap.add_argument("--tta-b", default=None, choices=tuple(TTA_MODES),
                     help="group B's test-time augmentation instead (e.g. the same runs with and without)")
+    ap.add_argument("--saved", action="store_true",
+                    help="use each run's saved metrics file for this test set and --tta where there is one")
     a = ap.parse_args(argv)
-    ya = [predictions(r, a.test, a.tta) for r in a.a]
-    yb = [predictions(r, a.test, a.tta_b or a.tta) for r in a.b]
+    ya = [predictions(r, a.test, a.tta, a.saved) for r in a.a]
+    yb = [predictions(r, a.test, a.tta_b or a.tta, a.saved) for r in a.b]
     y = ya[0][0]
     for name, group in (("A", ya), ("B", yb)):
         s = bootstrap(y, [p for _, p in group], n_boot=a.n_boot)
