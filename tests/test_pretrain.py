@@ -249,3 +249,17 @@ def test_dataset_dirs_mix_into_the_stream(tmp_path):
     with pytest.raises(SemgenError, match="no generator in the stream: particle"):
         pretrain(tmp_path / "x", PretrainConfig(**{**TINY, "data": [str(bad.root)]}), workers=0, threads=1,
                  progress=False)
+
+
+def test_continuing_from_a_run_of_the_same_seed_warns_that_the_scenes_repeat(tmp_path, recwarn):
+    from semgen.pretrain.train import SameStreamWarning
+
+    first = tmp_path / "first"
+    pretrain(first, PretrainConfig(**{**TINY, "images": 8}), workers=0, threads=1, progress=False)
+    with pytest.warns(SameStreamWarning, match=r"same --seed 3: the first 8 samples are the same scenes again"):
+        pretrain(tmp_path / "again", PretrainConfig(**{**TINY, "images": 8, "init": str(first)}),
+                 workers=0, threads=1, progress=False)
+    recwarn.clear()
+    pretrain(tmp_path / "fresh", PretrainConfig(**{**TINY, "images": 8, "seed": 4, "init": str(first)}),
+             workers=0, threads=1, progress=False)
+    assert not [w for w in recwarn if issubclass(w.category, SameStreamWarning)]
