@@ -159,6 +159,13 @@ def _run(args) -> int:
     except KeyboardInterrupt:
         print("semgen: interrupted; re-run the same command to resume", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # the reader of stdout left (`semgen evaluate ... | head -1`): stop quietly, as Unix tools do;
+        # stdout goes to /dev/null so that flushing it at exit raises nothing more
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return 0  # what was asked for was printed as far as anyone reads it
     except OSError as e:
         if e.errno == 28:
             print(f"semgen: error: disk full ({e}); re-run the same command to resume", file=sys.stderr)

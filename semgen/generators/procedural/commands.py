@@ -77,17 +77,7 @@ def _procedural(args) -> int:
 
 
 def _list(args) -> int:
-    try:
-        return _write_list(args, sys.stdout)
-    except BrokenPipeError:
-        # the reader went away (`semgen procedural --list | head`): stop quietly, like `cat` does.
-        # Point stdout at /dev/null so the interpreter's final flush does not raise again.
-        import os
-
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
-        return 0
+    return _write_list(args, sys.stdout)  # a closed pipe (`--list | head`) ends quietly in semgen.cli
 
 
 def _write_list(args, out) -> int:
