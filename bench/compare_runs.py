@@ -28,12 +28,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from semgen.ablation.stats import bootstrap, paired_difference  # noqa: E402
 from semgen.classifier.evaluate import evaluate_run  # noqa: E402
-from semgen.classifier.tta import TTA_MODES  # noqa: E402
+from semgen.classifier.tta import TTA_MODES, metrics_name  # noqa: E402
 
 
 def _saved(run, test, tta: str) -> dict | None:
     """The metrics ``semgen evaluate`` wrote in ``run`` for ``test`` and ``tta``, if any."""
-    f = Path(run) / ("metrics.json" if tta == "none" else f"metrics_tta-{tta}.json")
+    f = Path(run) / metrics_name(tta)
     if not f.is_file():
         return None
     m = json.loads(f.read_text())

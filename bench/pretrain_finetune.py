@@ -39,7 +39,7 @@ from semgen.classifier.ensemble import make_ensemble  # noqa: E402
 from semgen.classifier.evaluate import evaluate_run  # noqa: E402
 from semgen.classifier.train import train_classifier  # noqa: E402
 from semgen.classifier.train_config import TrainConfig  # noqa: E402
-from semgen.classifier.tta import TTA_MODES  # noqa: E402
+from semgen.classifier.tta import TTA_MODES, metrics_name  # noqa: E402
 
 
 def _parse_init(s: str) -> tuple[str, str, str | None]:
@@ -53,6 +53,12 @@ def cv_folds(items: list, k: int) -> list[tuple[list, list]]:
     its seeded order), dealt round-robin; dealing runs on across classes, so fold sizes differ by one."""
     folds: list[list] = [items[i::k] for i in range(k)]
     return [([it for j, f in enumerate(folds) if j != i for it in f], folds[i]) for i in range(k)]
+
+
+def _print_row(row: dict) -> None:
+    lo, hi = row["macro_f1_ci"]
+    print(f"{row['name']:28s} {row['arch']:24s} {row['shots']:>5s} {row['seed']!s:>4s} {row['macro_f1']:9.3f} "
+          f"[{lo:.3f}, {hi:.3f}] {row['accuracy']:6.3f} {row['minutes']:5.1f}", flush=True)
 
 
 def _save_row(path: Path, row: dict) -> None:
@@ -122,8 +128,7 @@ def main(argv=None) -> int:
                     run = out / f"{name.replace('/', '_')}_{shots}_s{seed}{suffix}"
                     train_classifier(data, out=run, arch=arch, seed=seed, init=None if init == "scratch" else init,
                                      **settings)
-                    scores.append(evaluate_run(run, test, num_threads=a.threads, tta=a.tta,
-                                               out_name="metrics.json" if a.tta == "none" else f"metrics_tta-{a.tta}.json"))
+                    scores.append(evaluate_run(run, test, num_threads=a.threads, tta=a.tta, out_name=metrics_name(a.tta)))
                 m = scores[0]
                 lo, hi = m.get("ci", {}).get("macro_f1", [float("nan")] * 2)
                 if a.cv:  # the spread over folds stands in for a confidence interval
@@ -139,22 +144,19 @@ def main(argv=None) -> int:
                     row["fold_macro_f1"] = [x["macro_f1"] for x in scores]
                 rows.append(row)
                 _save_row(out / ("cv.jsonl" if a.cv else "results.jsonl"), row)
-                print(f"{row_name:28s} {row['arch']:24s} {shots:>5s} {seed:>4d} {row['macro_f1']:9.3f} "
-                      f"[{lo:.3f}, {hi:.3f}] {row['accuracy']:6.3f} {row['minutes']:5.1f}", flush=True)
+                _print_row(row)
             if a.ensemble:  # the seeds' runs above, averaged as one model
                 t = time.perf_counter()
                 ens = out / f"{name.replace('/', '_')}_{shots}_ens_s{'-'.join(map(str, a.seeds))}"
                 make_ensemble([r["run"] for r in rows[-len(a.seeds):]], ens, overwrite=True)
-                m = evaluate_run(ens, a.test, num_threads=a.threads, tta=a.tta,
-                                 out_name="metrics.json" if a.tta == "none" else f"metrics_tta-{a.tta}.json")
+                m = evaluate_run(ens, a.test, num_threads=a.threads, tta=a.tta, out_name=metrics_name(a.tta))
                 lo, hi = m["ci"]["macro_f1"]
                 row = {"name": row_name, "init": init, "arch": rows[-1]["arch"], "shots": shots, "seed": "ens",
                        "seeds": list(a.seeds), "macro_f1": m["macro_f1"], "macro_f1_ci": [lo, hi],
                        "accuracy": m["accuracy"], "minutes": (time.perf_counter() - t) / 60, "run": str(ens),
                        "cv": 0, "val_fraction": a.val_fraction, "head_only_epochs": a.head_only_epochs, "tta": a.tta}
                 _save_row(out / "results.jsonl", row)
-                print(f"{row_name:28s} {row['arch']:24s} {shots:>5s} {'ens':>4s} {row['macro_f1']:9.3f} "
-                      f"[{lo:.3f}, {hi:.3f}] {row['accuracy']:6.3f} {row['minutes']:5.1f}", flush=True)
+                _print_row(row)
     print("\nmean over seeds:")
     groups: dict = {}
     for r in rows:  # the ensemble rows printed above are not seeds

@@ -75,10 +75,10 @@ def _resolve_teacher(t) -> Path:
     """A teacher's weights file, or the ``ensemble.json`` of an ensemble folder (its sha256 names
     the members' weights)."""
     from .checkpoint import resolve_checkpoint
-    from .ensemble import ENSEMBLE_FILE, is_ensemble
+    from .ensemble import ensemble_file, is_ensemble
 
     if is_ensemble(t):
-        return Path(t) if Path(t).name == ENSEMBLE_FILE else Path(t) / ENSEMBLE_FILE
+        return ensemble_file(t)
     try:
         return resolve_checkpoint(t)
     except SemgenError as e:

@@ -87,7 +87,8 @@ class EnsembleClassifier(nn.Module):
         return torch.log((p / len(self.members)).clamp_min(1e-30))
 
 
-def _ensemble_file(path) -> Path:
+def ensemble_file(path) -> Path:
+    """The ``ensemble.json`` of an ensemble folder (or the file itself)."""
     p = Path(path)
     return p if p.name == ENSEMBLE_FILE else p / ENSEMBLE_FILE
 
@@ -135,7 +136,7 @@ def make_ensemble(members, out, *, overwrite: bool = False) -> dict:
         if is_ensemble(m):
             raise SemgenError(f"{m} is itself an ensemble; list its member runs instead")
         ckpt = read_checkpoint(m)
-        run = _run_dir(Path(ckpt["path"]))
+        run = Path(ckpt["path"]).parent  # the run dir (RUN/model.safetensors; best.pt of earlier versions)
         if classes is None:
             classes, size = list(ckpt["classes"]), int(ckpt["size"])
         elif list(ckpt["classes"]) != classes:
@@ -155,14 +156,9 @@ def make_ensemble(members, out, *, overwrite: bool = False) -> dict:
     return doc
 
 
-def _run_dir(weights: Path) -> Path:
-    """The run dir of a weights file (``RUN/model.safetensors``; ``RUN/best.pt`` of an earlier version)."""
-    return weights.parent
-
-
 def read_ensemble(path) -> dict:
     """``ensemble.json`` of an ensemble folder, checked, with a one-line error for a broken one."""
-    f = _ensemble_file(path)
+    f = ensemble_file(path)
     try:
         doc = json.loads(f.read_text())
     except (OSError, ValueError) as e:
@@ -192,7 +188,7 @@ def load_ensemble(path):
     """
     from .evaluate import load_eval_model
 
-    f = _ensemble_file(path)
+    f = ensemble_file(path)
     doc = read_ensemble(f)
     models, temps = [], []
     for rec in doc["members"]:

@@ -48,6 +48,16 @@ TTA_MODES: dict[str, tuple[str, ...]] = {
 }
 
 
+def metrics_name(mode: str = "none") -> str:
+    """The file name that the benches save ``semgen evaluate``'s metrics under for a TTA mode.
+
+    >>> metrics_name("none"), metrics_name("d4")
+    ('metrics.json', 'metrics_tta-d4.json')
+    """
+    mode = check_tta(mode)
+    return "metrics.json" if mode == "none" else f"metrics_tta-{mode}.json"
+
+
 def check_tta(mode: str | None) -> str:
     """``mode`` (None -> ``"none"``) if it names a view set, else a one-line :class:`SemgenError`."""
     mode = "none" if mode is None else str(mode).lower()
