@@ -124,6 +124,10 @@ def test_a_changed_member_or_a_moved_tree(runs, tmp_path):
     tree.rename(moved)  # the absolute paths are gone: the relative ones find the members
     model, meta = load_ensemble(moved / "ens")
     assert meta["members"] == [str(moved / "ens" / ".." / f"r{i}") for i in (0, 1)]
+    (moved / "r1" / "model.safetensors").rename(moved / "r1.keep")
+    with pytest.raises(SemgenError, match=r"member .*r1 is gone \(no model.safetensors\)"):
+        load_ensemble(moved / "ens")
+    (moved / "r1.keep").rename(moved / "r1" / "model.safetensors")
     shutil.copy(moved / "r1" / "model.safetensors", moved / "r0" / "model.safetensors")  # r0 "retrained"
     with pytest.raises(SemgenError, match=r"r0 changed since the ensemble was made"):
         load_ensemble(moved / "ens")
