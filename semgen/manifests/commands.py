@@ -9,8 +9,9 @@ from .ops import merge_dirs, summarize, validate_dir
 
 
 def register(sub) -> None:
-    p = sub.add_parser("info", help="class counts, sources and generators of a dataset dir")
-    p.add_argument("dir", help="dataset dir")
+    p = sub.add_parser("info", help="class counts, sources and generators of a dataset dir; "
+                       "for a model run dir, what it was trained on (its --init chain)")
+    p.add_argument("dir", help="dataset dir, or a semgen train / pretrain run dir or ensemble")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=_info)
 
@@ -29,6 +30,11 @@ def register(sub) -> None:
 
 
 def _info(args) -> int:
+    from pathlib import Path
+
+    if not (Path(args.dir) / "metadata.jsonl").exists() and (Path(args.dir) / "config.json").is_file() \
+            or (Path(args.dir) / "ensemble.json").is_file():
+        return _run_info(args)
     s = summarize(args.dir)
     if args.json:
         print(json.dumps(s, indent=2))
@@ -42,6 +48,22 @@ def _info(args) -> int:
             width = max(len(k) for k in s[key])
             for k, v in s[key].items():
                 print(f"  {k:<{width}}  {v:>7}")
+    return 0
+
+
+def _run_info(args) -> int:
+    """A model run dir (or an ensemble): its lineage, from :mod:`semgen.classifier.lineage`."""
+    from ..classifier.ensemble import is_ensemble, read_ensemble
+    from ..classifier.lineage import describe, lineage, synthetic_budget
+
+    runs = ([m["absolute"] for m in read_ensemble(args.dir)["members"]] if is_ensemble(args.dir) else [args.dir])
+    out = {r: lineage(r) for r in runs}
+    if args.json:
+        print(json.dumps({r: {"stages": st, "synthetic": synthetic_budget(st)} for r, st in out.items()}, indent=2))
+        return 0
+    for r, st in out.items():
+        print(f"{r}:")
+        print("\n".join(describe(st)))
     return 0
 
 

@@ -31,6 +31,19 @@ def stream_position(index: int, n_generators: int) -> tuple[int, int]:
     return index % n_generators, index // n_generators
 
 
+def stream_key(pretrain_config: dict) -> tuple:
+    """What decides a stream's scenes, from a run's recorded ``pretrain`` settings: the master
+    seed and the generators in order (``None``: the default set). Two runs with the same key see
+    the same scenes for their common prefix, whatever their labels, heads or image size (the
+    size rescales the rendering, not the scene).
+
+    >>> stream_key({"seed": 0, "generators": None, "labels": "fine"}) == stream_key({"seed": 0, "labels": "coarse"})
+    True
+    """
+    gens = pretrain_config.get("generators")
+    return (pretrain_config.get("seed"), tuple(gens) if gens else None)
+
+
 class StreamJob:
     """Picklable worker state: makes the samples ``[start, start + n)`` of the stream.
 

@@ -45,7 +45,7 @@ from ..imageio import write_bytes_atomic
 from ..manifests import JsonlAppender, current_command
 from ..parallel import ordered_map
 from .labels import LABEL_KINDS, TargetSpace
-from .stream import StreamJob
+from .stream import StreamJob, stream_key
 
 STATE_FORMAT = "semgen-pretrain-state"
 STATE_VERSION = 1
@@ -203,8 +203,7 @@ def _warn_same_stream(cfg: PretrainConfig) -> None:
         prev = json.loads(conf.read_text()).get("pretrain") or {}
     except (OSError, ValueError, AttributeError):
         return
-    if (isinstance(prev, dict) and prev.get("seed") == cfg.seed
-            and list(prev.get("generators") or []) == list(cfg.generators or [])):
+    if isinstance(prev, dict) and stream_key(prev) == stream_key(cfg.to_dict()):
         n = min(int(prev.get("images", 0) or 0), int(cfg.images))
         warnings.warn(f"--init {cfg.init} was pretrained with the same --seed {cfg.seed}: the first {n:,} samples "
                       "are the same scenes again (a second epoch, not new data); pass another --seed for new "
