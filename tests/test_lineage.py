@@ -100,3 +100,19 @@ def test_semgen_info_prints_a_run_and_each_ensemble_member(chain, tmp_path, caps
     assert main(["info", str(tmp_path / "ens")]) == 0
     out = capsys.readouterr().out
     assert out.count("synthetic samples:") == 2 and "8 seen, 8 distinct scenes, 1 pretraining cycle\n" in out
+
+
+def test_the_scaling_bench_places_each_run_by_its_lineage(chain, tmp_path, capsys):
+    import importlib.util
+    from pathlib import Path
+
+    f = Path(__file__).resolve().parents[1] / "bench" / "scaling_curve.py"
+    spec = importlib.util.spec_from_file_location("scaling_curve", f)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    png = tmp_path / "curve.png"
+    assert mod.main(["--test", str(chain / "d"), "--runs", str(chain / "ft"), str(chain / "ft2"),
+                     "--n-boot", "50", "--plot", str(png)]) == 0
+    rows = [r for r in capsys.readouterr().out.splitlines() if r.startswith("| ") and r[2].isdigit()]
+    assert [r.split(" | ")[:3] for r in rows] == [["| 8", "8", "1"], ["| 32", "24", "1"]]
+    assert png.stat().st_size > 5000
