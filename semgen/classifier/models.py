@@ -42,10 +42,9 @@ class SemClassifier(nn.Module):
         spec = get_arch(arch)
         timm = import_timm()
         self.arch = arch
-        self.net = timm.create_model(
-            spec.timm_name, pretrained=False, in_chans=1, num_classes=num_classes, drop_rate=drop_rate,
-            **spec.kwargs,
-        )
+        build = _BUILDERS.get(spec.timm_name)
+        self.net = (build or (lambda **kw: timm.create_model(spec.timm_name, **kw)))(
+            pretrained=False, in_chans=1, num_classes=num_classes, drop_rate=drop_rate, **spec.kwargs)
         self.register_buffer("mean", torch.tensor(spec.mean), persistent=False)
         self.register_buffer("std", torch.tensor(spec.std), persistent=False)
 
@@ -64,6 +63,34 @@ class SemClassifier(nn.Module):
 
     def head_parameters(self) -> list[nn.Parameter]:
         return list(self.net.get_classifier().parameters())
+
+
+def _efficientnet_lite(*, channel_multiplier: float, num_features: int = 1280, pretrained: bool = False,
+                       **kwargs) -> nn.Module:
+    """EfficientNet-Lite0's layout (timm's ``tf_efficientnet_lite0``: the same blocks, depth, fixed
+    32-channel stem, ReLU6, TF "SAME" padding and BatchNorm epsilon) at another width and head size.
+
+    timm's own constructors fix the head at 1280 features, which alone is 0.4 MB of INT8 weights
+    at this width; so the model is assembled here from timm's EfficientNet builder.
+    """
+    if pretrained:
+        raise SemgenError("semgen never downloads weights")
+    from functools import partial
+
+    import_timm()
+    from timm.models._efficientnet_builder import BN_EPS_TF_DEFAULT, decode_arch_def, round_channels
+    from timm.models.efficientnet import EfficientNet
+
+    arch_def = [["ds_r1_k3_s1_e1_c16"], ["ir_r2_k3_s2_e6_c24"], ["ir_r2_k5_s2_e6_c40"], ["ir_r3_k3_s2_e6_c80"],
+                ["ir_r3_k5_s1_e6_c112"], ["ir_r4_k5_s2_e6_c192"], ["ir_r1_k3_s1_e6_c320"]]
+    return EfficientNet(block_args=decode_arch_def(arch_def, 1.0, fix_first_last=True), num_features=num_features,
+                        stem_size=32, fix_stem=True, round_chs_fn=partial(round_channels, multiplier=channel_multiplier),
+                        act_layer=nn.ReLU6, norm_layer=partial(nn.BatchNorm2d, eps=BN_EPS_TF_DEFAULT), pad_type="same",
+                        **kwargs)
+
+
+#: Networks semgen assembles itself, by the ``timm_name`` of their :class:`ArchSpec`.
+_BUILDERS = {"semgen_efficientnet_lite": _efficientnet_lite}
 
 
 def create_model(arch: str, num_classes: int, *, drop_rate: float = 0.2, heads=None, classes=None):
@@ -92,15 +119,68 @@ def create_model(arch: str, num_classes: int, *, drop_rate: float = 0.2, heads=N
     return HierClassifier(arch, classes, load_hierarchy(heads), drop_rate=drop_rate)
 
 
-def load_backbone(model: SemClassifier, state: dict, *, same_classes: bool) -> dict:
+def select_weights(state: dict, own: dict, *, skip=()) -> dict:
+    """Weight selection: each tensor of a wider network cut to the shape of the narrower one's.
+
+    Every dimension keeps its *leading* entries, the same ones in every tensor, so channel ``c``
+    that one layer outputs is channel ``c`` that the next layer (its BatchNorm, its depthwise
+    conv, the residual sum) reads: the narrow network computes a consistent sub-network of the
+    wide one (Xu et al., "Initializing Models with Larger Ones", ICLR 2024, found such consistent
+    selection the one that matters). Tensors of equal shape pass unchanged.
+
+    Parameters
+    ----------
+    state : dict
+        The wide network's state dict.
+    own : dict
+        The narrow network's state dict (only its keys and shapes are read).
+    skip : collection of str
+        Names left out (a head for other classes).
+
+    Returns
+    -------
+    dict
+        ``name -> tensor`` for every name of ``own`` found in ``state`` and not skipped.
+
+    Raises
+    ------
+    SemgenError
+        A tensor of ``state`` is smaller than, or has another rank than, its namesake in ``own``:
+        not a wider network of the same layout.
+
+    Examples
+    --------
+    >>> import torch
+    >>> w = torch.arange(12.).reshape(4, 3)
+    >>> select_weights({"w": w}, {"w": torch.zeros(2, 2)})["w"]
+    tensor([[0., 1.],
+            [3., 4.]])
+    """
+    out = {}
+    for name, mine in own.items():
+        if name in skip or name not in state:
+            continue
+        t = state[name]
+        if t.dim() != mine.dim() or any(a < b for a, b in zip(t.shape, mine.shape)):
+            raise SemgenError(f"cannot select {name} {tuple(mine.shape)} from {tuple(t.shape)}: "
+                              "not a wider network of the same layout")
+        out[name] = t[tuple(slice(0, n) for n in mine.shape)].clone() if t.shape != mine.shape else t
+    return out
+
+
+def load_backbone(model: SemClassifier, state: dict, *, same_classes: bool, select: bool = False) -> dict:
     """Load ``state`` into ``model``: everything if ``same_classes``, else all but the head.
 
     Returns a summary ``{"loaded": n, "skipped": [names]}``. Tensors whose shapes differ (another
     head, another architecture) are never loaded silently: an architecture mismatch outside the
-    head is an error.
+    head is an error. ``select``: ``state`` is a wider network of the same layout (the model's
+    :attr:`ArchSpec.select_from`), cut to the model's shapes by :func:`select_weights` first.
     """
     own = model.state_dict()
     head = model.head_parameter_names()
+    if select:  # a head for the same classes too: its leading inputs are what the selected conv_head makes
+        left = {k: v for k, v in state.items() if k not in own or (k in head and not same_classes)}
+        state = {**left, **select_weights(state, own, skip=set() if same_classes else head)}
     loaded, skipped = {}, []
     for name, tensor in state.items():
         if name not in own:

