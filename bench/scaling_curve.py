@@ -73,24 +73,32 @@ def curve(runs, ensembles, test, tta="none", n_boot=2000) -> list[dict]:
 
 
 def plot(rows, path, title) -> None:
+    import textwrap
+
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=110)
-    xs = [r["seen"] for r in rows]
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=110)
+    xs = sorted({r["seen"] for r in rows})
+
+    def at(r, shift=0.0):  # repeated-scene points a little left, ensembles a little right (log axis)
+        x = r["seen"] * (0.88 if r["distinct"] < r["seen"] else 1.0)
+        return x * (1 + shift) + (1500 * shift / 0.05 if x == 0 else 0)
+
     seeds = [r for r in rows if "f1" in r]
-    ax.plot([r["seen"] for r in seeds], [r["f1"] for r in seeds], "-", color="C0", lw=1, alpha=0.6)
+    line = [r for r in seeds if r["distinct"] == r["seen"]]  # the curve: new scenes only
+    ax.plot([at(r) for r in line], [r["f1"] for r in line], "-", color="C0", lw=1, alpha=0.6)
     for r in seeds:
         full = r["distinct"] == r["seen"]
-        ax.errorbar(r["seen"], r["f1"], yerr=[[r["f1"] - r["lo"]], [r["hi"] - r["f1"]]], fmt="o", color="C0",
-                    mfc="C0" if full else "white", capsize=3, label=None)
-        ax.scatter([r["seen"]] * len(r["seeds"]), r["seeds"], s=10, color="0.55", zorder=3)
+        ax.errorbar(at(r), r["f1"], yerr=[[r["f1"] - r["lo"]], [r["hi"] - r["f1"]]], fmt="o", color="C0",
+                    mfc="C0" if full else "white", capsize=3)
+        ax.scatter([at(r)] * len(r["seeds"]), r["seeds"], s=10, color="0.55", zorder=3)
     ens = [r for r in rows if "ens_f1" in r]
     for r in ens:
         full = r["distinct"] == r["seen"]
-        ax.errorbar(r["seen"] * 1.04 + 1500, r["ens_f1"], yerr=[[r["ens_f1"] - r["ens_lo"]], [r["ens_hi"] - r["ens_f1"]]],
+        ax.errorbar(at(r, 0.05), r["ens_f1"], yerr=[[r["ens_f1"] - r["ens_lo"]], [r["ens_hi"] - r["ens_f1"]]],
                     fmt="*", ms=10, color="C3", mfc="C3" if full else "white", capsize=3)
     # legend proxies
     ax.errorbar([], [], yerr=[], fmt="o", color="C0", capsize=3, label="mean of seeds, 95% CI (seed x image bootstrap)")
@@ -106,7 +114,7 @@ def plot(rows, path, title) -> None:
     ax.set_xlabel("procedural samples seen in semgen pretraining (after ImageNet)")
     ax.set_ylabel("macro-F1 on the real test set")
     ax.grid(alpha=0.3)
-    ax.set_title(title, fontsize=10)
+    ax.set_title("\n".join(textwrap.wrap(title, 70)), fontsize=9)
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
