@@ -58,11 +58,11 @@ def _streamed(images: int, p: dict) -> int:
 def _stage(folder: Path, cfg: dict) -> dict:
     """One run dir's own stage record (no recursion)."""
     if "pretrain" in cfg:
-        p = cfg["pretrain"]
-        return {"kind": "pretrain", "run": str(folder), "images": int(cfg.get("images_seen") or 0),
+        p, n = cfg["pretrain"], int(cfg.get("images_seen") or 0)
+        return {"kind": "pretrain", "run": str(folder), "images": n,
                 "seed": p.get("seed"), "size": p.get("size"), "labels": p.get("labels"),
                 "generators": p.get("generators"), "data": p.get("data"), "stream": list(_stream_key(p)),
-                "streamed": _streamed(int(cfg.get("images_seen") or 0), p)}
+                "streamed": _streamed(n, p)}
     if "train" in cfg or "request" in cfg:
         req = cfg.get("request") or {}
         return {"kind": "train", "run": str(folder), "images": (cfg.get("train") or {}).get("n"),
@@ -80,7 +80,7 @@ def lineage(run, *, verify: bool = True) -> list[dict]:
         A ``semgen train`` or ``semgen pretrain`` run dir, or a checkpoint folder.
     verify : bool
         Hash each init's weights file and compare it with the sha256 its child recorded; a stage
-        whose file changed since (retrained in place) gets ``"changed": True``.
+        whose init's file changed since (retrained in place) gets ``"init_changed": True``.
 
     Returns
     -------
@@ -131,6 +131,11 @@ def lineage(run, *, verify: bool = True) -> list[dict]:
     return stages
 
 
+def _stream_of(stage: dict) -> tuple[str, int]:
+    """A pretraining stage's stream (as a hashable key) and its streamed sample count."""
+    return json.dumps(stage.get("stream")), int(stage.get("streamed", stage.get("images")) or 0)
+
+
 def synthetic_budget(stages: list[dict]) -> dict:
     """Streamed procedural samples in a lineage: ``seen`` (summed over pretraining cycles) and
     ``distinct`` (scenes: cycles with the same :func:`~semgen.pretrain.stream.stream_key`, i.e.
@@ -154,8 +159,7 @@ def synthetic_budget(stages: list[dict]) -> dict:
     for s in stages:
         if s.get("kind") != "pretrain":
             continue
-        n = int(s.get("streamed", s.get("images")) or 0)
-        stream = json.dumps(s.get("stream"))
+        stream, n = _stream_of(s)
         longest[stream] = max(longest.get(stream, 0), n)
         seen += n
         cycles += 1
@@ -179,8 +183,8 @@ def describe(stages: list[dict]) -> list[str]:
     for i, s in enumerate(stages, 1):
         kind, what = s["kind"], ""
         if kind == "pretrain":
-            key = json.dumps(s.get("stream"))
-            what = (f"{s['run']}: {int(s.get('streamed', s.get('images')) or 0):,} streamed samples, seed {s.get('seed')}, "
+            key, n = _stream_of(s)
+            what = (f"{s['run']}: {n:,} streamed samples, seed {s.get('seed')}, "
                     f"{s.get('labels')} labels" + (" (the same scenes as an earlier cycle)" if key in streams else "")
                     + (f", plus dataset dirs {', '.join(map(str, s['data']))}" if s.get("data") else ""))
             streams.add(key)
