@@ -134,6 +134,68 @@ def test_qat_export_keeps_8bit_activations_and_agrees(runs, qat_run):
     assert json.loads((qat_run / "export.json").read_text())["quantization"]["strategy"] == "qat"
 
 
+def test_qat_dead_channel_bias_exports_exactly(runs, qat_run, tmp_path):
+    """A channel whose folded weights are all 0 but whose bias is not (a BatchNorm gamma of 0):
+    the weight scale is raised so the bias fits the int32 grid, in the fake-quant model and the
+    INT8 file alike. Without it the exported bias saturated (and wrapped in the int32 cast)."""
+    from semgen.classifier.qat import QConv2d, _weight_scales, export_qat_onnx
+
+    qmodel, meta = load_qat_run(qat_run)
+    convs = [m for m in qmodel.modules() if isinstance(m, QConv2d) and m.bias is not None and m.groups == 1]
+    conv = convs[len(convs) // 2]
+    with torch.no_grad():
+        conv.weight[0].zero_()
+        conv.bias[0] = 3.0
+    seen = []  # the input scale the conv sees (its input's _sg_scale, or its own in_q's)
+    hook = conv.register_forward_pre_hook(lambda mod, inp: seen.append(
+        getattr(inp[0], "_sg_scale", None) or mod.in_q.qparams()[0]))
+    with torch.no_grad():
+        qmodel(torch.rand(2, 1, 32, 32))
+    hook.remove()
+    s_in = seen[0]
+    s_w = _weight_scales(conv.weight, conv.wmax, conv.bias, s_in)
+    assert 3.0 / (s_in * float(s_w[0])) <= 2**30 + 1
+    path = export_qat_onnx(qmodel, 32, tmp_path / "dead.int8.onnx")
+    m = onnx.load(str(path))
+    q_bias = [numpy_helper.to_array(t) for t in m.graph.initializer if t.data_type == onnx.TensorProto.INT32]
+    assert q_bias and all(np.abs(b.astype(np.int64)).max() < 2**31 - 1 for b in q_bias)
+    imgs = (torch.rand(24, 32, 32, generator=torch.Generator().manual_seed(1)) * 255).to(torch.uint8)
+    with torch.no_grad():
+        want = qmodel(imgs.unsqueeze(1).float() / 255).numpy()
+    got = ort_logits(ort_session(path), imgs)
+    scale = float(np.abs(want).max())
+    assert float(np.abs(got - want).max()) < 0.1 * scale
+
+
+def test_qat_same_padding_folds_into_integer_convs(tmp_path):
+    """The edge EfficientNet-Lite uses TF "SAME" padding (one extra row / column at stride 2): its
+    QAT export has no Pad and no shape arithmetic left, every Conv reads an int8 activation (so
+    the runtime fuses each into an integer conv), and it matches the fake-quant model."""
+    from semgen.classifier.models import create_model
+    from semgen.classifier.qat import export_qat_onnx, to_qat
+
+    torch.manual_seed(0)
+    model = to_qat(create_model("efficientnet_lite0_035", 3, drop_rate=0.0), weight_bits=7)  # see qat_run
+    model.train()
+    with torch.no_grad():  # the observers' ranges
+        for _ in range(3):
+            model(torch.rand(8, 1, 32, 32))
+    model.eval()
+    path = export_qat_onnx(model, 32, tmp_path / "lite.int8.onnx")
+    m = onnx.load(str(path))
+    ops = {n.op_type for n in m.graph.node}
+    assert "Pad" not in ops and not ops & {"Shape", "ConstantOfShape", "Ceil", "Slice", "Concat"}
+    producer = {o: n for n in m.graph.node for o in n.output}
+    convs = [n for n in m.graph.node if n.op_type == "Conv"]
+    assert convs and all(producer[n.input[0]].op_type == "DequantizeLinear" for n in convs)
+    assert any(list(a.ints) == [0, 0, 1, 1] for n in convs for a in n.attribute if a.name == "pads")
+    imgs = (torch.rand(16, 32, 32, generator=torch.Generator().manual_seed(2)) * 255).to(torch.uint8)
+    with torch.no_grad():
+        want = model(imgs.unsqueeze(1).float() / 255).numpy()
+    got = ort_logits(ort_session(path), imgs)
+    assert float(np.abs(got - want).max()) < 0.1 * float(np.abs(want).max()) + 1e-3
+
+
 def test_qat_with_teacher_from_trained_run(runs):
     out = runs / "qat_ft"
     s = train_classifier(runs / "train", out, init=runs / "t1", epochs=1, qat=QATConfig(),

@@ -144,9 +144,24 @@ class ActQuant(nn.Module):
         return y
 
 
-def _weight_scales(w: torch.Tensor, wmax: int = 127) -> torch.Tensor:
-    """Per-output-channel symmetric scales (``max|w| / wmax``), detached (no gradient to them)."""
+# The largest |bias| / (s_in * s_w) a channel may have: the int32 bias grid with a factor 2 of
+# headroom for the accumulated products the runtime adds to it in the same int32 accumulator.
+_BIAS_QMAX = float(2**30)
+
+
+def _weight_scales(w: torch.Tensor, wmax: int = 127, bias: torch.Tensor | None = None,
+                   s_in: float | None = None) -> torch.Tensor:
+    """Per-output-channel symmetric scales (``max|w| / wmax``), detached (no gradient to them).
+
+    With ``bias`` and the input scale ``s_in``, a channel's scale is raised where its bias would not
+    fit the int32 grid ``s_in * s_w``: a channel with (near) zero weights after BatchNorm folding
+    and a non-zero bias. Its weights round to 0 either way; without the floor the exported bias
+    saturates and the INT8 graph departs from the fake-quantised one (onnxruntime's quantiser
+    raises the weight scale the same way).
+    """
     s = w.detach().abs().flatten(1).amax(1).clamp_min(1e-8) / float(wmax)
+    if bias is not None and s_in is not None:
+        s = torch.maximum(s, bias.detach().abs().to(s.dtype) / (float(s_in) * _BIAS_QMAX))
     if torch.onnx.is_in_onnx_export():
         # a fresh tensor, not a traced op: the exporter writes it as a constant the lowering folds
         s = torch.from_numpy(s.numpy().copy())
@@ -167,6 +182,22 @@ def _fq_bias(b: torch.Tensor | None, s_in: float, s_w: torch.Tensor):
         return b
     s = (s_w * np.float32(s_in)).to(b.dtype)
     return b + (torch.round(b / s) * s - b).detach()
+
+
+def _same_pads(size, kernel, stride, dilation) -> tuple[int, int, int, int]:
+    """TF "SAME" padding as ``F.pad`` wants it (left, right, top, bottom), in Python ints.
+
+    timm's ``pad_same`` computes it from the traced shape, which the ONNX export writes as a chain
+    of Shape / Ceil / Pad nodes around every such conv; the input size of an exported model is
+    fixed, so here it is a constant, and a constant Pad folds into the quantised conv's own pads.
+    """
+    out = []
+    for n, k, s, d in zip(size, kernel, stride, dilation):
+        n = int(n)
+        total = max((-(-n // s) - 1) * s + (k - 1) * d + 1 - n, 0)
+        out.append((total // 2, total - total // 2))
+    (top, bottom), (left, right) = out
+    return left, right, top, bottom
 
 
 class _QBase(nn.Module):
@@ -204,14 +235,15 @@ class QConv2d(_QBase):
 
     def forward(self, x):
         x, s_in = self._input(x)
-        s_w = _weight_scales(self.weight, self.wmax)
+        s_w = _weight_scales(self.weight, self.wmax, self.bias, s_in)
         w = _fq_weight(self.weight, s_w)
         b = _fq_bias(self.bias, s_in, s_w)
         if self.same_pad:
-            from timm.layers.padding import pad_same
-
-            x = pad_same(x, self.weight.shape[-2:], self.stride, self.dilation)
-            y = F.conv2d(x, w, b, self.stride, 0, self.dilation, self.groups)
+            pads = _same_pads(x.shape[-2:], self.weight.shape[-2:], self.stride, self.dilation)
+            if pads[0] == pads[1] and pads[2] == pads[3]:
+                y = F.conv2d(x, w, b, self.stride, (pads[2], pads[0]), self.dilation, self.groups)
+            else:  # stride 2 on an even size: one more row / column at the end (lower_qdq folds it)
+                y = F.conv2d(F.pad(x, pads), w, b, self.stride, 0, self.dilation, self.groups)
         else:
             y = F.conv2d(x, w, b, self.stride, self.padding, self.dilation, self.groups)
         return self.out_q(self.act(y))
@@ -230,7 +262,7 @@ class QLinear(_QBase):
 
     def forward(self, x):
         x, s_in = self._input(x)
-        s_w = _weight_scales(self.weight, self.wmax)
+        s_w = _weight_scales(self.weight, self.wmax, self.bias, s_in)
         return F.linear(x, _fq_weight(self.weight, s_w), _fq_bias(self.bias, s_in, s_w))
 
 
@@ -429,6 +461,32 @@ def export_qat_onnx(model, size: int, path, *, metadata: dict | None = None):
     return Path(path)
 
 
+_FOLDABLE = {"Cast", "Concat", "ConstantOfShape", "Reshape", "Slice", "Transpose", "Squeeze", "Unsqueeze",
+             "Gather", "Identity"}
+
+
+def _constant(name: str, consts: dict, producer: dict, depth: int = 16):
+    """The value of a graph tensor computed from constants only by shape-like ops (the TorchScript
+    exporter writes ``F.pad``'s pads as such a chain), evaluated with the ONNX reference runtime;
+    None if it depends on anything else."""
+    if name in consts:
+        return consts[name]
+    n = producer.get(name)
+    if n is None or n.op_type not in _FOLDABLE or depth == 0:
+        return None
+    args = {}
+    for v in n.input:
+        if v:
+            args[v] = _constant(v, consts, producer, depth - 1)
+            if args[v] is None:
+                return None
+    from onnx.reference import ReferenceEvaluator
+
+    out = ReferenceEvaluator(n).run(None, args)
+    consts.update(zip(n.output, out))
+    return consts[name]
+
+
 def lower_qdq(m) -> None:
     """Fold ``QuantizeLinear`` of constant weights into int8 initialisers and put every Conv / Gemm
     bias behind an int32 ``DequantizeLinear`` (scale ``s_in * s_w``), as onnxruntime's quantiser
@@ -456,6 +514,36 @@ def lower_qdq(m) -> None:
         shape = [1] * ndim
         shape[axis] = -1
         return v.reshape(shape)
+
+    # 0. a constant zero Pad of H / W in front of a Conv goes into the Conv's own pads (TF "SAME"
+    # padding at stride 2): a Pad between the DequantizeLinear and the Conv would keep the runtime
+    # from fusing them into one integer conv, and it would run in float
+    uses: dict[str, int] = {}
+    for n in g.node:
+        for v in n.input:
+            uses[v] = uses.get(v, 0) + 1
+    for n in g.node:
+        p = producer.get(n.input[0]) if n.op_type == "Conv" else None
+        if p is None or p.op_type != "Pad" or uses.get(p.output[0]) != 1:
+            continue
+        mode = next((a.s for a in p.attribute if a.name == "mode"), b"constant")
+        value = _constant(p.input[2], consts, producer) if len(p.input) > 2 and p.input[2] else np.zeros(())
+        pads = _constant(p.input[1], consts, producer)
+        if pads is None:
+            continue
+        pads = np.asarray(pads).reshape(-1)
+        if mode != b"constant" or value is None or np.any(value != 0) or len(pads) != 8 or np.any(pads < 0) \
+                or np.any(pads[[0, 1, 4, 5]] != 0) or (len(p.input) > 3 and p.input[3]):
+            continue
+        old = next((list(a.ints) for a in n.attribute if a.name == "pads"), [0, 0, 0, 0])
+        new = [int(a + b) for a, b in zip(old, [pads[2], pads[3], pads[6], pads[7]])]
+        for a in list(n.attribute):
+            if a.name in ("pads", "auto_pad"):
+                n.attribute.remove(a)
+        n.attribute.append(helper.make_attribute("pads", new))
+        n.input[0] = p.input[0]
+        drop.add(id(p))
+    producer = {o: n for n in g.node if id(n) not in drop for o in n.output}
 
     # 1. constant weights: Q(w) -> int8 initialiser
     rename = {}
@@ -492,7 +580,8 @@ def lower_qdq(m) -> None:
         s_b = (np.float32(s_x) * np.asarray(s_w, np.float32)).astype(np.float32).reshape(-1)
         if s_b.size == 1:
             s_b = np.full(b.shape, s_b[0], np.float32)
-        qb = np.clip(np.rint(b / s_b), -2**31, 2**31 - 1).astype(np.int32)
+        # in float64: float32 cannot hold 2**31 - 1, and a value rounded up to 2**31 wraps in the cast
+        qb = np.clip(np.rint(b.astype(np.float64) / s_b), -2**31, 2**31 - 1).astype(np.int32)
         base = n.input[2]
         new_inits += [numpy_helper.from_array(qb, f"{base}_quantized"),
                       numpy_helper.from_array(s_b, f"{base}_scale"),
@@ -505,11 +594,15 @@ def lower_qdq(m) -> None:
     del g.node[:]
     g.node.extend(nodes)
     g.initializer.extend(new_inits)
-    # dead constants and initialisers (the float weights the int8 ones replace)
-    used = {v for n in g.node for v in n.input} | {o.name for o in g.output}
-    keep = [n for n in g.node if not (n.op_type == "Constant" and n.output[0] not in used)]
-    del g.node[:]
-    g.node.extend(keep)
+    # dead nodes (what computed the folded pads) and initialisers (the float weights the int8 ones
+    # replace); a node is dead when nothing reads any of its outputs
+    while True:
+        used = {v for n in g.node for v in n.input} | {o.name for o in g.output}
+        keep = [n for n in g.node if any(o in used for o in n.output)]
+        if len(keep) == len(g.node):
+            break
+        del g.node[:]
+        g.node.extend(keep)
     inits = [t for t in g.initializer if t.name in used]
     del g.initializer[:]
     g.initializer.extend(inits)
