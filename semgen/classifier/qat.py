@@ -32,6 +32,7 @@ the key ``qat`` of a ``.pt`` checkpoint of an earlier version).
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Annotated, Optional
 
 import numpy as np
@@ -191,13 +192,10 @@ def _same_pads(size, kernel, stride, dilation) -> tuple[int, int, int, int]:
     of Shape / Ceil / Pad nodes around every such conv; the input size of an exported model is
     fixed, so here it is a constant, and a constant Pad folds into the quantised conv's own pads.
     """
-    out = []
-    for n, k, s, d in zip(size, kernel, stride, dilation):
-        n = int(n)
-        total = max((-(-n // s) - 1) * s + (k - 1) * d + 1 - n, 0)
-        out.append((total // 2, total - total // 2))
-    (top, bottom), (left, right) = out
-    return left, right, top, bottom
+    from timm.layers.padding import get_same_padding  # its int branch: plain math, no traced op
+
+    ph, pw = (get_same_padding(int(n), k, s, d) for n, k, s, d in zip(size, kernel, stride, dilation))
+    return pw // 2, pw - pw // 2, ph // 2, ph - ph // 2
 
 
 class _QBase(nn.Module):
@@ -518,10 +516,7 @@ def lower_qdq(m) -> None:
     # 0. a constant zero Pad of H / W in front of a Conv goes into the Conv's own pads (TF "SAME"
     # padding at stride 2): a Pad between the DequantizeLinear and the Conv would keep the runtime
     # from fusing them into one integer conv, and it would run in float
-    uses: dict[str, int] = {}
-    for n in g.node:
-        for v in n.input:
-            uses[v] = uses.get(v, 0) + 1
+    uses = Counter(v for n in g.node for v in n.input)
     for n in g.node:
         p = producer.get(n.input[0]) if n.op_type == "Conv" else None
         if p is None or p.op_type != "Pad" or uses.get(p.output[0]) != 1:
