@@ -47,10 +47,12 @@ def budget_of(run) -> dict:
     return dict(budgets.pop())
 
 
-def curve(runs, ensembles, test, tta="none", n_boot=2000) -> list[dict]:
-    """One row per budget: seeds' mean macro-F1 with its CI, and the ensemble's, if one was given."""
-    groups: dict[tuple, dict] = defaultdict(lambda: {"runs": [], "ensembles": []})
-    for kind, items in (("runs", runs), ("ensembles", ensembles)):
+def curve(runs, ensembles, test, tta="none", n_boot=2000, synthetic_only=()) -> list[dict]:
+    """One row per budget: seeds' mean macro-F1 with its CI, the ensemble's if one was given, and
+    the synthetic-only figure of a pretraining run of that budget (no real image: its fine labels
+    folded onto the test classes) if one was given."""
+    groups: dict[tuple, dict] = defaultdict(lambda: {"runs": [], "ensembles": [], "synthetic_only": []})
+    for kind, items in (("runs", runs), ("ensembles", ensembles), ("synthetic_only", synthetic_only)):
         for r in items:
             b = budget_of(r)
             groups[(b["seen"], b["distinct"])][kind].append(r)
@@ -68,6 +70,11 @@ def curve(runs, ensembles, test, tta="none", n_boot=2000) -> list[dict]:
             s = bootstrap(y, [p], n_boot=n_boot)
             row.update(ensemble=e, ens_f1=s["macro_f1"]["mean"], ens_lo=s["macro_f1"]["lo"],
                        ens_hi=s["macro_f1"]["hi"])
+        for z in g["synthetic_only"][:1]:
+            y, p = predictions(z, test, tta, saved=True)
+            s = bootstrap(y, [p], n_boot=n_boot)
+            row.update(synthetic_only=z, syn_f1=s["macro_f1"]["mean"], syn_lo=s["macro_f1"]["lo"],
+                       syn_hi=s["macro_f1"]["hi"])
         rows.append(row)
     return rows
 
@@ -100,11 +107,21 @@ def plot(rows, path, title) -> None:
         full = r["distinct"] == r["seen"]
         ax.errorbar(at(r, 0.05), r["ens_f1"], yerr=[[r["ens_f1"] - r["ens_lo"]], [r["ens_hi"] - r["ens_f1"]]],
                     fmt="*", ms=10, color="C3", mfc="C3" if full else "white", capsize=3)
+    syn = [r for r in rows if "syn_f1" in r]
+    syn_line = [r for r in syn if r["distinct"] == r["seen"]]
+    ax.plot([at(r, -0.05) for r in syn_line], [r["syn_f1"] for r in syn_line], "--", color="C2", lw=1, alpha=0.6)
+    for r in syn:
+        full = r["distinct"] == r["seen"]
+        ax.errorbar(at(r, -0.05), r["syn_f1"], yerr=[[r["syn_f1"] - r["syn_lo"]], [r["syn_hi"] - r["syn_f1"]]],
+                    fmt="s", ms=5, color="C2", mfc="C2" if full else "white", capsize=3)
     # legend proxies
     ax.errorbar([], [], yerr=[], fmt="o", color="C0", capsize=3, label="mean of seeds, 95% CI (seed x image bootstrap)")
     ax.scatter([], [], s=10, color="0.55", label="each seed")
     if ens:
         ax.errorbar([], [], yerr=[], fmt="*", ms=10, color="C3", capsize=3, label="ensemble of the seeds, 95% CI")
+    if syn:
+        ax.errorbar([], [], yerr=[], fmt="s", ms=5, color="C2", capsize=3,
+                    label="no real image: the pretraining run itself, 95% CI")
     if any(r["distinct"] < r["seen"] for r in rows):
         ax.plot([], [], "o", color="C0", mfc="white", label="hollow: scenes repeated (same seed twice)")
     ax.set_xscale("symlog", linthresh=10000)
@@ -127,25 +144,29 @@ def main(argv=None) -> int:
     ap.add_argument("--test", required=True, help="the real test set (a dataset dir or class folders)")
     ap.add_argument("--runs", nargs="+", default=[], metavar="RUN", help="fine-tuned run dirs (one per seed)")
     ap.add_argument("--ensembles", nargs="*", default=[], metavar="DIR", help="ensemble folders of those runs")
+    ap.add_argument("--synthetic-only", nargs="*", default=[], metavar="RUN",
+                    help="`semgen pretrain` runs scored with no real image (fine labels folded onto the test classes)")
     ap.add_argument("--tta", default="none", choices=TTA_MODES)
     ap.add_argument("--n-boot", type=int, default=2000)
     ap.add_argument("--plot", metavar="PNG", help="write the curve here")
     ap.add_argument("--title", default=None)
     a = ap.parse_args(argv)
-    if not a.runs and not a.ensembles:
-        ap.error("give --runs and/or --ensembles")
+    if not a.runs and not a.ensembles and not a.synthetic_only:
+        ap.error("give --runs, --ensembles and/or --synthetic-only")
     try:
-        rows = curve(a.runs, a.ensembles, a.test, a.tta, a.n_boot)
+        rows = curve(a.runs, a.ensembles, a.test, a.tta, a.n_boot, a.synthetic_only)
     except SemgenError as e:
         print(f"scaling_curve: {e}", file=sys.stderr)
         return 2
-    print("| synthetic samples seen | distinct scenes | seeds | mean macro-F1 [95% CI] | each seed | ensemble [95% CI] |")
-    print("|---|---|---|---|---|---|")
+    print("| synthetic samples seen | distinct scenes | seeds | mean macro-F1 [95% CI] | each seed | ensemble [95% CI] "
+          "| no real image [95% CI] |")
+    print("|---|---|---|---|---|---|---|")
     for r in rows:
         seeds = (f"{r['f1']:.3f} [{r['lo']:.3f}, {r['hi']:.3f}]", " / ".join(f"{s:.3f}" for s in r["seeds"])) \
             if "f1" in r else ("-", "-")
         ens = f"{r['ens_f1']:.3f} [{r['ens_lo']:.3f}, {r['ens_hi']:.3f}]" if "ens_f1" in r else "-"
-        print(f"| {r['seen']:,} | {r['distinct']:,} | {r['n_seeds']} | {seeds[0]} | {seeds[1]} | {ens} |")
+        syn = f"{r['syn_f1']:.3f} [{r['syn_lo']:.3f}, {r['syn_hi']:.3f}]" if "syn_f1" in r else "-"
+        print(f"| {r['seen']:,} | {r['distinct']:,} | {r['n_seeds']} | {seeds[0]} | {seeds[1]} | {ens} | {syn} |")
     if a.plot:
         title = a.title or f"{os.path.basename(os.path.normpath(a.test))}, tta {a.tta}"
         plot(rows, a.plot, title)

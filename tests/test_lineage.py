@@ -116,3 +116,9 @@ def test_the_scaling_bench_places_each_run_by_its_lineage(chain, tmp_path, capsy
     rows = [r for r in capsys.readouterr().out.splitlines() if r.startswith("| ") and r[2].isdigit()]
     assert [r.split(" | ")[:3] for r in rows] == [["| 8", "8", "1"], ["| 32", "24", "1"]]
     assert png.stat().st_size > 5000
+    # the pretraining runs themselves, with no real image, beside the fine-tuned runs of their budget
+    assert mod.main(["--test", str(chain / "d"), "--runs", str(chain / "ft"), "--synthetic-only", str(chain / "a"),
+                     str(chain / "c"), "--n-boot", "50", "--plot", str(png)]) == 0
+    rows = [r.split(" | ") for r in capsys.readouterr().out.splitlines() if r.startswith("| ") and r[2].isdigit()]
+    assert [r[:3] for r in rows] == [["| 8", "8", "0"], ["| 32", "24", "1"]]
+    assert rows[0][3] == "-" and all(r[-1].strip(" |")[0].isdigit() for r in rows)

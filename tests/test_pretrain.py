@@ -263,3 +263,40 @@ def test_continuing_from_a_run_of_the_same_seed_warns_that_the_scenes_repeat(tmp
     pretrain(tmp_path / "fresh", PretrainConfig(**{**TINY, "images": 8, "seed": 4, "init": str(first)}),
              workers=0, threads=1, progress=False)
     assert not [w for w in recwarn if issubclass(w.category, SameStreamWarning)]
+
+
+def test_fold_to_classes_sums_each_class_fine_labels():
+    from semgen.pretrain.labels import fold_to_classes
+
+    names = TargetSpace.build(["ler", "bridge"]).fine_names
+    p = np.random.default_rng(0).dirichlet(np.ones(len(names)), size=5)
+    q, classes = fold_to_classes(p, names)
+    assert classes == ["ler", "bridge"] and q.shape == (5, 2)
+    np.testing.assert_allclose(q.sum(1), 1.0)
+    np.testing.assert_allclose(q[:, 0], p[:, [n.startswith("ler/") for n in names]].sum(1))
+    assert fold_to_classes(p[:, :2], ["clean", "via"])[1] == ["clean", "via"]  # plain classes fold onto themselves
+    with pytest.raises(SemgenError, match="do not match"):
+        fold_to_classes(p[:, :3], names)
+
+
+def test_a_fine_label_run_is_evaluated_on_the_test_set_classes(tmp_path):
+    """Synthetic-only accuracy: a pretraining run scores real-style class labels with no fine-tuning."""
+    from classifier_synth import make_dataset
+
+    from semgen.classifier.checkpoint import load_run
+    from semgen.classifier.data import load_image_set
+    from semgen.classifier.evaluate import evaluate_run
+    from semgen.classifier.train import predict_probs
+    from semgen.pretrain.labels import fold_to_classes
+
+    run = tmp_path / "pt"
+    pretrain(run, PretrainConfig(**{**TINY, "images": 16}), workers=0, threads=1, progress=False)
+    data = make_dataset(tmp_path / "d", n_per_class=3, classes=("bridge", "ler", "open"), side=32)
+    res = evaluate_run(run, data.root, n_boot=10, progress=False, num_threads=1)
+    assert res["model_classes"] == ["ler", "bridge"] and res["classes"][:2] == ["ler", "bridge"]
+    assert res["absent_from_model"] == {"open": 3}
+    assert res["folded_from_fine_labels"] == len(TargetSpace.build(TINY["generators"]).fine_names)
+    model, meta = load_run(run)
+    s = load_image_set(data.root, size=32, classes=["ler", "bridge"], allow_unknown=True)
+    want = fold_to_classes(predict_probs(model, s.images).numpy(), meta["classes"])[0].argmax(1)
+    assert res["y_pred"] == want.tolist() and (run / "confusion.png").exists()

@@ -73,8 +73,9 @@ def register(sub) -> None:
     p.set_defaults(func=_train)
 
     p = long_running(sub.add_parser("evaluate", help="metrics, bootstrap CIs and a confusion matrix of a trained run"))
-    p.add_argument("run_dir", metavar="RUN_DIR", help="run dir or checkpoint of `semgen train`, or an ensemble "
-                   "folder of `semgen ensemble`")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="run dir or checkpoint of `semgen train`, an ensemble "
+                   "folder of `semgen ensemble`, or a `semgen pretrain` run (its fine labels summed "
+                   "per class: the figure with no real image)")
     p.add_argument("--data", action="append", required=True, metavar="DIR",
                    help="labelled test images: dataset dir or ImageFolder (repeatable)")
     p.add_argument("--reject-below", type=_prob_or_auto, default=None, metavar="P|auto",

@@ -217,9 +217,16 @@ def evaluate_run(run_dir, data, *, reject_below: float | str | None = None, targ
                               "needs a run trained by this semgen with a validation split")
         chosen = threshold_for_precision(cal["val_confidence"], cal["val_correct"], target_precision)
         reject_below = chosen["threshold"]
+    from ..pretrain.labels import fold_to_classes, is_fine
+
+    # a `semgen pretrain` run with fine labels (bridge/lines/vertical/micro) is scored on the classes
+    # of a labelled test set: its fine probabilities summed per class (synthetic-only accuracy)
+    fine = is_fine(meta["classes"])
+    model_classes = fold_to_classes(np.zeros((0, len(meta["classes"]))), meta["classes"])[1] if fine \
+        else meta["classes"]
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="leaving out images of classes")
-        s = load_image_set(data, size=meta["size"], classes=meta["classes"], allow_unknown=True, progress=progress)
+        s = load_image_set(data, size=meta["size"], classes=model_classes, allow_unknown=True, progress=progress)
     s = _once_each(s)
     with torch_threads(num_threads):
         model = model.to(comp.device)
@@ -227,8 +234,12 @@ def evaluate_run(run_dir, data, *, reject_below: float | str | None = None, targ
         # and it is what Predictor (torch or ONNX) does
         probs = tta_probs(lambda x: apply_temperature(predict_probs(model, x, batch_size=batch_size, compute=comp)
                                                       .numpy(), temperature), s.images, tta)
-    res = evaluate_probs(s.labels.numpy(), probs, s.classes, model_classes=meta["classes"],
+    if fine:
+        probs = fold_to_classes(probs, meta["classes"])[0]
+    res = evaluate_probs(s.labels.numpy(), probs, s.classes, model_classes=model_classes,
                          reject_below=reject_below, n_boot=n_boot, seed=seed)
+    if fine:
+        res["folded_from_fine_labels"] = len(meta["classes"])
     res = {"run_dir": str(run_dir), "checkpoint": meta["checkpoint"], "epoch": meta["epoch"],
            "data": [str(src.path) for src in s.sources], "skipped_images": s.skipped,
            "files": s.files, "temperature": temperature, "qat": bool(meta.get("qat")), "compute": comp.record(),

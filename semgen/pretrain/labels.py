@@ -18,7 +18,7 @@ Examples
 >>> from semgen.pretrain.labels import TargetSpace
 >>> ts = TargetSpace.build(["ler"], labels="fine")
 >>> ts.fine_names[:2]
-['ler/lines/diagonal', 'ler/lines/horizontal']
+['ler/lines/vertical', 'ler/lines/horizontal']
 """
 
 from __future__ import annotations
@@ -70,6 +70,46 @@ def _target_u(spec: ParamSpec, value) -> float | None:
     if spec.log:
         lo, hi, v = math.log(lo), math.log(hi), math.log(max(v, 1e-30))
     return float(min(1.0, max(0.0, (v - lo) / (hi - lo))))
+
+
+def fold_to_classes(probs, names: list[str]) -> tuple[np.ndarray, list[str]]:
+    """Class probabilities of a fine-label model: each class's fine labels' probabilities summed.
+
+    A model pretrained with ``labels="fine"`` predicts ``bridge/lines/vertical/micro``; a test set
+    is labelled ``bridge``. Summing is exact for a softmax over the fine labels, so the class
+    prediction needs no real image (the synthetic-only figure).
+
+    Parameters
+    ----------
+    probs : float array (N, K)
+        Probabilities over ``names`` (rows sum to 1).
+    names : list of str
+        Fine labels (``class/part/...``) or plain classes; a plain class folds onto itself.
+
+    Returns
+    -------
+    (float64 array (N, C), list of str)
+        The summed probabilities and the classes, in order of first appearance in ``names``.
+
+    Examples
+    --------
+    >>> p, c = fold_to_classes([[0.2, 0.3, 0.5]], ["ler/lines", "ler/contacts", "via/array"])
+    >>> c, p.round(2).tolist()
+    (['ler', 'via'], [[0.5, 0.5]])
+    """
+    probs = np.asarray(probs, dtype=np.float64)
+    of = [n.split(SEP, 1)[0] for n in names]
+    classes = list(dict.fromkeys(of))
+    if probs.ndim != 2 or probs.shape[1] != len(names):
+        raise SemgenError(f"probabilities of shape {probs.shape} do not match {len(names)} labels")
+    fold = np.zeros((len(names), len(classes)))
+    fold[np.arange(len(names)), [classes.index(c) for c in of]] = 1.0
+    return probs @ fold, classes
+
+
+def is_fine(names) -> bool:
+    """Whether ``names`` are fine labels (some carry a ``class/...`` path)."""
+    return any(SEP in n for n in names)
 
 
 @dataclass
