@@ -300,3 +300,58 @@ def test_a_fine_label_run_is_evaluated_on_the_test_set_classes(tmp_path):
     s = load_image_set(data.root, size=32, classes=["ler", "bridge"], allow_unknown=True)
     want = fold_to_classes(predict_probs(model, s.images).numpy(), meta["classes"])[0].argmax(1)
     assert res["y_pred"] == want.tolist() and (run / "confusion.png").exists()
+
+
+PROFILE = ("version: 1\nclasses:\n  ler: {sigma_nm: {range: [5.0, 5.5]}}\n"
+           "  bridge: {bridge_type: {choices: {micro: 1}}, bridge_width: {value: 2.0}}\n")
+
+
+def test_a_profile_sets_the_stream_ranges_as_semgen_procedural_does(tmp_path):
+    """With --profile, streamed sample i is still the record `semgen procedural --profile` makes;
+    its targets are read against the generators' own ranges."""
+    from semgen.generators.procedural.profile import load_profile
+
+    (tmp_path / "p.yaml").write_text(PROFILE)
+    cfg = PretrainConfig(**{**TINY, "profile": str(tmp_path / "p.yaml")})
+    assert json.loads(cfg.profile)["classes"]["bridge"]["bridge_width"] == {"value": 2.0}
+    space = TargetSpace.build(["ler", "bridge"])
+    job = StreamJob(space, seed=5, size=48, profile=cfg.profile)
+    out = tmp_path / "ds"
+    for g in ("ler", "bridge"):
+        generate(g, 4, out, seed=5, size=48, progress=False, profile=load_profile(tmp_path / "p.yaml"))
+    recs = {(r["label"], r["index"]): r for r in DatasetDir(out).records()}
+    batch = job((0, 8))
+    for i in range(8):
+        rec = recs[(("ler", "bridge")[i % 2], i // 2)]
+        np.testing.assert_array_equal(batch["images"][i], read_gray(out / rec["file_name"]))
+        fid, reg, _ = space.targets(create_generator(rec["generator"]["name"]), rec["params"])
+        assert fid == batch["fine"][i]
+        np.testing.assert_array_equal(reg, batch["reg"][i])
+        if rec["label"] == "ler":
+            assert 5.0 <= rec["params"]["sigma_nm"] <= 5.5
+        else:
+            assert rec["params"]["bridge_type"] == "micro" and rec["params"]["bridge_width"] == 2.0
+    plain = StreamJob(space, seed=5, size=48)((0, 8))
+    assert not np.array_equal(plain["images"], batch["images"])
+
+
+def test_a_profile_is_recorded_and_keys_the_stream(tmp_path):
+    from semgen.pretrain.stream import stream_key
+
+    (tmp_path / "p.yaml").write_text(PROFILE)
+    cfg = PretrainConfig(**{**TINY, "images": 8, "profile": str(tmp_path / "p.yaml")})
+    run = tmp_path / "r"
+    pretrain(run, cfg, workers=0, threads=1, stop_after=1, progress=False)
+    (tmp_path / "p.yaml").write_text(PROFILE.replace("5.0, 5.5", "2.5, 3.0"))  # the file changes
+    with pytest.raises(SemgenError, match="other settings"):
+        pretrain(run, PretrainConfig(**{**cfg.to_dict(), "profile": str(tmp_path / "p.yaml")}), workers=0,
+                 threads=1, progress=False)
+    r = pretrain(run, PretrainConfig(**cfg.to_dict()), workers=0, threads=1, progress=False)  # its recorded JSON
+    assert r["done"]
+    rec = json.loads((run / "config.json").read_text())["pretrain"]
+    assert rec["profile"] == cfg.profile and "profile" not in PretrainConfig(**TINY).to_dict()
+    assert stream_key(rec) != stream_key(PretrainConfig(**TINY).to_dict())
+    with pytest.raises(SemgenError, match=r"--profile .*sigma_nm.*\(PretrainConfig.profile\)"):
+        PretrainConfig(**{**TINY, "profile": json.dumps({"version": 1, "classes": {"ler": {"sigma_nm": {"range": [0, 99]}}}})})
+    with pytest.raises(SemgenError, match="--profile"):
+        PretrainConfig(**{**TINY, "profile": str(tmp_path / "missing.yaml")})

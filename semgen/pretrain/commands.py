@@ -32,6 +32,9 @@ def register(sub) -> None:
     p.add_argument("--data", action="append", default=None, metavar="DIR[=WEIGHT]",
                    help="dataset dirs / ImageFolders (real or synthetic) mixed into every batch; repeatable")
     p.add_argument("--data-fraction", type=float, default=0.25, help="share of each batch taken from --data")
+    p.add_argument("--profile", default=None, metavar="FILE.yaml",
+                   help="per-class sampling ranges and weights for the stream (semgen tune / semgen procedural "
+                        "--profile); recorded in the run")
     p.add_argument("--size", type=int, default=128, help="image side in pixels")
     p.add_argument("--batch", type=int, default=64, help="batch size")
     p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (AdamW, cosine)")
@@ -59,7 +62,7 @@ def config_from_args(args):
                                labels=args.labels, aux_weight=args.aux_weight, size=args.size, images=args.images,
                                batch_size=args.batch, lr=args.lr, weight_decay=args.weight_decay, warmup=args.warmup,
                                label_smoothing=args.label_smoothing, drop_rate=args.drop_rate, seed=args.seed,
-                               data=args.data, data_fraction=args.data_fraction)
+                               data=args.data, data_fraction=args.data_fraction, profile=args.profile)
 
 
 def _pretrain(args) -> int:

@@ -83,6 +83,28 @@ def _data(v):
     return tuple(f"{Path(x.path).resolve()}={x.weight:g}" for x in src) or None
 
 
+def _profile(v):
+    """A profile file (YAML / JSON) or its canonical JSON -> the canonical JSON of what makes the
+    images (``version`` and ``classes``): recorded in the run, so it resumes and remakes without
+    the file (a changed file under the same name is another run)."""
+    import json
+
+    from ..generators.procedural.profile import canonical_json, load_profile, validate_profile
+
+    if v is None:
+        return None
+    if not isinstance(v, (str, os.PathLike)):
+        raise ValueError("must be a profile file (FILE.yaml)")
+    try:
+        if isinstance(v, str) and v.lstrip().startswith("{"):
+            prof = validate_profile(json.loads(v), where="--profile")
+        else:
+            prof = load_profile(v)
+    except (SemgenError, json.JSONDecodeError) as e:
+        raise ValueError(str(e).removeprefix("--profile").lstrip(" :")) from None  # the flag is said once
+    return canonical_json({"version": prof["version"], "classes": prof["classes"]})
+
+
 #: A fraction in [0, 1).
 _Fraction = Annotated[Number, Field(ge=0, lt=1)]
 
@@ -120,6 +142,10 @@ class PretrainConfig(Config):
         needs a generator in the stream.
     data_fraction : float
         Share of each batch drawn from ``data`` (class-balanced, with the classifier's augmentation).
+    profile : str, optional
+        A ``semgen procedural --profile`` file (e.g. from ``semgen tune``): its per-class ranges,
+        weights and pins are the stream's sampling ranges. Kept as the canonical JSON of its
+        classes; a run without one records no ``profile`` key (as before profiles existed).
 
     Examples
     --------
@@ -132,7 +158,7 @@ class PretrainConfig(Config):
     semgen.errors.SemgenError: --size must be >= 32, got 8 (PretrainConfig.size)
     """
 
-    flags = {"batch_size": "--batch", "generators": "--generators", "data": "--data"}
+    flags = {"batch_size": "--batch", "generators": "--generators", "data": "--data", "profile": "--profile"}
 
     arch: Annotated[str, BeforeValidator(_arch)] = DEFAULT_ARCH
     init: Optional[str] = None
@@ -150,6 +176,13 @@ class PretrainConfig(Config):
     seed: Annotated[Int, Field(ge=0, lt=2**63)] = 0
     data: Annotated[Optional[tuple[str, ...]], BeforeValidator(_data)] = None
     data_fraction: Number = 0.25
+    profile: Annotated[Optional[str], BeforeValidator(_profile)] = None
+
+    def to_dict(self) -> dict:
+        d = super().to_dict()
+        if d.get("profile") is None:  # runs without a profile keep the settings (and resume) they had
+            d.pop("profile", None)
+        return d
 
     @model_validator(mode="after")
     def _fraction_with_data(self):
@@ -372,7 +405,7 @@ def pretrain(out, config: PretrainConfig | None = None, *, workers: int = 1, thr
         raise SemgenError(f"{out} holds a pretraining run with other settings; choose another --out "
                           "(or re-run with the settings in its state.json)")
     gens = {n: f"{g.name}@{g.version}" for n, g in
-            zip(space.generators, StreamJob(space, seed=cfg.seed, size=cfg.size).generators())}
+            zip(space.generators, StreamJob(space, seed=cfg.seed, size=cfg.size, profile=cfg.profile).generators())}
     # The stream is a function of the generator versions: resuming across a version bump would
     # silently train the rest of the run on other images than the same command gave before.
     old_gens = found[1].get("generators") if found is not None else None
@@ -418,7 +451,7 @@ def pretrain(out, config: PretrainConfig | None = None, *, workers: int = 1, thr
     mix = _MixedIn(cfg, space, progress) if cfg.data else None
     Bs = B - (mix.n if mix else 0)  # streamed samples per step
     chunk = max(1, math.gcd(Bs, int(chunk)))
-    job = StreamJob(space, seed=cfg.seed, size=cfg.size)
+    job = StreamJob(space, seed=cfg.seed, size=cfg.size, profile=cfg.profile)
     spans = ((s * Bs + c, chunk) for s in range(step, stop) for c in range(0, Bs, chunk))
     per_step = Bs // chunk
 
