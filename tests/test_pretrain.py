@@ -351,6 +351,9 @@ def test_a_profile_is_recorded_and_keys_the_stream(tmp_path):
     rec = json.loads((run / "config.json").read_text())["pretrain"]
     assert rec["profile"] == cfg.profile and "profile" not in PretrainConfig(**TINY).to_dict()
     assert stream_key(rec) != stream_key(PretrainConfig(**TINY).to_dict())
+    from semgen.classifier.lineage import describe, lineage
+
+    assert ", profile " in describe(lineage(run))[-2]  # `semgen info RUN` names it
     with pytest.raises(SemgenError, match=r"--profile .*sigma_nm.*\(PretrainConfig.profile\)"):
         PretrainConfig(**{**TINY, "profile": json.dumps({"version": 1, "classes": {"ler": {"sigma_nm": {"range": [0, 99]}}}})})
     with pytest.raises(SemgenError, match="--profile"):
