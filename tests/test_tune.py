@@ -50,6 +50,9 @@ def test_tiny_tune_writes_a_valid_profile(reference, tmp_path):
     assert prof["reference"]["n_images"] == 8  # every reference image counts, tuned class or not
     r = rep["classes"]["ler"]
     assert r["trials"] == 2 and 0.0 <= r["before_auc"] <= 1.0 and 0.0 <= r["after_auc"] <= 1.0
+    assert r["chosen"] in ("defaults", "trial 1") and "defaults" in r["selection_auc"]
+    if r["chosen"] == "defaults":  # kept: an empty entry, and the check set scores the same images twice
+        assert prof["classes"]["ler"] == {} and r["after_auc"] == r["before_auc"]
     wd = work_dir(out)
     for f in ("report.md", "report.json", "sheet_before.png", "sheet_after.png", "optuna.db"):
         assert (wd / f).is_file(), f
@@ -94,3 +97,42 @@ def test_tune_needs_reference_images_of_the_class(reference, tmp_path):
 
     with pytest.raises(SemgenError, match="class bridge has 0 images"):
         tune(reference, tmp_path / "p.yaml", classes=["bridge"], trials=1, n_images=4, size=32, sheets=False)
+
+
+def test_the_profile_is_chosen_on_fresh_images_not_on_the_search_value(monkeypatch):
+    """The search's best value is the minimum of noisy estimates: the choice re-scores the defaults
+    and the best trials on other images, and keeps the defaults when none beats them there."""
+    from types import SimpleNamespace
+
+    import optuna
+
+    from semgen.generators.procedural.registry import create_generator
+    from semgen.tune import search
+
+    g = create_generator("ler")
+    names = search.tuned_params(g)
+    d = search.default_trial(g, names)
+
+    def trial(number, value, sigma_hi=None, error=False):
+        params = dict(d) if sigma_hi is None else {**d, "psf_sigma_px.hi": sigma_hi}
+        return SimpleNamespace(number=number, value=value, params=params, state=optuna.trial.TrialState.COMPLETE,
+                               user_attrs={"error": "x"} if error else {})
+
+    # search values: trial 1 looks best, trial 4 errored; scores on the selection images differ
+    study = SimpleNamespace(trials=[trial(0, 0.70), trial(1, 0.40, 0.95), trial(2, 0.45, 0.90),
+                                    trial(3, 0.50, 0.85), trial(4, 0.10, 0.80, error=True)])
+    fresh = {None: 0.60, 0.95: 0.66, 0.90: 0.55, 0.85: 0.58}
+
+    def fake_objective(gen, ranges, ref, *, n, size, seed, start):
+        assert (n, start) == (20, 10)
+        hi = ranges.get("psf_sigma_px", {}).get("range", [None, None])[1] if ranges else None
+        return fresh[None if hi is None else min(fresh.keys() - {None}, key=lambda k: abs(_hi(g, k) - hi))]
+
+    def _hi(gen, u):
+        return search.ranges_from({**d, "psf_sigma_px.hi": u}, gen, names)["psf_sigma_px"]["range"][1]
+
+    monkeypatch.setattr(search, "objective", fake_objective)
+    chosen, scores = search.choose(study, g, names, None, n=20, size=32, seed=0, start=10)
+    assert chosen == 2 and scores == {"defaults": 0.60, "trial 1": 0.66, "trial 2": 0.55, "trial 3": 0.58}
+    fresh.update({0.90: 0.61, 0.85: 0.62})
+    assert search.choose(study, g, names, None, n=20, size=32, seed=0, start=10)[0] is None  # the defaults stay
