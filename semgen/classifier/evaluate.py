@@ -217,13 +217,12 @@ def evaluate_run(run_dir, data, *, reject_below: float | str | None = None, targ
                               "needs a run trained by this semgen with a validation split")
         chosen = threshold_for_precision(cal["val_confidence"], cal["val_correct"], target_precision)
         reject_below = chosen["threshold"]
-    from ..pretrain.labels import fold_to_classes, is_fine
+    from ..pretrain.labels import classes_of, fold_to_classes, is_fine
 
     # a `semgen pretrain` run with fine labels (bridge/lines/vertical/micro) is scored on the classes
     # of a labelled test set: its fine probabilities summed per class (synthetic-only accuracy)
     fine = is_fine(meta["classes"])
-    model_classes = fold_to_classes(np.zeros((0, len(meta["classes"]))), meta["classes"])[1] if fine \
-        else meta["classes"]
+    model_classes = classes_of(meta["classes"]) if fine else meta["classes"]
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="leaving out images of classes")
         s = load_image_set(data, size=meta["size"], classes=model_classes, allow_unknown=True, progress=progress)

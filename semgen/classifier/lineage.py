@@ -55,13 +55,6 @@ def _streamed(images: int, p: dict) -> int:
     return images * (b - max(1, round(float(p.get("data_fraction", 0.25)) * b))) // b
 
 
-def _sha12(text: str) -> str:
-    """Short name of a recorded profile: the first 12 hex digits of its canonical JSON's sha256."""
-    import hashlib
-
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
-
-
 def _stage(folder: Path, cfg: dict) -> dict:
     """One run dir's own stage record (no recursion)."""
     if "pretrain" in cfg:
@@ -69,7 +62,7 @@ def _stage(folder: Path, cfg: dict) -> dict:
         return {"kind": "pretrain", "run": str(folder), "images": n,
                 "seed": p.get("seed"), "size": p.get("size"), "labels": p.get("labels"),
                 "generators": p.get("generators"), "data": p.get("data"), "stream": list(_stream_key(p)),
-                "streamed": _streamed(n, p), **({"profile": _sha12(p["profile"])} if p.get("profile") else {})}
+                "streamed": _streamed(n, p), **({"profile": _stream_key(p)[2][:12]} if p.get("profile") else {})}  # the key's profile sha256
     if "train" in cfg or "request" in cfg:
         req = cfg.get("request") or {}
         return {"kind": "train", "run": str(folder), "images": (cfg.get("train") or {}).get("n"),

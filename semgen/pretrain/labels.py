@@ -99,12 +99,17 @@ def fold_to_classes(probs, names: list[str]) -> tuple[np.ndarray, list[str]]:
     """
     probs = np.asarray(probs, dtype=np.float64)
     of = [n.split(SEP, 1)[0] for n in names]
-    classes = list(dict.fromkeys(of))
+    classes = classes_of(names)
     if probs.ndim != 2 or probs.shape[1] != len(names):
         raise SemgenError(f"probabilities of shape {probs.shape} do not match {len(names)} labels")
     fold = np.zeros((len(names), len(classes)))
     fold[np.arange(len(names)), [classes.index(c) for c in of]] = 1.0
     return probs @ fold, classes
+
+
+def classes_of(names) -> list[str]:
+    """The classes of fine labels (their first parts), in order of first appearance."""
+    return list(dict.fromkeys(n.split(SEP, 1)[0] for n in names))
 
 
 def is_fine(names) -> bool:
