@@ -49,10 +49,10 @@ def test_tiny_tune_writes_a_valid_profile(reference, tmp_path):
     assert prof["reference"]["sha256"] == reference_sha256(files) and prof["reference"]["files"] == files
     assert prof["reference"]["n_images"] == 8  # every reference image counts, tuned class or not
     r = rep["classes"]["ler"]
-    assert r["trials"] == 2 and 0.0 <= r["before_auc"] <= 1.0 and 0.0 <= r["after_auc"] <= 1.0
-    assert r["chosen"] in ("defaults", "trial 1") and "defaults" in r["selection_auc"]
+    assert r["trials"] == 2 and 0.0 <= r["before"] <= 1.0 and 0.0 <= r["after"] <= 1.0
+    assert r["chosen"] in ("defaults", "trial 1") and "defaults" in r["selection"]
     if r["chosen"] == "defaults":  # kept: an empty entry, and the check set scores the same images twice
-        assert prof["classes"]["ler"] == {} and r["after_auc"] == r["before_auc"]
+        assert prof["classes"]["ler"] == {} and r["after"] == r["before"]
     wd = work_dir(out)
     for f in ("report.md", "report.json", "sheet_before.png", "sheet_after.png", "optuna.db"):
         assert (wd / f).is_file(), f
@@ -123,16 +123,82 @@ def test_the_profile_is_chosen_on_fresh_images_not_on_the_search_value(monkeypat
                                     trial(3, 0.50, 0.85), trial(4, 0.10, 0.80, error=True)])
     fresh = {None: 0.60, 0.95: 0.66, 0.90: 0.55, 0.85: 0.58}
 
-    def fake_objective(gen, ranges, ref, *, n, size, seed, start):
-        assert (n, start) == (20, 10)
+    def score(ranges, *, n, start, stage):
+        assert (n, start, stage) == (20, 10, "select")
         hi = ranges.get("psf_sigma_px", {}).get("range", [None, None])[1] if ranges else None
         return fresh[None if hi is None else min(fresh.keys() - {None}, key=lambda k: abs(_hi(g, k) - hi))]
 
     def _hi(gen, u):
         return search.ranges_from({**d, "psf_sigma_px.hi": u}, gen, names)["psf_sigma_px"]["range"][1]
 
-    monkeypatch.setattr(search, "objective", fake_objective)
-    chosen, scores = search.choose(study, g, names, None, n=20, size=32, seed=0, start=10)
+    chosen, scores = search.choose(study, g, names, score, n=20, start=10)
     assert chosen == 2 and scores == {"defaults": 0.60, "trial 1": 0.66, "trial 2": 0.55, "trial 3": 0.58}
     fresh.update({0.90: 0.61, 0.85: 0.62})
-    assert search.choose(study, g, names, None, n=20, size=32, seed=0, start=10)[0] is None  # the defaults stay
+    assert search.choose(study, g, names, score, n=20, start=10)[0] is None  # the defaults stay
+
+
+@pytest.fixture
+def generated_reference(tmp_path):
+    """A reference the generators made themselves: 8 bright ler and 8 dark via images (48 px)."""
+    from semgen.generators.procedural.generation import generate_one
+    from semgen.generators.procedural.registry import create_generator
+
+    root = tmp_path / "genref"
+    for cls, b in (("ler", [0.8, 0.9]), ("via", [-0.9, -0.8])):
+        g = create_generator(cls).with_ranges({"brightness": {"range": b}}, where="test")
+        (root / cls).mkdir(parents=True)
+        for i in range(8):
+            Image.fromarray(generate_one(g, 1000 + i, 48).image).save(root / cls / f"{i}.png")
+    return root
+
+
+class MeanGray:
+    """An embedder with one feature, the mean grey level: what the probe can learn is known."""
+
+    record = {"init": "mean-gray"}
+
+    def __call__(self, images):
+        return np.array([[float(np.mean(im))] for im in images])
+
+
+def test_tstr_rewards_ranges_that_make_a_class_look_like_its_reference(generated_reference):
+    """The probe is fitted on generated images only and scored on the reference: ler drawn bright
+    (as the reference's ler) is recognised perfectly; drawn dark (as the reference's via), every
+    real image is misclassified. The halves of the reference never overlap."""
+    from semgen.generators.procedural.registry import create_generator
+    from semgen.tune.objective import Reference
+    from semgen.tune.tstr import TSTR
+
+    ref = Reference(generated_reference, 48)
+    t = TSTR(ref, {lb: create_generator(lb) for lb in ("via", "ler")}, MeanGray(), size=48, seed=0)
+    assert t.labels == ["ler", "via"] and t.real_x.shape == (16, 1) and t._search.sum() == 8
+    bright, dark = ({"brightness": {"range": r}} for r in ([0.8, 0.9], [-0.9, -0.8]))
+    for stage, n_real in (("search", 8), ("select", 8), ("check", 16)):
+        m = t.evaluate({"ler": bright}, n=8, start=0, stage=stage)
+        assert m["n"] == n_real and m["macro_f1"] == 1.0, (stage, m)
+    assert t("ler", bright, n=8, start=0, stage="check") == 0.0  # the objective: 1 - macro-F1
+    assert t("ler", dark, n=8, start=0, stage="check") == 1.0
+    d = t("ler", {}, n=8, start=8, stage="select")
+    assert t("ler", {}, n=8, start=8, stage="select") == d  # deterministic; the defaults are cached
+    assert ("ler", 8, 8) in t._cache and not any(k[0] == "ler" and k[1] == 0 for k in t._cache)
+
+
+def test_tstr_tune_writes_a_profile_and_the_joint_figures(generated_reference, tmp_path):
+    """A network embedder end to end (a scratch MobileNetV3 keeps it offline)."""
+    out = tmp_path / "p.yaml"
+    rep = tune(generated_reference, out, classes=["ler"], trials=2, n_images=4, size=48, objective="tstr",
+               features="scratch", features_arch="mobilenetv3_small_050", sheets=False, log=open(os.devnull, "w"))
+    prof = load_profile(out)
+    assert list(prof["classes"]) == ["ler"] and prof["tune"]["objective"] == "tstr_macro_f1"
+    assert prof["tune"]["probe_classes"] == ["ler", "via"]  # via takes part at its defaults
+    r = rep["classes"]["ler"]
+    assert 0.0 <= r["before"] <= 1.0 and 0.0 <= r["after"] <= 1.0 and "defaults" in r["selection"]
+    j = rep["joint"]
+    assert set(j) == {"before", "after"} and set(j["before"]["per_class"]) == {"ler", "via"}
+    if r["chosen"] == "defaults":
+        assert j["after"] == j["before"] and r["after"] == r["before"]
+    assert "Every class's profile at once" in (work_dir(out) / "report.md").read_text()
+    from semgen.errors import SemgenError
+
+    with pytest.raises(SemgenError, match="other settings"):  # the objective is part of a study's settings
+        tune(generated_reference, out, classes=["ler"], trials=2, n_images=4, size=48, sheets=False)

@@ -19,8 +19,10 @@ import numpy as np
 
 from ..curation.metrics import METRIC_NAMES, compute_metrics
 from ..errors import SemgenError
+from ..generators.procedural.generation import generate_one
 from ..imageio import read_gray, sha256_file
 from ..manifests.sources import read_source
+from ..seeding import image_seed
 
 
 def features(images) -> np.ndarray:
@@ -101,18 +103,51 @@ class Reference:
                 self.paths.setdefault(it.label, []).append(Path(it.path))
         self._feats: dict[str, np.ndarray] = {}
 
+    def images(self, label: str) -> list[np.ndarray]:
+        """The class's images (sorted by path), uint8 at ``size`` x ``size``; at least 2 or an error."""
+        paths = self.paths.get(label, [])
+        if len(paths) < 2:
+            raise SemgenError(f"reference {self.root}: class {label} has {len(paths)} images; tuning needs at least 2")
+        return [resized(read_gray(p), self.size) for p in sorted(paths)]
+
     def features(self, label: str) -> np.ndarray:
+        """The texture metrics (:func:`features`) of the class's images, computed once."""
         if label not in self._feats:
-            paths = self.paths.get(label, [])
-            if len(paths) < 2:
-                raise SemgenError(f"reference {self.root}: class {label} has {len(paths)} images; tuning needs at least 2")
-            self._feats[label] = features(resized(read_gray(p), self.size) for p in sorted(paths))
+            self._feats[label] = features(self.images(label))
         return self._feats[label]
 
     def describe(self) -> dict:
         """The ``reference`` block of a profile."""
         return {"path": self.root, "sha256": self.sha256, "n_images": len(self.file_hashes),
                 "files": list(self.file_hashes)}
+
+
+class TextureAUC:
+    """The texture objective: :func:`discriminator_auc` of a class's generated images against its
+    reference images (lower is better; 0.5: these statistics cannot tell them apart).
+
+    Every stage scores against the whole reference class: a discriminator needs every real image.
+    """
+
+    name = "discriminator_auc"
+    title = "discriminator AUC on texture metrics (0.5 = indistinguishable; lower is better)"
+
+    def __init__(self, ref: Reference, gens: dict, *, size: int, seed: int):
+        self.ref, self.gens, self.size, self.seed = ref, dict(gens), int(size), int(seed)
+        for lb in self.gens:
+            ref.features(lb)  # a class without reference images fails now, before any trial
+
+    def settings(self) -> dict:
+        return {}
+
+    def display(self, value: float) -> float:
+        return value
+
+    def __call__(self, label: str, ranges: dict, *, n: int, start: int, stage: str) -> float:
+        g = self.gens[label].with_ranges(ranges, where="tune") if ranges else self.gens[label]
+        synth = features(generate_one(g, image_seed(self.seed, g.label, i), self.size).image
+                         for i in range(start, start + n))
+        return discriminator_auc(self.ref.features(label), synth, seed=self.seed)
 
 
 def reference_sha256(file_hashes) -> str:

@@ -7,8 +7,10 @@ parameters (:data:`IMAGING_TUNED`) and the overlay probabilities. A numeric para
 positions in its search box (the default range widened by :data:`WIDEN` of its width on each
 side, within the limits; log scale for log parameters), sorted into ``[lo, hi]``; a choice is one
 weight in [0, 1] per value; a bool is its probability. The first trial of a study is the
-defaults. The objective is :func:`~.objective.discriminator_auc` (lower is better) on ``n``
-images of fixed seeds (the same for every trial, so trials differ by their ranges only).
+defaults. The objective (lower is better) is the texture discriminator's AUC
+(:class:`~.objective.TextureAUC`) or ``1 -`` the TSTR macro-F1 of a linear probe
+(:class:`~.tstr.TSTR`), on ``n`` images per class of fixed seeds (the same for every trial, so
+trials differ by their ranges only).
 
 With many trials the search's best value is mostly luck: it is the minimum of many noisy
 estimates on the same ``n`` images (measured: 200 trials per class, best trials at AUC 0.44-0.59,
@@ -31,12 +33,11 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import SemgenError
-from ..generators.procedural.generation import generate, generate_one
+from ..generators.procedural.generation import generate
 from ..generators.procedural.profile import PROFILE_VERSION, dump_profile, validate_profile
 from ..generators.procedural.registry import create_generator, list_generators
 from ..manifests.ops import check_writable_dir
-from ..seeding import image_seed
-from .objective import Reference, discriminator_auc, features
+from .objective import Reference, TextureAUC
 
 #: imaging parameters every class tunes (texture, noise, tone): what the metrics see most
 IMAGING_TUNED = ("psf_sigma_px", "dose", "detector_sigma", "edge_gain", "bg_amplitude", "charging",
@@ -164,26 +165,50 @@ def suggest(trial, gen, names) -> dict:
     return ranges_from(vals, gen, names)
 
 
-def synth_features(gen, ranges: dict, *, n: int, size: int, seed: int, start: int = 0) -> np.ndarray:
-    """Features of images ``start .. start + n - 1`` of ``gen`` with ``ranges`` (same seeds as
-    ``semgen procedural --seed seed`` would give them)."""
-    g = gen.with_ranges(ranges, where="tune")
-    return features(generate_one(g, image_seed(seed, g.label, i), size).image for i in range(start, start + n))
-
-
-def objective(gen, ranges: dict, ref_feats: np.ndarray, *, n: int, size: int, seed: int, start: int = 0) -> float:
-    """Discriminator AUC of ``gen`` under ``ranges`` against the reference features (lower is better)."""
-    return discriminator_auc(ref_feats, synth_features(gen, ranges, n=n, size=size, seed=seed, start=start), seed=seed)
-
-
 def work_dir(out) -> Path:
     """Where a tune run keeps its study, report and sheets: ``PROFILE.tune/`` beside the profile."""
     out = Path(out)
     return out.with_name(out.stem + ".tune")
 
 
+#: ``--objective`` values: the texture discriminator, or train-on-synthetic-test-on-real (:mod:`.tstr`)
+OBJECTIVES = ("tstr", "auc")
+#: ``--size`` by objective: the texture metrics are cheap at 64 px; the TSTR probe sees what the
+#: classifier sees (semgen train's and semgen pretrain's default size)
+DEFAULT_SIZE = {"auc": 64, "tstr": 128}
+
+
+def make_objective(kind: str, ref: Reference, gens: dict, *, size: int, seed: int, features: str = "imagenet",
+                   features_arch: str | None = None):
+    """The objective object of ``--objective kind``: :class:`~.objective.TextureAUC` or :class:`~.tstr.TSTR`.
+
+    ``gens`` are the tuned classes; TSTR's probe also takes every other reference class that has a
+    generator and at least 2 images (at its default ranges).
+    """
+    if kind == "auc":
+        return TextureAUC(ref, gens, size=size, seed=seed)
+    if kind != "tstr":
+        raise SemgenError(f"--objective must be one of {', '.join(OBJECTIVES)}, got {kind!r}")
+    from .tstr import TSTR, Embedder
+
+    probe = {lb: create_generator(lb) for lb in _generated_labels(ref)}
+    probe.update(gens)
+    return TSTR(ref, probe, Embedder(features, features_arch, size=size), size=size, seed=seed)
+
+
+def _generated_labels(ref: Reference) -> list[str]:
+    """Reference classes that have a generator of their own name and at least 2 images."""
+    out = []
+    for n in list_generators():
+        g = create_generator(n)
+        if g.name == g.label and len(ref.paths.get(g.label, [])) >= 2:
+            out.append(g.label)
+    return out
+
+
 def tune(reference, out, *, classes=None, trials: int = 30, minutes: float | None = None, n_images: int = 30,
-         size: int = 64, seed: int = 0, sheets: bool = True, log=sys.stderr, progress: bool = True) -> dict:
+         size: int | None = None, seed: int = 0, objective: str = "auc", features: str = "imagenet",
+         features_arch: str | None = None, sheets: bool = True, log=sys.stderr, progress: bool = True) -> dict:
     """Tune per-class ranges against a real reference; write the profile, a report and sheets.
 
     Parameters
@@ -201,7 +226,14 @@ def tune(reference, out, *, classes=None, trials: int = 30, minutes: float | Non
         Wall-clock budget of the search (trials are run round-robin over the classes, and none
         starts after it); the final before/after evaluation and sheets come on top.
     n_images, size, seed
-        Generated images per trial, their side (reference images are resized to it), master seed.
+        Generated images per trial, their side (reference images are resized to it; default
+        :data:`DEFAULT_SIZE` of the objective), master seed.
+    objective : {"auc", "tstr"}
+        What a trial minimises: the texture discriminator's AUC (:class:`~.objective.TextureAUC`)
+        or ``1 -`` the macro-F1 of a probe trained on generated images and tested on the
+        reference (:class:`~.tstr.TSTR`).
+    features, features_arch
+        TSTR only: the frozen backbone (a ``semgen train --init`` value) and its architecture.
     log, progress : file, bool
         Where a progress line per trial goes, and whether it is written.
 
@@ -211,6 +243,9 @@ def tune(reference, out, *, classes=None, trials: int = 30, minutes: float | Non
     """
     import optuna
 
+    if objective not in OBJECTIVES:
+        raise SemgenError(f"--objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
+    size = DEFAULT_SIZE[objective] if size is None else int(size)
     if trials < 1 or n_images < 2 or size < 32:
         raise SemgenError("--trials must be >= 1, --n >= 2 and --size >= 32")
     if minutes is not None and minutes <= 0:
@@ -219,15 +254,14 @@ def tune(reference, out, *, classes=None, trials: int = 30, minutes: float | Non
     check_writable_dir(wd, "--out's work dir")  # a one-line error now, not a traceback from sqlite or mkdir
     wd.mkdir(parents=True, exist_ok=True)
     labels = [create_generator(c).label for c in classes] if classes else None
-    ref = Reference(reference, size, classes=labels)
+    ref = Reference(reference, size, classes=labels if objective == "auc" else None)
     if labels is None:
-        labels = [create_generator(n).label for n in list_generators()
-                  if create_generator(n).name == create_generator(n).label
-                  and len(ref.paths.get(create_generator(n).label, [])) >= 2]
+        labels = _generated_labels(ref)
     gens = {lb: create_generator(lb) for lb in labels}
     names = {lb: tuned_params(g) for lb, g in gens.items()}
+    score = make_objective(objective, ref, gens, size=size, seed=seed, features=features, features_arch=features_arch)
     settings = {"reference_sha256": ref.sha256, "n_images": int(n_images), "size": int(size), "seed": int(seed),
-                "objective": "discriminator_auc", "versions": {lb: g.version for lb, g in gens.items()}}
+                "objective": score.name, "versions": {lb: g.version for lb, g in gens.items()}, **score.settings()}
     storage = f"sqlite:///{(wd / 'optuna.db').resolve()}"
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     studies = {}
@@ -241,9 +275,9 @@ def tune(reference, out, *, classes=None, trials: int = 30, minutes: float | Non
             st.enqueue_trial(default_trial(g, names[lb]))
         elif old != settings or st.user_attrs.get("params") != names[lb]:
             raise SemgenError(f"{wd} holds a study of {lb} made with other settings "
-                              f"(reference, --n, --size, --seed or generator version); use another --out")
+                              f"(reference, --n, --size, --seed, --objective, --features or generator version); "
+                              f"use another --out")
         studies[lb] = st
-    ref_feats = {lb: ref.features(lb) for lb in labels}
 
     def done(st):
         return sum(t.state == optuna.trial.TrialState.COMPLETE for t in st.trials)
@@ -262,7 +296,7 @@ def tune(reference, out, *, classes=None, trials: int = 30, minutes: float | Non
             def obj(trial, g=g, lb=lb):
                 rng_ = suggest(trial, g, names[lb])
                 try:
-                    return objective(g, rng_, ref_feats[lb], n=n_images, size=size, seed=seed)
+                    return score(lb, rng_, n=n_images, start=0, stage="search")
                 except SemgenError as e:  # e.g. no room for the defect with these ranges: worst
                     trial.set_user_attr("error", str(e))
                     return 1.0
@@ -270,27 +304,33 @@ def tune(reference, out, *, classes=None, trials: int = 30, minutes: float | Non
             studies[lb].optimize(obj, n_trials=1)
             st = studies[lb]
             if progress:
-                print(f"tune {lb}: trial {done(st)}/{trials}: auc {st.trials[-1].value:.3f} "
-                      f"(best {st.best_value:.3f})", file=log, flush=True)
+                print(f"tune {lb}: trial {done(st)}/{trials}: {objective} {score.display(st.trials[-1].value):.3f} "
+                      f"(best {score.display(st.best_value):.3f})", file=log, flush=True)
 
     profile = {"version": PROFILE_VERSION, "classes": {}, "reference": ref.describe(),
                "tune": dict(settings, trials={lb: done(studies[lb]) for lb in labels})}
     report = {"reference": {k: v for k, v in ref.describe().items() if k != "files"}, "settings": settings,
-              "classes": {}}
+              "objective": {"name": score.name, "title": score.title}, "classes": {}}
+    show = score.display
     for lb in labels:
         g, st = gens[lb], studies[lb]
-        chosen, scores = choose(st, g, names[lb], ref_feats[lb], n=2 * n_images, size=size, seed=seed,
+        chosen, scores = choose(st, g, names[lb], lambda r, lb=lb, **kw: score(lb, r, **kw), n=2 * n_images,
                                 start=n_images)
         best = ranges_from(st.trials[chosen].params, g, names[lb]) if chosen is not None else {}
         profile["classes"][g.name] = best
         # before / after on the check set (indices 3n..5n-1): seen by neither the search nor the choice
-        before = objective(g, {}, ref_feats[lb], n=2 * n_images, size=size, seed=seed, start=3 * n_images)
-        after = before if not best else objective(g, best, ref_feats[lb], n=2 * n_images, size=size, seed=seed,
-                                                  start=3 * n_images)
-        report["classes"][lb] = {"trials": done(st), "best_trial_auc": st.best_value, "before_auc": before,
-                                 "after_auc": after, "n_reference": len(ref.paths[lb]),
+        before = score(lb, {}, n=2 * n_images, start=3 * n_images, stage="check")
+        after = before if not best else score(lb, best, n=2 * n_images, start=3 * n_images, stage="check")
+        report["classes"][lb] = {"trials": done(st), "best_trial": show(st.best_value), "before": show(before),
+                                 "after": show(after), "n_reference": len(ref.paths[lb]),
                                  "chosen": "defaults" if chosen is None else f"trial {chosen}",
-                                 "selection_auc": scores, "moved": moved(g, best)}
+                                 "selection": {k: show(v) for k, v in scores.items()}, "moved": moved(g, best)}
+    if objective == "tstr":  # every class's profile at once, as a pretraining stream would mix them
+        tuned = {lb: profile["classes"][gens[lb].name] for lb in labels}
+        joint = {tag: score.evaluate(r, n=2 * n_images, start=3 * n_images)
+                 for tag, r in (("before", {}), ("after", tuned))}
+        report["joint"] = {tag: {"macro_f1": m["macro_f1"], "per_class": {c: v["f1"] for c, v in m["per_class"].items()}}
+                           for tag, m in joint.items()}
     profile = validate_profile(profile, where="tune")
     dump_profile(profile, out)
     report["profile"] = str(out)
@@ -302,24 +342,25 @@ def tune(reference, out, *, classes=None, trials: int = 30, minutes: float | Non
     return report
 
 
-def choose(study, gen, names, ref_feats, *, n: int, size: int, seed: int, start: int) -> tuple[int | None, dict]:
-    """The trial whose ranges score lowest on the selection set (images ``start .. start + n - 1``),
-    among the defaults and the :data:`CANDIDATES` best completed trials; ``None`` when the defaults
-    win. Returns it with ``{"defaults" | "trial K": AUC}``."""
+def choose(study, gen, names, score, *, n: int, start: int) -> tuple[int | None, dict]:
+    """The trial whose ranges score lowest on the selection set (images ``start .. start + n - 1``,
+    and the reference's ``select`` part), among the defaults and the :data:`CANDIDATES` best
+    completed trials; ``None`` when the defaults win. ``score(ranges, n=, start=, stage=)`` is the
+    class's objective. Returns the choice with ``{"defaults" | "trial K": value}``."""
     import optuna
 
     ok = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE and t.value is not None
           and "error" not in t.user_attrs]
     top = sorted(ok, key=lambda t: (t.value, t.number))[:CANDIDATES]
-    scores = {"defaults": objective(gen, {}, ref_feats, n=n, size=size, seed=seed, start=start)}
-    best, best_auc = None, scores["defaults"]
+    scores = {"defaults": score({}, n=n, start=start, stage="select")}
+    best, best_value = None, scores["defaults"]
     for t in top:
         rng_ = ranges_from(t.params, gen, names)
         if not rng_:  # the defaults' own trial (or one equal to them)
             continue
-        auc = scores[f"trial {t.number}"] = objective(gen, rng_, ref_feats, n=n, size=size, seed=seed, start=start)
-        if auc < best_auc:
-            best, best_auc = t.number, auc
+        v = scores[f"trial {t.number}"] = score(rng_, n=n, start=start, stage="select")
+        if v < best_value:
+            best, best_value = t.number, v
     return best, scores
 
 
@@ -369,21 +410,32 @@ def _sheets(wd: Path, profile: dict, labels, reference, *, seed: int, size: int,
 
 def report_md(report: dict) -> str:
     """The report as Markdown."""
-    s = report["settings"]
+    s, ob = report["settings"], report["objective"]
+    tstr = ob["name"] != "discriminator_auc"
     lines = ["# semgen tune report", "",
              f"Reference: `{report['reference']['path']}` ({report['reference']['n_images']} images, "
-             f"sha256 {report['reference']['sha256'][:16]}...). Objective: cross-validated AUC of a "
-             f"logistic-regression real-vs-generated discriminator on texture metrics "
-             f"({s['n_images']} generated images per trial at {s['size']} px; 0.5 = indistinguishable).",
-             f"Search time: {report['search_seconds']} s. Chosen: the lowest AUC on a selection set of "
-             f"{2 * s['n_images']} fresh images among the defaults and the {CANDIDATES} best trials. Before/after: "
-             f"a check set of {2 * s['n_images']} more, seen by neither the search nor the choice.", "",
-             "| class | trials | reference images | chosen | AUC before (defaults) | AUC after (profile) "
-             "| best trial AUC (its own images) |",
+             f"sha256 {report['reference']['sha256'][:16]}...). Objective: {ob['title']} "
+             f"({s['n_images']} generated images per trial and class at {s['size']} px"
+             + (f"; features: {s['features']['init']} {s['features']['arch']}" if tstr else "") + ").",
+             f"Search time: {report['search_seconds']} s. Chosen: the best value on a selection set of "
+             f"{2 * s['n_images']} fresh images among the defaults and the {CANDIDATES} best trials"
+             + (" (TSTR: tested on the half of the reference the search did not use)" if tstr else "")
+             + f". Before/after: a check set of {2 * s['n_images']} more images, seen by neither the search nor "
+             f"the choice" + (" (TSTR: tested on the whole reference)" if tstr else "") + ".", "",
+             "| class | trials | reference images | chosen | before (defaults) | after (profile) "
+             "| best trial (its own images) |",
              "|---|---|---|---|---|---|---|"]
     for lb, r in report["classes"].items():
-        lines.append(f"| {lb} | {r['trials']} | {r['n_reference']} | {r.get('chosen', 'best trial')} "
-                     f"| {r['before_auc']:.3f} | {r['after_auc']:.3f} | {r['best_trial_auc']:.3f} |")
+        lines.append(f"| {lb} | {r['trials']} | {r['n_reference']} | {r['chosen']} "
+                     f"| {r['before']:.3f} | {r['after']:.3f} | {r['best_trial']:.3f} |")
+    if report.get("joint"):
+        j = report["joint"]
+        lines += ["", "## Every class's profile at once (check set, the whole reference)", "",
+                  "| | macro-F1 | " + " | ".join(j["before"]["per_class"]) + " |",
+                  "|---|---|" + "---|" * len(j["before"]["per_class"])]
+        for tag in ("before", "after"):
+            lines.append(f"| {tag} | {j[tag]['macro_f1']:.3f} | "
+                         + " | ".join(f"{v:.2f}" for v in j[tag]["per_class"].values()) + " |")
     for lb, r in report["classes"].items():
         lines += ["", f"## {lb}: parameters that moved most", "", "| param | default | tuned | shift |", "|---|---|---|---|"]
         lines += [f"| {m['param']} | {m['default']} | {m['tuned']} | {m['shift']} |" for m in r["moved"]]
