@@ -1,5 +1,6 @@
 """``semgen tune`` with a tiny budget: runs, resumes after a kill, writes a valid profile (issue 12, item 2)."""
 
+import json
 import os
 import signal
 import subprocess
@@ -202,3 +203,27 @@ def test_tstr_tune_writes_a_profile_and_the_joint_figures(generated_reference, t
 
     with pytest.raises(SemgenError, match="other settings"):  # the objective is part of a study's settings
         tune(generated_reference, out, classes=["ler"], trials=2, n_images=4, size=48, sheets=False)
+
+
+def test_bench_tstr_profiles_scores_whole_profiles(generated_reference, tmp_path, monkeypatch, capsys):
+    """bench/tstr_profiles.py: the defaults and each profile, scored by the same probe."""
+    import importlib.util
+    from pathlib import Path
+
+    from semgen.generators.procedural.profile import PROFILE_VERSION, dump_profile
+
+    f = Path(__file__).resolve().parents[1] / "bench" / "tstr_profiles.py"
+    spec = importlib.util.spec_from_file_location("tstr_profiles", f)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    monkeypatch.setattr(bench, "Embedder", lambda *a, **k: MeanGray())
+    paths = []
+    for name, r in (("bright", [0.8, 0.9]), ("dark", [-0.9, -0.8])):
+        paths.append(tmp_path / f"{name}.yaml")
+        dump_profile({"version": PROFILE_VERSION, "classes": {"ler": {"brightness": {"range": r}}}}, paths[-1])
+    assert bench.main(["--reference", str(generated_reference), "--profiles", *map(str, paths), "--n", "8",
+                       "--size", "48", "--json", str(tmp_path / "rows.json")]) == 0
+    rows = {Path(r["name"]).stem: r for r in json.loads((tmp_path / "rows.json").read_text())}
+    assert set(rows) == {"defaults", "bright", "dark"}
+    assert rows["bright"]["macro_f1"] == 1.0 and rows["dark"]["macro_f1"] == 0.0
+    assert "| TSTR macro-F1 |" in capsys.readouterr().out

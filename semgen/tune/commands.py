@@ -21,6 +21,8 @@ def register(sub) -> None:
     p.add_argument("--trials", type=int, default=30, help="trials per class in all, resumed ones included")
     p.add_argument("--minutes", type=float, help="wall-clock budget of the search (evaluation and sheets on top)")
     p.add_argument("--n", type=int, default=30, help="generated images per trial and class")
+    p.add_argument("--select-n", type=int, metavar="N",
+                   help="generated images per class of the selection and check sets (default 8 x --n)")
     p.add_argument("--size", type=int, help="image side for the objective (default 64 for auc, 128 for tstr)")
     p.add_argument("--objective", choices=("auc", "tstr"), default="auc",
                    help="auc: texture discriminator AUC (lower); tstr: train on generated, test on the reference "
@@ -40,7 +42,7 @@ def _tune(args) -> int:
         raise SemgenError(f"semgen tune needs the tune extra: pip install 'semgen[tune]' ({e.name} missing)") from None
     rep = tune(args.reference, args.out, classes=args.classes, trials=args.trials, minutes=args.minutes,
                n_images=args.n, size=args.size, seed=args.seed, objective=args.objective, features=args.features,
-               features_arch=args.features_arch, sheets=not args.no_sheets,
+               features_arch=args.features_arch, select_n=args.select_n, sheets=not args.no_sheets,
                progress=not args.no_progress)
     what = "discriminator AUC" if args.objective == "auc" else "TSTR macro-F1"
     for lb, r in rep["classes"].items():

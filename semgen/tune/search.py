@@ -16,9 +16,10 @@ With many trials the search's best value is mostly luck: it is the minimum of ma
 estimates on the same ``n`` images (measured: 200 trials per class, best trials at AUC 0.44-0.59,
 the same ranges on fresh seeds worse than the defaults for four of nine classes). So the profile
 is chosen on fresh seeds: the defaults and the :data:`CANDIDATES` best trials are scored again on
-``2n`` new images (the *selection* set), and the lowest wins; when that is the defaults, the
+``select_n`` new images (the *selection* set; default :data:`SELECT_FACTOR` x ``n``), and the
+lowest wins; when that is the defaults, the
 class keeps them (an empty entry in the profile). ``before`` / ``after`` in the report are then
-measured on a third set of ``2n`` images (the *check* set), which neither the search nor the
+measured on a third set of ``select_n`` images (the *check* set), which neither the search nor the
 choice saw: the defaults and the chosen ranges on the same images.
 """
 
@@ -45,6 +46,11 @@ IMAGING_TUNED = ("psf_sigma_px", "dose", "detector_sigma", "edge_gain", "bg_ampl
 OVERLAYS_TUNED = ("overlay_infobar", "overlay_scalebar", "overlay_jpeg")
 #: best search trials re-scored on the selection set, beside the defaults
 CANDIDATES = 5
+#: the selection and check sets hold this many times ``n`` images per class. The objectives are
+#: noisy at tens of images: the TSTR macro-F1 of the defaults on disjoint sets of 30, 60 or 120
+#: images per class had a standard deviation of 0.035 / 0.031 / 0.038 (16 / 8 / 4 sets); two sets
+#: of 240 scored 0.403 and 0.407 (sem-real/train, ImageNet Lite0 features, 128 px)
+SELECT_FACTOR = 8
 
 
 def tuned_params(gen) -> list[str]:
@@ -208,7 +214,8 @@ def _generated_labels(ref: Reference) -> list[str]:
 
 def tune(reference, out, *, classes=None, trials: int = 30, minutes: float | None = None, n_images: int = 30,
          size: int | None = None, seed: int = 0, objective: str = "auc", features: str = "imagenet",
-         features_arch: str | None = None, sheets: bool = True, log=sys.stderr, progress: bool = True) -> dict:
+         features_arch: str | None = None, select_n: int | None = None, sheets: bool = True, log=sys.stderr,
+         progress: bool = True) -> dict:
     """Tune per-class ranges against a real reference; write the profile, a report and sheets.
 
     Parameters
@@ -234,6 +241,9 @@ def tune(reference, out, *, classes=None, trials: int = 30, minutes: float | Non
         reference (:class:`~.tstr.TSTR`).
     features, features_arch
         TSTR only: the frozen backbone (a ``semgen train --init`` value) and its architecture.
+    select_n : int, optional
+        Generated images per class of the selection set and of the check set (default
+        :data:`SELECT_FACTOR` x ``n_images``).
     log, progress : file, bool
         Where a progress line per trial goes, and whether it is written.
 
@@ -246,8 +256,10 @@ def tune(reference, out, *, classes=None, trials: int = 30, minutes: float | Non
     if objective not in OBJECTIVES:
         raise SemgenError(f"--objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
     size = DEFAULT_SIZE[objective] if size is None else int(size)
-    if trials < 1 or n_images < 2 or size < 32:
-        raise SemgenError("--trials must be >= 1, --n >= 2 and --size >= 32")
+    select_n = SELECT_FACTOR * int(n_images) if select_n is None else int(select_n)
+    if trials < 1 or n_images < 2 or size < 32 or select_n < 2:
+        raise SemgenError("--trials must be >= 1, --n and --select-n >= 2 and --size >= 32")
+    check_start = n_images + select_n
     if minutes is not None and minutes <= 0:
         raise SemgenError("--minutes must be positive")
     wd = work_dir(out)
@@ -314,26 +326,27 @@ def tune(reference, out, *, classes=None, trials: int = 30, minutes: float | Non
     show = score.display
     for lb in labels:
         g, st = gens[lb], studies[lb]
-        chosen, scores = choose(st, g, names[lb], lambda r, lb=lb, **kw: score(lb, r, **kw), n=2 * n_images,
+        chosen, scores = choose(st, g, names[lb], lambda r, lb=lb, **kw: score(lb, r, **kw), n=select_n,
                                 start=n_images)
         best = ranges_from(st.trials[chosen].params, g, names[lb]) if chosen is not None else {}
         profile["classes"][g.name] = best
-        # before / after on the check set (indices 3n..5n-1): seen by neither the search nor the choice
-        before = score(lb, {}, n=2 * n_images, start=3 * n_images, stage="check")
-        after = before if not best else score(lb, best, n=2 * n_images, start=3 * n_images, stage="check")
+        # before / after on the check set (after the selection set): seen by neither the search nor the choice
+        before = score(lb, {}, n=select_n, start=check_start, stage="check")
+        after = before if not best else score(lb, best, n=select_n, start=check_start, stage="check")
         report["classes"][lb] = {"trials": done(st), "best_trial": show(st.best_value), "before": show(before),
                                  "after": show(after), "n_reference": len(ref.paths[lb]),
                                  "chosen": "defaults" if chosen is None else f"trial {chosen}",
                                  "selection": {k: show(v) for k, v in scores.items()}, "moved": moved(g, best)}
     if objective == "tstr":  # every class's profile at once, as a pretraining stream would mix them
         tuned = {lb: profile["classes"][gens[lb].name] for lb in labels}
-        joint = {tag: score.evaluate(r, n=2 * n_images, start=3 * n_images)
+        joint = {tag: score.evaluate(r, n=select_n, start=check_start)
                  for tag, r in (("before", {}), ("after", tuned))}
         report["joint"] = {tag: {"macro_f1": m["macro_f1"], "per_class": {c: v["f1"] for c, v in m["per_class"].items()}}
                            for tag, m in joint.items()}
     profile = validate_profile(profile, where="tune")
     dump_profile(profile, out)
     report["profile"] = str(out)
+    report["select_n"] = select_n
     report["search_seconds"] = round(time.monotonic() - t0, 1)
     if sheets:
         report["sheets"] = _sheets(wd, profile, labels, reference, seed=seed, size=size)
@@ -418,9 +431,9 @@ def report_md(report: dict) -> str:
              f"({s['n_images']} generated images per trial and class at {s['size']} px"
              + (f"; features: {s['features']['init']} {s['features']['arch']}" if tstr else "") + ").",
              f"Search time: {report['search_seconds']} s. Chosen: the best value on a selection set of "
-             f"{2 * s['n_images']} fresh images among the defaults and the {CANDIDATES} best trials"
+             f"{report['select_n']} fresh images per class among the defaults and the {CANDIDATES} best trials"
              + (" (TSTR: tested on the half of the reference the search did not use)" if tstr else "")
-             + f". Before/after: a check set of {2 * s['n_images']} more images, seen by neither the search nor "
+             + f". Before/after: a check set of {report['select_n']} more images per class, seen by neither the search nor "
              f"the choice" + (" (TSTR: tested on the whole reference)" if tstr else "") + ".", "",
              "| class | trials | reference images | chosen | before (defaults) | after (profile) "
              "| best trial (its own images) |",
