@@ -427,9 +427,9 @@ def report_md(report: dict) -> str:
     tstr = ob["name"] != "discriminator_auc"
     lines = ["# semgen tune report", "",
              f"Reference: `{report['reference']['path']}` ({report['reference']['n_images']} images, "
-             f"sha256 {report['reference']['sha256'][:16]}...). Objective: {ob['title']} "
-             f"({s['n_images']} generated images per trial and class at {s['size']} px"
-             + (f"; features: {s['features']['init']} {s['features']['arch']}" if tstr else "") + ").",
+             f"sha256 {report['reference']['sha256'][:16]}...). Objective: {ob['title']}. "
+             f"{s['n_images']} generated images per trial and class at {s['size']} px"
+             + (f"; features: {s['features']['init']} {s['features'].get('arch', '')}" if tstr else "") + ".",
              f"Search time: {report['search_seconds']} s. Chosen: the best value on a selection set of "
              f"{report['select_n']} fresh images per class among the defaults and the {CANDIDATES} best trials"
              + (" (TSTR: tested on the half of the reference the search did not use)" if tstr else "")
