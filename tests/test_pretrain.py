@@ -302,6 +302,26 @@ def test_a_fine_label_run_is_evaluated_on_the_test_set_classes(tmp_path):
     assert res["y_pred"] == want.tolist() and (run / "confusion.png").exists()
 
 
+def test_predict_sums_a_fine_label_run_per_class_unless_asked_for_fine_labels(tmp_path):
+    """`semgen predict` on a pretraining run names classes, as `semgen evaluate` scores it."""
+    from classifier_synth import make_dataset
+
+    from semgen.classifier.predict import Predictor, predict_files
+    from semgen.pretrain.labels import fold_to_classes
+
+    run = tmp_path / "pt"
+    pretrain(run, PretrainConfig(**{**TINY, "images": 16}), workers=0, threads=1, progress=False)
+    files = sorted(str(f) for f in make_dataset(tmp_path / "d", n_per_class=2, classes=("ler",), side=32).root.rglob("*.png"))
+    pred, fine = Predictor(run), Predictor(run, fine=True)
+    assert pred.classes == ["ler", "bridge"] and all("/" in c for c in fine.classes)
+    imgs = torch.zeros((2, 32, 32), dtype=torch.uint8)
+    imgs[1, ::4] = 255
+    assert np.allclose(pred.probs(imgs), fold_to_classes(fine.probs(imgs), fine.classes)[0])
+    res = predict_files(run, files, top_k=2)
+    assert all(r["label"] in ("ler", "bridge") and len(r["top"]) == 2 for r in res)
+    assert all("/" in r["label"] for r in predict_files(run, files, fine=True))
+
+
 PROFILE = ("version: 1\nclasses:\n  ler: {sigma_nm: {range: [5.0, 5.5]}}\n"
            "  bridge: {bridge_type: {choices: {micro: 1}}, bridge_width: {value: 2.0}}\n")
 

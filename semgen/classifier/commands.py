@@ -125,6 +125,9 @@ def register(sub) -> None:
     p.add_argument("--tta", choices=tuple(TTA_MODES), default="none",
                    help="test-time augmentation: average over the image's flips (4 views) or all 8 flips "
                    "and turns (d4); costs that many times the inference")
+    p.add_argument("--fine", action="store_true",
+                   help="a `semgen pretrain` run: show its fine labels (class/layout/...) instead of summing "
+                        "their probabilities per class")
     add_device_arguments(p)
     p.set_defaults(func=_predict)
 
@@ -272,7 +275,7 @@ def _predict(args) -> int:
     from .predict import predict_files
 
     res = predict_files(args.model, args.images, top_k=args.top, cascade=args.cascade, progress=not args.no_progress,
-                        device=args.device, precision=args.precision, tta=args.tta)
+                        device=args.device, precision=args.precision, tta=args.tta, fine=args.fine)
     bad = 0
     for r in res:
         if args.json:

@@ -31,10 +31,14 @@ class Predictor:
         Where a run dir's model runs (:mod:`semgen.devices`; ``auto``: the GPU with bf16 autocast if
         there is one, else the CPU in fp32). ONNX files and the cascade always run on the CPU
         (onnxruntime; the cascade is an edge-latency path): ``cpu`` or ``auto`` only.
+    fine : bool
+        A ``semgen pretrain`` run predicts fine labels (``bridge/lines/vertical/micro``). By default
+        their probabilities are summed per class (:func:`semgen.pretrain.labels.fold_to_classes`),
+        as ``semgen evaluate`` scores such a run; ``fine=True`` keeps the fine labels.
     """
 
     def __init__(self, model, *, threads: int | None = None, cascade: bool = False, device: str = "auto",
-                 precision: str = "auto", tta: str = "none"):
+                 precision: str = "auto", tta: str = "none", fine: bool = False):
         from ..devices import compute
         from .tta import check_tta
 
@@ -99,13 +103,20 @@ class Predictor:
                 if not hasattr(self._model, "cascade"):
                     raise SemgenError(f"--cascade needs a run trained with --heads hierarchical; {p} has one head")
                 self._cascade = self._model
+        from ..pretrain.labels import classes_of, is_fine
+
+        self.fine_classes = None  # the model's own fine labels, when they are folded into classes
+        if not fine and is_fine(self.classes):
+            self.fine_classes, self.classes = list(self.classes), classes_of(self.classes)
 
     def probs(self, images: torch.Tensor) -> np.ndarray:
         """Class probabilities ``[N, K]`` for uint8 images ``[N, size, size]`` (averaged over the
-        views of ``tta``)."""
+        views of ``tta``; a fine-label model's folded into :attr:`classes`)."""
+        from ..pretrain.labels import fold_to_classes
         from .tta import tta_probs
 
-        return tta_probs(self._probs, images, self.tta)
+        p = tta_probs(self._probs, images, self.tta)
+        return p if self.fine_classes is None else fold_to_classes(p, self.fine_classes)[0]
 
     def _probs(self, images: torch.Tensor) -> np.ndarray:
         if self.kind == "torch":
@@ -151,21 +162,22 @@ def _first_line(e: BaseException) -> str:
 
 def predict_files(model, files, *, top_k: int = 1, threads: int | None = None, cascade: bool = False,
                   progress: bool = False, device: str = "auto", precision: str = "auto",
-                  tta: str = "none") -> list[dict]:
+                  tta: str = "none", fine: bool = False) -> list[dict]:
     """Classify image files; unreadable ones come back with an ``error`` instead of a label.
 
     With ``cascade`` (a hierarchical model), each image runs the gate and only images it calls
     defective run the rest; an image the gate settles has the gate's classes and ``defect`` (the
     defect classes' total) in ``top``, and ``stage`` says where it stopped (``gate`` / ``rest``).
     ``progress`` shows a decoding bar on stderr when it is a terminal. ``device`` / ``precision`` /
-    ``tta``: see :class:`Predictor`.
+    ``tta`` / ``fine``: see :class:`Predictor`.
 
     Returns
     -------
     list of dict
         ``file``, ``label``, ``confidence``, ``top`` (``[(label, p), ...]``) or ``file``, ``error``.
     """
-    pred = Predictor(model, threads=threads, cascade=cascade, device=device, precision=precision, tta=tta)
+    pred = Predictor(model, threads=threads, cascade=cascade, device=device, precision=precision, tta=tta,
+                     fine=fine)
     files = [str(f) for f in files]
     import warnings
 
