@@ -245,3 +245,28 @@ def test_bad_input_is_one_line(runs, tmp_path):
     with pytest.raises(SemgenError, match="--transfer needs --teacher"):
         train_classifier(runs / "train", tmp_path / "s3", epochs=1, distill=DistillConfig([], transfer=[runs / "transfer"]),
                          **FAST)
+
+
+def test_fp32_export_has_no_padding_arithmetic_and_matches_pytorch(tmp_path):
+    """timm's TF "SAME" convs (EfficientNet-Lite) computed their pads from the input shape in the
+    FP32 graph: Shape / Ceil / ... / Pad around every stride-2 conv. The input size of an exported
+    model is fixed, so the pads are constants now, inside the convs; the outputs are unchanged and
+    the model itself is left as it was."""
+    from semgen.classifier.export import export_onnx
+    from semgen.classifier.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("efficientnet_lite0_035", 3, drop_rate=0.0).eval()
+    n_same = sum(type(m).__name__ == "Conv2dSame" for m in model.modules())
+    assert n_same > 0
+    path = export_onnx(model, 32, tmp_path / "model.onnx")
+    assert sum(type(m).__name__ == "Conv2dSame" for m in model.modules()) == n_same  # not changed in place
+    m = onnx.load(str(path))
+    ops = {n.op_type for n in m.graph.node}
+    assert "Pad" not in ops and not ops & {"Shape", "ConstantOfShape", "Ceil", "Slice", "Concat"}, ops
+    pads = [list(a.ints) for n in m.graph.node if n.op_type == "Conv" for a in n.attribute if a.name == "pads"]
+    assert [0, 0, 1, 1] in pads  # stride 2 on an even size: one more row / column at the end
+    imgs = (torch.rand(5, 32, 32, generator=torch.Generator().manual_seed(1)) * 255).to(torch.uint8)
+    with torch.no_grad():
+        want = model(imgs.unsqueeze(1).float() / 255).numpy()
+    np.testing.assert_allclose(ort_logits(ort_session(path), imgs), want, rtol=1e-4, atol=1e-4)

@@ -59,8 +59,11 @@ def export_onnx(model, size: int, path, *, opset: int = OPSET, metadata: dict | 
     """
     import onnx
 
+    from .padding import fold_pads_into_convs, with_constant_same_padding
+
     path = Path(path)
-    model = model.eval().to(memory_format=torch.contiguous_format)
+    # a copy whose TF "SAME" pads are constants for this input size: no Shape / Pad chain per conv
+    model = with_constant_same_padding(model.eval()).to(memory_format=torch.contiguous_format)
     hier = getattr(model, "hierarchy", None) is not None
     # the wrapper in eval mode: the exporter restores the mode it finds, and a wrapper left in training
     # mode would put the model back into it (BatchNorm statistics then drift on the next batch)
@@ -75,6 +78,7 @@ def export_onnx(model, size: int, path, *, opset: int = OPSET, metadata: dict | 
             do_constant_folding=True,
         )
         m = onnx.load(str(tmp_path))
+    fold_pads_into_convs(m)  # the one-sided "SAME" pads go into the convs: no Pad node runs in float
     _set_metadata(m, metadata or {})
     onnx.checker.check_model(m)
     write_bytes_atomic(path, m.SerializeToString())

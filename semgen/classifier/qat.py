@@ -32,7 +32,6 @@ the key ``qat`` of a ``.pt`` checkpoint of an earlier version).
 
 from __future__ import annotations
 
-from collections import Counter
 from typing import Annotated, Optional
 
 import numpy as np
@@ -44,6 +43,7 @@ from torch import nn
 from ..configs import Config, Int, Number, PositiveInt
 from ..errors import SemgenError
 from ..imageio import write_bytes_atomic
+from .padding import drop_dead_nodes, fold_pads_into_convs, same_conv2d
 
 QAT_FORMAT_VERSION = 1
 #: Activation modules folded into the conv before it (the quantiser then sits after them, as an
@@ -185,19 +185,6 @@ def _fq_bias(b: torch.Tensor | None, s_in: float, s_w: torch.Tensor):
     return b + (torch.round(b / s) * s - b).detach()
 
 
-def _same_pads(size, kernel, stride, dilation) -> tuple[int, int, int, int]:
-    """TF "SAME" padding as ``F.pad`` wants it (left, right, top, bottom), in Python ints.
-
-    timm's ``pad_same`` computes it from the traced shape, which the ONNX export writes as a chain
-    of Shape / Ceil / Pad nodes around every such conv; the input size of an exported model is
-    fixed, so here it is a constant, and a constant Pad folds into the quantised conv's own pads.
-    """
-    from timm.layers.padding import get_same_padding  # its int branch: plain math, no traced op
-
-    ph, pw = (get_same_padding(int(n), k, s, d) for n, k, s, d in zip(size, kernel, stride, dilation))
-    return pw // 2, pw - pw // 2, ph // 2, ph - ph // 2
-
-
 class _QBase(nn.Module):
     def _input(self, x):
         s = getattr(x, "_sg_scale", None)
@@ -236,12 +223,8 @@ class QConv2d(_QBase):
         s_w = _weight_scales(self.weight, self.wmax, self.bias, s_in)
         w = _fq_weight(self.weight, s_w)
         b = _fq_bias(self.bias, s_in, s_w)
-        if self.same_pad:
-            pads = _same_pads(x.shape[-2:], self.weight.shape[-2:], self.stride, self.dilation)
-            if pads[0] == pads[1] and pads[2] == pads[3]:
-                y = F.conv2d(x, w, b, self.stride, (pads[2], pads[0]), self.dilation, self.groups)
-            else:  # stride 2 on an even size: one more row / column at the end (lower_qdq folds it)
-                y = F.conv2d(F.pad(x, pads), w, b, self.stride, 0, self.dilation, self.groups)
+        if self.same_pad:  # constant pads (semgen.classifier.padding); lower_qdq folds a Pad into the conv
+            y = same_conv2d(x, w, b, self.stride, self.dilation, self.groups)
         else:
             y = F.conv2d(x, w, b, self.stride, self.padding, self.dilation, self.groups)
         return self.out_q(self.act(y))
@@ -459,32 +442,6 @@ def export_qat_onnx(model, size: int, path, *, metadata: dict | None = None):
     return Path(path)
 
 
-_FOLDABLE = {"Cast", "Concat", "ConstantOfShape", "Reshape", "Slice", "Transpose", "Squeeze", "Unsqueeze",
-             "Gather", "Identity"}
-
-
-def _constant(name: str, consts: dict, producer: dict, depth: int = 16):
-    """The value of a graph tensor computed from constants only by shape-like ops (the TorchScript
-    exporter writes ``F.pad``'s pads as such a chain), evaluated with the ONNX reference runtime;
-    None if it depends on anything else."""
-    if name in consts:
-        return consts[name]
-    n = producer.get(name)
-    if n is None or n.op_type not in _FOLDABLE or depth == 0:
-        return None
-    args = {}
-    for v in n.input:
-        if v:
-            args[v] = _constant(v, consts, producer, depth - 1)
-            if args[v] is None:
-                return None
-    from onnx.reference import ReferenceEvaluator
-
-    out = ReferenceEvaluator(n).run(None, args)
-    consts.update(zip(n.output, out))
-    return consts[name]
-
-
 def lower_qdq(m) -> None:
     """Fold ``QuantizeLinear`` of constant weights into int8 initialisers and put every Conv / Gemm
     bias behind an int32 ``DequantizeLinear`` (scale ``s_in * s_w``), as onnxruntime's quantiser
@@ -495,9 +452,6 @@ def lower_qdq(m) -> None:
     from .deploy import graph_constants
 
     g = m.graph
-    consts: dict[str, np.ndarray] = graph_constants(m)
-    producer = {o: n for n in g.node for o in n.output}
-    new_inits, drop = [], set()
 
     def axis_of(n, default=1):
         for a in n.attribute:
@@ -513,32 +467,13 @@ def lower_qdq(m) -> None:
         shape[axis] = -1
         return v.reshape(shape)
 
-    # 0. a constant zero Pad of H / W in front of a Conv goes into the Conv's own pads (TF "SAME"
-    # padding at stride 2): a Pad between the DequantizeLinear and the Conv would keep the runtime
-    # from fusing them into one integer conv, and it would run in float
-    uses = Counter(v for n in g.node for v in n.input)
-    for n in g.node:
-        p = producer.get(n.input[0]) if n.op_type == "Conv" else None
-        if p is None or p.op_type != "Pad" or uses.get(p.output[0]) != 1:
-            continue
-        mode = next((a.s for a in p.attribute if a.name == "mode"), b"constant")
-        value = _constant(p.input[2], consts, producer) if len(p.input) > 2 and p.input[2] else np.zeros(())
-        pads = _constant(p.input[1], consts, producer)
-        if pads is None:
-            continue
-        pads = np.asarray(pads).reshape(-1)
-        if mode != b"constant" or value is None or np.any(value != 0) or len(pads) != 8 or np.any(pads < 0) \
-                or np.any(pads[[0, 1, 4, 5]] != 0) or (len(p.input) > 3 and p.input[3]):
-            continue
-        old = next((list(a.ints) for a in n.attribute if a.name == "pads"), [0, 0, 0, 0])
-        new = [int(a + b) for a, b in zip(old, [pads[2], pads[3], pads[6], pads[7]])]
-        for a in list(n.attribute):
-            if a.name in ("pads", "auto_pad"):
-                n.attribute.remove(a)
-        n.attribute.append(helper.make_attribute("pads", new))
-        n.input[0] = p.input[0]
-        drop.add(id(p))
-    producer = {o: n for n in g.node if id(n) not in drop for o in n.output}
+    # 0. a constant zero Pad in front of a Conv goes into the Conv's own pads (TF "SAME" padding at
+    # stride 2): a Pad between the DequantizeLinear and the Conv would keep the runtime from fusing
+    # them into one integer conv, and it would run in float
+    fold_pads_into_convs(m)
+    consts = graph_constants(m)
+    producer = {o: n for n in g.node for o in n.output}
+    new_inits, drop = [], set()
 
     # 1. constant weights: Q(w) -> int8 initialiser
     rename = {}
@@ -589,18 +524,7 @@ def lower_qdq(m) -> None:
     del g.node[:]
     g.node.extend(nodes)
     g.initializer.extend(new_inits)
-    # dead nodes (what computed the folded pads) and initialisers (the float weights the int8 ones
-    # replace); a node is dead when nothing reads any of its outputs
-    while True:
-        used = {v for n in g.node for v in n.input} | {o.name for o in g.output}
-        keep = [n for n in g.node if any(o in used for o in n.output)]
-        if len(keep) == len(g.node):
-            break
-        del g.node[:]
-        g.node.extend(keep)
-    inits = [t for t in g.initializer if t.name in used]
-    del g.initializer[:]
-    g.initializer.extend(inits)
+    drop_dead_nodes(g)  # the float weights that the int8 ones replace
     onnx.checker.check_model(m)
 
 
