@@ -221,9 +221,11 @@ def test_bench_tstr_profiles_scores_whole_profiles(generated_reference, tmp_path
     for name, r in (("bright", [0.8, 0.9]), ("dark", [-0.9, -0.8])):
         paths.append(tmp_path / f"{name}.yaml")
         dump_profile({"version": PROFILE_VERSION, "classes": {"ler": {"brightness": {"range": r}}}}, paths[-1])
-    assert bench.main(["--reference", str(generated_reference), "--profiles", *map(str, paths), "--n", "8",
-                       "--size", "48", "--json", str(tmp_path / "rows.json")]) == 0
+    assert bench.main(["--reference", str(generated_reference), "--profiles", *map(str, paths), "--n", "4",
+                       "--sets", "2", "--size", "48", "--json", str(tmp_path / "rows.json")]) == 0
     rows = {Path(r["name"]).stem: r for r in json.loads((tmp_path / "rows.json").read_text())}
-    assert set(rows) == {"defaults", "bright", "dark"}
-    assert rows["bright"]["macro_f1"] == 1.0 and rows["dark"]["macro_f1"] == 0.0
+    assert set(rows) == {"defaults", "bright", "dark"} and "diff" not in rows["defaults"]
+    assert rows["bright"]["per_set"] == [1.0, 1.0] and rows["dark"]["per_set"] == [0.0, 0.0]
+    base = rows["defaults"]["per_set"]
+    assert rows["dark"]["diff"]["mean"] == pytest.approx(-sum(base) / 2)  # paired on the same sets
     assert "| TSTR macro-F1 |" in capsys.readouterr().out
