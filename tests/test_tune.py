@@ -43,7 +43,8 @@ def _complete(db):
 
 def test_tiny_tune_writes_a_valid_profile(reference, tmp_path):
     out = tmp_path / "p.yaml"
-    rep = tune(reference, out, classes=["ler"], trials=2, n_images=4, size=32, log=open(os.devnull, "w"))
+    rep = tune(reference, out, classes=["ler"], trials=2, n_images=4, size=32, objective="auc",
+               log=open(os.devnull, "w"))
     prof = load_profile(out)  # validates the schema and every range against the generator
     assert list(prof["classes"]) == ["ler"]
     files = sorted(sha256_file(p) for p in reference.rglob("*.png"))
@@ -66,7 +67,7 @@ def test_tiny_tune_writes_a_valid_profile(reference, tmp_path):
 def test_tune_resumes_after_a_kill(reference, tmp_path):
     out = tmp_path / "p.yaml"
     cmd = [sys.executable, "-m", "semgen", "tune", "--reference", str(reference), "--out", str(out),
-           "--classes", "ler", "--trials", "3", "--n", "4", "--size", "32", "--no-sheets"]
+           "--classes", "ler", "--trials", "3", "--n", "4", "--size", "32", "--objective", "auc", "--no-sheets"]
     env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE")
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env=env)
     try:
@@ -80,7 +81,7 @@ def test_tune_resumes_after_a_kill(reference, tmp_path):
     db = work_dir(out) / "optuna.db"
     first = _complete(db)
     assert len(first) == 1
-    rep = tune(reference, out, classes=["ler"], trials=3, n_images=4, size=32, sheets=False,
+    rep = tune(reference, out, classes=["ler"], trials=3, n_images=4, size=32, objective="auc", sheets=False,
                log=open(os.devnull, "w"))
     done = _complete(db)
     assert len(done) == 3 and rep["classes"]["ler"]["trials"] == 3
@@ -90,14 +91,15 @@ def test_tune_resumes_after_a_kill(reference, tmp_path):
     from semgen.errors import SemgenError
 
     with pytest.raises(SemgenError, match="other settings"):
-        tune(reference, out, classes=["ler"], trials=3, n_images=5, size=32, sheets=False)
+        tune(reference, out, classes=["ler"], trials=3, n_images=5, size=32, objective="auc", sheets=False)
 
 
 def test_tune_needs_reference_images_of_the_class(reference, tmp_path):
     from semgen.errors import SemgenError
 
     with pytest.raises(SemgenError, match="class bridge has 0 images"):
-        tune(reference, tmp_path / "p.yaml", classes=["bridge"], trials=1, n_images=4, size=32, sheets=False)
+        tune(reference, tmp_path / "p.yaml", classes=["bridge"], trials=1, n_images=4, size=32, objective="auc",
+             sheets=False)
 
 
 def test_the_profile_is_chosen_on_fresh_images_not_on_the_search_value(monkeypatch):
@@ -202,7 +204,7 @@ def test_tstr_tune_writes_a_profile_and_the_joint_figures(generated_reference, t
     from semgen.errors import SemgenError
 
     with pytest.raises(SemgenError, match="other settings"):  # the objective is part of a study's settings
-        tune(generated_reference, out, classes=["ler"], trials=2, n_images=4, size=48, sheets=False)
+        tune(generated_reference, out, classes=["ler"], trials=2, n_images=4, size=48, objective="auc", sheets=False)
 
 
 def test_bench_tstr_profiles_scores_whole_profiles(generated_reference, tmp_path, monkeypatch, capsys):

@@ -10,8 +10,8 @@ def register(sub) -> None:
     p = sub.add_parser(
         "tune", help="fit each class's parameter ranges and choice weights to real reference images (Optuna TPE)",
         description="Search per-class sampling ranges so that generated images match a real reference "
-                    "(objective: macro-F1 on the reference of a probe trained on generated images (tstr), or the "
-                    "AUC of a real-vs-generated discriminator on texture metrics (auc)) "
+                    "(objective: macro-F1 on the reference of a probe trained on generated images (tstr, the "
+                    "default), or the AUC of a real-vs-generated discriminator on texture metrics (auc)) "
                     "and write a --profile for `semgen procedural`. Resumes from PROFILE.tune/optuna.db. "
                     "Give it a training pool only, never a test set.")
     long_running(p)
@@ -24,9 +24,10 @@ def register(sub) -> None:
     p.add_argument("--select-n", type=int, metavar="N",
                    help="generated images per class of the selection and check sets (default 8 x --n)")
     p.add_argument("--size", type=int, help="image side for the objective (default 64 for auc, 128 for tstr)")
-    p.add_argument("--objective", choices=("auc", "tstr"), default="auc",
-                   help="auc: texture discriminator AUC (lower); tstr: train on generated, test on the reference "
-                        "with a linear probe on frozen features (needs --features' weights)")
+    p.add_argument("--objective", choices=("tstr", "auc"), default="tstr",
+                   help="tstr: macro-F1 on the reference of a linear probe on frozen features, fitted on generated "
+                        "images (what the data is for); auc: a texture discriminator's AUC (measured: its profiles "
+                        "made pretraining worse)")
     p.add_argument("--features", default="imagenet", metavar="INIT",
                    help="tstr: the frozen backbone, any `semgen train --init` value (default imagenet: the imagenet extra)")
     p.add_argument("--features-arch", metavar="ARCH", help="tstr: its architecture (default: the init's own)")
