@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from semgen.generators.procedural.profile import load_profile  # noqa: E402
 from semgen.generators.procedural.registry import create_generator  # noqa: E402
 from semgen.tune.objective import Reference  # noqa: E402
-from semgen.tune.search import _generated_labels  # noqa: E402
+from semgen.tune.search import generated_labels  # noqa: E402
 from semgen.tune.tstr import TSTR, Embedder  # noqa: E402
 
 
@@ -41,7 +41,7 @@ def score_profiles(reference, profiles, *, n: int = 60, start: int = 0, sets: in
     (mean F1) and ``diff``: the paired difference from the defaults on the same sets (mean, and the
     standard deviation over the sets)."""
     ref = Reference(reference, size)
-    probe = TSTR(ref, {lb: create_generator(lb) for lb in _generated_labels(ref)},
+    probe = TSTR(ref, {lb: create_generator(lb) for lb in generated_labels(ref)},
                  Embedder(features, features_arch, size=size), size=size, seed=seed)
     rows = []
     for path in [None, *profiles]:

@@ -144,10 +144,16 @@ class TextureAUC:
         return value
 
     def __call__(self, label: str, ranges: dict, *, n: int, start: int, stage: str) -> float:
-        g = self.gens[label].with_ranges(ranges, where="tune") if ranges else self.gens[label]
-        synth = features(generate_one(g, image_seed(self.seed, g.label, i), self.size).image
-                         for i in range(start, start + n))
+        synth = features(generated_images(self.gens[label], ranges, n=n, start=start, size=self.size, seed=self.seed))
         return discriminator_auc(self.ref.features(label), synth, seed=self.seed)
+
+
+def generated_images(gen, ranges: dict, *, n: int, start: int, size: int, seed: int):
+    """Images ``start .. start + n - 1`` (uint8, ``size`` px) of generator ``gen`` with ``ranges``
+    overriding its sampling (none: its defaults), with the seeds ``semgen procedural --seed seed``
+    gives them; a generator, so they can be reduced one by one."""
+    g = gen.with_ranges(ranges, where="tune") if ranges else gen
+    return (generate_one(g, image_seed(seed, g.label, i), size).image for i in range(start, start + n))
 
 
 def reference_sha256(file_hashes) -> str:

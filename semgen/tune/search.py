@@ -197,12 +197,12 @@ def make_objective(kind: str, ref: Reference, gens: dict, *, size: int, seed: in
         raise SemgenError(f"--objective must be one of {', '.join(OBJECTIVES)}, got {kind!r}")
     from .tstr import TSTR, Embedder
 
-    probe = {lb: create_generator(lb) for lb in _generated_labels(ref)}
+    probe = {lb: create_generator(lb) for lb in generated_labels(ref)}
     probe.update(gens)
     return TSTR(ref, probe, Embedder(features, features_arch, size=size), size=size, seed=seed)
 
 
-def _generated_labels(ref: Reference) -> list[str]:
+def generated_labels(ref: Reference) -> list[str]:
     """Reference classes that have a generator of their own name and at least 2 images."""
     out = []
     for n in list_generators():
@@ -269,7 +269,7 @@ def tune(reference, out, *, classes=None, trials: int = 30, minutes: float | Non
     labels = [create_generator(c).label for c in classes] if classes else None
     ref = Reference(reference, size, classes=labels if objective == "auc" else None)
     if labels is None:
-        labels = _generated_labels(ref)
+        labels = generated_labels(ref)
     gens = {lb: create_generator(lb) for lb in labels}
     names = {lb: tuned_params(g) for lb, g in gens.items()}
     score = make_objective(objective, ref, gens, size=size, seed=seed, features=features, features_arch=features_arch)

@@ -25,10 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import SemgenError
-from ..generators.procedural.generation import generate_one
-from ..seeding import image_seed
-from .objective import resized
+from .objective import generated_images, resized
 
 #: L2 strength of the probe (a ridge classifier on standardised features). Measured on
 #: sem-real/train with ImageNet EfficientNet-Lite0 features at 128 px, 30 / 60 default images per
@@ -133,14 +130,11 @@ class TSTR:
         x, y, part = [], [], []
         rng = np.random.default_rng([int(seed), 1207])  # the halves: a function of the seed only
         for k, lb in enumerate(self.labels):
-            paths = sorted(ref.paths.get(lb, []))
-            if len(paths) < 2:
-                raise SemgenError(f"reference {ref.root}: class {lb} has {len(paths)} images; TSTR needs at "
-                                  f"least 2 of every class it generates")
-            half = np.zeros(len(paths), bool)
-            half[rng.permutation(len(paths))[: len(paths) // 2]] = True
-            x.append(embedder(ref.images(lb)))
-            y += [k] * len(paths)
+            imgs = ref.images(lb)  # sorted by path; at least 2, else a one-line error naming the class
+            half = np.zeros(len(imgs), bool)
+            half[rng.permutation(len(imgs))[: len(imgs) // 2]] = True
+            x.append(embedder(imgs))
+            y += [k] * len(imgs)
             part.append(half)
         self.real_x, self.real_y, self._search = np.concatenate(x), np.asarray(y), np.concatenate(part)
         self._cache: dict[tuple, np.ndarray] = {}
@@ -158,9 +152,8 @@ class TSTR:
         key = (label, start, n)
         if not ranges and key in self._cache:
             return self._cache[key]
-        g = self.gens[label].with_ranges(ranges, where="tune") if ranges else self.gens[label]
-        f = self.embedder([generate_one(g, image_seed(self.seed, g.label, i), self.size).image
-                           for i in range(start, start + n)])
+        f = self.embedder(list(generated_images(self.gens[label], ranges, n=n, start=start, size=self.size,
+                                                seed=self.seed)))
         if not ranges:
             self._cache[key] = f
         return f
