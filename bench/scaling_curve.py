@@ -3,10 +3,12 @@ backbone saw, from fine-tuned runs and ensembles already made, as a table and a 
 
 Each run's place on the x axis is read from its lineage (``semgen info RUN``;
 semgen.classifier.lineage): the streamed procedural samples of every pretraining cycle behind it.
-Runs with the same lineage budget are one point: the joint seed x image bootstrap of
-``semgen ablate`` (semgen.ablation.stats) gives the mean over seeds and its 95 % interval; an
-ensemble of them is drawn beside it with its own image bootstrap. A point whose cycles repeated
-scenes (fewer distinct scenes than samples seen) is drawn hollow.
+Runs fine-tuned from the same pretraining run(s) are one point: the joint seed x image bootstrap
+of ``semgen ablate`` (semgen.ablation.stats) gives the mean over seeds and its 95 % interval; an
+ensemble of them is drawn beside it with its own image bootstrap. Two pretraining runs of one
+budget stay two points (one schedule of 153,600 samples is not two cycles of 76,800). A point whose
+cycles repeated scenes (fewer distinct scenes than samples seen) is drawn hollow; a point of more
+than one pretraining cycle is a diamond, off the line (the line is one schedule per budget).
 
 Example::
 
@@ -38,27 +40,40 @@ from semgen.classifier.tta import TTA_MODES  # noqa: E402
 from semgen.errors import SemgenError  # noqa: E402
 
 
-def budget_of(run) -> dict:
-    """The synthetic budget behind a run, or behind every member of an ensemble (which must agree)."""
+def pretraining_of(run) -> tuple[tuple[str, ...], dict]:
+    """The pretraining runs behind a run (resolved paths, oldest first; empty for none) and their
+    synthetic budget; for an ensemble, its members' (which must agree)."""
     members = [m["absolute"] for m in read_ensemble(run)["members"]] if is_ensemble(run) else [run]
-    budgets = {tuple(sorted(synthetic_budget(lineage(m, verify=False)).items())) for m in members}
-    if len(budgets) != 1:
-        raise SemgenError(f"{run}: its members were pretrained on different budgets; one point needs one")
-    return dict(budgets.pop())
+    found = set()
+    for m in members:
+        st = lineage(m, verify=False)
+        runs = tuple(str(Path(s["run"]).resolve()) for s in st if s.get("kind") == "pretrain")
+        found.add((runs, tuple(sorted(synthetic_budget(st).items()))))
+    if len(found) != 1:
+        raise SemgenError(f"{run}: its members were pretrained differently; one point needs one pretraining")
+    runs, budget = found.pop()
+    return runs, dict(budget)
 
 
 def curve(runs, ensembles, test, tta="none", n_boot=2000, synthetic_only=()) -> list[dict]:
-    """One row per budget: seeds' mean macro-F1 with its CI, the ensemble's if one was given, and
-    the synthetic-only figure of a pretraining run of that budget (no real image: its fine labels
-    folded onto the test classes) if one was given."""
+    """One row per pretraining (the run or chain of runs behind a model; none for ImageNet alone),
+    sorted by budget: seeds' mean macro-F1 with its CI, the ensemble's if one was given, and the
+    synthetic-only figure of that pretraining run (no real image: its fine labels folded onto the
+    test classes) if it was given."""
     groups: dict[tuple, dict] = defaultdict(lambda: {"runs": [], "ensembles": [], "synthetic_only": []})
+    budgets = {}
     for kind, items in (("runs", runs), ("ensembles", ensembles), ("synthetic_only", synthetic_only)):
         for r in items:
-            b = budget_of(r)
-            groups[(b["seen"], b["distinct"])][kind].append(r)
+            chain, budgets_r = pretraining_of(r)
+            budgets[chain] = budgets_r
+            groups[chain][kind].append(r)
     rows = []
-    for (seen, distinct), g in sorted(groups.items()):
-        row = {"seen": seen, "distinct": distinct, "n_seeds": len(g["runs"]), "runs": g["runs"]}
+    for chain, g in sorted(groups.items(), key=lambda kv: (budgets[kv[0]]["seen"], budgets[kv[0]]["distinct"],
+                                                           budgets[kv[0]]["cycles"], kv[0])):
+        b = budgets[chain]
+        row = {"seen": b["seen"], "distinct": b["distinct"], "cycles": b["cycles"],
+               "pretraining": Path(chain[-1]).name if chain else "-",
+               "n_seeds": len(g["runs"]), "runs": g["runs"]}
         if g["runs"]:
             ys = [predictions(r, test, tta, saved=True) for r in g["runs"]]
             s = bootstrap(ys[0][0], [p for _, p in ys], n_boot=n_boot)
@@ -90,17 +105,20 @@ def plot(rows, path, title) -> None:
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=110)
     xs = sorted({r["seen"] for r in rows})
 
-    def at(r, shift=0.0):  # repeated-scene points a little left, ensembles a little right (log axis)
-        x = r["seen"] * (0.88 if r["distinct"] < r["seen"] else 1.0)
+    def at(r, shift=0.0):  # repeated-scene and multi-cycle points a little left, ensembles right (log axis)
+        x = r["seen"] * (0.88 if r["distinct"] < r["seen"] else 0.94 if r["cycles"] > 1 else 1.0)
         return x * (1 + shift) + (1500 * shift / 0.05 if x == 0 else 0)
 
+    def on_line(r):  # the curve: one schedule of new scenes per budget
+        return r["distinct"] == r["seen"] and r["cycles"] <= 1
+
     seeds = [r for r in rows if "f1" in r]
-    line = [r for r in seeds if r["distinct"] == r["seen"]]  # the curve: new scenes only
+    line = [r for r in seeds if on_line(r)]
     ax.plot([at(r) for r in line], [r["f1"] for r in line], "-", color="C0", lw=1, alpha=0.6)
     for r in seeds:
         full = r["distinct"] == r["seen"]
-        ax.errorbar(at(r), r["f1"], yerr=[[r["f1"] - r["lo"]], [r["hi"] - r["f1"]]], fmt="o", color="C0",
-                    mfc="C0" if full else "white", capsize=3)
+        ax.errorbar(at(r), r["f1"], yerr=[[r["f1"] - r["lo"]], [r["hi"] - r["f1"]]],
+                    fmt="o" if r["cycles"] <= 1 else "D", color="C0", mfc="C0" if full else "white", capsize=3)
         ax.scatter([at(r)] * len(r["seeds"]), r["seeds"], s=10, color="0.55", zorder=3)
     ens = [r for r in rows if "ens_f1" in r]
     for r in ens:
@@ -108,7 +126,7 @@ def plot(rows, path, title) -> None:
         ax.errorbar(at(r, 0.05), r["ens_f1"], yerr=[[r["ens_f1"] - r["ens_lo"]], [r["ens_hi"] - r["ens_f1"]]],
                     fmt="*", ms=10, color="C3", mfc="C3" if full else "white", capsize=3)
     syn = [r for r in rows if "syn_f1" in r]
-    syn_line = [r for r in syn if r["distinct"] == r["seen"]]
+    syn_line = [r for r in syn if on_line(r)]
     ax.plot([at(r, -0.05) for r in syn_line], [r["syn_f1"] for r in syn_line], "--", color="C2", lw=1, alpha=0.6)
     for r in syn:
         full = r["distinct"] == r["seen"]
@@ -124,6 +142,8 @@ def plot(rows, path, title) -> None:
                     label="no real image: the pretraining run itself, 95% CI")
     if any(r["distinct"] < r["seen"] for r in rows):
         ax.plot([], [], "o", color="C0", mfc="white", label="hollow: scenes repeated (same seed twice)")
+    if any(r["cycles"] > 1 for r in seeds):
+        ax.plot([], [], "D", color="C0", label="diamond: two or more pretraining cycles (off the line)")
     ax.set_xscale("symlog", linthresh=10000)
     ax.set_xticks(xs)
     ax.set_xticklabels(["ImageNet\nonly" if x == 0 else f"+{x / 1000:g}k" for x in xs])
@@ -159,14 +179,15 @@ def main(argv=None) -> int:
         print(f"scaling_curve: {e}", file=sys.stderr)
         return 2
     print("| synthetic samples seen | distinct scenes | seeds | mean macro-F1 [95% CI] | each seed | ensemble [95% CI] "
-          "| no real image [95% CI] |")
-    print("|---|---|---|---|---|---|---|")
+          "| no real image [95% CI] | cycles | pretraining run |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         seeds = (f"{r['f1']:.3f} [{r['lo']:.3f}, {r['hi']:.3f}]", " / ".join(f"{s:.3f}" for s in r["seeds"])) \
             if "f1" in r else ("-", "-")
         ens = f"{r['ens_f1']:.3f} [{r['ens_lo']:.3f}, {r['ens_hi']:.3f}]" if "ens_f1" in r else "-"
         syn = f"{r['syn_f1']:.3f} [{r['syn_lo']:.3f}, {r['syn_hi']:.3f}]" if "syn_f1" in r else "-"
-        print(f"| {r['seen']:,} | {r['distinct']:,} | {r['n_seeds']} | {seeds[0]} | {seeds[1]} | {ens} | {syn} |")
+        print(f"| {r['seen']:,} | {r['distinct']:,} | {r['n_seeds']} | {seeds[0]} | {seeds[1]} | {ens} | {syn} "
+              f"| {r['cycles']} | {r['pretraining']} |")
     if a.plot:
         title = a.title or f"{os.path.basename(os.path.normpath(a.test))}, tta {a.tta}"
         plot(rows, a.plot, title)

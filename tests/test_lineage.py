@@ -121,4 +121,11 @@ def test_the_scaling_bench_places_each_run_by_its_lineage(chain, tmp_path, capsy
                      str(chain / "c"), "--n-boot", "50", "--plot", str(png)]) == 0
     rows = [r.split(" | ") for r in capsys.readouterr().out.splitlines() if r.startswith("| ") and r[2].isdigit()]
     assert [r[:3] for r in rows] == [["| 8", "8", "0"], ["| 32", "24", "1"]]
-    assert rows[0][3] == "-" and all(r[-1].strip(" |")[0].isdigit() for r in rows)
+    assert rows[0][3] == "-" and all(r[6].strip(" |")[0].isdigit() for r in rows)
+    assert [(r[7], r[8].strip(" |")) for r in rows] == [("1", "a"), ("3", "c")]
+    # two pretraining runs of one budget (8 samples, 1 cycle, new scenes) stay two rows, each with its own runs
+    pretrain(tmp_path / "e", PretrainConfig(**{**TINY, "seed": 7}), workers=0, threads=1, progress=False)
+    assert mod.main(["--test", str(chain / "d"), "--runs", str(chain / "ft2"), "--synthetic-only", str(chain / "a"),
+                     str(tmp_path / "e"), "--n-boot", "50", "--plot", str(png)]) == 0
+    rows = [r.split(" | ") for r in capsys.readouterr().out.splitlines() if r.startswith("| ") and r[2].isdigit()]
+    assert sorted((r[0], r[2], r[8].strip(" |")) for r in rows) == [("| 8", "0", "e"), ("| 8", "1", "a")]
