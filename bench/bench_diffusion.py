@@ -41,9 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 def _load_u8(path, size=128, limit=None, seed=0):
     """uint8 (N, size, size) images of a dataset dir or ImageFolder tree (a seeded subset if ``limit``)."""
-    import cv2
-
-    from semgen.imageio import read_gray
+    from semgen.imageio import read_gray, resize_square
     from semgen.manifests import DatasetDir
     from semgen.manifests.imagefolder import is_dataset_dir, scan_imagefolder
 
@@ -62,9 +60,7 @@ def _load_u8(path, size=128, limit=None, seed=0):
         im = read_gray(f)
         if im.dtype != np.uint8:
             im = (im >> 8).astype(np.uint8)
-        if im.shape != (size, size):
-            im = cv2.resize(im, (size, size), interpolation=cv2.INTER_AREA if min(im.shape) >= size else cv2.INTER_CUBIC)
-        out.append(im)
+        out.append(resize_square(im, size))
     return np.stack(out), files
 
 

@@ -214,3 +214,32 @@ def read_gray(path: str | os.PathLike, *, allow_16bit: bool = True, max_pixels: 
         msg = str(e)
         reason = "truncated" if ("truncated" in msg or "broken" in msg.lower()) else "unreadable"
         raise ImageReadError(path, reason, msg) from None
+
+
+def resize_square(img: np.ndarray, size: int) -> np.ndarray:
+    """A 2-D image at ``size`` x ``size``, the one rule every model input in semgen follows.
+
+    ``cv2.INTER_AREA`` when shrinking (it averages, so the fine SEM texture does not alias),
+    ``cv2.INTER_CUBIC`` when enlarging; an image already that size is returned as is. The aspect
+    ratio is not kept: the classifier, the tune objective and the benches all read images this way.
+
+    Parameters
+    ----------
+    img : ndarray (H, W), any dtype cv2 resizes (uint8 here)
+    size : int, > 0
+
+    Returns
+    -------
+    ndarray (size, size), same dtype
+
+    Examples
+    --------
+    >>> resize_square(np.zeros((64, 48), np.uint8), 32).shape
+    (32, 32)
+    >>> a = np.zeros((8, 8), np.uint8); resize_square(a, 8) is a
+    True
+    """
+    if img.shape == (size, size):
+        return img
+    interp = cv2.INTER_AREA if min(img.shape) >= size else cv2.INTER_CUBIC
+    return cv2.resize(img, (size, size), interpolation=interp)

@@ -231,3 +231,15 @@ def test_bench_tstr_profiles_scores_whole_profiles(generated_reference, tmp_path
     base = rows["defaults"]["per_set"]
     assert rows["dark"]["diff"]["mean"] == pytest.approx(-sum(base) / 2)  # paired on the same sets
     assert "| TSTR macro-F1 |" in capsys.readouterr().out
+
+
+def test_a_corrupt_reference_image_is_a_one_line_error_that_names_it(reference, tmp_path, capsys):
+    from semgen.cli import main
+
+    (reference / "ler" / "9.png").write_bytes(b"\x89PNG\r\n\x1a\n but the rest is not a PNG")
+    out = tmp_path / "p.yaml"
+    rc = main(["tune", "--reference", str(reference), "--out", str(out), "--classes", "ler", "--trials", "1",
+               "--n", "4", "--size", "32", "--objective", "auc", "--no-sheets", "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc != 0 and len(err) == 1 and "9.png" in err[0] and "Traceback" not in err[0]
+    assert not out.exists()  # nothing half-written

@@ -11,12 +11,11 @@ import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-import cv2
 import numpy as np
 import torch
 
 from ..errors import ImageReadError, SemgenError
-from ..imageio import read_gray
+from ..imageio import read_gray, resize_square
 from ..manifests.sources import DataSource, iter_source, parse_source
 from ..taxonomy import CLASSES, canonical
 
@@ -92,11 +91,7 @@ def _read_resized(path: str, size: int):
         return None, e.reason
     except Exception as e:  # noqa: BLE001 - a bad file is skipped, whatever the decoder raised
         return None, f"unreadable ({type(e).__name__})"
-    if img.shape != (size, size):
-        # INTER_AREA for shrinking keeps the fine SEM texture from aliasing; cubic when enlarging.
-        interp = cv2.INTER_AREA if min(img.shape) >= size else cv2.INTER_CUBIC
-        img = cv2.resize(img, (size, size), interpolation=interp)
-    return img, None
+    return resize_square(img, size), None
 
 
 def decode_images(paths: list[str], size: int, *, progress: bool = False, workers: int | None = None):

@@ -14,13 +14,12 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from ..curation.metrics import METRIC_NAMES, compute_metrics
 from ..errors import SemgenError
 from ..generators.procedural.generation import generate_one
-from ..imageio import read_gray, sha256_file
+from ..imageio import read_gray, resize_square, sha256_file
 from ..manifests.sources import read_source
 from ..seeding import image_seed
 
@@ -38,14 +37,6 @@ def features(images) -> np.ndarray:
         m = compute_metrics(img)
         rows.append([m[k] for k in METRIC_NAMES])
     return np.nan_to_num(np.asarray(rows, np.float64).reshape(-1, len(METRIC_NAMES)), posinf=0.0, neginf=0.0)
-
-
-def resized(img: np.ndarray, size: int) -> np.ndarray:
-    """``img`` at ``size`` x ``size`` as the classifier reads it (area when shrinking, cubic when enlarging)."""
-    if img.shape == (size, size):
-        return img
-    interp = cv2.INTER_AREA if min(img.shape) >= size else cv2.INTER_CUBIC
-    return cv2.resize(img, (size, size), interpolation=interp)
 
 
 def discriminator_auc(real: np.ndarray, synth: np.ndarray, *, folds: int = 5, seed: int = 0) -> float:
@@ -108,7 +99,7 @@ class Reference:
         paths = self.paths.get(label, [])
         if len(paths) < 2:
             raise SemgenError(f"reference {self.root}: class {label} has {len(paths)} images; tuning needs at least 2")
-        return [resized(read_gray(p), self.size) for p in sorted(paths)]
+        return [resize_square(read_gray(p), self.size) for p in sorted(paths)]
 
     def features(self, label: str) -> np.ndarray:
         """The texture metrics (:func:`features`) of the class's images, computed once."""

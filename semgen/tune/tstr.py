@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .objective import generated_images, resized
+from ..imageio import resize_square
+from .objective import generated_images
 
 #: L2 strength of the probe (a ridge classifier on standardised features). Measured on
 #: sem-real/train with ImageNet EfficientNet-Lite0 features at 128 px, 30 / 60 default images per
@@ -78,7 +79,7 @@ class Embedder:
         """float32 ``(n, d)`` features of 2-D uint8 images (any size; resized to ``size``)."""
         import torch
 
-        arr = np.stack([resized(np.asarray(im, np.uint8), self.size) for im in images])
+        arr = np.stack([resize_square(np.asarray(im, np.uint8), self.size) for im in images])
         net, out = self.model.net, []
         with torch.inference_mode():
             for i in range(0, len(arr), BATCH):
