@@ -188,9 +188,9 @@ def read_gray(path: str | os.PathLike, *, allow_16bit: bool = True, max_pixels: 
     try:
         size = path.stat().st_size if data is None else len(data)
     except FileNotFoundError:
-        raise ImageReadError(path, "missing") from None
+        raise ImageReadError(path, "missing", "no such file") from None
     if size == 0:
-        raise ImageReadError(path, "empty_file")
+        raise ImageReadError(path, "empty_file", "0 bytes")
     if data is not None and size <= max_pixels and data.startswith(_PNG_SIG):
         img = _decode_plain_png(data)  # semgen's own PNGs (data given: curation has read the file)
         if img is not None and img.size <= max_pixels:
@@ -209,7 +209,7 @@ def read_gray(path: str | os.PathLike, *, allow_16bit: bool = True, max_pixels: 
     except (Image.DecompressionBombWarning, Image.DecompressionBombError) as e:
         raise ImageReadError(path, "too_large", str(e)) from None
     except Image.UnidentifiedImageError:
-        raise ImageReadError(path, "not_an_image") from None
+        raise ImageReadError(path, "not_an_image", "no image format recognises its bytes") from None
     except (OSError, SyntaxError, ValueError) as e:
         msg = str(e)
         reason = "truncated" if ("truncated" in msg or "broken" in msg.lower()) else "unreadable"
