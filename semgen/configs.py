@@ -219,6 +219,11 @@ class Config(BaseModel):
         else:
             what = _PHRASES.get(err["type"], err["msg"][:1].lower() + err["msg"][1:])
         value = err.get("input")
+        # paths as the text a user typed, not PosixPath('...')
+        if isinstance(value, os.PathLike):
+            value = os.fspath(value)
+        elif isinstance(value, (list, tuple)):
+            value = [os.fspath(v) if isinstance(v, os.PathLike) else v for v in value]
         got = (f", got {value}" if isinstance(value, (int, float)) else f", got {value!r}")
         if err["type"] in ("missing", "extra_forbidden"):
             got = ""

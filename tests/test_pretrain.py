@@ -378,3 +378,72 @@ def test_a_profile_is_recorded_and_keys_the_stream(tmp_path):
         PretrainConfig(**{**TINY, "profile": json.dumps({"version": 1, "classes": {"ler": {"sigma_nm": {"range": [0, 99]}}}})})
     with pytest.raises(SemgenError, match="--profile"):
         PretrainConfig(**{**TINY, "profile": str(tmp_path / "missing.yaml")})
+
+
+@pytest.fixture(scope="module")
+def teacher_run(tmp_path_factory):
+    """A tiny pretraining run to distil from (the same fine labels as TINY)."""
+    run = tmp_path_factory.mktemp("teacher") / "t"
+    pretrain(run, PretrainConfig(**{**TINY, "seed": 11}), workers=0, threads=1, progress=False)
+    return run
+
+
+def _kl_to(teacher, student, x, t=4.0):
+    from semgen.classifier.checkpoint import load_run
+
+    tm, _ = load_run(teacher)
+    sm, _ = load_run(student)
+    with torch.no_grad():
+        p = torch.log_softmax(tm(x) / t, 1)
+        q = torch.log_softmax(sm(x) / t, 1)
+    return float((p.exp() * (p - q)).sum(1).mean())
+
+
+def test_a_teacher_pulls_the_student_towards_its_predictions(teacher_run, tmp_path):
+    base = {**TINY, "images": 128, "aux_weight": 0, "label_smoothing": 0.0, "seed": 5}
+    assert "teachers" not in PretrainConfig(**base).to_dict()  # runs without one keep their settings
+    kd = PretrainConfig(**base, teachers=[teacher_run], distill_weight=1.0)
+    assert kd.to_dict()["teachers"] == [str(teacher_run.resolve())]
+    pretrain(tmp_path / "kd", kd, workers=0, threads=1, log_every=4, progress=False)
+    pretrain(tmp_path / "ce", PretrainConfig(**base), workers=0, threads=1, progress=False)
+    # images the runs never saw: samples past the end of the stream
+    job = StreamJob(TargetSpace.build(TINY["generators"]), seed=5, size=32)
+    x = torch.from_numpy(job((1000, 16))["images"]).unsqueeze(1).float() / 255
+    assert _kl_to(teacher_run, tmp_path / "kd", x) < 0.5 * _kl_to(teacher_run, tmp_path / "ce", x)
+    log = [json.loads(line) for line in (tmp_path / "kd" / "train_log.jsonl").read_text().splitlines()]
+    assert all("loss_kd" in r for r in log) and log[-1]["loss_kd"] < log[0]["loss_kd"]
+    from semgen.classifier.lineage import describe, lineage
+
+    assert "distilled from" in "\n".join(describe(lineage(tmp_path / "kd")))
+
+
+def test_a_distilled_run_resumes_exactly_and_refuses_a_retrained_teacher(teacher_run, tmp_path):
+    import shutil
+
+    t = tmp_path / "t"
+    shutil.copytree(teacher_run, t)
+    cfg = PretrainConfig(**TINY, teachers=[t])
+    pretrain(tmp_path / "a", cfg, workers=0, threads=1, save_every=2, progress=False)
+    pretrain(tmp_path / "b", cfg, workers=0, threads=1, save_every=2, stop_after=3, progress=False)
+    pretrain(tmp_path / "b", cfg, workers=0, threads=1, save_every=2, progress=False)
+    wa, wb = _weights(tmp_path / "a"), _weights(tmp_path / "b")
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    pretrain(tmp_path / "c", cfg, workers=0, threads=1, save_every=2, stop_after=3, progress=False)
+    w = _weights(t)
+    k = next(iter(w))
+    w[k] = w[k] + 1
+    from safetensors.torch import save_file
+
+    save_file(w, str(t / "model.safetensors"))
+    with pytest.raises(SemgenError, match="other settings"):
+        pretrain(tmp_path / "c", cfg, workers=0, threads=1, progress=False)
+
+
+def test_a_teacher_with_other_labels_or_no_run_is_a_one_line_error(teacher_run, tmp_path):
+    with pytest.raises(SemgenError, match=r"--teacher .*: ") as e:
+        PretrainConfig(**TINY, teachers=[tmp_path / "nope"])
+    assert "\n" not in str(e.value)
+    with pytest.raises(SemgenError, match=r"--teacher .* has \d+ classes \[.*\] but the student has") as e:
+        pretrain(tmp_path / "r", PretrainConfig(**{**TINY, "generators": ["ler"]}, teachers=[teacher_run]),
+                 workers=0, threads=1, progress=False)
+    assert "\n" not in str(e.value) and len(str(e.value)) < 600

@@ -100,12 +100,18 @@ class Teacher:
         self.path, self.size, self.arch = str(path), int(meta["size"]), meta["arch"]
         tc = list(meta["classes"])
         if sorted(tc) != sorted(student_classes):
-            raise SemgenError(f"--teacher {path} has classes [{', '.join(tc)}] but the student has "
-                              f"[{', '.join(student_classes)}]; distillation needs the same classes")
+            raise SemgenError(f"--teacher {path} has {_classes_said(tc)} but the student has "
+                              f"{_classes_said(student_classes)}; distillation needs the same classes")
         self.order = torch.tensor([tc.index(c) for c in student_classes])
         for q in self.model.parameters():
             q.requires_grad_(False)
         self.calls = 0  # images seen (tests check the transfer set reaches the teacher)
+
+    def to(self, device) -> "Teacher":
+        """Move the model (and its class order) to ``device``; returns self."""
+        self.model.to(device)
+        self.order = self.order.to(device)
+        return self
 
     @torch.no_grad()
     def log_probs(self, x: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -119,12 +125,22 @@ class Teacher:
         return F.log_softmax(logits / temperature, dim=1)
 
 
+def _classes_said(classes: list[str], most: int = 12) -> str:
+    """``classes [a, b, c]``, or for a long list (a pretraining run's fine labels) its size and first few."""
+    if len(classes) <= most:
+        return f"classes [{', '.join(classes)}]"
+    return f"{len(classes)} classes [{', '.join(classes[:4])}, ...]"
+
+
 class Distiller:
     """The teachers of a run and the soft loss against them."""
 
-    def __init__(self, cfg: DistillConfig, student_classes: list[str]):
+    def __init__(self, cfg: DistillConfig, student_classes: list[str], device=None):
         self.cfg = cfg
         self.teachers = [Teacher(t, student_classes) for t in cfg.teachers]
+        if device is not None:
+            for t in self.teachers:
+                t.to(device)
 
     @torch.no_grad()
     def targets(self, x: torch.Tensor) -> torch.Tensor:

@@ -62,7 +62,8 @@ def _stage(folder: Path, cfg: dict) -> dict:
         return {"kind": "pretrain", "run": str(folder), "images": n,
                 "seed": p.get("seed"), "size": p.get("size"), "labels": p.get("labels"),
                 "generators": p.get("generators"), "data": p.get("data"), "stream": list(_stream_key(p)),
-                "streamed": _streamed(n, p), **({"profile": _stream_key(p)[2][:12]} if p.get("profile") else {})}  # the key's profile sha256
+                "streamed": _streamed(n, p), **({"profile": _stream_key(p)[2][:12]} if p.get("profile") else {}),  # the key's profile sha256
+                **({"teachers": list(p["teachers"])} if p.get("teachers") else {})}
     if "train" in cfg or "request" in cfg:
         req = cfg.get("request") or {}
         return {"kind": "train", "run": str(folder), "images": (cfg.get("train") or {}).get("n"),
@@ -187,7 +188,8 @@ def describe(stages: list[dict]) -> list[str]:
             what = (f"{s['run']}: {n:,} streamed samples, seed {s.get('seed')}, "
                     f"{s.get('labels')} labels" + (" (the same scenes as an earlier cycle)" if key in streams else "")
                     + (f", profile {s['profile']}" if s.get("profile") else "")
-                    + (f", plus dataset dirs {', '.join(map(str, s['data']))}" if s.get("data") else ""))
+                    + (f", plus dataset dirs {', '.join(map(str, s['data']))}" if s.get("data") else "")
+                    + (f", distilled from {', '.join(map(str, s['teachers']))}" if s.get("teachers") else ""))
             streams.add(key)
         elif kind == "train":
             what = f"{s['run']}: {s.get('images')} images from {', '.join(map(str, s.get('data') or [])) or '?'}, seed {s.get('seed')}"

@@ -162,7 +162,9 @@ def _weight_scales(w: torch.Tensor, wmax: int = 127, bias: torch.Tensor | None =
     """
     s = w.detach().abs().flatten(1).amax(1).clamp_min(1e-8) / float(wmax)
     if bias is not None and s_in is not None:
-        s = torch.maximum(s, bias.detach().abs().to(s.dtype) / (float(s_in) * _BIAS_QMAX))
+        # in float64, then up by a few float32 ulps: a floor rounded down leaves a bias just off the grid
+        floor = bias.detach().abs().double() / (float(s_in) * _BIAS_QMAX) * (1 + 2**-20)
+        s = torch.maximum(s, floor.to(s.dtype))
     if torch.onnx.is_in_onnx_export():
         # a fresh tensor, not a traced op: the exporter writes it as a constant the lowering folds
         s = torch.from_numpy(s.numpy().copy())

@@ -318,10 +318,7 @@ def _train(
         model = model.to(memory_format=torch.channels_last).to(dev)
         scaler = comp.grad_scaler()
 
-        distiller = Distiller(distill, cls) if distill is not None and distill.teachers else None
-        for t in distiller.teachers if distiller is not None else ():
-            t.model.to(dev)
-            t.order = t.order.to(dev)
+        distiller = Distiller(distill, cls, dev) if distill is not None and distill.teachers else None
         transfer_set, transfer_probs, transfer_share = _load_transfer(distill, size, progress)
 
         n_train = len(train_set)

@@ -35,6 +35,14 @@ def register(sub) -> None:
     p.add_argument("--profile", default=None, metavar="FILE.yaml",
                    help="per-class sampling ranges and weights for the stream (semgen tune / semgen procedural "
                         "--profile); recorded in the run")
+    g = p.add_argument_group("distillation")
+    g.add_argument("--teacher", action="append", default=None, metavar="RUN",
+                   help="a pretraining run with the same fine labels (or an ensemble of them) whose softened "
+                        "predictions on every batch are learned too, e.g. EfficientNet-Lite0 from ImageNet "
+                        "for a small --arch; repeatable (averaged)")
+    g.add_argument("--distill-temperature", type=float, default=4.0, metavar="T", help="softening temperature")
+    g.add_argument("--distill-weight", type=float, default=0.7, metavar="A",
+                   help="share of the soft term: (1-A) * CE + A * T^2 * KL")
     p.add_argument("--size", type=int, default=128, help="image side in pixels")
     p.add_argument("--batch", type=int, default=64, help="batch size")
     p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (AdamW, cosine)")
@@ -62,7 +70,9 @@ def config_from_args(args):
                                labels=args.labels, aux_weight=args.aux_weight, size=args.size, images=args.images,
                                batch_size=args.batch, lr=args.lr, weight_decay=args.weight_decay, warmup=args.warmup,
                                label_smoothing=args.label_smoothing, drop_rate=args.drop_rate, seed=args.seed,
-                               data=args.data, data_fraction=args.data_fraction, profile=args.profile)
+                               data=args.data, data_fraction=args.data_fraction, profile=args.profile,
+                               teachers=args.teacher, distill_temperature=args.distill_temperature,
+                               distill_weight=args.distill_weight)
 
 
 def _pretrain(args) -> int:

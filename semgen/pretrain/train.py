@@ -146,6 +146,16 @@ class PretrainConfig(Config):
         A ``semgen procedural --profile`` file (e.g. from ``semgen tune``): its per-class ranges,
         weights and pins are the stream's sampling ranges. Kept as the canonical JSON of its
         classes; a run without one records no ``profile`` key (as before profiles existed).
+    teachers : list of path, optional
+        Runs (``semgen pretrain`` runs with the same fine labels, or ensembles of them) whose
+        softened fine-label predictions on every batch the network also learns: the loss is
+        ``(1 - distill_weight) * CE + distill_weight * T^2 * KL(teachers_T || student_T)`` plus the
+        regression term (:mod:`semgen.classifier.distill`). A small arch can so learn what a large
+        one (from ImageNet, then pretrained here) knows of the same images. Kept as absolute
+        paths; their weights' sha256 are part of the run's settings (a retrained teacher is
+        another run). A run without teachers records none of these three keys.
+    distill_temperature, distill_weight : float
+        Softening temperature T (> 0) and the soft term's share in [0, 1].
 
     Examples
     --------
@@ -158,7 +168,8 @@ class PretrainConfig(Config):
     semgen.errors.SemgenError: --size must be >= 32, got 8 (PretrainConfig.size)
     """
 
-    flags = {"batch_size": "--batch", "generators": "--generators", "data": "--data", "profile": "--profile"}
+    flags = {"batch_size": "--batch", "generators": "--generators", "data": "--data", "profile": "--profile",
+             "teachers": "--teacher"}
 
     arch: Annotated[str, BeforeValidator(_arch)] = DEFAULT_ARCH
     init: Optional[str] = None
@@ -177,12 +188,24 @@ class PretrainConfig(Config):
     data: Annotated[Optional[tuple[str, ...]], BeforeValidator(_data)] = None
     data_fraction: Number = 0.25
     profile: Annotated[Optional[str], BeforeValidator(_profile)] = None
+    teachers: Annotated[Optional[tuple[str, ...]], BeforeValidator(_teachers)] = None
+    distill_temperature: Annotated[Number, Field(gt=0, le=100)] = 4.0
+    distill_weight: Annotated[Number, Field(ge=0, le=1)] = 0.7
 
     def to_dict(self) -> dict:
         d = super().to_dict()
         if d.get("profile") is None:  # runs without a profile keep the settings (and resume) they had
             d.pop("profile", None)
+        if not d.get("teachers"):  # likewise without teachers
+            for k in ("teachers", "distill_temperature", "distill_weight"):
+                d.pop(k, None)
         return d
+
+    def distill_config(self):
+        """The :class:`~semgen.classifier.distill.DistillConfig` of the teachers, or None."""
+        from ..classifier.distill import DistillConfig
+
+        return DistillConfig(self.teachers, self.distill_temperature, self.distill_weight) if self.teachers else None
 
     @model_validator(mode="after")
     def _fraction_with_data(self):
@@ -241,6 +264,23 @@ def _warn_same_stream(cfg: PretrainConfig) -> None:
         warnings.warn(f"--init {cfg.init} was pretrained with the same --seed {cfg.seed}: the first {n:,} samples "
                       "are the same scenes again (a second epoch, not new data); pass another --seed for new "
                       "ones", SameStreamWarning, stacklevel=3)
+
+
+def _teachers(v):
+    """Teacher run dirs / checkpoints / ensembles -> their absolute paths (each must resolve)."""
+    from ..classifier.distill import _resolve_teacher
+
+    if v is None:
+        return None
+    items = [v] if isinstance(v, (str, os.PathLike)) else v
+    if not isinstance(items, (list, tuple)) or not all(isinstance(x, (str, os.PathLike)) for x in items):
+        raise ValueError("must be run dirs (RUN each)")
+    for t in items:
+        try:
+            _resolve_teacher(t)
+        except SemgenError as e:
+            raise ValueError(str(e).removeprefix("--teacher").lstrip(" :")) from None
+    return tuple(str(Path(t).resolve()) for t in items) or None
 
 
 def _apply_init(model: SemClassifier, init: str | None) -> dict | None:
@@ -393,6 +433,9 @@ def pretrain(out, config: PretrainConfig | None = None, *, workers: int = 1, thr
         raise SemgenError(f"--out {out} exists and is not a directory")
     space = TargetSpace.build(cfg.generators, labels=cfg.labels)
     request = cfg.to_dict()  # what state.json holds: a resumed run must ask for the same
+    distill = cfg.distill_config()
+    if distill is not None:  # the teachers' weights are settings too: a retrained teacher is another run
+        request["teacher_sha256"] = [t["sha256"] for t in distill.request()["teachers"]]
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -425,6 +468,11 @@ def pretrain(out, config: PretrainConfig | None = None, *, workers: int = 1, thr
     init_info = None if found is not None else _apply_init(model.classifier, cfg.init)
     model = model.to(memory_format=torch.channels_last).to(comp.device)
     scaler = comp.grad_scaler()
+    distiller = None
+    if distill is not None:
+        from ..classifier.distill import Distiller
+
+        distiller = Distiller(distill, space.fine_names, comp.device)
     decay = [p for p in model.parameters() if p.ndim > 1]
     no_decay = [p for p in model.parameters() if p.ndim <= 1]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
@@ -460,7 +508,7 @@ def pretrain(out, config: PretrainConfig | None = None, *, workers: int = 1, thr
     bar = tqdm(total=stop, initial=step, desc=f"pretrain {cfg.arch}", unit="step",
                disable=not (progress and sys.stderr.isatty()))
     t_start = time.perf_counter()
-    t_int, n_int, loss_int, lc_int, lr_int, corr_int = time.perf_counter(), 0, 0.0, 0.0, 0.0, 0
+    t_int, n_int, loss_int, lc_int, lr_int, corr_int, kd_int = time.perf_counter(), 0, 0.0, 0.0, 0.0, 0, 0.0
     last = {}
     model.train()
     with JsonlAppender(log_path) as log:
@@ -489,6 +537,10 @@ def pretrain(out, config: PretrainConfig | None = None, *, workers: int = 1, thr
                 if mix is not None:
                     loss = loss + mix.loss(logits[Bs:], ym)
                 loss = loss / B
+                loss_kd = None
+                if distiller is not None:  # the teachers label the whole batch, mixed-in images too
+                    loss_kd = distiller.soft_loss(logits, x)
+                    loss = (1 - distill.weight) * loss + distill.weight * loss_kd
                 pred = pred[:Bs] if pred is not None else None
                 logits = logits[:Bs]
                 loss_r = torch.zeros((), device=comp.device)
@@ -502,6 +554,8 @@ def pretrain(out, config: PretrainConfig | None = None, *, workers: int = 1, thr
             loss_int += float(loss.detach()) * len(y)
             lc_int += float(loss_r.detach()) * len(y)
             corr_int += int((logits.detach().argmax(1) == y).sum())
+            if loss_kd is not None:
+                kd_int += float(loss_kd.detach()) * len(y)
             lr_int = opt.param_groups[0]["lr"]
             bar.update(1)
             if step % log_every == 0 or step == stop:
@@ -509,7 +563,8 @@ def pretrain(out, config: PretrainConfig | None = None, *, workers: int = 1, thr
                 ips = n_int / dt if dt > 0 else None
                 last = {"step": step, "images_seen": step * B, "loss": loss_int / n_int,
                         "loss_reg": lc_int / n_int, "fine_accuracy": corr_int / n_int, "lr": lr_int,
-                        "images_per_s": ips, "eta_s": (stop - step) * B / ips if ips else None}
+                        "images_per_s": ips, "eta_s": (stop - step) * B / ips if ips else None,
+                        **({"loss_kd": kd_int / n_int} if distiller is not None else {})}
                 log.append(last)
                 bar.set_postfix(loss=f"{last['loss']:.3f}", acc=f"{last['fine_accuracy']:.2f}",
                                 ips=f"{ips or 0:.0f}")
@@ -517,7 +572,7 @@ def pretrain(out, config: PretrainConfig | None = None, *, workers: int = 1, thr
                     eta = last["eta_s"] or 0
                     print(f"pretrain step {step}/{stop} loss {last['loss']:.3f} acc {last['fine_accuracy']:.3f} "
                           f"{ips or 0:.0f} img/s eta {eta / 60:.1f} min", file=sys.stderr, flush=True)
-                t_int, n_int, loss_int, lc_int, corr_int = time.perf_counter(), 0, 0.0, 0.0, 0
+                t_int, n_int, loss_int, lc_int, corr_int, kd_int = time.perf_counter(), 0, 0.0, 0.0, 0, 0.0
             if step % save_every == 0 or step == stop:
                 _save_state(out, step, model, opt, sched, info, scaler=scaler)
                 _export(out, model, cfg, space, step, {"init": init_info, "generators": info["generators"],
