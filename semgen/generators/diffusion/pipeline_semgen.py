@@ -108,7 +108,11 @@ def encode_prompt(tokenizer, text_encoder, prompts: List[str], max_length: int =
     device = text_encoder.device if device is None else device
     tok = tokenizer(unique, padding="max_length", max_length=int(max_length), truncation=True, return_tensors="pt")
     tok = {k: v.to(device) for k, v in tok.items()}
-    emb = text_encoder(**tok).last_hidden_state.float()
+    # one prompt per forward pass: the attention kernels block their work by batch size, so a prompt
+    # encoded beside others can differ from itself alone in the last bits (seen: transformers 5.24),
+    # and training (captions cached as they come) and sampling must give it the same embedding
+    emb = torch.cat([text_encoder(**{k: v[i:i + 1] for k, v in tok.items()}).last_hidden_state.float()
+                     for i in range(len(unique))])
     index = torch.tensor([where[p] for p in prompts], device=emb.device)
     return emb[index], tok["attention_mask"].bool()[index]
 
