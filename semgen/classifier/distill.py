@@ -65,13 +65,13 @@ class DistillConfig(Config):
         retrained teacher under the same path is another run)."""
         teachers = []
         for t in self.teachers:
-            p = _resolve_teacher(t)
+            p = resolve_teacher(t)
             teachers.append({"path": str(p.resolve()), "sha256": sha256_file(p)})
         return {"teachers": teachers, "temperature": float(self.temperature), "weight": float(self.weight),
                 "transfer": [str(x) for x in self.transfer]}
 
 
-def _resolve_teacher(t) -> Path:
+def resolve_teacher(t) -> Path:
     """A teacher's weights file, or the ``ensemble.json`` of an ensemble folder (its sha256 names
     the members' weights)."""
     from .checkpoint import resolve_checkpoint
@@ -95,7 +95,7 @@ class Teacher:
     def __init__(self, path, student_classes: list[str]):
         from .checkpoint import load_run
 
-        p = _resolve_teacher(path)
+        p = resolve_teacher(path)
         self.model, meta = load_run(p)
         self.path, self.size, self.arch = str(path), int(meta["size"]), meta["arch"]
         tc = list(meta["classes"])

@@ -67,20 +67,43 @@ def _labels(v):
     return v
 
 
-def _data(v):
-    """``DIR[=W]`` each -> ``ABSOLUTE_DIR=W`` (the run records where its data was, and its weight)."""
-    from ..classifier.data import parse_data_arg
-
+def _path_items(v, what: str):
+    """One path or a list of them -> a list (None stays None); anything else: ``must be {what}``."""
     if v is None:
         return None
     items = [v] if isinstance(v, (str, os.PathLike)) else v
     if not isinstance(items, (list, tuple)) or not all(isinstance(x, (str, os.PathLike)) for x in items):
-        raise ValueError("must be dataset dirs (DIR[=WEIGHT] each)")
+        raise ValueError(f"must be {what}")
+    return list(items)
+
+
+def _data(v):
+    """``DIR[=W]`` each -> ``ABSOLUTE_DIR=W`` (the run records where its data was, and its weight)."""
+    from ..classifier.data import parse_data_arg
+
+    items = _path_items(v, "dataset dirs (DIR[=WEIGHT] each)")
+    if items is None:
+        return None
     try:
         src = [parse_data_arg(d) for d in items]
     except SemgenError as e:
         raise ValueError(f"is not DIR[=WEIGHT]: {e}") from None
     return tuple(f"{Path(x.path).resolve()}={x.weight:g}" for x in src) or None
+
+
+def _teachers(v):
+    """Teacher run dirs / checkpoints / ensembles -> their absolute paths (each must resolve)."""
+    from ..classifier.distill import resolve_teacher
+
+    items = _path_items(v, "run dirs (RUN each)")
+    if items is None:
+        return None
+    for t in items:
+        try:
+            resolve_teacher(t)
+        except SemgenError as e:
+            raise ValueError(str(e).removeprefix("--teacher").lstrip(" :")) from None
+    return tuple(str(Path(t).resolve()) for t in items) or None
 
 
 def _profile(v):
@@ -264,23 +287,6 @@ def _warn_same_stream(cfg: PretrainConfig) -> None:
         warnings.warn(f"--init {cfg.init} was pretrained with the same --seed {cfg.seed}: the first {n:,} samples "
                       "are the same scenes again (a second epoch, not new data); pass another --seed for new "
                       "ones", SameStreamWarning, stacklevel=3)
-
-
-def _teachers(v):
-    """Teacher run dirs / checkpoints / ensembles -> their absolute paths (each must resolve)."""
-    from ..classifier.distill import _resolve_teacher
-
-    if v is None:
-        return None
-    items = [v] if isinstance(v, (str, os.PathLike)) else v
-    if not isinstance(items, (list, tuple)) or not all(isinstance(x, (str, os.PathLike)) for x in items):
-        raise ValueError("must be run dirs (RUN each)")
-    for t in items:
-        try:
-            _resolve_teacher(t)
-        except SemgenError as e:
-            raise ValueError(str(e).removeprefix("--teacher").lstrip(" :")) from None
-    return tuple(str(Path(t).resolve()) for t in items) or None
 
 
 def _apply_init(model: SemClassifier, init: str | None) -> dict | None:
