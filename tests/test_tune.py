@@ -183,7 +183,34 @@ def test_tstr_rewards_ranges_that_make_a_class_look_like_its_reference(generated
     assert t("ler", dark, n=8, start=0, stage="check") == 1.0
     d = t("ler", {}, n=8, start=8, stage="select")
     assert t("ler", {}, n=8, start=8, stage="select") == d  # deterministic; the defaults are cached
-    assert ("ler", 8, 8) in t._cache and not any(k[0] == "ler" and k[1] == 0 for k in t._cache)
+    assert ("ler", 8, 8, "{}") in t._cache
+    # a search trial's own images are used once (not kept); the selection / check sets are
+    t("ler", {"brightness": {"range": [0.1, 0.2]}}, n=8, start=16, stage="search")
+    assert not any(k[:3] == ("ler", 16, 8) for k in t._cache)
+    assert any(k[:3] == ("ler", 0, 8) and k[3] != "{}" for k in t._cache)
+
+
+def test_the_joint_selection_keeps_only_ranges_that_raise_the_joint_figure():
+    """Greedy, largest selection gain first: b alone lowers the joint macro-F1 and is dropped; a
+    raises it and stays; c then adds a little on top of a and stays too."""
+    from semgen.tune.search import joint_selection
+
+    effect = {"a": 0.10, "b": -0.05, "c": 0.02}
+
+    class Fake:
+        calls = []
+
+        def evaluate(self, ranges_by_label, *, n, start, stage):
+            assert stage == "select" and (n, start) == (40, 5)
+            self.calls.append(sorted(lb for lb, r in ranges_by_label.items() if r))
+            return {"macro_f1": 0.5 + sum(effect[lb] for lb, r in ranges_by_label.items() if r)}
+
+    tuned = {"a": {"x": 1}, "b": {"x": 2}, "c": {"x": 3}, "d": {}}
+    kept, steps = joint_selection(Fake(), tuned, {"a": 0.05, "b": 0.09, "c": 0.01}, n=40, start=5)
+    assert kept == {"a": {"x": 1}, "b": {}, "c": {"x": 3}, "d": {}}
+    assert Fake.calls == [[], ["b"], ["a"], ["a", "c"]]
+    assert [(st["class"], st["kept"]) for st in steps] == [(None, True), ("b", False), ("a", True), ("c", True)]
+    assert steps[-1]["macro_f1"] == pytest.approx(0.62)
 
 
 def test_tstr_tune_writes_a_profile_and_the_joint_figures(generated_reference, tmp_path):
@@ -198,9 +225,12 @@ def test_tstr_tune_writes_a_profile_and_the_joint_figures(generated_reference, t
     assert 0.0 <= r["before"] <= 1.0 and 0.0 <= r["after"] <= 1.0 and "defaults" in r["selection"]
     j = rep["joint"]
     assert set(j) == {"before", "after"} and set(j["before"]["per_class"]) == {"ler", "via"}
-    if r["chosen"] == "defaults":
-        assert j["after"] == j["before"] and r["after"] == r["before"]
-    assert "Every class's profile at once" in (work_dir(out) / "report.md").read_text()
+    if r["chosen"] == "defaults" or "dropped" in r["chosen"]:
+        assert j["after"] == j["before"] and r["after"] == r["before"] and not prof["classes"]["ler"]
+    steps = rep["joint_selection"]
+    assert steps[0]["class"] is None and [st["class"] for st in steps[1:]] == ([] if r["chosen"] == "defaults" else ["ler"])
+    text = (work_dir(out) / "report.md").read_text()
+    assert "Every class's profile at once" in text and "Joint selection" in text
     from semgen.errors import SemgenError
 
     with pytest.raises(SemgenError, match="other settings"):  # the objective is part of a study's settings

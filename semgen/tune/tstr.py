@@ -23,6 +23,8 @@ unbiased check.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 
 from ..imageio import resize_square
@@ -148,14 +150,17 @@ class TSTR:
         """The figure a report shows for an objective value: the macro-F1."""
         return 1.0 - value
 
-    def embed(self, label: str, ranges: dict, *, n: int, start: int) -> np.ndarray:
-        """Features of images ``start .. start + n - 1`` of ``label`` under ``ranges`` (defaults cached)."""
-        key = (label, start, n)
-        if not ranges and key in self._cache:
+    def embed(self, label: str, ranges: dict, *, n: int, start: int, keep: bool = False) -> np.ndarray:
+        """Features of images ``start .. start + n - 1`` of ``label`` under ``ranges``; cached for
+        the defaults, and with ``keep`` (the selection and check sets, scored again in the joint
+        selection) for any ranges."""
+        # the defaults, and the chosen ranges the joint selection scores again and again
+        key = (label, start, n, json.dumps(ranges, sort_keys=True, default=str))
+        if key in self._cache:
             return self._cache[key]
         f = self.embedder(list(generated_images(self.gens[label], ranges, n=n, start=start, size=self.size,
                                                 seed=self.seed)))
-        if not ranges:
+        if not ranges or keep:  # a search trial's images are used once
             self._cache[key] = f
         return f
 
@@ -169,7 +174,7 @@ class TSTR:
             raise ValueError(f"stage must be one of {STAGES}")
         xs, ys = [], []
         for k, lb in enumerate(self.labels):
-            xs.append(self.embed(lb, ranges_by_label.get(lb) or {}, n=n, start=start))
+            xs.append(self.embed(lb, ranges_by_label.get(lb) or {}, n=n, start=start, keep=stage != "search"))
             ys += [k] * n
         keep = {"search": self._search, "select": ~self._search}.get(stage, np.ones(len(self.real_y), bool))
         pred = probe_predict(np.concatenate(xs), np.asarray(ys), self.real_x[keep])
