@@ -59,9 +59,10 @@ class RemoteBatch:
     """One batch as a backend task: the model is named by its folder and weights hash, not shipped."""
 
     def __init__(self, kind: str, model_dir: str, model_sha256: str | None, device: str, precision: str,
-                 scheduler: str, settings: dict):
+                 scheduler: str, settings: dict, threads: int | None = None):
         self.kind, self.model_dir, self.model_sha256 = kind, model_dir, model_sha256
         self.device, self.precision, self.scheduler, self.settings = device, precision, scheduler, settings
+        self.threads = threads
 
     def _pipeline(self):
         global _WORKER_MODEL
@@ -89,6 +90,12 @@ class RemoteBatch:
 
     def __call__(self, batch: dict) -> list[np.ndarray]:
         pipe, comp = self._pipeline()
+        if self.threads and comp.device.type == "cpu":
+            import torch
+
+            # the caller's torch thread count: a CPU kernel splits its sums by thread count, so a
+            # worker with another count (Ray's workers default to 1) makes other last bits, other bytes
+            torch.set_num_threads(int(self.threads))
         return _BATCH[self.kind](pipe, comp, self.settings, batch)
 
 
@@ -119,7 +126,9 @@ def run_batches(kind: str, pipe, comp, settings: dict, batches: Iterable[dict], 
     from ...parallel import ordered_map
     from .sample import model_identity
 
+    import torch
+
     task = RemoteBatch(kind, str(pipe.model_dir), model_identity(pipe)["model_sha256"], str(device),
-                       str(precision), scheduler, settings)
+                       str(precision), scheduler, settings, threads=torch.get_num_threads())
     workers = max(1, int(getattr(backend, "workers", 1)))
     yield from ordered_map(task, batches, backend=backend, window=2 * workers)
