@@ -14,6 +14,9 @@ al. 2022), so the random head's first gradients do not disturb the pretrained fe
 ``--tta d4`` evaluates with test-time augmentation (:mod:`semgen.classifier.tta`); runs already
 trained are only evaluated again. ``--ensemble`` also evaluates the ensemble of each init's seeds
 (``semgen ensemble``, :mod:`semgen.classifier.ensemble`) as a row of its own (seed ``ens``).
+``--teacher RUN [--transfer DIR=W]`` fine-tunes every run by distillation (``semgen train
+--teacher``, :mod:`semgen.classifier.distill`): the student learns the teacher's softened
+predictions on the real pool and on the unlabelled transfer images; each row records its teachers.
 
 Example (the figures in docs/results.md)::
 
@@ -36,9 +39,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from semgen.ablation.subsets import load_pool, materialize, per_class_subset  # noqa: E402
 from semgen.classifier.ensemble import make_ensemble  # noqa: E402
+from semgen.classifier.distill import DistillConfig  # noqa: E402
 from semgen.classifier.evaluate import evaluate_run  # noqa: E402
 from semgen.classifier.train import train_classifier  # noqa: E402
 from semgen.classifier.train_config import TrainConfig  # noqa: E402
+from semgen.errors import SemgenError  # noqa: E402
 from semgen.classifier.tta import TTA_MODES, metrics_name  # noqa: E402
 
 
@@ -92,6 +97,12 @@ def main(argv=None) -> int:
                     "evaluated again, not retrained, and its row's name gains _tta-MODE")
     ap.add_argument("--ensemble", action="store_true",
                     help="also evaluate the ensemble of each init's seeds (needs 2+ seeds; not with --cv)")
+    ap.add_argument("--teacher", action="append", default=[], metavar="RUN",
+                    help="distil from this run or ensemble (repeatable); see semgen train --teacher")
+    ap.add_argument("--transfer", action="append", default=[], metavar="DIR[=W]",
+                    help="unlabelled images only the teachers label (needs --teacher)")
+    ap.add_argument("--distill-temperature", type=float, default=4.0)
+    ap.add_argument("--distill-weight", type=float, default=0.7)
     ap.add_argument("--out", default="out/ft")
     a = ap.parse_args(argv)
     if not a.cv and not a.test:
@@ -103,6 +114,13 @@ def main(argv=None) -> int:
     # the settings every run shares; each run replaces its data, out, arch, seed and init
     settings = dict(size=a.size, epochs=a.epochs, lr=a.lr, progress=False, num_threads=a.threads,
                     val_fraction=a.val_fraction, head_only_epochs=a.head_only_epochs)
+    if a.teacher or a.transfer:
+        try:  # --transfer without --teacher, or a weight over 1, is a one-line error before any run
+            settings["distill"] = DistillConfig(teachers=a.teacher, transfer=a.transfer,
+                                                temperature=a.distill_temperature, weight=a.distill_weight)
+        except SemgenError as e:
+            ap.error(str(e))
+    teachers = list(a.teacher)
     TrainConfig.make(data=a.real, out=out, **settings)  # a bad flag fails here, before any run
     rows = []
     tag = f"_{a.recipe}" if a.recipe else ""
@@ -140,6 +158,8 @@ def main(argv=None) -> int:
                        "macro_f1": m["macro_f1"], "macro_f1_ci": [lo, hi], "accuracy": m["accuracy"],
                        "minutes": (time.perf_counter() - t) / 60, "run": str(run), "cv": a.cv,
                        "val_fraction": a.val_fraction, "head_only_epochs": a.head_only_epochs, "tta": a.tta}
+                if teachers:
+                    row["teachers"], row["transfer"] = teachers, list(a.transfer)
                 if a.cv:
                     row["fold_macro_f1"] = [x["macro_f1"] for x in scores]
                 rows.append(row)
