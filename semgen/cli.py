@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "semgen.curation.commands",
     "semgen.classifier.commands",
     "semgen.pretrain.commands",
+    "semgen.recipe.commands",
     "semgen.generators.diffusion.commands",
     "semgen.ablation.commands",
     "semgen.app.commands",

@@ -1,0 +1,82 @@
+"""CLI: ``semgen recipe``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..cli import long_running
+
+
+def register(sub) -> None:
+    from ..classifier.registry import list_archs
+    from ..classifier.tta import TTA_MODES
+    from ..devices import add_device_arguments
+    from .run import RecipeConfig
+
+    d = {k: f.default for k, f in RecipeConfig.model_fields.items()}
+    p = sub.add_parser(
+        "recipe", help="ImageNet, then semgen's procedural images, then your real ones: pretrain, fine-tune, "
+                       "ensemble and (optionally) distil an edge model, in one resumable command",
+        description="semgen's measured best use of a small real pool (docs/results.md), stage by stage: "
+                    "pretraining on streamed procedural images from ImageNet weights, fine-tuning on the real "
+                    "pool over several seeds, their ensemble, optionally a baseline from ImageNet alone and a "
+                    "small student distilled from the ensemble. Running the same command again continues it.")
+    long_running(p)
+    p.add_argument("--real", required=True, metavar="DIR", help="real training images (ImageFolder or dataset dir)")
+    p.add_argument("--out", "-o", required=True, metavar="DIR", help="recipe folder (resumed if it holds this recipe)")
+    p.add_argument("--test", action="append", default=None, metavar="DIR",
+                   help="real test set: evaluate every model on it and write summary.md (repeatable)")
+    p.add_argument("--tta", default="none", choices=tuple(TTA_MODES), help="test-time augmentation of --test")
+    g = p.add_argument_group("stages")
+    g.add_argument("--arch", default=d["arch"], choices=list_archs(), metavar="NAME", help="network of every stage "
+                   "but the student")
+    g.add_argument("--init", default=d["init"], metavar="INIT", help="starting weights (imagenet needs "
+                   "pip install 'semgen[imagenet]')")
+    g.add_argument("--images", type=int, default=d["images"],
+                   help="streamed procedural samples of the pretraining (76,800: about 75 min on 2 cores)")
+    g.add_argument("--pretrain-lr", type=float, default=d["pretrain_lr"], help="peak learning rate of pretraining")
+    g.add_argument("--size", type=int, default=d["size"], help="image side in pixels")
+    g.add_argument("--seed", type=int, default=d["seed"], help="seed of the procedural stream")
+    g.add_argument("--seeds", type=int, nargs="+", default=list(d["seeds"]),
+                   help="fine-tuning seeds (two or more: also their ensemble)")
+    g.add_argument("--epochs", type=int, default=d["epochs"], help="fine-tuning epochs on the real pool")
+    g.add_argument("--lr", type=float, default=d["lr"], help="fine-tuning learning rate")
+    g.add_argument("--head-only-epochs", type=int, default=d["head_only_epochs"],
+                   help="epochs on the new head alone before fine-tuning the whole network")
+    g.add_argument("--baseline", action="store_true",
+                   help="also fine-tune from --init alone (same seeds), to see what semgen adds")
+    g.add_argument("--student", default=None, choices=list_archs(), metavar="ARCH",
+                   help="distil this small arch from the ensemble, for semgen export (e.g. mobilenetv3_small_100)")
+    g.add_argument("--student-init", default=None, metavar="INIT",
+                   help="the student's starting weights (default: semgen where a bundled backbone exists, else scratch)")
+    g.add_argument("--student-epochs", type=int, default=d["student_epochs"], help="epochs of distillation")
+    g.add_argument("--transfer", type=int, default=d["transfer"],
+                   help="unlabelled procedural images per generator the teacher labels for the student (0: none)")
+    g.add_argument("--transfer-weight", type=float, default=d["transfer_weight"],
+                   help="transfer batches per labelled batch")
+    p.add_argument("--workers", type=int, default=1, help="generator processes")
+    p.add_argument("--threads", type=int, default=None, help="torch threads")
+    p.add_argument("--stop-after", type=int, default=None, metavar="STEP",
+                   help="stop the pretraining at this step (run the same command again to continue)")
+    add_device_arguments(p)
+    p.set_defaults(func=_recipe)
+
+
+def _recipe(args) -> int:
+    from .run import RecipeConfig, run_recipe
+
+    cfg = RecipeConfig.make(real=args.real, arch=args.arch, init=args.init, images=args.images,
+                            pretrain_lr=args.pretrain_lr, size=args.size, seed=args.seed, seeds=args.seeds,
+                            epochs=args.epochs, lr=args.lr, head_only_epochs=args.head_only_epochs,
+                            baseline=args.baseline, student=args.student, student_init=args.student_init,
+                            student_epochs=args.student_epochs, transfer=args.transfer,
+                            transfer_weight=args.transfer_weight)
+    res = run_recipe(args.out, cfg, test=args.test, tta=args.tta, workers=args.workers, threads=args.threads,
+                     stop_after=args.stop_after, device=args.device, precision=args.precision,
+                     progress=not args.no_progress)
+    if res.get("figures"):
+        print((Path(args.out) / "summary.md").read_text())
+    else:
+        print(json.dumps({k: v for k, v in res.items() if k != "stages"}, indent=1))
+    return 0

@@ -1,0 +1,372 @@
+"""The product's recipe in one call: ImageNet, then semgen's procedural images, then your real ones.
+
+``semgen recipe --real DIR --out DIR`` runs, in order, the stages that docs/results.md measured
+as semgen's best use of a small real pool. Each stage is a library call that already resumes or
+skips finished work, so running the same command again continues where it stopped:
+
+1. ``pretrain``: :func:`semgen.pretrain.pretrain` from ``init`` (ImageNet) on ``images``
+   streamed procedural samples with fine labels (``OUT/pretrain``).
+2. ``finetune``: :func:`semgen.classifier.train_classifier` on the real pool from that run, one
+   run per seed (``OUT/finetune_s{seed}``): every image, the last epoch, one head-only epoch first.
+3. ``baseline`` (``baseline=True``): the same fine-tuning from ``init`` alone
+   (``OUT/baseline_s{seed}``): what a user would otherwise have, beside it.
+4. ``ensemble``: the seeds as one model (``OUT/ensemble``, ``OUT/baseline_ensemble``).
+5. ``transfer`` and ``student`` (``student=ARCH``): unlabelled procedural images
+   (``OUT/transfer``) and a small model distilled from the ensemble on the real pool plus those
+   images (``OUT/student``), for ``semgen export``.
+6. ``evaluate`` (``test=``): every model above on each test set, with paired differences from the
+   baseline; ``OUT/summary.md``.
+
+``OUT/recipe.json`` holds the settings and each stage's outcome; an ``OUT`` made with other
+settings is refused (one line naming what differs), so a resumed recipe is the same recipe.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+from pydantic import BeforeValidator, Field
+
+from ..configs import Config, Flag, Int, Number
+from ..errors import SemgenError
+from ..imageio import write_bytes_atomic
+
+FORMAT = "semgen-recipe"
+RECIPE_FILE = "recipe.json"
+
+
+def _arch(v):
+    if v is None:
+        return v
+    from ..classifier.registry import list_archs
+
+    if v not in list_archs():
+        raise ValueError(f"unknown arch {v!r}; one of: {', '.join(list_archs())}")
+    return v
+
+
+def _seeds(v):
+    v = tuple(int(s) for s in v)
+    if not v:
+        raise ValueError("at least one seed is needed")
+    if len(set(v)) != len(v):
+        raise ValueError(f"seeds must differ, got {list(v)}")
+    if min(v) < 0:
+        raise ValueError(f"seeds must be >= 0, got {list(v)}")
+    return v
+
+
+class RecipeConfig(Config):
+    """The settings of a recipe: every field that changes a model it makes.
+
+    The defaults are the recipe of docs/results.md (session 26: EfficientNet-Lite0 from ImageNet,
+    76,800 streamed samples, ``--lr 5e-4``; fine-tuning 10 epochs at ``--lr 1e-3`` with
+    ``--val-fraction 0 --head-only-epochs 1``; 3 seeds as one ensemble).
+
+    Parameters
+    ----------
+    real : str
+        The real training pool (ImageFolder tree or dataset dir), kept as an absolute path.
+    arch, init : str
+        The network and its starting weights (``imagenet`` needs the ``semgen[imagenet]`` extra).
+    images : int
+        Streamed procedural samples of the pretraining stage (76,800: about 75 min on 2 cores).
+    pretrain_lr : float
+        Peak learning rate of the pretraining stage.
+    size : int
+        Image side in pixels, for every stage.
+    seed : int
+        Seed of the procedural stream and of the transfer images.
+    seeds : tuple of int
+        Fine-tuning seeds; two or more are also averaged as one ensemble.
+    epochs, lr, head_only_epochs : int, float, int
+        Fine-tuning on the real pool (every image, the last epoch kept).
+    baseline : bool
+        Also fine-tune from ``init`` alone with the same seeds, to see what semgen adds.
+    student : str, optional
+        A small arch distilled from the ensemble (or the one fine-tuned run) for the edge.
+    student_init : str, optional
+        The student's starting weights; default ``semgen`` where a bundled backbone exists for
+        its arch, else scratch.
+    student_epochs : int
+    transfer : int
+        Unlabelled procedural images per generator in the student's transfer set.
+    transfer_weight : float
+        Transfer batches per labelled batch (``semgen train --transfer DIR=W``).
+
+    Examples
+    --------
+    >>> RecipeConfig(real="data/real", seeds=[0, 1]).seeds
+    (0, 1)
+    >>> RecipeConfig(real="data/real", seeds=[1, 1])
+    Traceback (most recent call last):
+    ...
+    semgen.errors.SemgenError: --seeds: seeds must differ, got [1, 1] (RecipeConfig.seeds)
+    """
+
+    real: Annotated[str, BeforeValidator(lambda v: str(Path(v).resolve()))]
+    arch: Annotated[str, BeforeValidator(_arch)] = "efficientnet_lite0"
+    init: str = "imagenet"
+    images: Annotated[Int, Field(ge=1, le=10**10)] = 76_800
+    pretrain_lr: Annotated[Number, Field(gt=0, lt=1)] = 5e-4
+    size: Annotated[Int, Field(ge=32, le=512)] = 128
+    seed: Annotated[Int, Field(ge=0, lt=2**63)] = 0
+    seeds: Annotated[tuple[int, ...], BeforeValidator(_seeds)] = (0, 1, 2)
+    epochs: Annotated[Int, Field(ge=1, le=10_000)] = 10
+    lr: Annotated[Number, Field(gt=0, lt=1)] = 1e-3
+    head_only_epochs: Annotated[Int, Field(ge=0)] = 1
+    baseline: Flag = False
+    student: Annotated[Optional[str], BeforeValidator(_arch)] = None
+    student_init: Optional[str] = None
+    student_epochs: Annotated[Int, Field(ge=1, le=10_000)] = 20
+    transfer: Annotated[Int, Field(ge=0, le=10**6)] = 200
+    transfer_weight: Annotated[Number, Field(gt=0, le=100)] = 0.5
+
+
+def _differences(old: dict, new: dict) -> list[str]:
+    return sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+
+
+class Recipe:
+    """A recipe folder: its settings, its stages' run dirs, and its ``recipe.json``."""
+
+    def __init__(self, out, config: RecipeConfig):
+        self.out, self.cfg = Path(out), config
+        if self.out.exists() and not self.out.is_dir():
+            raise SemgenError(f"--out {self.out} exists and is not a directory")
+        f = self.out / RECIPE_FILE
+        self.state: dict = {"format": FORMAT, "format_version": 1, "config": config.to_dict(), "stages": {}}
+        if f.is_file():
+            try:
+                old = json.loads(f.read_text())
+            except ValueError:
+                raise SemgenError(f"{f} is not valid JSON; move it away to start this recipe anew") from None
+            if old.get("format") != FORMAT:
+                raise SemgenError(f"{f} is not a semgen recipe file")
+            diff = _differences(old.get("config", {}), self.state["config"])
+            if diff:
+                raise SemgenError(f"{self.out} holds a recipe with other settings ({', '.join(diff)} differ); "
+                                  "choose another --out, or run it with the settings in its recipe.json")
+            self.state["stages"] = old.get("stages", {})
+
+    # the run dirs, named once here
+    @property
+    def pretrain_dir(self) -> Path:
+        return self.out / "pretrain"
+
+    def finetune_dir(self, seed: int, baseline: bool = False) -> Path:
+        return self.out / f"{'baseline' if baseline else 'finetune'}_s{seed}"
+
+    def ensemble_dir(self, baseline: bool = False) -> Path:
+        return self.out / ("baseline_ensemble" if baseline else "ensemble")
+
+    @property
+    def transfer_dir(self) -> Path:
+        return self.out / "transfer"
+
+    @property
+    def student_dir(self) -> Path:
+        return self.out / "student"
+
+    def teacher(self) -> Path:
+        """The model the student learns from: the ensemble, or the one fine-tuned run."""
+        return self.ensemble_dir() if len(self.cfg.seeds) > 1 else self.finetune_dir(self.cfg.seeds[0])
+
+    def models(self) -> dict[str, Path]:
+        """``{name: run dir}`` of every model the recipe makes, in the order of the summary."""
+        c = self.cfg
+        m = {f"finetune seed {s}": self.finetune_dir(s) for s in c.seeds}
+        if len(c.seeds) > 1:
+            m["ensemble"] = self.ensemble_dir()
+        if c.baseline:
+            m.update({f"baseline seed {s}": self.finetune_dir(s, True) for s in c.seeds})
+            if len(c.seeds) > 1:
+                m["baseline ensemble"] = self.ensemble_dir(True)
+        if c.student:
+            m["student"] = self.student_dir
+        return m
+
+    def record(self, stage: str | None = None, **info) -> None:
+        """Write ``recipe.json`` (atomically), with ``stage``'s outcome when given."""
+        if stage is not None:
+            self.state["stages"][stage] = info
+        self.out.mkdir(parents=True, exist_ok=True)
+        write_bytes_atomic(self.out / RECIPE_FILE, (json.dumps(self.state, indent=1) + "\n").encode())
+
+
+def _student_init(cfg: RecipeConfig) -> str | None:
+    from ..classifier.init import bundled_backbones
+
+    if cfg.student_init is not None:
+        return None if cfg.student_init == "scratch" else cfg.student_init
+    return "semgen" if cfg.student in bundled_backbones() else None
+
+
+def run_recipe(out, config: RecipeConfig, *, test=None, tta: str = "none", workers: int = 1,
+               threads: int | None = None, stop_after: int | None = None, device: str = "auto",
+               precision: str = "auto", progress: bool = True, log=None) -> dict:
+    """Run (or continue) the recipe into folder ``out``.
+
+    Parameters
+    ----------
+    out : path
+        The recipe folder (created; resumed when it holds this recipe).
+    config : RecipeConfig
+    test : path or list of path, optional
+        Real test sets to evaluate every model on (never read by any other stage).
+    tta : {"none", "flips", "d4"}
+        Test-time augmentation of the evaluation.
+    workers, threads : int
+        Generator processes of the pretraining and transfer stages; torch threads.
+    stop_after : int, optional
+        Stop the pretraining stage at this step (run again to continue, as ``semgen pretrain``).
+    device, precision : str
+        :mod:`semgen.devices`, for the pretraining and training stages.
+    log : callable, optional
+        Where stage lines go (default: stderr when ``progress``).
+
+    Returns
+    -------
+    dict
+        ``done`` (bool), ``stages`` (each stage's outcome, as in ``recipe.json``), ``models``
+        (``{name: run dir}``) and, with ``test``, ``figures`` (``{test: {model: metrics}}``).
+    """
+    import sys
+
+    from ..classifier.distill import DistillConfig
+    from ..classifier.ensemble import make_ensemble
+    from ..classifier.train import train_classifier
+    from ..generators.procedural.generation import generate
+    from ..generators.procedural.registry import list_generators
+    from ..pretrain.train import PretrainConfig, pretrain
+
+    cfg = config
+    tests = [test] if isinstance(test, (str, Path)) else list(test or [])
+    for t in tests:
+        if not Path(t).is_dir():
+            raise SemgenError(f"--test {t} is not a folder")
+    if not Path(cfg.real).is_dir():
+        raise SemgenError(f"--real {cfg.real} is not a folder")
+    say = log or ((lambda m: print(m, file=sys.stderr, flush=True)) if progress else (lambda m: None))
+    # A bad setting of a later stage fails now, not after an hour of pretraining.
+    pcfg = PretrainConfig.make(arch=cfg.arch, init=None if cfg.init == "scratch" else cfg.init, images=cfg.images,
+                               lr=cfg.pretrain_lr, size=cfg.size, seed=cfg.seed)
+    from ..classifier.init import resolve_init
+
+    resolve_init(None if cfg.init == "scratch" else cfg.init, cfg.arch)
+    if cfg.student:
+        resolve_init(_student_init(cfg), cfg.student)
+    r = Recipe(out, cfg)
+    r.record()  # the settings first: a later run with other settings is refused
+    n_stages = 2 + (len(cfg.seeds) > 1) + 2 * bool(cfg.student) + bool(tests)
+    numbers = iter(range(1, n_stages + 1))
+
+    def stage(text: str) -> None:
+        say(f"recipe {next(numbers)}/{n_stages}: {text}")
+    train = dict(size=cfg.size, lr=cfg.lr, epochs=cfg.epochs, val_fraction=0.0, num_threads=threads,
+                 progress=progress, device=device, precision=precision)
+
+    stage(f"pretrain {cfg.arch} from {cfg.init} on {cfg.images:,} procedural samples "
+        f"-> {r.pretrain_dir}")
+    res = pretrain(r.pretrain_dir, pcfg, workers=workers, threads=threads, stop_after=stop_after,
+                   progress=progress, device=device, precision=precision)
+    r.record("pretrain", run=str(r.pretrain_dir), step=res["step"], steps=res["steps"], done=bool(res["done"]))
+    if not res["done"]:
+        say(f"recipe: pretraining stopped at step {res['step']} of {res['steps']}; run the same command again "
+            "to continue")
+        return {"done": False, "stages": r.state["stages"], "models": {}}
+
+    stage(f"fine-tune on {cfg.real}, seeds {', '.join(map(str, cfg.seeds))}"
+        + (f", and from {cfg.init} alone (baseline)" if cfg.baseline else ""))
+    for baseline in ((False, True) if cfg.baseline else (False,)):
+        init = (None if cfg.init == "scratch" else cfg.init) if baseline else str(r.pretrain_dir)
+        for s in cfg.seeds:
+            train_classifier(cfg.real, out=r.finetune_dir(s, baseline), arch=cfg.arch, init=init, seed=s,
+                             head_only_epochs=cfg.head_only_epochs if init else 0, **train)
+        r.record("baseline" if baseline else "finetune", runs=[str(r.finetune_dir(s, baseline)) for s in cfg.seeds])
+
+    if len(cfg.seeds) > 1:
+        stage(f"the {len(cfg.seeds)} seeds as one model -> {r.ensemble_dir()}")
+        for baseline in ((False, True) if cfg.baseline else (False,)):
+            make_ensemble([r.finetune_dir(s, baseline) for s in cfg.seeds], r.ensemble_dir(baseline), overwrite=True)
+        r.record("ensemble", run=str(r.ensemble_dir()))
+
+    if cfg.student:
+        gens = list_generators()
+        stage(f"{cfg.transfer} unlabelled images per generator ({len(gens)}) -> {r.transfer_dir}")
+        for g in gens if cfg.transfer else ():  # --transfer 0: the student learns on the real pool alone
+            generate(g, cfg.transfer, r.transfer_dir, seed=cfg.seed + 1, size=cfg.size, workers=max(1, workers),
+                     progress=progress)
+        r.record("transfer", dir=str(r.transfer_dir) if cfg.transfer else None, per_generator=cfg.transfer)
+        sinit = _student_init(cfg)
+        stage(f"distil {cfg.student} (from {sinit or 'scratch'}) from {r.teacher()} -> {r.student_dir}")
+        transfer = [f"{r.transfer_dir}={cfg.transfer_weight}"] if cfg.transfer else []
+        distill = DistillConfig(teachers=[str(r.teacher())], transfer=transfer)
+        train_classifier(cfg.real, out=r.student_dir, arch=cfg.student, init=sinit, seed=cfg.seeds[0],
+                         distill=distill, **{**train, "epochs": cfg.student_epochs})
+        r.record("student", run=str(r.student_dir), teacher=str(r.teacher()))
+
+    result = {"done": True, "stages": r.state["stages"], "models": {n: str(v) for n, v in r.models().items()}}
+    if tests:
+        stage(f"evaluate every model on {', '.join(map(str, tests))}")
+        result["figures"] = evaluate_recipe(r, tests, tta=tta, threads=threads)
+        write_bytes_atomic(r.out / "summary.md", summary_markdown(r, result["figures"], tta).encode())
+        r.record("evaluate", tests=[str(Path(t).resolve()) for t in tests], tta=tta, summary=str(r.out / "summary.md"))
+        result["stages"] = r.state["stages"]
+    return result
+
+
+def evaluate_recipe(r: Recipe, tests, *, tta: str = "none", threads: int | None = None) -> dict:
+    """``{test: {model: figures}}``: macro-F1 with its 95 % CI and accuracy of every model, and
+    paired differences (semgen's fine-tunes minus the baseline's, seed by seed, and the two ensembles)."""
+    from ..ablation.stats import paired_difference
+    from ..classifier.evaluate import evaluate_run
+    from ..classifier.tta import metrics_name
+
+    figures: dict = {}
+    for t in tests:
+        rows, preds = {}, {}
+        for name, run in r.models().items():
+            m = evaluate_run(run, t, num_threads=threads, tta=tta, out_name=metrics_name(tta))
+            rows[name] = {"run": str(run), "macro_f1": m["macro_f1"], "macro_f1_ci": m["ci"]["macro_f1"],
+                          "accuracy": m["accuracy"]}
+            preds[name] = ([m["classes"][i] for i in m["y_true"]], [m["classes"][i] for i in m["y_pred"]])
+        if r.cfg.baseline:
+            y = preds[f"finetune seed {r.cfg.seeds[0]}"][0]
+            pairs = [("finetune seeds", [f"baseline seed {s}" for s in r.cfg.seeds],
+                      [f"finetune seed {s}" for s in r.cfg.seeds])]
+            if len(r.cfg.seeds) > 1:
+                pairs.append(("ensemble", ["baseline ensemble"], ["ensemble"]))
+            for label, a, b in pairs:
+                d = paired_difference(y, [preds[x][1] for x in a], [preds[x][1] for x in b])["macro_f1"]
+                rows[f"{label} minus baseline"] = {"difference": d["mean"], "ci": [d["lo"], d["hi"]]}
+        figures[str(t)] = rows
+    return figures
+
+
+def summary_markdown(r: Recipe, figures: dict, tta: str) -> str:
+    """The recipe's figures as Markdown: one table per test set."""
+    c = r.cfg
+    L = ["# semgen recipe", "",
+         f"{c.arch} from {c.init}, then {c.images:,} streamed procedural samples, then the real pool "
+         f"`{c.real}` ({c.epochs} epochs, seeds {', '.join(map(str, c.seeds))})"
+         + (f"; {c.student} distilled from {r.teacher().name}" if c.student else "") + "."
+         + (f" Test-time augmentation: `{tta}`." if tta != "none" else ""), ""]
+    for t, rows in figures.items():
+        L += [f"## `{t}`", "", "| model | macro-F1 [95% CI] | accuracy | run |", "|---|---|---|---|"]
+        for name, f in rows.items():
+            if "difference" in f:
+                continue
+            lo, hi = f["macro_f1_ci"]
+            L.append(f"| {name} | {f['macro_f1']:.3f} [{lo:.3f}, {hi:.3f}] | {f['accuracy']:.3f} | `{f['run']}` |")
+        diffs = [(n, f) for n, f in rows.items() if "difference" in f]
+        if diffs:
+            L += ["", "Paired differences (bootstrap over seeds and images):", ""]
+            L += [f"- {n}: {f['difference']:+.3f} [{f['ci'][0]:+.3f}, {f['ci'][1]:+.3f}]" for n, f in diffs]
+        L.append("")
+    best = "ensemble" if len(c.seeds) > 1 else f"finetune_s{c.seeds[0]}"
+    L += ["Use:", "", "```bash", f"semgen predict {r.out / best} IMAGE ...",
+          *([f"semgen export {r.student_dir} --calib {c.real}"] if c.student else []), "```", ""]
+    return "\n".join(L)

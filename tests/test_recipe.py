@@ -1,0 +1,109 @@
+"""semgen recipe: pretrain, fine-tune seeds, ensemble, baseline, student, evaluate; resumed, refused, stopped."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from classifier_synth import make_dataset
+from semgen.errors import SemgenError
+from semgen.generators.procedural.registry import list_generators
+from semgen.recipe import RecipeConfig, run_recipe
+
+TINY = dict(arch="mobilenetv3_small_050", init="scratch", images=16, size=32, seeds=[0, 1], epochs=2,
+            head_only_epochs=1, baseline=True, student="mobilenetv3_small_050", student_init="scratch",
+            student_epochs=1, transfer=2)
+
+
+@pytest.fixture(scope="module")
+def pools(tmp_path_factory):
+    root = tmp_path_factory.mktemp("recipe")
+    make_dataset(root / "train", n_per_class=6, seed=0, side=32)
+    make_dataset(root / "test", n_per_class=4, seed=1, side=32)
+    return root
+
+
+def _mtimes(folder):
+    return {p: os.stat(p).st_mtime_ns for p in sorted(folder.rglob("model.safetensors"))}
+
+
+def test_the_whole_recipe_stops_resumes_and_reports(pools, tmp_path):
+    cfg = RecipeConfig(real=pools / "train", **TINY)
+    out = tmp_path / "r"
+    kw = dict(workers=0, threads=1, progress=False)
+    first = run_recipe(out, cfg, stop_after=1, **kw)  # 16 images at batch 64: one step, so this is its end...
+    assert first["stages"]["pretrain"]["steps"] == 1
+    cfg2 = RecipeConfig(real=pools / "train", **{**TINY, "images": 256})
+    out2 = tmp_path / "r2"
+    stopped = run_recipe(out2, cfg2, stop_after=1, **kw)  # ...here 4 steps: stopped after the first
+    assert stopped["done"] is False and stopped["stages"]["pretrain"] == {
+        "run": str(out2 / "pretrain"), "step": 1, "steps": 4, "done": False}
+    assert not (out2 / "finetune_s0").exists()
+
+    res = run_recipe(out, cfg, test=pools / "test", **kw)
+    assert res["done"] and set(res["stages"]) == {"pretrain", "finetune", "baseline", "ensemble", "transfer",
+                                                  "student", "evaluate"}
+    assert list(res["models"]) == ["finetune seed 0", "finetune seed 1", "ensemble", "baseline seed 0",
+                                   "baseline seed 1", "baseline ensemble", "student"]
+    # the fine-tunes start from the pretraining run, the baseline from the init alone
+    req = json.loads((out / "finetune_s1" / "config.json").read_text())["request"]
+    assert req["init"].startswith(str((out / "pretrain").resolve())) and req["seed"] == 1 and req["val_fraction"] == 0
+    assert json.loads((out / "baseline_s0" / "config.json").read_text())["request"]["init"] is None
+    members = json.loads((out / "ensemble" / "ensemble.json").read_text())["members"]
+    assert [m["path"] for m in members] == ["../finetune_s0", "../finetune_s1"]
+    # the student learned from the ensemble, on the real pool and the transfer images
+    sreq = json.loads((out / "student" / "config.json").read_text())["request"]
+    assert sreq["distill"]["teachers"][0]["path"] == str((out / "ensemble" / "ensemble.json").resolve())
+    assert sreq["distill"]["transfer"] == [f"{out / 'transfer'}=0.5"]
+    records = (out / "transfer" / "metadata.jsonl").read_text().splitlines()
+    assert len(records) == 2 * len(list_generators())
+    log = [json.loads(x) for x in (out / "student" / "train_log.jsonl").read_text().splitlines()]
+    assert log[-1]["transfer_images"] > 0
+    # figures of every model, and the paired differences from the baseline
+    fig = res["figures"][str(pools / "test")]
+    for name in res["models"]:
+        assert 0 <= fig[name]["macro_f1"] <= 1 and fig[name]["macro_f1_ci"][0] <= fig[name]["macro_f1_ci"][1]
+    d = fig["ensemble minus baseline"]
+    assert d["ci"][0] <= d["difference"] <= d["ci"][1]
+    text = (out / "summary.md").read_text()
+    assert "| ensemble |" in text and "finetune seeds minus baseline" in text and "semgen export" in text
+
+    # run again: every stage is found finished, nothing is trained anew
+    before = _mtimes(out)
+    again = run_recipe(out, cfg, test=pools / "test", **kw)
+    assert _mtimes(out) == before and again["figures"] == res["figures"]
+
+
+def test_a_folder_of_another_recipe_is_refused(pools, tmp_path):
+    out = tmp_path / "r"
+    cfg = RecipeConfig(real=pools / "train", **{**TINY, "student": None, "baseline": False, "seeds": [0]})
+    run_recipe(out, cfg, workers=0, threads=1, progress=False)
+    assert not (out / "ensemble").exists() and not (out / "student").exists()
+    other = RecipeConfig(real=pools / "train", **{**TINY, "student": None, "baseline": False, "seeds": [0],
+                                                   "epochs": 3})
+    with pytest.raises(SemgenError, match=r"other settings \(epochs differ\)"):
+        run_recipe(out, other, workers=0, threads=1, progress=False)
+    (out / "recipe.json").write_text("{not json")
+    with pytest.raises(SemgenError, match="not valid JSON"):
+        run_recipe(out, cfg, workers=0, threads=1, progress=False)
+
+
+def test_bad_settings_fail_in_one_line_before_any_work(pools, tmp_path):
+    with pytest.raises(SemgenError, match="seeds must differ"):
+        RecipeConfig(real=pools / "train", seeds=[1, 1])
+    with pytest.raises(SemgenError, match="unknown arch"):
+        RecipeConfig(real=pools / "train", student="resnet9000")
+    with pytest.raises(SemgenError, match="--real .* is not a folder"):
+        run_recipe(tmp_path / "r", RecipeConfig(real=tmp_path / "missing", **TINY), progress=False)
+    with pytest.raises(SemgenError, match="--test .* is not a folder"):
+        run_recipe(tmp_path / "r", RecipeConfig(real=pools / "train", **TINY), test=tmp_path / "nope", progress=False)
+    assert not (tmp_path / "r").exists()  # nothing written
+    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
+    p = subprocess.run([sys.executable, "-m", "semgen.cli", "recipe", "--real", str(pools / "train"), "--out",
+                        str(tmp_path / "c"), "--seeds", "2", "2"], capture_output=True, text=True, env=env)
+    assert p.returncode != 0 and p.stderr.strip().count("\n") == 0 and "seeds must differ" in p.stderr
+    assert not (tmp_path / "c").exists()
