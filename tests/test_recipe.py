@@ -13,6 +13,7 @@ from classifier_synth import make_dataset
 from semgen.errors import SemgenError
 from semgen.generators.procedural.registry import list_generators
 from semgen.recipe import RecipeConfig, run_recipe
+from semgen.recipe.run import describe_recipe
 
 TINY = dict(arch="mobilenetv3_small_050", init="scratch", images=16, size=32, seeds=[0, 1], epochs=2,
             head_only_epochs=1, baseline=True, student="mobilenetv3_small_050", student_init="scratch",
@@ -72,6 +73,14 @@ def test_the_whole_recipe_stops_resumes_and_reports(pools, tmp_path):
     text = (out / "summary.md").read_text()
     assert "| ensemble |" in text and "finetune seeds minus baseline" in text and "semgen export" in text
 
+    # semgen info: what each stage has done
+    info = subprocess.run([sys.executable, "-m", "semgen.cli", "info", str(out)], capture_output=True, text=True,
+                          env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"})
+    assert info.returncode == 0 and "pretrain: done (step 1 of 1)" in info.stdout
+    assert "student: done" in info.stdout and "not done" not in info.stdout
+    stopped_info = describe_recipe(out2)
+    assert "  pretrain: not done (step 1 of 4)" in stopped_info and "  ensemble: not done" in "\n".join(stopped_info)
+
     # run again: every stage is found finished, nothing is trained anew
     before = _mtimes(out)
     again = run_recipe(out, cfg, test=pools / "test", **kw)
@@ -93,9 +102,9 @@ def test_a_folder_of_another_recipe_is_refused(pools, tmp_path):
 
 
 def test_bad_settings_fail_in_one_line_before_any_work(pools, tmp_path):
-    with pytest.raises(SemgenError, match="seeds must differ"):
+    with pytest.raises(SemgenError, match="--seeds must be different seeds, got"):
         RecipeConfig(real=pools / "train", seeds=[1, 1])
-    with pytest.raises(SemgenError, match="unknown arch"):
+    with pytest.raises(SemgenError, match="--student must be one of"):
         RecipeConfig(real=pools / "train", student="resnet9000")
     with pytest.raises(SemgenError, match="--real .* is not a folder"):
         run_recipe(tmp_path / "r", RecipeConfig(real=tmp_path / "missing", **TINY), progress=False)
@@ -105,5 +114,5 @@ def test_bad_settings_fail_in_one_line_before_any_work(pools, tmp_path):
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
     p = subprocess.run([sys.executable, "-m", "semgen.cli", "recipe", "--real", str(pools / "train"), "--out",
                         str(tmp_path / "c"), "--seeds", "2", "2"], capture_output=True, text=True, env=env)
-    assert p.returncode != 0 and p.stderr.strip().count("\n") == 0 and "seeds must differ" in p.stderr
+    assert p.returncode != 0 and p.stderr.strip().count("\n") == 0 and "--seeds must be different seeds" in p.stderr
     assert not (tmp_path / "c").exists()

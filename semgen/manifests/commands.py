@@ -32,6 +32,11 @@ def register(sub) -> None:
 def _info(args) -> int:
     from pathlib import Path
 
+    from ..recipe.run import describe_recipe, is_recipe
+
+    if is_recipe(args.dir):  # a recipe folder: its stages (--json: its recipe.json)
+        print((Path(args.dir) / "recipe.json").read_text().rstrip() if args.json else "\n".join(describe_recipe(args.dir)))
+        return 0
     if not (Path(args.dir) / "metadata.jsonl").exists() and (Path(args.dir) / "config.json").is_file() \
             or (Path(args.dir) / "ensemble.json").is_file():
         return _run_info(args)

@@ -43,18 +43,18 @@ def _arch(v):
     from ..classifier.registry import list_archs
 
     if v not in list_archs():
-        raise ValueError(f"unknown arch {v!r}; one of: {', '.join(list_archs())}")
+        raise ValueError(f"must be one of {', '.join(list_archs())}")
     return v
 
 
 def _seeds(v):
     v = tuple(int(s) for s in v)
     if not v:
-        raise ValueError("at least one seed is needed")
+        raise ValueError("needs at least one seed")
     if len(set(v)) != len(v):
-        raise ValueError(f"seeds must differ, got {list(v)}")
+        raise ValueError("must be different seeds")
     if min(v) < 0:
-        raise ValueError(f"seeds must be >= 0, got {list(v)}")
+        raise ValueError("must be seeds >= 0")
     return v
 
 
@@ -103,7 +103,7 @@ class RecipeConfig(Config):
     >>> RecipeConfig(real="data/real", seeds=[1, 1])
     Traceback (most recent call last):
     ...
-    semgen.errors.SemgenError: --seeds: seeds must differ, got [1, 1] (RecipeConfig.seeds)
+    semgen.errors.SemgenError: --seeds must be different seeds, got [1, 1] (RecipeConfig.seeds)
     """
 
     real: Annotated[str, BeforeValidator(lambda v: str(Path(v).resolve()))]
@@ -370,3 +370,42 @@ def summary_markdown(r: Recipe, figures: dict, tta: str) -> str:
     L += ["Use:", "", "```bash", f"semgen predict {r.out / best} IMAGE ...",
           *([f"semgen export {r.student_dir} --calib {c.real}"] if c.student else []), "```", ""]
     return "\n".join(L)
+
+
+def is_recipe(folder) -> bool:
+    """Whether ``folder`` is a recipe folder (it holds ``recipe.json``)."""
+    return (Path(folder) / RECIPE_FILE).is_file()
+
+
+def describe_recipe(folder) -> list[str]:
+    """Lines for ``semgen info``: a recipe folder's settings, what each stage has done, what is left.
+
+    Examples
+    --------
+    >>> describe_recipe("no/such/folder")
+    Traceback (most recent call last):
+    ...
+    semgen.errors.SemgenError: no/such/folder is not a recipe folder (no recipe.json)
+    """
+    f = Path(folder) / RECIPE_FILE
+    if not f.is_file():
+        raise SemgenError(f"{folder} is not a recipe folder (no {RECIPE_FILE})")
+    try:
+        state = json.loads(f.read_text())
+        cfg = RecipeConfig(**state["config"])
+    except (ValueError, KeyError, TypeError, SemgenError) as e:
+        raise SemgenError(f"{f} is not a readable recipe file ({e})") from None
+    r = Recipe.__new__(Recipe)  # the folder's names, without the checks of a run
+    r.out, r.cfg, r.state = Path(folder), cfg, state
+    st = state.get("stages", {})
+    L = [f"{folder}: semgen recipe, {cfg.arch} from {cfg.init}, {cfg.images:,} procedural samples, real pool "
+         f"{cfg.real}, seeds {', '.join(map(str, cfg.seeds))}" + (f", student {cfg.student}" if cfg.student else "")]
+    p = st.get("pretrain")
+    L.append(f"  pretrain: {'done' if p and p.get('done') else 'not done'}"
+             + (f" (step {p['step']} of {p['steps']})" if p else ""))
+    for name, run in r.models().items():
+        done = (run / "summary.json").is_file() or (run / "ensemble.json").is_file()
+        L.append(f"  {name}: {'done' if done else 'not done'} ({run})")
+    ev = st.get("evaluate")
+    L.append(f"  evaluate: {'see ' + ev['summary'] if ev else 'not done'}")
+    return L
