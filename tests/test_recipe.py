@@ -17,7 +17,7 @@ from semgen.recipe.run import describe_recipe
 
 TINY = dict(arch="mobilenetv3_small_050", init="scratch", images=16, size=32, seeds=[0, 1], epochs=2,
             head_only_epochs=1, baseline=True, student="mobilenetv3_small_050", student_init="scratch",
-            student_epochs=1, transfer=2)
+            student_epochs=1, transfer=2, qat=True, qat_epochs=1)
 
 
 @pytest.fixture(scope="module")
@@ -47,9 +47,9 @@ def test_the_whole_recipe_stops_resumes_and_reports(pools, tmp_path):
 
     res = run_recipe(out, cfg, test=pools / "test", **kw)
     assert res["done"] and set(res["stages"]) == {"pretrain", "finetune", "baseline", "ensemble", "transfer",
-                                                  "student", "evaluate"}
+                                                  "student", "edge", "evaluate"}
     assert list(res["models"]) == ["finetune seed 0", "finetune seed 1", "ensemble", "baseline seed 0",
-                                   "baseline seed 1", "baseline ensemble", "student"]
+                                   "baseline seed 1", "baseline ensemble", "student", "student, QAT"]
     # the fine-tunes start from the pretraining run, the baseline from the init alone
     req = json.loads((out / "finetune_s1" / "config.json").read_text())["request"]
     assert req["init"].startswith(str((out / "pretrain").resolve())) and req["seed"] == 1 and req["val_fraction"] == 0
@@ -64,6 +64,14 @@ def test_the_whole_recipe_stops_resumes_and_reports(pools, tmp_path):
     assert len(records) == 2 * len(list_generators())
     log = [json.loads(x) for x in (out / "student" / "train_log.jsonl").read_text().splitlines()]
     assert log[-1]["transfer_images"] > 0
+    # the student's arch is the recipe's: it starts from the first fine-tuned run (--student-init scratch
+    # is given here, so scratch); then QAT with the same teacher, exported with 8-bit activations
+    assert sreq["init"] is None
+    qreq = json.loads((out / "student_qat" / "config.json").read_text())["request"]
+    assert qreq["init"].startswith(str((out / "student").resolve())) and qreq["qat"]["weight_bits"] == 7
+    assert qreq["distill"] == sreq["distill"]
+    ex = json.loads((out / "student_qat" / "export.json").read_text())
+    assert ex["quantization"]["activations"].startswith("uint8") and (out / "student_qat" / "model.int8.onnx").is_file()
     # figures of every model, and the paired differences from the baseline
     fig = res["figures"][str(pools / "test")]
     for name in res["models"]:
@@ -71,7 +79,7 @@ def test_the_whole_recipe_stops_resumes_and_reports(pools, tmp_path):
     d = fig["ensemble minus baseline"]
     assert d["ci"][0] <= d["difference"] <= d["ci"][1]
     text = (out / "summary.md").read_text()
-    assert "| ensemble |" in text and "finetune seeds minus baseline" in text and "semgen export" in text
+    assert "| ensemble |" in text and "finetune seeds minus baseline" in text and "Edge model" in text
 
     # semgen info: what each stage has done
     info = subprocess.run([sys.executable, "-m", "semgen.cli", "info", str(out)], capture_output=True, text=True,
@@ -89,10 +97,10 @@ def test_the_whole_recipe_stops_resumes_and_reports(pools, tmp_path):
 
 def test_a_folder_of_another_recipe_is_refused(pools, tmp_path):
     out = tmp_path / "r"
-    cfg = RecipeConfig(real=pools / "train", **{**TINY, "student": None, "baseline": False, "seeds": [0]})
+    cfg = RecipeConfig(real=pools / "train", **{**TINY, "student": None, "qat": False, "baseline": False, "seeds": [0]})
     run_recipe(out, cfg, workers=0, threads=1, progress=False)
     assert not (out / "ensemble").exists() and not (out / "student").exists()
-    other = RecipeConfig(real=pools / "train", **{**TINY, "student": None, "baseline": False, "seeds": [0],
+    other = RecipeConfig(real=pools / "train", **{**TINY, "student": None, "qat": False, "baseline": False, "seeds": [0],
                                                    "epochs": 3})
     with pytest.raises(SemgenError, match=r"other settings \(epochs differ\)"):
         run_recipe(out, other, workers=0, threads=1, progress=False)
@@ -116,3 +124,15 @@ def test_bad_settings_fail_in_one_line_before_any_work(pools, tmp_path):
                         str(tmp_path / "c"), "--seeds", "2", "2"], capture_output=True, text=True, env=env)
     assert p.returncode != 0 and p.stderr.strip().count("\n") == 0 and "--seeds must be different seeds" in p.stderr
     assert not (tmp_path / "c").exists()
+
+
+def test_the_student_of_a_narrower_arch_starts_from_the_fine_tuned_run(pools, tmp_path):
+    from semgen.recipe.run import Recipe, _student_init
+
+    cfg = RecipeConfig(real=pools / "train", arch="efficientnet_lite0", student="efficientnet_lite0_035")
+    r = Recipe(tmp_path / "r", cfg)
+    assert _student_init(r) == str(tmp_path / "r" / "finetune_s0")  # weight selection (session 23)
+    other = Recipe(tmp_path / "o", RecipeConfig(real=pools / "train", student="mobilenetv3_small_100"))
+    assert _student_init(other) == "semgen"  # the bundled backbone
+    with pytest.raises(SemgenError, match="--qat needs --student"):
+        RecipeConfig(real=pools / "train", qat=True)

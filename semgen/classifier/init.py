@@ -171,6 +171,20 @@ def _select_source(arch: str, ok) -> str | None:
     return None
 
 
+def takes_weights_from(arch: str, source: str) -> bool:
+    """Whether a run of ``source`` initialises ``arch``: the same arch, or a narrower one of its
+    family by weight selection.
+
+    Examples
+    --------
+    >>> takes_weights_from("efficientnet_lite0_035", "efficientnet_lite0")
+    True
+    >>> takes_weights_from("mobilenetv3_small_100", "efficientnet_lite0")
+    False
+    """
+    return arch == source or _select_source(arch, lambda a: a == source) is not None
+
+
 def _check_arch(what: str, theirs: str, arch: str | None) -> dict:
     """``{}`` when weights of ``theirs`` load into ``arch`` as they are, ``{"select_from": theirs}``
     when ``arch`` takes them by weight selection; otherwise the one-line error."""

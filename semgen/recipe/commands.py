@@ -51,10 +51,17 @@ def register(sub) -> None:
     g.add_argument("--student-init", default=None, metavar="INIT",
                    help="the student's starting weights (default: semgen where a bundled backbone exists, else scratch)")
     g.add_argument("--student-epochs", type=int, default=d["student_epochs"], help="epochs of distillation")
+    g.add_argument("--student-lr", type=float, default=d["student_lr"], help="learning rate of distillation")
     g.add_argument("--transfer", type=int, default=d["transfer"],
                    help="unlabelled procedural images per generator the teacher labels for the student (0: none)")
     g.add_argument("--transfer-weight", type=float, default=d["transfer_weight"],
                    help="transfer batches per labelled batch")
+    g.add_argument("--qat", action="store_true",
+                   help="quantisation-aware fine-tuning of the student, then its INT8 export (8-bit activations)")
+    g.add_argument("--qat-epochs", type=int, default=d["qat_epochs"], help="epochs of quantisation-aware training")
+    g.add_argument("--qat-lr", type=float, default=d["qat_lr"], help="its learning rate")
+    g.add_argument("--qat-weight-bits", type=int, default=d["qat_weight_bits"], choices=(7, 8),
+                   help="weight bits (7 avoids int16 overflow in onnxruntime's 8-bit kernels on CPUs without VNNI)")
     p.add_argument("--workers", type=int, default=1, help="generator processes")
     p.add_argument("--threads", type=int, default=None, help="torch threads")
     p.add_argument("--stop-after", type=int, default=None, metavar="STEP",
@@ -70,8 +77,9 @@ def _recipe(args) -> int:
                             pretrain_lr=args.pretrain_lr, size=args.size, seed=args.seed, seeds=args.seeds,
                             epochs=args.epochs, lr=args.lr, head_only_epochs=args.head_only_epochs,
                             baseline=args.baseline, student=args.student, student_init=args.student_init,
-                            student_epochs=args.student_epochs, transfer=args.transfer,
-                            transfer_weight=args.transfer_weight)
+                            student_epochs=args.student_epochs, student_lr=args.student_lr, transfer=args.transfer,
+                            transfer_weight=args.transfer_weight, qat=args.qat, qat_epochs=args.qat_epochs,
+                            qat_lr=args.qat_lr, qat_weight_bits=args.qat_weight_bits)
     res = run_recipe(args.out, cfg, test=args.test, tta=args.tta, workers=args.workers, threads=args.threads,
                      stop_after=args.stop_after, device=args.device, precision=args.precision,
                      progress=not args.no_progress)

@@ -14,7 +14,10 @@ skips finished work, so running the same command again continues where it stoppe
 5. ``transfer`` and ``student`` (``student=ARCH``): unlabelled procedural images
    (``OUT/transfer``) and a small model distilled from the ensemble on the real pool plus those
    images (``OUT/student``), for ``semgen export``.
-6. ``evaluate`` (``test=``): every model above on each test set, with paired differences from the
+6. ``edge`` (``qat=True``): quantisation-aware fine-tuning of the student with the same teacher
+   (``OUT/student_qat``), exported with 8-bit activations: ``model.int8.onnx``, ``model_int8.h``
+   and ``export.json`` (size, latency, INT8-vs-FP32 agreement).
+7. ``evaluate`` (``test=``): every model above on each test set, with paired differences from the
    baseline; ``OUT/summary.md``.
 
 ``OUT/recipe.json`` holds the settings and each stage's outcome; an ``OUT`` made with other
@@ -27,7 +30,7 @@ import json
 from pathlib import Path
 from typing import Annotated, Optional
 
-from pydantic import BeforeValidator, Field
+from pydantic import BeforeValidator, Field, model_validator
 
 from ..configs import Config, Flag, Int, Number
 from ..errors import SemgenError
@@ -88,13 +91,22 @@ class RecipeConfig(Config):
     student : str, optional
         A small arch distilled from the ensemble (or the one fine-tuned run) for the edge.
     student_init : str, optional
-        The student's starting weights; default ``semgen`` where a bundled backbone exists for
-        its arch, else scratch.
-    student_epochs : int
+        The student's starting weights. Default: the first fine-tuned run when the student is
+        ``arch`` or takes its weights by weight selection (a narrower network of its family,
+        e.g. ``efficientnet_lite0_035`` from ``efficientnet_lite0``), else ``semgen`` where a
+        bundled backbone exists for its arch, else scratch.
+    student_epochs, student_lr : int, float
+        Distillation epochs and learning rate (2e-3, ``semgen train``'s default, as the edge model
+        of docs/results.md session 24 was trained).
     transfer : int
         Unlabelled procedural images per generator in the student's transfer set.
     transfer_weight : float
         Transfer batches per labelled batch (``semgen train --transfer DIR=W``).
+    qat : bool
+        Quantisation-aware fine-tuning of the student, then its INT8 export (the ``edge`` stage).
+    qat_epochs, qat_lr, qat_weight_bits : int, float, int
+        Its epochs, learning rate and weight bits (7: no int16 overflow in onnxruntime's
+        8-bit kernels on CPUs without VNNI; docs/classifier.md).
 
     Examples
     --------
@@ -121,8 +133,19 @@ class RecipeConfig(Config):
     student: Annotated[Optional[str], BeforeValidator(_arch)] = None
     student_init: Optional[str] = None
     student_epochs: Annotated[Int, Field(ge=1, le=10_000)] = 20
+    student_lr: Annotated[Number, Field(gt=0, lt=1)] = 2e-3
     transfer: Annotated[Int, Field(ge=0, le=10**6)] = 200
     transfer_weight: Annotated[Number, Field(gt=0, le=100)] = 0.5
+    qat: Flag = False
+    qat_epochs: Annotated[Int, Field(ge=1, le=10_000)] = 5
+    qat_lr: Annotated[Number, Field(gt=0, lt=1)] = 2e-4
+    qat_weight_bits: Annotated[Int, Field(ge=7, le=8)] = 7
+
+    @model_validator(mode="after")
+    def _qat_needs_student(self):
+        if self.qat and not self.student:
+            raise ValueError("--qat needs --student (the model it quantises)")
+        return self
 
 
 def _differences(old: dict, new: dict) -> list[str]:
@@ -145,7 +168,11 @@ class Recipe:
                 raise SemgenError(f"{f} is not valid JSON; move it away to start this recipe anew") from None
             if old.get("format") != FORMAT:
                 raise SemgenError(f"{f} is not a semgen recipe file")
-            diff = _differences(old.get("config", {}), self.state["config"])
+            try:  # settings added since that folder was made count at their defaults
+                before = RecipeConfig(**old.get("config", {})).to_dict()
+            except (SemgenError, TypeError):
+                before = old.get("config", {})
+            diff = _differences(before, self.state["config"])
             if diff:
                 raise SemgenError(f"{self.out} holds a recipe with other settings ({', '.join(diff)} differ); "
                                   "choose another --out, or run it with the settings in its recipe.json")
@@ -170,6 +197,10 @@ class Recipe:
     def student_dir(self) -> Path:
         return self.out / "student"
 
+    @property
+    def edge_dir(self) -> Path:
+        return self.out / "student_qat"
+
     def teacher(self) -> Path:
         """The model the student learns from: the ensemble, or the one fine-tuned run."""
         return self.ensemble_dir() if len(self.cfg.seeds) > 1 else self.finetune_dir(self.cfg.seeds[0])
@@ -186,6 +217,8 @@ class Recipe:
                 m["baseline ensemble"] = self.ensemble_dir(True)
         if c.student:
             m["student"] = self.student_dir
+        if c.qat:
+            m["student, QAT"] = self.edge_dir
         return m
 
     def record(self, stage: str | None = None, **info) -> None:
@@ -196,11 +229,14 @@ class Recipe:
         write_bytes_atomic(self.out / RECIPE_FILE, (json.dumps(self.state, indent=1) + "\n").encode())
 
 
-def _student_init(cfg: RecipeConfig) -> str | None:
-    from ..classifier.init import bundled_backbones
+def _student_init(r: Recipe) -> str | None:
+    from ..classifier.init import bundled_backbones, takes_weights_from
 
+    cfg = r.cfg
     if cfg.student_init is not None:
         return None if cfg.student_init == "scratch" else cfg.student_init
+    if takes_weights_from(cfg.student, cfg.arch):
+        return str(r.finetune_dir(cfg.seeds[0]))  # session 23: weight selection from the fine-tuned run
     return "semgen" if cfg.student in bundled_backbones() else None
 
 
@@ -237,6 +273,8 @@ def run_recipe(out, config: RecipeConfig, *, test=None, tta: str = "none", worke
 
     from ..classifier.distill import DistillConfig
     from ..classifier.ensemble import make_ensemble
+    from ..classifier.export import export_run
+    from ..classifier.qat import QATConfig
     from ..classifier.train import train_classifier
     from ..generators.procedural.generation import generate
     from ..generators.procedural.registry import list_generators
@@ -255,12 +293,12 @@ def run_recipe(out, config: RecipeConfig, *, test=None, tta: str = "none", worke
                                lr=cfg.pretrain_lr, size=cfg.size, seed=cfg.seed)
     from ..classifier.init import resolve_init
 
+    r = Recipe(out, cfg)  # refuses a folder of other settings; writes nothing yet
     resolve_init(None if cfg.init == "scratch" else cfg.init, cfg.arch)
-    if cfg.student:
-        resolve_init(_student_init(cfg), cfg.student)
-    r = Recipe(out, cfg)
+    if cfg.student and _student_init(r) != str(r.finetune_dir(cfg.seeds[0])):
+        resolve_init(_student_init(r), cfg.student)
     r.record()  # the settings first: a later run with other settings is refused
-    n_stages = 2 + (len(cfg.seeds) > 1) + 2 * bool(cfg.student) + bool(tests)
+    n_stages = 2 + (len(cfg.seeds) > 1) + 2 * bool(cfg.student) + cfg.qat + bool(tests)
     numbers = iter(range(1, n_stages + 1))
 
     def stage(text: str) -> None:
@@ -300,13 +338,24 @@ def run_recipe(out, config: RecipeConfig, *, test=None, tta: str = "none", worke
             generate(g, cfg.transfer, r.transfer_dir, seed=cfg.seed + 1, size=cfg.size, workers=max(1, workers),
                      progress=progress)
         r.record("transfer", dir=str(r.transfer_dir) if cfg.transfer else None, per_generator=cfg.transfer)
-        sinit = _student_init(cfg)
+        sinit = _student_init(r)
         stage(f"distil {cfg.student} (from {sinit or 'scratch'}) from {r.teacher()} -> {r.student_dir}")
         transfer = [f"{r.transfer_dir}={cfg.transfer_weight}"] if cfg.transfer else []
         distill = DistillConfig(teachers=[str(r.teacher())], transfer=transfer)
         train_classifier(cfg.real, out=r.student_dir, arch=cfg.student, init=sinit, seed=cfg.seeds[0],
-                         distill=distill, **{**train, "epochs": cfg.student_epochs})
-        r.record("student", run=str(r.student_dir), teacher=str(r.teacher()))
+                         distill=distill, **{**train, "epochs": cfg.student_epochs, "lr": cfg.student_lr})
+        r.record("student", run=str(r.student_dir), teacher=str(r.teacher()), init=sinit)
+
+    if cfg.qat:
+        stage(f"quantisation-aware fine-tuning of the student ({cfg.qat_epochs} epochs, {cfg.qat_weight_bits}-bit "
+              f"weights), then its INT8 export -> {r.edge_dir}")
+        train_classifier(cfg.real, out=r.edge_dir, init=str(r.student_dir), seed=cfg.seeds[0], distill=distill,
+                         qat=QATConfig(weight_bits=cfg.qat_weight_bits),
+                         **{**train, "epochs": cfg.qat_epochs, "lr": cfg.qat_lr})
+        if not (r.edge_dir / "export.json").is_file():  # an export is only written whole (atomic files)
+            export_run(r.edge_dir, calib=cfg.real, data=tests or None, threads=1, progress=progress)
+        ex = json.loads((r.edge_dir / "export.json").read_text())
+        r.record("edge", run=str(r.edge_dir), int8_bytes=ex.get("int8", {}).get("bytes"))
 
     result = {"done": True, "stages": r.state["stages"], "models": {n: str(v) for n, v in r.models().items()}}
     if tests:
@@ -366,9 +415,19 @@ def summary_markdown(r: Recipe, figures: dict, tta: str) -> str:
             L += ["", "Paired differences (bootstrap over seeds and images):", ""]
             L += [f"- {n}: {f['difference']:+.3f} [{f['ci'][0]:+.3f}, {f['ci'][1]:+.3f}]" for n, f in diffs]
         L.append("")
+    ex = r.edge_dir / "export.json"
+    if c.qat and ex.is_file():
+        e = json.loads(ex.read_text())
+        i8 = next((f for f in e.get("files", []) if f.get("file") == "model.int8.onnx"), {})
+        acts = e.get("quantization", {}).get("activations", "?")
+        L += [f"Edge model `{r.edge_dir / 'model.int8.onnx'}`: {i8.get('bytes', 0) / 1e6:.3f} MB, activations "
+              f"{acts}, {i8.get('latency_ms_1_thread', float('nan')):.2f} ms per image on 1 thread, top-1 agreement "
+              f"with its FP32 graph {i8.get('agreement_with_fp32', float('nan')):.3f} (`export.json`; "
+              f"`model_int8.h` for firmware).", ""]
     best = "ensemble" if len(c.seeds) > 1 else f"finetune_s{c.seeds[0]}"
     L += ["Use:", "", "```bash", f"semgen predict {r.out / best} IMAGE ...",
-          *([f"semgen export {r.student_dir} --calib {c.real}"] if c.student else []), "```", ""]
+          *([f"semgen export {r.student_dir} --calib {c.real}"] if c.student and not c.qat else []),
+          *([f"semgen predict {r.edge_dir / 'model.int8.onnx'} IMAGE ..."] if c.qat else []), "```", ""]
     return "\n".join(L)
 
 
