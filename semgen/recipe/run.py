@@ -274,6 +274,7 @@ def run_recipe(out, config: RecipeConfig, *, test=None, tta: str = "none", worke
     from ..classifier.distill import DistillConfig
     from ..classifier.ensemble import make_ensemble
     from ..classifier.export import export_run
+    from ..classifier.init import resolve_init
     from ..classifier.qat import QATConfig
     from ..classifier.train import train_classifier
     from ..generators.procedural.generation import generate
@@ -291,8 +292,6 @@ def run_recipe(out, config: RecipeConfig, *, test=None, tta: str = "none", worke
     # A bad setting of a later stage fails now, not after an hour of pretraining.
     pcfg = PretrainConfig.make(arch=cfg.arch, init=None if cfg.init == "scratch" else cfg.init, images=cfg.images,
                                lr=cfg.pretrain_lr, size=cfg.size, seed=cfg.seed)
-    from ..classifier.init import resolve_init
-
     r = Recipe(out, cfg)  # refuses a folder of other settings; writes nothing yet
     resolve_init(None if cfg.init == "scratch" else cfg.init, cfg.arch)
     if cfg.student and _student_init(r) != str(r.finetune_dir(cfg.seeds[0])):
@@ -303,11 +302,11 @@ def run_recipe(out, config: RecipeConfig, *, test=None, tta: str = "none", worke
 
     def stage(text: str) -> None:
         say(f"recipe {next(numbers)}/{n_stages}: {text}")
+
     train = dict(size=cfg.size, lr=cfg.lr, epochs=cfg.epochs, val_fraction=0.0, num_threads=threads,
                  progress=progress, device=device, precision=precision)
 
-    stage(f"pretrain {cfg.arch} from {cfg.init} on {cfg.images:,} procedural samples "
-        f"-> {r.pretrain_dir}")
+    stage(f"pretrain {cfg.arch} from {cfg.init} on {cfg.images:,} procedural samples -> {r.pretrain_dir}")
     res = pretrain(r.pretrain_dir, pcfg, workers=workers, threads=threads, stop_after=stop_after,
                    progress=progress, device=device, precision=precision)
     r.record("pretrain", run=str(r.pretrain_dir), step=res["step"], steps=res["steps"], done=bool(res["done"]))
@@ -317,7 +316,7 @@ def run_recipe(out, config: RecipeConfig, *, test=None, tta: str = "none", worke
         return {"done": False, "stages": r.state["stages"], "models": {}}
 
     stage(f"fine-tune on {cfg.real}, seeds {', '.join(map(str, cfg.seeds))}"
-        + (f", and from {cfg.init} alone (baseline)" if cfg.baseline else ""))
+          + (f", and from {cfg.init} alone (baseline)" if cfg.baseline else ""))
     for baseline in ((False, True) if cfg.baseline else (False,)):
         init = (None if cfg.init == "scratch" else cfg.init) if baseline else str(r.pretrain_dir)
         for s in cfg.seeds:
