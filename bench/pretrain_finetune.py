@@ -175,6 +175,8 @@ def main(argv=None) -> int:
                        "seeds": list(a.seeds), "macro_f1": m["macro_f1"], "macro_f1_ci": [lo, hi],
                        "accuracy": m["accuracy"], "minutes": (time.perf_counter() - t) / 60, "run": str(ens),
                        "cv": 0, "val_fraction": a.val_fraction, "head_only_epochs": a.head_only_epochs, "tta": a.tta}
+                if teachers:
+                    row["teachers"], row["transfer"] = teachers, list(a.transfer)
                 _save_row(out / "results.jsonl", row)
                 _print_row(row)
     print("\nmean over seeds:")
