@@ -79,7 +79,7 @@ def test_the_whole_recipe_stops_resumes_and_reports(pools, tmp_path):
     d = fig["ensemble minus baseline"]
     assert d["ci"][0] <= d["difference"] <= d["ci"][1]
     text = (out / "summary.md").read_text()
-    assert "| ensemble |" in text and "finetune seeds minus baseline" in text and "Edge model" in text
+    assert "| ensemble |" in text and "finetune seeds minus baseline" in text and "Edge model" in text and "of its teacher's macro-F1" in text
 
     # semgen info: what each stage has done
     info = subprocess.run([sys.executable, "-m", "semgen.cli", "info", str(out)], capture_output=True, text=True,

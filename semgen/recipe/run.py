@@ -409,6 +409,10 @@ def summary_markdown(r: Recipe, figures: dict, tta: str) -> str:
                 continue
             lo, hi = f["macro_f1_ci"]
             L.append(f"| {name} | {f['macro_f1']:.3f} [{lo:.3f}, {hi:.3f}] | {f['accuracy']:.3f} | `{f['run']}` |")
+        teacher = rows.get("ensemble" if len(c.seeds) > 1 else f"finetune seed {c.seeds[0]}")
+        for name in ("student", "student, QAT"):
+            if name in rows and teacher and teacher["macro_f1"] > 0:
+                L.append(f"\n{name}: {rows[name]['macro_f1'] / teacher['macro_f1']:.0%} of its teacher's macro-F1.")
         diffs = [(n, f) for n, f in rows.items() if "difference" in f]
         if diffs:
             L += ["", "Paired differences (bootstrap over seeds and images):", ""]
