@@ -457,9 +457,8 @@ def describe_recipe(folder) -> list[str]:
         cfg = RecipeConfig(**state["config"])
     except (ValueError, KeyError, TypeError, SemgenError) as e:
         raise SemgenError(f"{f} is not a readable recipe file ({e})") from None
-    r = Recipe.__new__(Recipe)  # the folder's names, without the checks of a run
-    r.out, r.cfg, r.state = Path(folder), cfg, state
-    st = state.get("stages", {})
+    r = Recipe(folder, cfg)  # its own settings: the folder's names and stages
+    st = r.state["stages"]
     L = [f"{folder}: semgen recipe, {cfg.arch} from {cfg.init}, {cfg.images:,} procedural samples, real pool "
          f"{cfg.real}, seeds {', '.join(map(str, cfg.seeds))}" + (f", student {cfg.student}" if cfg.student else "")]
     p = st.get("pretrain")
