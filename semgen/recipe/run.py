@@ -290,12 +290,14 @@ def run_recipe(out, config: RecipeConfig, *, test=None, tta: str = "none", worke
         raise SemgenError(f"--real {cfg.real} is not a folder")
     say = log or ((lambda m: print(m, file=sys.stderr, flush=True)) if progress else (lambda m: None))
     # A bad setting of a later stage fails now, not after an hour of pretraining.
-    pcfg = PretrainConfig.make(arch=cfg.arch, init=None if cfg.init == "scratch" else cfg.init, images=cfg.images,
+    base_init = None if cfg.init == "scratch" else cfg.init  # what the baseline and the pretraining start from
+    pcfg = PretrainConfig.make(arch=cfg.arch, init=base_init, images=cfg.images,
                                lr=cfg.pretrain_lr, size=cfg.size, seed=cfg.seed)
     r = Recipe(out, cfg)  # refuses a folder of other settings; writes nothing yet
-    resolve_init(None if cfg.init == "scratch" else cfg.init, cfg.arch)
-    if cfg.student and _student_init(r) != str(r.finetune_dir(cfg.seeds[0])):
-        resolve_init(_student_init(r), cfg.student)
+    resolve_init(base_init, cfg.arch)
+    sinit = _student_init(r) if cfg.student else None
+    if cfg.student and sinit != str(r.finetune_dir(cfg.seeds[0])):  # the recipe's own run is made later
+        resolve_init(sinit, cfg.student)
     r.record()  # the settings first: a later run with other settings is refused
     n_stages = 2 + (len(cfg.seeds) > 1) + 2 * bool(cfg.student) + cfg.qat + bool(tests)
     numbers = iter(range(1, n_stages + 1))
@@ -318,7 +320,7 @@ def run_recipe(out, config: RecipeConfig, *, test=None, tta: str = "none", worke
     stage(f"fine-tune on {cfg.real}, seeds {', '.join(map(str, cfg.seeds))}"
           + (f", and from {cfg.init} alone (baseline)" if cfg.baseline else ""))
     for baseline in ((False, True) if cfg.baseline else (False,)):
-        init = (None if cfg.init == "scratch" else cfg.init) if baseline else str(r.pretrain_dir)
+        init = base_init if baseline else str(r.pretrain_dir)
         for s in cfg.seeds:
             train_classifier(cfg.real, out=r.finetune_dir(s, baseline), arch=cfg.arch, init=init, seed=s,
                              head_only_epochs=cfg.head_only_epochs if init else 0, **train)
@@ -337,7 +339,6 @@ def run_recipe(out, config: RecipeConfig, *, test=None, tta: str = "none", worke
             generate(g, cfg.transfer, r.transfer_dir, seed=cfg.seed + 1, size=cfg.size, workers=max(1, workers),
                      progress=progress)
         r.record("transfer", dir=str(r.transfer_dir) if cfg.transfer else None, per_generator=cfg.transfer)
-        sinit = _student_init(r)
         stage(f"distil {cfg.student} (from {sinit or 'scratch'}) from {r.teacher()} -> {r.student_dir}")
         transfer = [f"{r.transfer_dir}={cfg.transfer_weight}"] if cfg.transfer else []
         distill = DistillConfig(teachers=[str(r.teacher())], transfer=transfer)
