@@ -104,7 +104,7 @@ def decode_images(paths: list[str], size: int, *, progress: bool = False, worker
         Which inputs were read.
     skipped : list of {"file", "reason"}
     """
-    from tqdm.auto import tqdm
+    from ..progress import progress_bar
 
     workers = workers or min(4, os.cpu_count() or 1)
     out = np.zeros((len(paths), size, size), np.uint8)
@@ -112,8 +112,7 @@ def decode_images(paths: list[str], size: int, *, progress: bool = False, worker
     skipped = []
     with ThreadPoolExecutor(workers) as pool:
         results = pool.map(lambda p: _read_resized(p, size), paths)
-        bar = tqdm(results, total=len(paths), desc="decoding", unit="img",
-                   disable=not (progress and _isatty()), leave=False)
+        bar = progress_bar(results, total=len(paths), desc="decoding", unit="img", enabled=progress, leave=False)
         for i, (img, reason) in enumerate(bar):
             if img is None:
                 skipped.append({"file": paths[i], "reason": reason})
@@ -122,12 +121,6 @@ def decode_images(paths: list[str], size: int, *, progress: bool = False, worker
             out[i] = img
             ok[i] = True
     return out[ok], ok, skipped
-
-
-def _isatty() -> bool:
-    import sys
-
-    return sys.stderr.isatty()
 
 
 def order_classes(labels) -> list[str]:

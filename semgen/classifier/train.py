@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import platform
-import sys
 import time
 import contextlib
 from contextlib import contextmanager
@@ -350,14 +349,13 @@ def _train(
             config["qat"] = {"start_epoch": qat_start, "epochs": epochs - qat_start + 1}
         _write_json(out / "config.json", config)
 
-        from tqdm.auto import tqdm
+        from ..progress import progress_bar
 
         best = (-1.0, -math.inf)
         best_epoch, best_metrics, bad, epochs_run = 0, {}, 0, 0
         train_time, train_images = 0.0, 0
         t0 = time.perf_counter()
-        bar = tqdm(range(1, epochs + 1), desc=f"train {arch}", unit="epoch",
-                   disable=not (progress and sys.stderr.isatty()))
+        bar = progress_bar(range(1, epochs + 1), desc=f"train {arch}", unit="epoch", enabled=progress)
         with JsonlAppender(out / "train_log.jsonl") as log:
             for epoch in bar:
                 if qat_start is not None and epoch == qat_start:

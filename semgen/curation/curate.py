@@ -9,7 +9,6 @@ new dataset dir (hard links, never re-encoded) with ``metadata.jsonl`` (kept) an
 
 from __future__ import annotations
 
-import sys
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -158,9 +157,9 @@ def analyze_items(items: list[Item], *, workers: int = 1, cache_path=None, allow
     computed = cached = 0
     pending: list = []
     try:
-        from tqdm import tqdm
+        from ..progress import progress_bar
 
-        bar = tqdm(total=len(jobs), desc=desc, unit="img", disable=not (progress and sys.stderr.isatty()))
+        bar = progress_bar(total=len(jobs), desc=desc, unit="img", enabled=progress)
         results = map_fetched(analyze_file, jobs, workers=workers, backend=backend, fetch=fetch_file,
                               fetched_fn=analyze_fetched, serial_below=POOL_FROM, preload=ANALYSIS_MODULES)
         try:

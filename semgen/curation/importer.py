@@ -9,7 +9,6 @@ reason and never stop the run. Re-running resumes: images already in the manifes
 from __future__ import annotations
 
 import io
-import sys
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -127,12 +126,11 @@ def import_imagefolder(root, out, *, label_map: dict[str, str] | None = None, so
         skipped = len(items) - len(todo)
         added = converted = linked = 0
         rejected = []
-        from tqdm import tqdm
+        from ..progress import progress_bar
 
         jobs = [(str(root / rel), None, allow_16bit, max_pixels) for rel, _, _ in todo]
         results = map_fetched(examine, jobs, backend=backend, fetch=fetch, fetched_fn=examined)
-        bar = tqdm(total=len(items), initial=skipped, desc="import", unit="img",
-                   disable=not (progress and sys.stderr.isatty()))
+        bar = progress_bar(total=len(items), initial=skipped, desc="import", unit="img", enabled=progress)
         # one writer, in input order, whatever ran the examinations: a resumed or a Ray run appends
         # each record once, and the same records
         with ds.appender() as app:

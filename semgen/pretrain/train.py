@@ -509,10 +509,9 @@ def pretrain(out, config: PretrainConfig | None = None, *, workers: int = 1, thr
     spans = ((s * Bs + c, chunk) for s in range(step, stop) for c in range(0, Bs, chunk))
     per_step = Bs // chunk
 
-    from tqdm.auto import tqdm
+    from ..progress import progress_bar
 
-    bar = tqdm(total=stop, initial=step, desc=f"pretrain {cfg.arch}", unit="step",
-               disable=not (progress and sys.stderr.isatty()))
+    bar = progress_bar(total=stop, initial=step, desc=f"pretrain {cfg.arch}", unit="step", enabled=progress)
     t_start = time.perf_counter()
     t_int, n_int, loss_int, lc_int, lr_int, corr_int, kd_int = time.perf_counter(), 0, 0.0, 0.0, 0.0, 0, 0.0
     last = {}
@@ -574,10 +573,6 @@ def pretrain(out, config: PretrainConfig | None = None, *, workers: int = 1, thr
                 log.append(last)
                 bar.set_postfix(loss=f"{last['loss']:.3f}", acc=f"{last['fine_accuracy']:.2f}",
                                 ips=f"{ips or 0:.0f}")
-                if progress and not sys.stderr.isatty():
-                    eta = last["eta_s"] or 0
-                    print(f"pretrain step {step}/{stop} loss {last['loss']:.3f} acc {last['fine_accuracy']:.3f} "
-                          f"{ips or 0:.0f} img/s eta {eta / 60:.1f} min", file=sys.stderr, flush=True)
                 t_int, n_int, loss_int, lc_int, corr_int, kd_int = time.perf_counter(), 0, 0.0, 0.0, 0, 0.0
             if step % save_every == 0 or step == stop:
                 _save_state(out, step, model, opt, sched, info, scaler=scaler)

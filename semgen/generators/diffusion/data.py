@@ -47,12 +47,12 @@ def load_training_set(data: list, resolution: int, *, progress: bool = False) ->
     Each input's total sampling weight is its given weight, shared equally by its images, so
     ``--data proc=1 --data real=1`` draws half the batches' images from each whatever their sizes.
     """
-    from tqdm.auto import tqdm
+    from ...progress import progress_bar
 
     images, parts, vflip, weights, sources = [], [], [], [], []
     for path, weight in map(parse_source, data):
         items = read_source(path, what="training data")
-        for it in tqdm(items, desc=f"loading {path.name}", disable=not progress, leave=False):
+        for it in progress_bar(items, desc=f"loading {path.name}", unit="img", enabled=progress, leave=False):
             rec = it.record
             img = read_gray(it.path)
             if img.dtype != np.uint8:

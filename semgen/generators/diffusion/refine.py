@@ -59,7 +59,7 @@ def refine(*, input, out, strength: float = 0.3, model=None, steps: int = 25, gu
     -------
     dict: ``out``, ``written``, ``skipped``, ``summary`` (mean agreement over all output records).
     """
-    from tqdm.auto import tqdm
+    from ...progress import progress_bar
 
     if not 0.0 < strength <= 1.0:
         raise SemgenError(f"--strength must be in (0, 1], got {strength}")
@@ -101,8 +101,8 @@ def refine(*, input, out, strength: float = 0.3, model=None, steps: int = 25, gu
         ds.write_info(command=current_command(), config_key=key, config=config, extra={"compute": comp.record()})
         done = ds.keys()
         todo = [r for r in recs if record_key(r) not in done]
-        bar = tqdm(total=len(recs), initial=len(recs) - len(todo), desc="diffuse refine", unit="img",
-                   disable=not (progress and sys.stderr.isatty()))
+        bar = progress_bar(total=len(recs), initial=len(recs) - len(todo), desc="diffuse refine", unit="img",
+                           enabled=progress)
         written = 0
         chunks = [todo[b:b + batch] for b in range(0, len(todo), batch)]
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import sys
 from pathlib import Path
 
 
@@ -93,7 +92,7 @@ def sample(*, out, n: int, prompt: str | None = None, label: str | None = None, 
     -------
     dict with ``out``, ``written``, ``skipped``, ``label``, ``prompt``.
     """
-    from tqdm.auto import tqdm
+    from ...progress import progress_bar
 
     if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_N:
         raise SemgenError(f"--n must be an integer in [1, {MAX_N}], got {n}")  # 1e20 hung growing a list
@@ -123,8 +122,8 @@ def sample(*, out, n: int, prompt: str | None = None, label: str | None = None, 
         done = ds.keys()
         ids = [f"diffusion-{label}-{phash}-{i:06d}" for i in range(n)]
         todo = [i for i in range(n) if ids[i] not in done]
-        bar = tqdm(total=n, initial=n - len(todo), desc=f"diffuse sample {label}", unit="img",
-                   disable=not (progress and sys.stderr.isatty()))
+        bar = progress_bar(total=n, initial=n - len(todo), desc=f"diffuse sample {label}", unit="img",
+                           enabled=progress)
         written = 0
         groups = [todo[b:b + batch] for b in range(0, len(todo), batch)]
         seeds_of = [[image_seed(seed, f"{label}|{prompt}", i) for i in idx] for idx in groups]

@@ -393,7 +393,8 @@ def _train(cfg: TrainConfig) -> dict:
     from accelerate import Accelerator
     from diffusers.optimization import get_scheduler
     from diffusers.training_utils import EMAModel
-    from tqdm.auto import tqdm
+
+    from ...progress import progress_bar
 
     out = _check_inputs(cfg)
     out.mkdir(parents=True, exist_ok=True)
@@ -414,7 +415,7 @@ def _train(cfg: TrainConfig) -> dict:
         torch.cuda.set_device(comp.device)  # one process: accelerate uses the current CUDA device
     accelerator = Accelerator(mixed_precision=cfg.mixed_precision, cpu=comp.device.type == "cpu")
     main = accelerator.is_main_process
-    ts = load_training_set(cfg.data, cfg.resolution, progress=cfg.progress and main and sys.stderr.isatty())
+    ts = load_training_set(cfg.data, cfg.resolution, progress=cfg.progress and main)
     if main:  # only once the data loaded: bad data leaves no configuration behind to conflict with
         write_bytes_atomic(cfg_path, (json.dumps(ident, indent=2, sort_keys=True) + "\n").encode())
     styles = sorted({p[0] for p in ts.parts} & {REAL_STYLE, SIM_STYLE})
@@ -453,8 +454,8 @@ def _train(cfg: TrainConfig) -> dict:
         return {"model_dir": str(out), "step": step, "trained_now": 0}
 
     log = JsonlAppender(out / "train_log.jsonl") if main else None
-    bar = tqdm(total=cfg.steps, initial=step, desc="diffuse train", unit="step",
-               disable=not (cfg.progress and main and sys.stderr.isatty()))
+    bar = progress_bar(total=cfg.steps, initial=step, desc="diffuse train", unit="step",
+                       enabled=cfg.progress and main)
     unet.train()
     t_start, s_start = time.perf_counter(), step
     losses: list[float] = []

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import sys
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
@@ -328,22 +327,18 @@ def generate(label: str, n: int, out: str | os.PathLike = DEFAULT_OUT, *, seed: 
         ds.write_info(command=current_command(), config_key=key, config=cfg)
         _remove_stale_temps(ds.root, gen.label)
         job = _Job(gen.name, str(ds.root), int(seed), int(size), fixed, rngs, recorded)
-        bar = None
-        if progress and sys.stderr.isatty() and todo:
-            from tqdm import tqdm
+        from ...progress import progress_bar
 
-            bar = tqdm(total=len(todo), desc=f"procedural {gen.label}", unit="img", file=sys.stderr)
+        bar = progress_bar(total=len(todo), desc=f"procedural {gen.label}", unit="img", enabled=progress and bool(todo))
         made = 0
         try:
             with ds.appender() as app:
                 for rec in _run(job, todo, workers, chunksize, backend, ds, gen):
                     app.append(rec)
                     made += 1
-                    if bar is not None:
-                        bar.update(1)
+                    bar.update(1)
         finally:
-            if bar is not None:
-                bar.close()
+            bar.close()
             if made:
                 ds.write_info(command=current_command(), config_key=key, config=cfg)
         return {"out": str(ds.root), "label": gen.label, "generator": f"{gen.name}@{gen.version}", "made": made,
