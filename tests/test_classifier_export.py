@@ -205,3 +205,24 @@ def test_a16w8_keeps_int8_weights_with_16_bit_activations(exported, tmp_path):
     assert max(o.version for o in q.opset_import if o.domain in ("", "ai.onnx")) >= 21
     fp = ort_logits(ort_session(root / "run" / "model.onnx"), s.images).argmax(1)
     assert (ort_logits(ort_session(out), s.images).argmax(1) == fp).mean() >= 0.8
+
+
+def test_evaluate_scores_the_exported_files_themselves(exported, capsys):
+    from semgen.classifier.evaluate import evaluate_run
+    from semgen.cli import main
+
+    root, res = exported
+    run = root / "run"
+    for name, kind in (("model.int8.onnx", "int8"), ("model.onnx", "fp32")):
+        m = evaluate_run(run / name, root / "test", n_boot=50)
+        # the same images and argmax as the export's own comparison: the same figures
+        assert m["accuracy"] == pytest.approx(res[kind]["accuracy"]) and m["macro_f1"] == pytest.approx(res[kind]["macro_f1"])
+        stem = name.removesuffix(".onnx")
+        assert m["metrics_file"] == str(run / f"metrics_{stem}.json") and m["checkpoint"] == str(run / name)
+        assert json.loads((run / f"metrics_{stem}.json").read_text())["macro_f1"] == m["macro_f1"]
+    assert not (run / "metrics.json").exists()  # the run's own figures are never overwritten by a file's
+    assert main(["evaluate", str(run / "model.int8.onnx"), "--data", str(root / "test"), "--tta", "flips",
+                 "--out-name", "metrics_tta-flips.json"]) == 0
+    assert str(run / "metrics_tta-flips_model.int8.json") in capsys.readouterr().out
+    with pytest.raises(SemgenError, match="auto reads a run dir"):
+        evaluate_run(run / "model.int8.onnx", root / "test", reject_below="auto", target_precision=0.9)

@@ -49,7 +49,8 @@ def test_the_whole_recipe_stops_resumes_and_reports(pools, tmp_path):
     assert res["done"] and set(res["stages"]) == {"pretrain", "finetune", "baseline", "ensemble", "transfer",
                                                   "student", "edge", "evaluate"}
     assert list(res["models"]) == ["finetune seed 0", "finetune seed 1", "ensemble", "baseline seed 0",
-                                   "baseline seed 1", "baseline ensemble", "student", "student, QAT"]
+                                   "baseline seed 1", "baseline ensemble", "student", "student, QAT",
+                                   "student, INT8 file"]
     # the fine-tunes start from the pretraining run, the baseline from the init alone
     req = json.loads((out / "finetune_s1" / "config.json").read_text())["request"]
     assert req["init"].startswith(str((out / "pretrain").resolve())) and req["seed"] == 1 and req["val_fraction"] == 0
@@ -80,6 +81,7 @@ def test_the_whole_recipe_stops_resumes_and_reports(pools, tmp_path):
     assert d["ci"][0] <= d["difference"] <= d["ci"][1]
     text = (out / "summary.md").read_text()
     assert "| ensemble |" in text and "finetune seeds minus baseline" in text and "Edge model" in text and "of its teacher's macro-F1" in text
+    assert "| student, INT8 file |" in text and (out / "student_qat" / "metrics_model.int8.json").is_file()
 
     # semgen info: what each stage has done
     info = subprocess.run([sys.executable, "-m", "semgen.cli", "info", str(out)], capture_output=True, text=True,

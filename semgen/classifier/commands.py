@@ -74,8 +74,9 @@ def register(sub) -> None:
 
     p = long_running(sub.add_parser("evaluate", help="metrics, bootstrap CIs and a confusion matrix of a trained run"))
     p.add_argument("run_dir", metavar="RUN_DIR", help="run dir or checkpoint of `semgen train`, an ensemble "
-                   "folder of `semgen ensemble`, or a `semgen pretrain` run (its fine labels summed "
-                   "per class: the figure with no real image)")
+                   "folder of `semgen ensemble`, a `semgen pretrain` run (its fine labels summed "
+                   "per class: the figure with no real image), or an .onnx file of `semgen export` "
+                   "(model.int8.onnx: the file a device runs)")
     p.add_argument("--data", action="append", required=True, metavar="DIR",
                    help="labelled test images: dataset dir or ImageFolder (repeatable)")
     p.add_argument("--reject-below", type=_prob_or_auto, default=None, metavar="P|auto",
@@ -85,7 +86,8 @@ def register(sub) -> None:
                    help="with --reject-below auto: precision wanted on the accepted images")
     p.add_argument("--no-calibration", action="store_true", help="use the raw probabilities (temperature 1)")
     p.add_argument("--n-boot", type=int, default=1000, metavar="N", help="bootstrap resamples for the 95%% CIs")
-    p.add_argument("--out-name", default="metrics.json", help="file name in RUN_DIR")
+    p.add_argument("--out-name", default="metrics.json",
+                   help="file name in RUN_DIR (an .onnx file: beside it, its stem added: metrics_model.int8.json)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("--tta", choices=tuple(TTA_MODES), default="none",
                    help="test-time augmentation: average over the image's flips (4 views) or all 8 flips "
@@ -226,7 +228,7 @@ def _evaluate(args) -> int:
                   + f"; on these images coverage {a['coverage_on_data']:.3f}; plot {r['coverage_precision_png']}")
     if m["skipped_images"]:
         print(f"  {len(m['skipped_images'])} unreadable image(s) skipped", file=sys.stderr)
-    print(f"wrote {m.get('confusion_png', '')} and {args.out_name}")
+    print(f"wrote {m.get('confusion_png', '')} and {m.get('metrics_file', args.out_name)}")
     return 0
 
 

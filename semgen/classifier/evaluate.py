@@ -161,11 +161,14 @@ def evaluate_run(run_dir, data, *, reject_below: float | str | None = None, targ
                  write: bool = True, out_name: str = "metrics.json", batch_size: int = 128,
                  progress: bool = False, num_threads: int | None = None, which: str | None = None,
                  device: str = "auto", precision: str = "auto", tta: str = "none") -> dict:
-    """Evaluate a run's best checkpoint (or an ensemble folder, :mod:`.ensemble`) on ``data``
-    (dataset dir(s) or ImageFolder tree(s)).
+    """Evaluate a run's best checkpoint (or an ensemble folder, :mod:`.ensemble`, or an ONNX file of
+    ``semgen export``) on ``data`` (dataset dir(s) or ImageFolder tree(s)).
 
     Writes ``RUN_DIR/metrics.json`` (``out_name``) and ``confusion.png`` when ``write``. Images of
-    classes the model lacks count as errors and are listed under ``absent_from_model``.
+    classes the model lacks count as errors and are listed under ``absent_from_model``. An ONNX file
+    (``model.int8.onnx``: what a device runs) is scored through onnxruntime with the temperature in
+    its metadata; its figures go beside it, the file's stem added to ``out_name``
+    (``metrics_model.int8.json``), so the run's own ``metrics.json`` is kept.
 
     Parameters
     ----------
@@ -200,16 +203,29 @@ def evaluate_run(run_dir, data, *, reject_below: float | str | None = None, targ
     from ..devices import compute
 
     tta = check_tta(tta)
-    comp = compute(device, precision)  # before the model and images load: a missing GPU fails at once
-    model, meta = load_eval_model(run_dir, which=which)
-    if meta.get("qat") and comp.precision != "fp32":
-        comp = compute(comp.device, "fp32")  # a QAT model's fake quantisers run in fp32, as it trained
+    onnx_file = Path(run_dir).suffix == ".onnx"
+    if onnx_file:
+        if auto:
+            raise SemgenError("--reject-below auto reads a run dir's validation calibration; pass the run dir, "
+                              f"not {Path(run_dir).name}")
+        model, meta = _onnx_predictor(run_dir, num_threads, device, precision, tta)
+        comp = model.compute
+        # beside the run's own files, named for the file: model.onnx and model.int8.onnx keep theirs
+        out_name = str(Path(out_name).with_name(f"{Path(out_name).stem}_{Path(run_dir).stem}.json"))
+    else:
+        comp = compute(device, precision)  # before the model and images load: a missing GPU fails at once
+        model, meta = load_eval_model(run_dir, which=which)
+        if meta.get("qat") and comp.precision != "fp32":
+            comp = compute(comp.device, "fp32")  # a QAT model's fake quantisers run in fp32, as it trained
     run = Path(meta["run_dir"])
     if write:  # before the images are read and the model run: a read-only run dir used to end in a traceback
         check_writable_dir((run / out_name).parent,
                            "the run dir" if Path(out_name).parent == Path(".") else "--out-name's folder")
-    cal = read_calibration(run) if calibrated else None
+    cal = read_calibration(run) if calibrated and not onnx_file else None
     temperature = float(cal["temperature"]) if cal else 1.0
+    if onnx_file:  # the file carries its temperature (semgen.temperature)
+        temperature = model.temperature if calibrated else 1.0
+        model.temperature = temperature
     chosen = None
     if auto:
         if not cal or not cal.get("val_confidence"):
@@ -227,13 +243,17 @@ def evaluate_run(run_dir, data, *, reject_below: float | str | None = None, targ
         warnings.filterwarnings("ignore", message="leaving out images of classes")
         s = load_image_set(data, size=meta["size"], classes=model_classes, allow_unknown=True, progress=progress)
     s = _once_each(s)
-    with torch_threads(num_threads):
-        model = model.to(comp.device)
-        # each view calibrated, then averaged: the mean of calibrated probabilities stays calibrated-ish,
-        # and it is what Predictor (torch or ONNX) does
-        probs = tta_probs(lambda x: apply_temperature(predict_probs(model, x, batch_size=batch_size, compute=comp)
-                                                      .numpy(), temperature), s.images, tta)
-    if fine:
+    if onnx_file:
+        probs = model.probs(s.images)  # onnxruntime, the file's temperature, the views of tta
+    else:
+        with torch_threads(num_threads):
+            model = model.to(comp.device)
+            # each view calibrated, then averaged: the mean of calibrated probabilities stays calibrated-ish,
+            # and it is what Predictor (torch or ONNX) does
+            probs = tta_probs(lambda x: apply_temperature(predict_probs(model, x, batch_size=batch_size,
+                                                                        compute=comp).numpy(), temperature),
+                              s.images, tta)
+    if fine and not onnx_file:  # a Predictor has folded them already
         probs = fold_to_classes(probs, meta["classes"])[0]
     res = evaluate_probs(s.labels.numpy(), probs, s.classes, model_classes=model_classes,
                          reject_below=reject_below, n_boot=n_boot, seed=seed)
@@ -273,5 +293,18 @@ def evaluate_run(run_dir, data, *, reject_below: float | str | None = None, targ
                                     title=f"T = {temperature:.3f}" + (f", target precision {target_precision}"
                                                                       if auto else ""))
             r["coverage_precision_png"] = str(run / cp)
+        res["metrics_file"] = str(run / out_name)
         write_bytes_atomic(run / out_name, (json.dumps(res, indent=1) + "\n").encode())
     return res
+
+
+def _onnx_predictor(path, num_threads, device, precision, tta):
+    """An exported ONNX file as (its :class:`~.predict.Predictor`, the ``meta`` that evaluation reads)."""
+    from .export import read_metadata
+    from .predict import Predictor
+
+    pred = Predictor(path, threads=num_threads or 1, device=device, precision=precision, tta=tta)
+    md = read_metadata(path)  # readable: the Predictor has checked it
+    p = Path(path)
+    return pred, {"classes": pred.fine_classes or pred.classes, "size": pred.size, "run_dir": str(p.parent),
+                  "checkpoint": str(p), "epoch": None, "qat": False, "arch": f"{md.get('arch', '?')} ({p.name})"}

@@ -219,6 +219,7 @@ class Recipe:
             m["student"] = self.student_dir
         if c.qat:
             m["student, QAT"] = self.edge_dir
+            m["student, INT8 file"] = self.edge_dir / "model.int8.onnx"  # what a device runs
         return m
 
     def record(self, stage: str | None = None, **info) -> None:
@@ -411,7 +412,7 @@ def summary_markdown(r: Recipe, figures: dict, tta: str) -> str:
             lo, hi = f["macro_f1_ci"]
             L.append(f"| {name} | {f['macro_f1']:.3f} [{lo:.3f}, {hi:.3f}] | {f['accuracy']:.3f} | `{f['run']}` |")
         teacher = rows.get("ensemble" if len(c.seeds) > 1 else f"finetune seed {c.seeds[0]}")
-        for name in ("student", "student, QAT"):
+        for name in ("student", "student, QAT", "student, INT8 file"):
             if name in rows and teacher and teacher["macro_f1"] > 0:
                 L.append(f"\n{name}: {rows[name]['macro_f1'] / teacher['macro_f1']:.0%} of its teacher's macro-F1.")
         diffs = [(n, f) for n, f in rows.items() if "difference" in f]
@@ -424,10 +425,10 @@ def summary_markdown(r: Recipe, figures: dict, tta: str) -> str:
         e = json.loads(ex.read_text())
         i8 = next((f for f in e.get("files", []) if f.get("file") == "model.int8.onnx"), {})
         acts = e.get("quantization", {}).get("activations", "?")
-        L += [f"Edge model `{r.edge_dir / 'model.int8.onnx'}`: {i8.get('bytes', 0) / 1e6:.3f} MB, activations "
-              f"{acts}, {i8.get('latency_ms_1_thread', float('nan')):.2f} ms per image on 1 thread, top-1 agreement "
-              f"with its FP32 graph {i8.get('agreement_with_fp32', float('nan')):.3f} (`export.json`; "
-              f"`model_int8.h` for firmware).", ""]
+        L += [f"Edge model `{r.edge_dir / 'model.int8.onnx'}` (the table's INT8 file): {i8.get('bytes', 0) / 1e6:.3f} "
+              f"MB, activations {acts}, {i8.get('latency_ms_1_thread', float('nan')):.2f} ms per image on 1 thread, "
+              f"top-1 agreement with its float graph {i8.get('agreement_with_fp32', float('nan')):.3f} "
+              f"(`export.json`; `model_int8.h` for firmware).", ""]
     best = "ensemble" if len(c.seeds) > 1 else f"finetune_s{c.seeds[0]}"
     L += ["Use:", "", "```bash", f"semgen predict {r.out / best} IMAGE ...",
           *([f"semgen export {r.student_dir} --calib {c.real}"] if c.student and not c.qat else []),
@@ -466,7 +467,8 @@ def describe_recipe(folder) -> list[str]:
     L.append(f"  pretrain: {'done' if p and p.get('done') else 'not done'}"
              + (f" (step {p['step']} of {p['steps']})" if p else ""))
     for name, run in r.models().items():
-        done = (run / "summary.json").is_file() or (run / "ensemble.json").is_file()
+        done = run.is_file() if run.suffix == ".onnx" else ((run / "summary.json").is_file()
+                                                            or (run / "ensemble.json").is_file())
         L.append(f"  {name}: {'done' if done else 'not done'} ({run})")
     ev = st.get("evaluate")
     L.append(f"  evaluate: {'see ' + ev['summary'] if ev else 'not done'}")
