@@ -223,9 +223,8 @@ def evaluate_run(run_dir, data, *, reject_below: float | str | None = None, targ
                            "the run dir" if Path(out_name).parent == Path(".") else "--out-name's folder")
     cal = read_calibration(run) if calibrated and not onnx_file else None
     temperature = float(cal["temperature"]) if cal else 1.0
-    if onnx_file:  # the file carries its temperature (semgen.temperature)
-        temperature = model.temperature if calibrated else 1.0
-        model.temperature = temperature
+    if onnx_file:  # the file carries its temperature (semgen.temperature); the Predictor applies it
+        model.temperature = temperature = model.temperature if calibrated else 1.0
     chosen = None
     if auto:
         if not cal or not cal.get("val_confidence"):
@@ -300,11 +299,10 @@ def evaluate_run(run_dir, data, *, reject_below: float | str | None = None, targ
 
 def _onnx_predictor(path, num_threads, device, precision, tta):
     """An exported ONNX file as (its :class:`~.predict.Predictor`, the ``meta`` that evaluation reads)."""
-    from .export import read_metadata
     from .predict import Predictor
 
     pred = Predictor(path, threads=num_threads or 1, device=device, precision=precision, tta=tta)
-    md = read_metadata(path)  # readable: the Predictor has checked it
     p = Path(path)
     return pred, {"classes": pred.fine_classes or pred.classes, "size": pred.size, "run_dir": str(p.parent),
-                  "checkpoint": str(p), "epoch": None, "qat": False, "arch": f"{md.get('arch', '?')} ({p.name})"}
+                  "checkpoint": str(p), "epoch": None, "qat": False,
+                  "arch": f"{pred.metadata.get('arch', '?')} ({p.name})"}

@@ -64,6 +64,7 @@ class Predictor:
             if "classes" not in meta or "size" not in meta:
                 raise SemgenError(f"{p} is not an ONNX file exported by 'semgen export' (no class metadata)")
             self.kind = "onnx-int8" if ".int8" in p.name else "onnx"
+            self.metadata = meta  # the file's semgen.* metadata (arch, classes, size, temperature)
             try:
                 self.classes, self.size = [str(c) for c in meta["classes"]], int(meta["size"])
                 self.temperature = float(meta.get("temperature", 1.0))
