@@ -138,3 +138,26 @@ def test_the_student_of_a_narrower_arch_starts_from_the_fine_tuned_run(pools, tm
     assert _student_init(other) == "semgen"  # the bundled backbone
     with pytest.raises(SemgenError, match="--qat needs --student"):
         RecipeConfig(real=pools / "train", qat=True)
+
+
+def test_the_student_pretrains_on_new_scenes_distilled_from_the_pretraining(pools, tmp_path):
+    from semgen.recipe.run import Recipe, _student_init
+
+    cfg = RecipeConfig(real=pools / "train", **{**TINY, "baseline": False, "seeds": [0], "qat": False,
+                                                 "student_images": 16})
+    out = tmp_path / "r"
+    res = run_recipe(out, cfg, workers=0, threads=1, progress=False)
+    assert res["done"] and res["stages"]["student_pretrain"]["done"]
+    sp = json.loads((out / "student_pretrain" / "config.json").read_text())["pretrain"]
+    assert sp["arch"] == "mobilenetv3_small_050" and sp["seed"] == cfg.seed + 1  # new scenes, not the teacher's
+    assert sp["init"] is None and sp["images"] == 16  # --student-init scratch: its first stage starts there
+    assert sp["teachers"] == [str(out / "pretrain")]
+    # the student's distillation starts from its pretraining
+    assert json.loads((out / "student" / "config.json").read_text())["request"]["init"].startswith(
+        str((out / "student_pretrain").resolve()))
+    assert any("student_pretrain: done" in x for x in describe_recipe(out))
+    # by default a narrower arch of the recipe's takes the pretraining run's weights for it
+    lite = RecipeConfig(real=pools / "train", student="efficientnet_lite0_035", student_images=100)
+    assert _student_init(Recipe(tmp_path / "l", lite)) == str(tmp_path / "l" / "pretrain")
+    with pytest.raises(SemgenError, match="--student-images needs --student"):
+        RecipeConfig(real=pools / "train", student_images=100)

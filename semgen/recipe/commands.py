@@ -49,7 +49,13 @@ def register(sub) -> None:
     g.add_argument("--student", default=None, choices=list_archs(), metavar="ARCH",
                    help="distil this small arch from the ensemble, for semgen export (e.g. mobilenetv3_small_100)")
     g.add_argument("--student-init", default=None, metavar="INIT",
-                   help="the student's starting weights (default: semgen where a bundled backbone exists, else scratch)")
+                   help="the student's starting weights (default: the recipe's own run by weight selection where the "
+                        "student is a narrower --arch, else semgen where a bundled backbone exists, else scratch)")
+    g.add_argument("--student-images", type=int, default=d["student_images"],
+                   help="streamed samples of the student's own pretraining, distilled from the pretraining run "
+                        "(0: none)")
+    g.add_argument("--student-pretrain-lr", type=float, default=d["student_pretrain_lr"],
+                   help="peak learning rate of the student's pretraining")
     g.add_argument("--student-epochs", type=int, default=d["student_epochs"], help="epochs of distillation")
     g.add_argument("--student-lr", type=float, default=d["student_lr"], help="learning rate of distillation")
     g.add_argument("--transfer", type=int, default=d["transfer"],
@@ -77,6 +83,7 @@ def _recipe(args) -> int:
                             pretrain_lr=args.pretrain_lr, size=args.size, seed=args.seed, seeds=args.seeds,
                             epochs=args.epochs, lr=args.lr, head_only_epochs=args.head_only_epochs,
                             baseline=args.baseline, student=args.student, student_init=args.student_init,
+                            student_images=args.student_images, student_pretrain_lr=args.student_pretrain_lr,
                             student_epochs=args.student_epochs, student_lr=args.student_lr, transfer=args.transfer,
                             transfer_weight=args.transfer_weight, qat=args.qat, qat_epochs=args.qat_epochs,
                             qat_lr=args.qat_lr, qat_weight_bits=args.qat_weight_bits)

@@ -11,13 +11,16 @@ skips finished work, so running the same command again continues where it stoppe
 3. ``baseline`` (``baseline=True``): the same fine-tuning from ``init`` alone
    (``OUT/baseline_s{seed}``): what a user would otherwise have, beside it.
 4. ``ensemble``: the seeds as one model (``OUT/ensemble``, ``OUT/baseline_ensemble``).
-5. ``transfer`` and ``student`` (``student=ARCH``): unlabelled procedural images
+5. ``student_pretrain`` (``student_images=N``): the student arch pretrained on ``N`` new
+   streamed samples (seed ``seed + 1``), learning the ``pretrain`` run's softened predictions
+   on each of them as well as their fine labels (``OUT/student_pretrain``).
+6. ``transfer`` and ``student`` (``student=ARCH``): unlabelled procedural images
    (``OUT/transfer``) and a small model distilled from the ensemble on the real pool plus those
    images (``OUT/student``), for ``semgen export``.
-6. ``edge`` (``qat=True``): quantisation-aware fine-tuning of the student with the same teacher
+7. ``edge`` (``qat=True``): quantisation-aware fine-tuning of the student with the same teacher
    (``OUT/student_qat``), exported with 8-bit activations: ``model.int8.onnx``, ``model_int8.h``
    and ``export.json`` (size, latency, INT8-vs-FP32 agreement).
-7. ``evaluate`` (``test=``): every model above on each test set, with paired differences from the
+8. ``evaluate`` (``test=``): every model above on each test set, with paired differences from the
    baseline; ``OUT/summary.md``.
 
 ``OUT/recipe.json`` holds the settings and each stage's outcome; an ``OUT`` made with other
@@ -91,10 +94,16 @@ class RecipeConfig(Config):
     student : str, optional
         A small arch distilled from the ensemble (or the one fine-tuned run) for the edge.
     student_init : str, optional
-        The student's starting weights. Default: the first fine-tuned run when the student is
+        The student's starting weights (of its first stage). Default: when the student is
         ``arch`` or takes its weights by weight selection (a narrower network of its family,
-        e.g. ``efficientnet_lite0_035`` from ``efficientnet_lite0``), else ``semgen`` where a
-        bundled backbone exists for its arch, else scratch.
+        e.g. ``efficientnet_lite0_035`` from ``efficientnet_lite0``), the first fine-tuned run,
+        or the pretraining run when ``student_images`` is set; else ``semgen`` where a bundled
+        backbone exists for its arch, else scratch.
+    student_images : int
+        Streamed samples of the student's own pretraining, distilled from the pretraining run
+        (0: none; the student starts from ``student_init`` on the real pool).
+    student_pretrain_lr : float
+        Its peak learning rate.
     student_epochs, student_lr : int, float
         Distillation epochs and learning rate (2e-3, ``semgen train``'s default, as the edge model
         of docs/results.md session 24 was trained).
@@ -132,6 +141,8 @@ class RecipeConfig(Config):
     baseline: Flag = False
     student: Annotated[Optional[str], BeforeValidator(_arch)] = None
     student_init: Optional[str] = None
+    student_images: Annotated[Int, Field(ge=0, le=10**10)] = 0
+    student_pretrain_lr: Annotated[Number, Field(gt=0, lt=1)] = 1e-3
     student_epochs: Annotated[Int, Field(ge=1, le=10_000)] = 20
     student_lr: Annotated[Number, Field(gt=0, lt=1)] = 2e-3
     transfer: Annotated[Int, Field(ge=0, le=10**6)] = 200
@@ -145,6 +156,8 @@ class RecipeConfig(Config):
     def _qat_needs_student(self):
         if self.qat and not self.student:
             raise ValueError("--qat needs --student (the model it quantises)")
+        if self.student_images and not self.student:
+            raise ValueError("--student-images needs --student (the arch it pretrains)")
         return self
 
 
@@ -190,6 +203,10 @@ class Recipe:
         return self.out / ("baseline_ensemble" if baseline else "ensemble")
 
     @property
+    def student_pretrain_dir(self) -> Path:
+        return self.out / "student_pretrain"
+
+    @property
     def transfer_dir(self) -> Path:
         return self.out / "transfer"
 
@@ -231,13 +248,14 @@ class Recipe:
 
 
 def _student_init(r: Recipe) -> str | None:
+    """The student's first weights: of its pretraining stage when there is one, else of its distillation."""
     from ..classifier.init import bundled_backbones, takes_weights_from
 
     cfg = r.cfg
     if cfg.student_init is not None:
         return None if cfg.student_init == "scratch" else cfg.student_init
-    if takes_weights_from(cfg.student, cfg.arch):
-        return str(r.finetune_dir(cfg.seeds[0]))  # session 23: weight selection from the fine-tuned run
+    if takes_weights_from(cfg.student, cfg.arch):  # weight selection (session 23)
+        return str(r.pretrain_dir if cfg.student_images else r.finetune_dir(cfg.seeds[0]))
     return "semgen" if cfg.student in bundled_backbones() else None
 
 
@@ -297,10 +315,10 @@ def run_recipe(out, config: RecipeConfig, *, test=None, tta: str = "none", worke
     r = Recipe(out, cfg)  # refuses a folder of other settings; writes nothing yet
     resolve_init(base_init, cfg.arch)
     sinit = _student_init(r) if cfg.student else None
-    if cfg.student and sinit != str(r.finetune_dir(cfg.seeds[0])):  # the recipe's own run is made later
+    if cfg.student and sinit not in (str(r.finetune_dir(cfg.seeds[0])), str(r.pretrain_dir)):  # made later
         resolve_init(sinit, cfg.student)
     r.record()  # the settings first: a later run with other settings is refused
-    n_stages = 2 + (len(cfg.seeds) > 1) + 2 * bool(cfg.student) + cfg.qat + bool(tests)
+    n_stages = 2 + (len(cfg.seeds) > 1) + bool(cfg.student_images) + 2 * bool(cfg.student) + cfg.qat + bool(tests)
     numbers = iter(range(1, n_stages + 1))
 
     def stage(text: str) -> None:
@@ -332,6 +350,21 @@ def run_recipe(out, config: RecipeConfig, *, test=None, tta: str = "none", worke
         for baseline in ((False, True) if cfg.baseline else (False,)):
             make_ensemble([r.finetune_dir(s, baseline) for s in cfg.seeds], r.ensemble_dir(baseline), overwrite=True)
         r.record("ensemble", run=str(r.ensemble_dir()))
+
+    if cfg.student_images:
+        # New scenes (seed + 1): the pretraining's teacher labels images it was not trained on.
+        spcfg = PretrainConfig.make(arch=cfg.student, init=sinit, images=cfg.student_images,
+                                    lr=cfg.student_pretrain_lr, size=cfg.size, seed=cfg.seed + 1,
+                                    teachers=[str(r.pretrain_dir)])
+        stage(f"pretrain {cfg.student} (from {sinit or 'scratch'}) on {cfg.student_images:,} new procedural "
+              f"samples, distilled from {r.pretrain_dir} -> {r.student_pretrain_dir}")
+        res = pretrain(r.student_pretrain_dir, spcfg, workers=workers, threads=threads, progress=progress,
+                       device=device, precision=precision)
+        r.record("student_pretrain", run=str(r.student_pretrain_dir), step=res["step"], steps=res["steps"],
+                 done=bool(res["done"]))
+        if not res["done"]:
+            return {"done": False, "stages": r.state["stages"], "models": {}}
+        sinit = str(r.student_pretrain_dir)
 
     if cfg.student:
         gens = list_generators()
@@ -402,7 +435,9 @@ def summary_markdown(r: Recipe, figures: dict, tta: str) -> str:
     L = ["# semgen recipe", "",
          f"{c.arch} from {c.init}, then {c.images:,} streamed procedural samples, then the real pool "
          f"`{c.real}` ({c.epochs} epochs, seeds {', '.join(map(str, c.seeds))})"
-         + (f"; {c.student} distilled from {r.teacher().name}" if c.student else "") + "."
+         + (f"; {c.student} distilled from {r.teacher().name}" if c.student else "")
+         + (f", pretrained first on {c.student_images:,} samples distilled from the pretraining"
+            if c.student_images else "") + "."
          + (f" Test-time augmentation: `{tta}`." if tta != "none" else ""), ""]
     for t, rows in figures.items():
         L += [f"## `{t}`", "", "| model | macro-F1 [95% CI] | accuracy | run |", "|---|---|---|---|"]
@@ -463,9 +498,10 @@ def describe_recipe(folder) -> list[str]:
     st = r.state["stages"]
     L = [f"{folder}: semgen recipe, {cfg.arch} from {cfg.init}, {cfg.images:,} procedural samples, real pool "
          f"{cfg.real}, seeds {', '.join(map(str, cfg.seeds))}" + (f", student {cfg.student}" if cfg.student else "")]
-    p = st.get("pretrain")
-    L.append(f"  pretrain: {'done' if p and p.get('done') else 'not done'}"
-             + (f" (step {p['step']} of {p['steps']})" if p else ""))
+    for stage in ("pretrain", "student_pretrain") if cfg.student_images else ("pretrain",):
+        p = st.get(stage)
+        L.append(f"  {stage}: {'done' if p and p.get('done') else 'not done'}"
+                 + (f" (step {p['step']} of {p['steps']})" if p else ""))
     for name, run in r.models().items():
         done = run.is_file() if run.suffix == ".onnx" else ((run / "summary.json").is_file()
                                                             or (run / "ensemble.json").is_file())
