@@ -81,6 +81,7 @@ def test_the_whole_recipe_stops_resumes_and_reports(pools, tmp_path):
     assert d["ci"][0] <= d["difference"] <= d["ci"][1]
     text = (out / "summary.md").read_text()
     assert "| ensemble |" in text and "finetune seeds minus baseline" in text and "Edge model" in text and "of its teacher's macro-F1" in text
+    assert "| pretraining alone (no real image) |" in text  # what the procedural images teach by themselves
     assert "| student, INT8 file |" in text and (out / "student_qat" / "metrics_model.int8.json").is_file()
 
     # semgen info: what each stage has done
@@ -146,8 +147,9 @@ def test_the_student_pretrains_on_new_scenes_distilled_from_the_pretraining(pool
     cfg = RecipeConfig(real=pools / "train", **{**TINY, "baseline": False, "seeds": [0], "qat": False,
                                                  "student_images": 16})
     out = tmp_path / "r"
-    res = run_recipe(out, cfg, workers=0, threads=1, progress=False)
+    res = run_recipe(out, cfg, test=pools / "test", workers=0, threads=1, progress=False)
     assert res["done"] and res["stages"]["student_pretrain"]["done"]
+    assert "| student pretraining alone (no real image) |" in (out / "summary.md").read_text()
     sp = json.loads((out / "student_pretrain" / "config.json").read_text())["pretrain"]
     assert sp["arch"] == "mobilenetv3_small_050" and sp["seed"] == cfg.seed + 1  # new scenes, not the teacher's
     assert sp["init"] is None and sp["images"] == 16  # --student-init scratch: its first stage starts there

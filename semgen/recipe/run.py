@@ -21,7 +21,8 @@ skips finished work, so running the same command again continues where it stoppe
    (``OUT/student_qat``), exported with 8-bit activations: ``model.int8.onnx``, ``model_int8.h``
    and ``export.json`` (size, latency, INT8-vs-FP32 agreement).
 8. ``evaluate`` (``test=``): every model above on each test set, with paired differences from the
-   baseline; ``OUT/summary.md``.
+   baseline, and the pretraining runs alone (no real image: their fine labels summed per class);
+   ``OUT/summary.md``.
 
 ``OUT/recipe.json`` holds the settings and each stage's outcome; an ``OUT`` made with other
 settings is refused (one line naming what differs), so a resumed recipe is the same recipe.
@@ -239,6 +240,14 @@ class Recipe:
             m["student, INT8 file"] = self.edge_dir / "model.int8.onnx"  # what a device runs
         return m
 
+    def synthetic_only(self) -> dict[str, Path]:
+        """``{name: run dir}`` of the pretraining runs: what the procedural images teach without a real
+        image (their fine labels summed per class, :func:`semgen.classifier.evaluate.evaluate_run`)."""
+        m = {"pretraining alone (no real image)": self.pretrain_dir}
+        if self.cfg.student_images:
+            m["student pretraining alone (no real image)"] = self.student_pretrain_dir
+        return m
+
     def record(self, stage: str | None = None, **info) -> None:
         """Write ``recipe.json`` (atomically), with ``stage``'s outcome when given."""
         if stage is not None:
@@ -411,7 +420,7 @@ def evaluate_recipe(r: Recipe, tests, *, tta: str = "none", threads: int | None 
     figures: dict = {}
     for t in tests:
         rows, preds = {}, {}
-        for name, run in r.models().items():
+        for name, run in {**r.models(), **r.synthetic_only()}.items():
             m = evaluate_run(run, t, num_threads=threads, tta=tta, out_name=metrics_name(tta))
             rows[name] = {"run": str(run), "macro_f1": m["macro_f1"], "macro_f1_ci": m["ci"]["macro_f1"],
                           "accuracy": m["accuracy"]}
