@@ -17,7 +17,7 @@ from semgen.recipe.run import describe_recipe
 
 TINY = dict(arch="mobilenetv3_small_050", init="scratch", images=16, size=32, seeds=[0, 1], epochs=2,
             head_only_epochs=1, baseline=True, student="mobilenetv3_small_050", student_init="scratch",
-            student_epochs=1, transfer=2, qat=True, qat_epochs=1)
+            student_epochs=1, student_images=0, transfer=2, qat=True, qat_epochs=1)
 
 
 @pytest.fixture(scope="module")
@@ -132,7 +132,8 @@ def test_bad_settings_fail_in_one_line_before_any_work(pools, tmp_path):
 def test_the_student_of_a_narrower_arch_starts_from_the_fine_tuned_run(pools, tmp_path):
     from semgen.recipe.run import Recipe, _student_init
 
-    cfg = RecipeConfig(real=pools / "train", arch="efficientnet_lite0", student="efficientnet_lite0_035")
+    cfg = RecipeConfig(real=pools / "train", arch="efficientnet_lite0", student="efficientnet_lite0_035",
+                       student_images=0)
     r = Recipe(tmp_path / "r", cfg)
     assert _student_init(r) == str(tmp_path / "r" / "finetune_s0")  # weight selection (session 23)
     other = Recipe(tmp_path / "o", RecipeConfig(real=pools / "train", student="mobilenetv3_small_100"))
@@ -163,3 +164,19 @@ def test_the_student_pretrains_on_new_scenes_distilled_from_the_pretraining(pool
     assert _student_init(Recipe(tmp_path / "l", lite)) == str(tmp_path / "l" / "pretrain")
     with pytest.raises(SemgenError, match="--student-images needs --student"):
         RecipeConfig(real=pools / "train", student_images=100)
+
+
+def test_a_student_pretrains_by_default_and_an_older_folder_keeps_what_it_did(pools, tmp_path):
+    from semgen.recipe.run import RECIPE_FILE, STUDENT_IMAGES, Recipe
+
+    assert RecipeConfig(real=pools / "train", student="efficientnet_lite0_035").student_images == STUDENT_IMAGES
+    assert RecipeConfig(real=pools / "train").student_images == 0
+    # a folder made before --student-images existed had no student pretraining: it is read so
+    old = RecipeConfig(real=pools / "train", student="efficientnet_lite0_035", student_images=0).to_dict()
+    del old["student_images"]
+    (tmp_path / "o").mkdir()
+    (tmp_path / "o" / RECIPE_FILE).write_text(json.dumps({"format": "semgen-recipe", "config": old, "stages": {}}))
+    Recipe(tmp_path / "o", RecipeConfig(real=pools / "train", student="efficientnet_lite0_035", student_images=0))
+    assert not any(x.startswith("  student_pretrain:") for x in describe_recipe(tmp_path / "o"))
+    with pytest.raises(SemgenError, match="student_images differ"):  # today's default would be another recipe
+        Recipe(tmp_path / "o", RecipeConfig(real=pools / "train", student="efficientnet_lite0_035"))

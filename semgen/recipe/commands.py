@@ -12,7 +12,7 @@ def register(sub) -> None:
     from ..classifier.registry import list_archs
     from ..classifier.tta import TTA_MODES
     from ..devices import add_device_arguments
-    from .run import RecipeConfig
+    from .run import STUDENT_IMAGES, RecipeConfig
 
     d = {k: f.default for k, f in RecipeConfig.model_fields.items()}
     p = sub.add_parser(
@@ -51,9 +51,9 @@ def register(sub) -> None:
     g.add_argument("--student-init", default=None, metavar="INIT",
                    help="the student's starting weights (default: the recipe's own run by weight selection where the "
                         "student is a narrower --arch, else semgen where a bundled backbone exists, else scratch)")
-    g.add_argument("--student-images", type=int, default=d["student_images"],
+    g.add_argument("--student-images", type=int, default=None,
                    help="streamed samples of the student's own pretraining, distilled from the pretraining run "
-                        "(0: none)")
+                        f"(default: {STUDENT_IMAGES:,}; 0: none)")
     g.add_argument("--student-pretrain-lr", type=float, default=d["student_pretrain_lr"],
                    help="peak learning rate of the student's pretraining")
     g.add_argument("--student-epochs", type=int, default=d["student_epochs"], help="epochs of distillation")
