@@ -374,7 +374,8 @@ def run_recipe(out, config: RecipeConfig, *, test=None, tta: str = "none", worke
         r.record("ensemble", run=str(r.ensemble_dir()))
 
     if cfg.student_images:
-        # New scenes (seed + 1): the pretraining's teacher labels images it was not trained on.
+        # New scenes (seed + 1): the pretraining's teacher labels images it was not trained on. The
+        # transfer images (seed + 1 too) are among the first of them, as in the measured run.
         spcfg = PretrainConfig.make(arch=cfg.student, init=sinit, images=cfg.student_images,
                                     lr=cfg.student_pretrain_lr, size=cfg.size, seed=cfg.seed + 1,
                                     teachers=[str(r.pretrain_dir)])
