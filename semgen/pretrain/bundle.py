@@ -56,6 +56,11 @@ def bundle_backbone(run_dir, folder, *, card: str | None = None, half: bool = Tr
     write_safetensors(folder / "model.safetensors", state, {"format": FORMAT, "arch": arch})
     keep = {k: cfg[k] for k in ("arch", "size", "input", "pretrain", "step", "images_seen", "semgen_version",
                                 "generators", "init") if k in cfg}
+    if isinstance(keep.get("init"), dict) and "checkpoint_classes" in keep["init"]:
+        # the init run's class list (hundreds of fine labels) says nothing of a headless backbone
+        init = dict(keep["init"])
+        init["checkpoint_classes"] = len(init["checkpoint_classes"])
+        keep["init"] = init
     keep.update({"format": "semgen-classifier", "head": "removed (fine-tuning trains its own)",
                  "dtype": "float16" if half else "float32", "fine_labels": len(cfg.get("classes", []))})
     write_bytes_atomic(folder / "config.json", (json.dumps(keep, indent=1) + "\n").encode())
