@@ -172,7 +172,12 @@ def test_bundle_drops_the_head_and_loads_as_an_init(tmp_path):
 
     run = tmp_path / "pt"
     pretrain(run, PretrainConfig(**{**TINY, "images": 8}), workers=0, threads=1, progress=False)
+    cfg = json.loads((run / "config.json").read_text())
+    cfg["pretrain"]["teachers"] = ["/home/someone/runs/teacher"]  # as a run made elsewhere records it
+    (run / "config.json").write_text(json.dumps(cfg))
     folder = bundle_backbone(run, tmp_path / "bb", card="# card\n")
+    shipped = json.loads((folder / "config.json").read_text())
+    assert shipped["pretrain"]["teachers"] == ["runs/teacher"]
     from safetensors.torch import load_file
 
     state = load_file(str(folder / "model.safetensors"))
@@ -190,7 +195,7 @@ def test_bundled_backbones_load_and_fine_tune(tmp_path):
     """Every bundled backbone loads into its arch, and fine-tuning from it runs."""
     from classifier_synth import make_dataset
 
-    from semgen.classifier.init import apply_init, bundled_backbones
+    from semgen.classifier.init import BACKBONES_DIR, apply_init, bundled_backbones
     from semgen.classifier.models import create_model
     from semgen.classifier.train import train_classifier
 
@@ -198,6 +203,8 @@ def test_bundled_backbones_load_and_fine_tune(tmp_path):
     if not archs:
         pytest.skip("no backbone bundled in this checkout")
     for arch in archs:
+        text = (BACKBONES_DIR / arch / "config.json").read_text()
+        assert '"/' not in text, f"{arch}: the shipped config names a path of the machine that made it"
         info = apply_init(create_model(arch, 9), "semgen")
         assert info["kind"] == "semgen" and info["loaded"] > 50
     data = make_dataset(tmp_path / "d", n_per_class=4, side=32)

@@ -61,6 +61,7 @@ def bundle_backbone(run_dir, folder, *, card: str | None = None, half: bool = Tr
         init = dict(keep["init"])
         init["checkpoint_classes"] = len(init["checkpoint_classes"])
         keep["init"] = init
+    keep = _portable(keep, Path.cwd())
     keep.update({"format": "semgen-classifier", "head": "removed (fine-tuning trains its own)",
                  "dtype": "float16" if half else "float32", "fine_labels": len(cfg.get("classes", []))})
     write_bytes_atomic(folder / "config.json", (json.dumps(keep, indent=1) + "\n").encode())
@@ -69,6 +70,25 @@ def bundle_backbone(run_dir, folder, *, card: str | None = None, half: bool = Tr
                 f"{keep.get('images_seen')} streamed procedural images. Settings: `config.json`.\n")
     write_bytes_atomic(folder / "README.md", card.encode())
     return folder
+
+
+def _portable(value, root: Path):
+    """``value`` with absolute paths made relative to ``root`` (else cut to their last two parts).
+
+    A bundled config ships to every user: the machine it was made on says nothing to them, and the
+    sha256 beside each file already identifies it.
+    """
+    if isinstance(value, dict):
+        return {k: _portable(v, root) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_portable(v, root) for v in value]
+    if isinstance(value, str) and value.startswith("/"):
+        path = Path(value)
+        try:
+            return path.relative_to(root.resolve()).as_posix()
+        except ValueError:
+            return Path(*path.parts[-2:]).as_posix()
+    return value
 
 
 def main(argv=None) -> int:
