@@ -180,3 +180,30 @@ def test_a_student_pretrains_by_default_and_an_older_folder_keeps_what_it_did(po
     assert not any(x.startswith("  student_pretrain:") for x in describe_recipe(tmp_path / "o"))
     with pytest.raises(SemgenError, match="student_images differ"):  # today's default would be another recipe
         Recipe(tmp_path / "o", RecipeConfig(real=pools / "train", student="efficientnet_lite0_035"))
+
+
+def test_fine_tuning_at_another_size_than_the_pretraining_and_the_student(pools, tmp_path):
+    """--finetune-size: the fine-tunes and the baseline at 48 px, pretraining, transfer and student at 32."""
+    from semgen.recipe.run import RECIPE_FILE, Recipe
+
+    cfg = RecipeConfig(real=pools / "train", **{**TINY, "qat": False, "finetune_size": 48})
+    out = tmp_path / "r"
+    res = run_recipe(out, cfg, test=pools / "test", workers=0, threads=1, progress=False)
+    assert res["done"]
+    size = {run: json.loads((out / run / "config.json").read_text())["size"]
+            for run in ("pretrain", "finetune_s0", "finetune_s1", "baseline_s1", "student")}
+    assert size == {"pretrain": 32, "finetune_s0": 48, "finetune_s1": 48, "baseline_s1": 48, "student": 32}
+    # the student (32 px) learnt from the 48 px ensemble, which saw its batches resized
+    teacher = json.loads((out / "student" / "config.json").read_text())["request"]["distill"]["teachers"][0]
+    assert teacher["path"] == str((out / "ensemble" / "ensemble.json").resolve())
+    assert 0 <= res["figures"][str(pools / "test")]["ensemble"]["macro_f1"] <= 1
+    assert "fine-tuned at 48 px" in describe_recipe(out)[0]
+    # a folder made before the setting existed fine-tuned at its --size, and is read so
+    old = RecipeConfig(real=pools / "train", **TINY).to_dict()
+    del old["finetune_size"]
+    (tmp_path / "o").mkdir()
+    (tmp_path / "o" / RECIPE_FILE).write_text(json.dumps({"format": "semgen-recipe", "config": old, "stages": {}}))
+    Recipe(tmp_path / "o", RecipeConfig(real=pools / "train", **TINY))
+    assert RecipeConfig(real=pools / "train", **TINY).finetune_size == 32
+    with pytest.raises(SemgenError, match="finetune_size differ"):
+        Recipe(tmp_path / "o", RecipeConfig(real=pools / "train", **{**TINY, "finetune_size": 48}))

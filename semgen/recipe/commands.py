@@ -36,7 +36,10 @@ def register(sub) -> None:
     g.add_argument("--images", type=int, default=d["images"],
                    help="streamed procedural samples of the pretraining (76,800: about 75 min on 2 cores)")
     g.add_argument("--pretrain-lr", type=float, default=d["pretrain_lr"], help="peak learning rate of pretraining")
-    g.add_argument("--size", type=int, default=d["size"], help="image side in pixels")
+    g.add_argument("--size", type=int, default=d["size"],
+                   help="image side in pixels of the pretraining, the student and its transfer images")
+    g.add_argument("--finetune-size", type=int, metavar="PX",
+                   help="image side of the fine-tuning on the real pool and of the baseline (default: --size)")
     g.add_argument("--seed", type=int, default=d["seed"], help="seed of the procedural stream")
     g.add_argument("--seeds", type=int, nargs="+", default=list(d["seeds"]),
                    help="fine-tuning seeds (two or more: also their ensemble)")
@@ -80,7 +83,8 @@ def _recipe(args) -> int:
     from .run import RecipeConfig, run_recipe
 
     cfg = RecipeConfig.make(real=args.real, arch=args.arch, init=args.init, images=args.images,
-                            pretrain_lr=args.pretrain_lr, size=args.size, seed=args.seed, seeds=args.seeds,
+                            pretrain_lr=args.pretrain_lr, size=args.size, finetune_size=args.finetune_size,
+                            seed=args.seed, seeds=args.seeds,
                             epochs=args.epochs, lr=args.lr, head_only_epochs=args.head_only_epochs,
                             baseline=args.baseline, student=args.student, student_init=args.student_init,
                             student_images=args.student_images, student_pretrain_lr=args.student_pretrain_lr,

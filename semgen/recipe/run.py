@@ -88,7 +88,11 @@ class RecipeConfig(Config):
     pretrain_lr : float
         Peak learning rate of the pretraining stage.
     size : int
-        Image side in pixels, for every stage.
+        Image side in pixels of the procedural stream, the student and its transfer images.
+    finetune_size : int, optional
+        Image side of the fine-tuning on the real pool and of the baseline (the real images are
+        resized to it). Default: ``size``. ImageNet weights learnt their features at 224 px, where
+        a 128 px image's structures are larger (docs/results.md, session 31).
     seed : int
         Seed of the procedural stream and of the transfer images.
     seeds : tuple of int
@@ -140,6 +144,7 @@ class RecipeConfig(Config):
     images: Annotated[Int, Field(ge=1, le=10**10)] = 76_800
     pretrain_lr: Annotated[Number, Field(gt=0, lt=1)] = 5e-4
     size: Annotated[Int, Field(ge=32, le=512)] = 128
+    finetune_size: Annotated[Optional[Int], Field(ge=32, le=512)] = None
     seed: Annotated[Int, Field(ge=0, lt=2**63)] = 0
     seeds: Annotated[tuple[int, ...], BeforeValidator(_seeds)] = (0, 1, 2)
     epochs: Annotated[Int, Field(ge=1, le=10_000)] = 10
@@ -164,6 +169,8 @@ class RecipeConfig(Config):
     def _student_images_default(cls, data):
         if isinstance(data, dict) and data.get("student_images") is None:  # resolved here: recipe.json keeps the number
             data = {**data, "student_images": STUDENT_IMAGES if data.get("student") else 0}
+        if isinstance(data, dict) and data.get("finetune_size") is None:  # likewise: the number, not "as --size"
+            data = {**data, "finetune_size": data.get("size", 128)}
         return data
 
     @model_validator(mode="after")
@@ -358,13 +365,14 @@ def run_recipe(out, config: RecipeConfig, *, test=None, tta: str = "none", worke
             "to continue")
         return {"done": False, "stages": r.state["stages"], "models": {}}
 
-    stage(f"fine-tune on {cfg.real}, seeds {', '.join(map(str, cfg.seeds))}"
+    stage(f"fine-tune on {cfg.real} at {cfg.finetune_size} px, seeds {', '.join(map(str, cfg.seeds))}"
           + (f", and from {cfg.init} alone (baseline)" if cfg.baseline else ""))
     for baseline in ((False, True) if cfg.baseline else (False,)):
         init = base_init if baseline else str(r.pretrain_dir)
         for s in cfg.seeds:
             train_classifier(cfg.real, out=r.finetune_dir(s, baseline), arch=cfg.arch, init=init, seed=s,
-                             head_only_epochs=cfg.head_only_epochs if init else 0, **train)
+                             head_only_epochs=cfg.head_only_epochs if init else 0,
+                             **{**train, "size": cfg.finetune_size})
         r.record("baseline" if baseline else "finetune", runs=[str(r.finetune_dir(s, baseline)) for s in cfg.seeds])
 
     if len(cfg.seeds) > 1:
@@ -456,8 +464,8 @@ def summary_markdown(r: Recipe, figures: dict, tta: str) -> str:
     """The recipe's figures as Markdown: one table per test set."""
     c = r.cfg
     L = ["# semgen recipe", "",
-         f"{c.arch} from {c.init}, then {c.images:,} streamed procedural samples, then the real pool "
-         f"`{c.real}` ({c.epochs} epochs, seeds {', '.join(map(str, c.seeds))})"
+         f"{c.arch} from {c.init}, then {c.images:,} streamed procedural samples at {c.size} px, then the real "
+         f"pool `{c.real}` at {c.finetune_size} px ({c.epochs} epochs, seeds {', '.join(map(str, c.seeds))})"
          + (f"; {c.student} distilled from {r.teacher().name}" if c.student else "")
          + (f", pretrained first on {c.student_images:,} samples distilled from the pretraining"
             if c.student_images else "") + "."
@@ -519,8 +527,9 @@ def describe_recipe(folder) -> list[str]:
         raise SemgenError(f"{f} is not a readable recipe file ({e})") from None
     r = Recipe(folder, cfg)  # its own settings: the folder's names and stages
     st = r.state["stages"]
-    L = [f"{folder}: semgen recipe, {cfg.arch} from {cfg.init}, {cfg.images:,} procedural samples, real pool "
-         f"{cfg.real}, seeds {', '.join(map(str, cfg.seeds))}" + (f", student {cfg.student}" if cfg.student else "")]
+    sizes = f"{cfg.size} px" + (f", fine-tuned at {cfg.finetune_size} px" if cfg.finetune_size != cfg.size else "")
+    L = [f"{folder}: semgen recipe, {cfg.arch} from {cfg.init}, {cfg.images:,} procedural samples ({sizes}), "
+         f"real pool {cfg.real}, seeds {', '.join(map(str, cfg.seeds))}" + (f", student {cfg.student}" if cfg.student else "")]
     for stage in ("pretrain", "student_pretrain") if cfg.student_images else ("pretrain",):
         p = st.get(stage)
         L.append(f"  {stage}: {'done' if p and p.get('done') else 'not done'}"
