@@ -590,6 +590,11 @@ def test_init_axis_config_errors(data):
     # the classifier's arch is kept when it has ImageNet weights itself
     cfg = _cfg(data, inits=["imagenet"], classifier={"arch": "efficientnet_lite0", "epochs": 1})
     assert cfg.inits[0].arch == "efficientnet_lite0"
+    # an edge arch takes them by weight selection, as `semgen train --arch ... --init imagenet` does
+    cfg = _cfg(data, inits=["imagenet@efficientnet_lite0_035"])
+    assert cfg.inits[0].arch == "efficientnet_lite0_035"
+    cfg = _cfg(data, inits=["imagenet"], classifier={"arch": "efficientnet_lite0_035", "epochs": 1})
+    assert cfg.inits[0].arch == "efficientnet_lite0_035"
 
 
 def test_tta_re_evaluates_cached_cells_without_retraining(data, tmp_path, monkeypatch):

@@ -26,7 +26,7 @@ from typing import Annotated, Optional
 import yaml
 from pydantic import BeforeValidator, model_validator
 
-from ..classifier.registry import IMAGENET_DEFAULT_ARCH, get_arch, imagenet_archs
+from ..classifier.registry import IMAGENET_DEFAULT_ARCH, get_arch, imagenet_archs, imagenet_source
 from ..classifier.tta import TTA_MODES
 from ..configs import Config, Int, Number, PositiveInt
 from ..errors import SemgenError
@@ -322,8 +322,8 @@ def parse_init(spec, classifier_arch: str | None = None) -> Init:
     label = name or (init if arch is None else f"{init}@{arch}")
     if init == "imagenet":
         if arch is None:
-            arch = classifier_arch if classifier_arch and get_arch(classifier_arch).imagenet else IMAGENET_DEFAULT_ARCH
-        if not get_arch(arch).imagenet:
+            arch = classifier_arch if classifier_arch and imagenet_source(classifier_arch) else IMAGENET_DEFAULT_ARCH
+        if not imagenet_source(arch):
             raise SemgenError(f"init imagenet: no ImageNet weights for '{arch}'; available for: "
                               f"{', '.join(imagenet_archs())}")
     return Init(str(label), init, arch)

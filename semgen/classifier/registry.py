@@ -103,9 +103,31 @@ def list_archs() -> list[str]:
     return sorted(ARCHS)
 
 
+def imagenet_source(name: str) -> str | None:
+    """The architecture whose ImageNet weights ``--init imagenet`` loads into ``name``: ``name``
+    itself, else the nearest wider one of its ``select_from`` chain that has them (weight
+    selection), else None.
+
+    Examples
+    --------
+    >>> imagenet_source("efficientnet_lite0"), imagenet_source("efficientnet_lite0_035")
+    ('efficientnet_lite0', 'efficientnet_lite0')
+    >>> imagenet_source("mobilenetv3_small_100") is None
+    True
+    """
+    a: str | None = name
+    while a is not None:
+        spec = get_arch(a)
+        if spec.imagenet:
+            return a
+        a = spec.select_from
+    return None
+
+
 def imagenet_archs() -> list[str]:
-    """Names of the architectures that have ImageNet weights (``--init imagenet``)."""
-    return sorted(n for n, s in ARCHS.items() if s.imagenet)
+    """Names of the architectures that take ImageNet weights (``--init imagenet``): their own, or a
+    wider network's by weight selection."""
+    return sorted(n for n in ARCHS if imagenet_source(n) is not None)
 
 
 def get_arch(name: str) -> ArchSpec:
