@@ -578,6 +578,23 @@ def test_init_axis_crosses_the_arms_and_keeps_scratch_keys(data, tmp_path):
     gains = json.loads((out / "summary.json").read_text())["t"]["gains"]
     assert sorted(g["init"] for g in gains) == ["imagenet", "scratch"]  # each against real from its own init
     assert "| init | arm |" in md
+    assert "init_differences" not in json.loads((out / "summary.json").read_text())["t"]  # none asked for
+
+    # compare: imagenet minus scratch, arm by arm, on the same seeds (the report only: nothing retrains)
+    cmp = _cfg(data, arms=["real", "pretrain:proc"], shots=[2], inits=["scratch", "imagenet"],
+               compare=[["scratch", "imagenet"]])
+    assert cmp.to_dict()["compare"] == [["scratch", "imagenet"]] and "compare" not in cfg.to_dict()
+    calls = len(fc.cell_calls)
+    run_ablation(cmp, out, train_fn=fc.train, eval_fn=fc.evaluate, log=lambda m: None)
+    assert len(fc.cell_calls) == calls
+    a = json.loads((out / "summary.json").read_text())["t"]
+    diffs = {(d["arm"], d["shots"]): d for d in a["init_differences"]}
+    assert set(diffs) == {("real", "2"), ("pretrain[proc]", "2"), ("synthetic[proc]", "-")}
+    group = {(g["init"], g["arm"], g["shots"]): g["macro_f1"]["mean"] for g in a["groups"]}
+    for (arm, shots), d in diffs.items():
+        assert d["a"] == "scratch" and d["b"] == "imagenet" and d["seeds"] == [0, 1, 2]
+        assert d["macro_f1"]["mean"] == pytest.approx(group[("imagenet", arm, shots)] - group[("scratch", arm, shots)])
+    assert "| `imagenet` minus `scratch` | `real` | 2 | 3 |" in (out / "summary.md").read_text()
 
 
 def test_init_axis_config_errors(data):
@@ -587,6 +604,12 @@ def test_init_axis_config_errors(data):
         _cfg(data, inits=["scratch@nonet"])
     with pytest.raises(SemgenError, match="two inits are labelled 'imagenet'"):
         _cfg(data, inits=["imagenet", {"init": "scratch", "name": "imagenet"}])
+    with pytest.raises(SemgenError, match="compare: 'semgen' is not an init of this config; inits: scratch, imagenet"):
+        _cfg(data, inits=["scratch", "imagenet"], compare=[["semgen", "imagenet"]])
+    with pytest.raises(SemgenError, match="compares an init with itself"):
+        _cfg(data, inits=["scratch", "imagenet"], compare=[["imagenet", "imagenet"]])
+    with pytest.raises(SemgenError, match="compare must be a list of pairs"):
+        _cfg(data, inits=["scratch", "imagenet"], compare=["imagenet"])
     # the classifier's arch is kept when it has ImageNet weights itself
     cfg = _cfg(data, inits=["imagenet"], classifier={"arch": "efficientnet_lite0", "epochs": 1})
     assert cfg.inits[0].arch == "efficientnet_lite0"

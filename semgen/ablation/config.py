@@ -13,6 +13,7 @@ classifier: {arch: mobilenetv3_small_100, size: 128, epochs: 30, batch_size: 64,
 finetune: {epochs: 30, lr: 0.001, head_only_epochs: 2}   # the pretrain arm's fine-tune stage
 bootstrap: {n: 2000, seed: 0}
 tta: none                           # test-time augmentation of every evaluation: none | flips | d4
+compare: [[scratch, imagenet]]      # report B minus A for each pair [A, B] of inits, paired (default none)
 ```
 Precedence, lowest first: built-in defaults < the YAML < ``--preset`` < explicit flags.
 """
@@ -46,6 +47,7 @@ DEFAULTS: dict = {
     "seeds": 3,
     "arms": None,  # default: real + for each source: synthetic, mix 0.5, pretrain
     "inits": ["scratch"],  # the init axis; the default keeps the cells (and keys) of configs without it
+    "compare": [],  # pairs [A, B] of init labels: B minus A in the report
     "classifier": {"arch": "mobilenetv3_small_100", "size": 128, "epochs": 30, "batch_size": 64, "lr": 2e-3},
     "finetune": {"lr": 1e-3, "head_only_epochs": 2},
     "val": None,
@@ -224,6 +226,9 @@ class AblationConfig(Config):
     #: test-time augmentation of every evaluation (:mod:`semgen.classifier.tta`); last, so that
     #: positional construction and the recorded field order stay as they were
     tta: Annotated[str, BeforeValidator(_tta)] = "none"
+    #: pairs (A, B) of init labels whose difference B - A the report gives, paired over seeds and
+    #: images (the real subset of a shots level and seed is the same for every init)
+    compare: list[tuple[str, str]] = []
 
     @model_validator(mode="after")
     def _matrix(self):
@@ -251,6 +256,12 @@ class AblationConfig(Config):
         dup = next((n for n in names if names.count(n) > 1), None)
         if dup is not None:
             raise ValueError(f"two inits are labelled {dup!r}; give them names ({{init: ..., name: ...}})")
+        for a, b in self.compare:
+            for x in (a, b):
+                if x not in names:
+                    raise ValueError(f"compare: {x!r} is not an init of this config; inits: {', '.join(names)}")
+            if a == b:
+                raise ValueError(f"compare: [{a}, {b}] compares an init with itself")
         return self
 
     def to_dict(self) -> dict:
@@ -267,6 +278,7 @@ class AblationConfig(Config):
             "preset": self.preset,
             # only where it is set: the record of a run without TTA keeps its bytes
             **({"tta": self.tta} if self.tta != "none" else {}),
+            **({"compare": [list(p) for p in self.compare]} if self.compare else {}),
         }
 
 
@@ -494,6 +506,9 @@ def build_config(data: dict | None = None, *, preset: str | None = None, overrid
         it = parse_init(i, clf.get("arch"))
         if it not in inits:  # the same init twice is one; two under one label, AblationConfig refuses
             inits.append(it)
+    compare = raw.get("compare") or []
+    if not isinstance(compare, list) or not all(isinstance(p, (list, tuple)) and len(p) == 2 for p in compare):
+        raise SemgenError(f"compare must be a list of pairs [A, B] of init labels (B minus A), got {compare!r}")
     boot = dict(raw.get("bootstrap") or {})
     return AblationConfig(
         real=str(raw["real"]) if raw.get("real") else "", tests=tests, sources=sources, shots=shots_parsed,
@@ -501,6 +516,7 @@ def build_config(data: dict | None = None, *, preset: str | None = None, overrid
         val=str(raw["val"]) if raw.get("val") else None,
         bootstrap={"n": int(boot.get("n", 2000)), "seed": int(boot.get("seed", 0))},
         cache=str(raw["cache"]) if raw.get("cache") else None, preset=preset, inits=inits, tta=raw.get("tta"),
+        compare=[(str(a), str(b)) for a, b in compare],
     )
 
 

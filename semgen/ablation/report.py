@@ -76,12 +76,14 @@ def tta_of(rows: list[dict]) -> str:
     return modes.pop() if modes else "none"
 
 
-def aggregate(out, *, n_boot: int = 2000, seed: int = 0) -> dict:
+def aggregate(out, *, n_boot: int = 2000, seed: int = 0, compare=()) -> dict:
     """Group ``results.jsonl`` by (test, init, arm, shots); bootstrap each group over seeds and images.
 
     Returns ``{test: {"n_images", "classes", "groups": [...], "gains": [...]}}``; each group and
     gain names its ``init`` (in the order the inits first appear in ``results.jsonl``, i.e. the
-    config's). With test-time augmentation, each test's entry names it (``tta``).
+    config's). With test-time augmentation, each test's entry names it (``tta``). For each pair
+    ``(a, b)`` of init labels in ``compare``, ``"init_differences"`` holds ``b`` minus ``a`` for
+    every (arm, shots) both have, paired over their common seeds and the images.
     """
     rows = read_results(out)
     if not rows:
@@ -121,7 +123,29 @@ def aggregate(out, *, n_boot: int = 2000, seed: int = 0) -> dict:
         gains = _gains(by_key, y_true, preds_of, classes, n_boot, seed)
         result[test] = {"n_images": len(y_true), "classes": classes, "groups": out_groups, "gains": gains,
                         **({"tta": tta} if tta != "none" else {})}  # without TTA the bytes it always had
+        if compare:
+            result[test]["init_differences"] = _init_differences(by_key, compare, y_true, preds_of, classes,
+                                                                 n_boot, seed)
     return result
+
+
+def _init_differences(by_key, compare, y_true, preds_of, classes, n_boot, seed) -> list[dict]:
+    """``b`` minus ``a`` for each pair of inits, at each (arm, shots) of ``a`` that ``b`` also has:
+    the same real subsets (they depend on shots and seed only), so the seeds pair up."""
+    out = []
+    for a, b in compare:
+        for (i, arm, shots), (_, rs_a) in by_key.items():
+            if i != a or (b, arm, shots) not in by_key:
+                continue
+            rs_b = by_key[(b, arm, shots)][1]
+            seeds = sorted({r["seed"] for r in rs_a} & {r["seed"] for r in rs_b})
+            if not seeds:
+                continue
+            pa = [preds_of[r["cell"]] for r in rs_a if r["seed"] in seeds]
+            pb = [preds_of[r["cell"]] for r in rs_b if r["seed"] in seeds]
+            d = paired_difference(y_true, pa, pb, classes, n_boot=n_boot, seed=seed)
+            out.append({"a": a, "b": b, "arm": arm, "shots": shots, "seeds": seeds, **d})
+    return out
 
 
 def _gains(by_key, y_true, preds_of, classes, n_boot, seed) -> list[dict]:
@@ -228,6 +252,11 @@ def render_markdown(agg: dict, config: dict | None, plots: dict) -> str:
             L += _md_table(["class", "Δ F1"], rows) + [""]
             if test in plots and "gain" in plots[test]:
                 L += [f"![per-class gain]({plots[test]['gain']})", ""]
+        if a.get("init_differences"):
+            L += ["### One init minus another (paired over seeds and images)", ""]
+            rows = [[f"`{d['b']}` minus `{d['a']}`", f"`{d['arm']}`", d["shots"], str(len(d["seeds"])),
+                     fmt_ci(d["macro_f1"], True), fmt_ci(d["accuracy"], True)] for d in a["init_differences"]]
+            L += _md_table(["difference", "arm", "real shots", "seeds", "Δ macro-F1", "Δ accuracy"], rows) + [""]
         top_level = levels[-1]
         L += [f"### Per-class F1 at {top_level} real shots (and synthetic-only)", ""]
         shown = [g for g in a["groups"] if g["shots"] in (top_level, "-")]
@@ -327,7 +356,7 @@ def write_report(out, *, bootstrap_n: int | None = None, bootstrap_seed: int | N
     boot = (config or {}).get("bootstrap") or {}
     n = int(bootstrap_n if bootstrap_n is not None else boot.get("n", 2000))
     seed = int(bootstrap_seed if bootstrap_seed is not None else boot.get("seed", 0))
-    agg = aggregate(out, n_boot=n, seed=seed)
+    agg = aggregate(out, n_boot=n, seed=seed, compare=[tuple(p) for p in (config or {}).get("compare") or []])
     plots = {}
     for test, a in agg.items():
         safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in test)
