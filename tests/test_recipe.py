@@ -32,7 +32,7 @@ def _mtimes(folder):
     return {p: os.stat(p).st_mtime_ns for p in sorted(folder.rglob("model.safetensors"))}
 
 
-def test_the_whole_recipe_stops_resumes_and_reports(pools, tmp_path):
+def test_the_whole_recipe_stops_resumes_and_reports(pools, tmp_path, monkeypatch):
     cfg = RecipeConfig(real=pools / "train", **TINY)
     out = tmp_path / "r"
     kw = dict(workers=0, threads=1, progress=False)
@@ -92,10 +92,18 @@ def test_the_whole_recipe_stops_resumes_and_reports(pools, tmp_path):
     stopped_info = describe_recipe(out2)
     assert "  pretrain: not done (step 1 of 4)" in stopped_info and "  ensemble: not done" in "\n".join(stopped_info)
 
-    # run again: every stage is found finished, nothing is trained anew
+    # run again: every stage is found finished, nothing is trained or evaluated anew
+    import semgen.classifier.evaluate as ev
+
+    calls = []
+    evaluate_run = ev.evaluate_run
+    monkeypatch.setattr(ev, "evaluate_run", lambda run, *a, **k: calls.append(str(run)) or evaluate_run(run, *a, **k))
     before = _mtimes(out)
     again = run_recipe(out, cfg, test=pools / "test", **kw)
-    assert _mtimes(out) == before and again["figures"] == res["figures"]
+    assert _mtimes(out) == before and again["figures"] == res["figures"] and calls == []
+    # another TTA is another evaluation of every model (the pretraining run too)
+    run_recipe(out, cfg, test=pools / "test", tta="flips", **kw)
+    assert len(calls) == len(res["models"]) + 1
 
 
 def test_a_folder_of_another_recipe_is_refused(pools, tmp_path):

@@ -47,6 +47,8 @@ STUDENT_IMAGES = 38_400
 # Settings added after recipe folders existed, at the value that means what such a folder did.
 LEGACY = {"student_images": 0}
 RECIPE_FILE = "recipe.json"
+#: figures of the last evaluation, keyed by model, weights, test images and TTA (run_recipe re-uses them)
+EVALUATIONS_FILE = "evaluations.json"
 
 
 def _arch(v):
@@ -432,21 +434,55 @@ def run_recipe(out, config: RecipeConfig, *, test=None, tta: str = "none", worke
     return result
 
 
+def _model_fingerprint(run: Path) -> str:
+    """sha256 over what decides a model's predictions: an ONNX file, else the run's weights and
+    temperature, or an ensemble's ``ensemble.json`` (its members' sha256 and temperatures)."""
+    import hashlib
+
+    from ..imageio import sha256_file
+
+    files = [run] if run.suffix == ".onnx" else [run / n for n in ("model.safetensors", "calibration.json",
+                                                                 "ensemble.json") if (run / n).is_file()]
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f"{f.name} {sha256_file(f)}\n".encode())
+    return h.hexdigest()
+
+
 def evaluate_recipe(r: Recipe, tests, *, tta: str = "none", threads: int | None = None) -> dict:
     """``{test: {model: figures}}``: macro-F1 with its 95 % CI and accuracy of every model, and
-    paired differences (semgen's fine-tunes minus the baseline's, seed by seed, and the two ensembles)."""
+    paired differences (semgen's fine-tunes minus the baseline's, seed by seed, and the two ensembles).
+
+    A model is evaluated again only when its weights, the test images or ``tta`` changed since the
+    last call (``evaluations.json`` in the recipe folder keeps the figures and predictions), so
+    running a finished recipe again costs seconds, not an evaluation of every model.
+    """
     from ..ablation.stats import paired_difference
+    from ..ablation.subsets import load_pool
     from ..classifier.evaluate import evaluate_run
     from ..classifier.tta import metrics_name
 
+    cache_file = r.out / EVALUATIONS_FILE
+    try:
+        cache = json.loads(cache_file.read_text())
+    except (OSError, ValueError):
+        cache = {}
+    kept: dict = {}
     figures: dict = {}
     for t in tests:
         rows, preds = {}, {}
+        test_key = load_pool(t, what="--test").key
         for name, run in {**r.models(), **r.synthetic_only()}.items():
-            m = evaluate_run(run, t, num_threads=threads, tta=tta, out_name=metrics_name(tta))
-            rows[name] = {"run": str(run), "macro_f1": m["macro_f1"], "macro_f1_ci": m["ci"]["macro_f1"],
-                          "accuracy": m["accuracy"]}
-            preds[name] = ([m["classes"][i] for i in m["y_true"]], [m["classes"][i] for i in m["y_pred"]])
+            key = f"{name}|{_model_fingerprint(Path(run))}|{test_key}|{tta}"
+            e = cache.get(key)
+            if e is None:
+                m = evaluate_run(run, t, num_threads=threads, tta=tta, out_name=metrics_name(tta))
+                e = {"macro_f1": m["macro_f1"], "macro_f1_ci": m["ci"]["macro_f1"], "accuracy": m["accuracy"],
+                     "y_true": [m["classes"][i] for i in m["y_true"]], "y_pred": [m["classes"][i] for i in m["y_pred"]]}
+            kept[key] = e
+            rows[name] = {"run": str(run), "macro_f1": e["macro_f1"], "macro_f1_ci": e["macro_f1_ci"],
+                          "accuracy": e["accuracy"]}
+            preds[name] = (e["y_true"], e["y_pred"])
         if r.cfg.baseline:
             y = preds[f"finetune seed {r.cfg.seeds[0]}"][0]
             pairs = [("finetune seeds", [f"baseline seed {s}" for s in r.cfg.seeds],
@@ -457,6 +493,7 @@ def evaluate_recipe(r: Recipe, tests, *, tta: str = "none", threads: int | None 
                 d = paired_difference(y, [preds[x][1] for x in a], [preds[x][1] for x in b])["macro_f1"]
                 rows[f"{label} minus baseline"] = {"difference": d["mean"], "ci": [d["lo"], d["hi"]]}
         figures[str(t)] = rows
+    write_bytes_atomic(cache_file, (json.dumps(kept) + "\n").encode())
     return figures
 
 
