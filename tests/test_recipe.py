@@ -83,6 +83,8 @@ def test_the_whole_recipe_stops_resumes_and_reports(pools, tmp_path, monkeypatch
     assert "| ensemble |" in text and "finetune seeds minus baseline" in text and "Edge model" in text and "of its teacher's macro-F1" in text
     assert "| pretraining alone (no real image) |" in text  # what the procedural images teach by themselves
     assert "| student, INT8 file |" in text and (out / "student_qat" / "metrics_model.int8.json").is_file()
+    assert "![macro-F1 of every model](summary.png)" in text
+    assert (out / "summary.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     # semgen info: what each stage has done
     info = subprocess.run([sys.executable, "-m", "semgen.cli", "info", str(out)], capture_output=True, text=True,

@@ -49,6 +49,8 @@ LEGACY = {"student_images": 0}
 RECIPE_FILE = "recipe.json"
 #: figures of the last evaluation, keyed by model, weights, test images and TTA (run_recipe re-uses them)
 EVALUATIONS_FILE = "evaluations.json"
+#: macro-F1 of every model with its CI, one panel per test set (linked from summary.md)
+SUMMARY_PLOT = "summary.png"
 
 
 def _arch(v):
@@ -428,6 +430,7 @@ def run_recipe(out, config: RecipeConfig, *, test=None, tta: str = "none", worke
     if tests:
         stage(f"evaluate every model on {', '.join(map(str, tests))}")
         result["figures"] = evaluate_recipe(r, tests, tta=tta, threads=threads)
+        plot_summary(result["figures"], r.out / SUMMARY_PLOT, tta)
         write_bytes_atomic(r.out / "summary.md", summary_markdown(r, result["figures"], tta).encode())
         r.record("evaluate", tests=[str(Path(t).resolve()) for t in tests], tta=tta, summary=str(r.out / "summary.md"))
         result["stages"] = r.state["stages"]
@@ -497,6 +500,45 @@ def evaluate_recipe(r: Recipe, tests, *, tta: str = "none", threads: int | None 
     return figures
 
 
+def _kind(name: str) -> str:
+    return next((k for k in ("baseline", "student", "pretraining") if k in name), "semgen")
+
+
+def plot_summary(figures: dict, path: Path, tta: str = "none") -> Path:
+    """Macro-F1 [95 % CI] of every model as horizontal bars, one panel per test set, coloured by kind
+    (semgen's fine-tunes, the baseline, the student, the pretraining alone); written atomically."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    colour = {"semgen": "#1f77b4", "baseline": "#7f7f7f", "student": "#2ca02c", "pretraining": "#ff7f0e"}
+    tests = list(figures)
+    n = max(len([k for k, f in figures[t].items() if "difference" not in f]) for t in tests)
+    fig, axes = plt.subplots(1, len(tests), figsize=(6.5 * len(tests), 0.42 * n + 1.3), squeeze=False,
+                             constrained_layout=True)
+    for ax, t in zip(axes[0], tests):
+        rows = [(k, f) for k, f in figures[t].items() if "difference" not in f][::-1]  # first model on top
+        ys = range(len(rows))
+        m = [f["macro_f1"] for _, f in rows]
+        err = [[f["macro_f1"] - f["macro_f1_ci"][0] for _, f in rows], [f["macro_f1_ci"][1] - f["macro_f1"] for _, f in rows]]
+        ax.barh(ys, m, xerr=err, color=[colour[_kind(k)] for k, _ in rows], capsize=2, height=0.7)
+        for y, v in zip(ys, m):
+            ax.text(0.01, y, f"{v:.3f}", va="center", ha="left", color="white", fontsize=8)
+        ax.set_yticks(list(ys), [k for k, _ in rows], fontsize=8)
+        ax.set_xlim(0, 1)
+        ax.set_xlabel("macro-F1 [95% CI]")
+        ax.set_title(f"{Path(t).name}" + (f", TTA {tta}" if tta != "none" else ""), fontsize=10)
+        ax.grid(axis="x", alpha=0.3)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    write_bytes_atomic(path, buf.getvalue())
+    return path
+
+
 def summary_markdown(r: Recipe, figures: dict, tta: str) -> str:
     """The recipe's figures as Markdown: one table per test set."""
     c = r.cfg
@@ -506,7 +548,8 @@ def summary_markdown(r: Recipe, figures: dict, tta: str) -> str:
          + (f"; {c.student} distilled from {r.teacher().name}" if c.student else "")
          + (f", pretrained first on {c.student_images:,} samples distilled from the pretraining"
             if c.student_images else "") + "."
-         + (f" Test-time augmentation: `{tta}`." if tta != "none" else ""), ""]
+         + (f" Test-time augmentation: `{tta}`." if tta != "none" else ""), "",
+         f"![macro-F1 of every model]({SUMMARY_PLOT})", ""]
     for t, rows in figures.items():
         L += [f"## `{t}`", "", "| model | macro-F1 [95% CI] | accuracy | run |", "|---|---|---|---|"]
         for name, f in rows.items():
