@@ -84,6 +84,44 @@ def test_transfer_set_goes_to_the_teacher(runs, monkeypatch):
     assert sum(seen) == steps * 32 + rec["transfer_images"]
 
 
+def test_a_transfer_stream_makes_new_images_for_every_batch(runs, monkeypatch):
+    """``stream:SEED``: the transfer images are made on the fly, samples [0, n) of the pretraining
+    stream of that seed in order, never one twice; beside a folder, batches come from both."""
+    from semgen.pretrain.labels import TargetSpace
+    from semgen.pretrain.stream import StreamJob
+
+    made = []
+    orig = distill_mod.TransferStream.next
+    monkeypatch.setattr(distill_mod.TransferStream, "next", lambda self, n: made.append(orig(self, n)) or made[-1])
+    out = runs / "student_stream"
+    cfg = DistillConfig([runs / "t1"], transfer=["stream:5=1"])
+    train_classifier(runs / "train", out, arch="mobilenetv3_small_050", epochs=2, distill=cfg, **FAST)
+    conf = json.loads((out / "config.json").read_text())
+    steps = conf["steps_per_epoch"]
+    assert [r["transfer_images"] for r in _log(out)] == [steps * 32] * 2
+    assert len(made) == 2 * steps and all(b.shape == (32, 32, 32) and b.dtype == torch.uint8 for b in made)
+    images = torch.cat(made).numpy()
+    assert np.array_equal(images, StreamJob(TargetSpace.build(None), seed=5, size=32)((0, len(images)))["images"])
+    assert len({im.tobytes() for im in images}) == len(images)  # fresh images, none shown twice
+    st = conf["distill"]["transfer_stream"]
+    assert st["seed"] == 5 and st["size"] == 32 and st["generators"]["bridge"].startswith("bridge@")
+    assert conf["distill"]["transfer_n"] == 0 and conf["request"]["distill"]["transfer"] == ["stream:5=1"]
+
+    # with a folder of weight 1 beside it: two transfer batches per labelled one, from both sources
+    made.clear()
+    cfg = DistillConfig([runs / "t1"], transfer=[f"{runs / 'transfer'}=1", "stream:5=1"])
+    train_classifier(runs / "train", runs / "student_mixed", arch="mobilenetv3_small_050", epochs=1, distill=cfg,
+                     **FAST)
+    conf = json.loads((runs / "student_mixed" / "config.json").read_text())
+    assert conf["distill"]["transfer_batches_per_epoch"] == 2 * conf["steps_per_epoch"]
+    assert conf["distill"]["transfer_n"] == 18 and 0 < len(made) < 2 * conf["steps_per_epoch"]
+
+    with pytest.raises(SemgenError, match=r"^--transfer stream:-1: expected stream:SEED\[=W\]"):
+        DistillConfig([runs / "t1"], transfer=["stream:-1"])
+    with pytest.raises(SemgenError, match="--transfer takes one stream"):
+        DistillConfig([runs / "t1"], transfer=["stream:1", "stream:2"])
+
+
 @pytest.fixture(scope="module")
 def qat_run(runs):
     out = runs / "qat"

@@ -54,7 +54,8 @@ def register(sub) -> None:
     g.add_argument("--distill-weight", type=float, default=0.7, metavar="A",
                    help="share of the soft loss (T^2 KL) on labelled batches (the rest is the hard loss)")
     g.add_argument("--transfer", action="append", default=[], metavar="DIR[=W]",
-                   help="unlabelled images the teachers label (soft loss only); W transfer batches per labelled one")
+                   help="unlabelled images the teachers label (soft loss only); W transfer batches per labelled "
+                   "one; stream:SEED[=W]: procedural images made on the fly, new ones in every batch")
     g = p.add_argument_group("quantisation-aware training")
     g.add_argument("--qat", action="store_true", help="fake-quantised fine-tuning in the last epochs (all of them "
                    "with --init RUN); semgen export then writes 8-bit activations from it")

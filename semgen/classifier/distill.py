@@ -4,7 +4,11 @@ The loss on a labelled batch is ``(1 - weight) * CE(student, hard labels) + weig
 KL(teacher_T || student_T)`` (Hinton et al.; ``T^2`` keeps the soft gradients on the scale of the
 hard ones when T changes). Several teachers: their softened probabilities are averaged. A
 *transfer set* (``--transfer DIR[=W]``) adds unlabelled images that only the teachers label: its
-batches contribute only the soft term.
+batches contribute only the soft term. ``--transfer stream:SEED[=W]`` makes them on the fly
+instead: procedural images of every generator from the stream of ``semgen pretrain --seed SEED``,
+new ones in every batch, so a long distillation never shows the student the same transfer image
+twice (function matching on fresh images; Beyer et al., "Knowledge distillation: a good teacher is
+patient and consistent", 2022).
 """
 
 from __future__ import annotations
@@ -33,9 +37,10 @@ class DistillConfig(Config):
         Softening temperature T of teacher and student (``--distill-temperature``, default 4).
     weight : float
         Share of the soft (KL) term in the loss of labelled batches (``--distill-weight``, default 0.7).
-    transfer : list of ``"DIR[=W]"``
+    transfer : list of ``"DIR[=W]"`` or ``"stream:SEED[=W]"``
         Unlabelled images for the soft term only. W (default 1) is the number of transfer batches
         per labelled batch this source adds (0.5: one every other step); sources mix by W.
+        ``stream:SEED``: procedural images made on the fly (:func:`transfer_stream`).
 
     Examples
     --------
@@ -58,6 +63,9 @@ class DistillConfig(Config):
     def _transfer_needs_teacher(self):
         if self.transfer and not self.teachers:
             raise ValueError("--transfer needs --teacher (only a teacher can label the transfer images)")
+        streams = [t for t in self.transfer if transfer_stream(t) is not None]  # a bad stream spec fails here
+        if len(streams) > 1:
+            raise ValueError(f"--transfer takes one stream, got {', '.join(streams)}")
         return self
 
     def request(self) -> dict:
@@ -69,6 +77,58 @@ class DistillConfig(Config):
             teachers.append({"path": str(p.resolve()), "sha256": sha256_file(p)})
         return {"teachers": teachers, "temperature": float(self.temperature), "weight": float(self.weight),
                 "transfer": [str(x) for x in self.transfer]}
+
+
+STREAM_PREFIX = "stream:"
+
+
+def transfer_stream(spec) -> tuple[int, float] | None:
+    """``(seed, W)`` of a ``stream:SEED[=W]`` transfer source, or None for a folder (``DIR[=W]``).
+
+    Examples
+    --------
+    >>> transfer_stream("stream:3=0.5"), transfer_stream("stream:0"), transfer_stream("out/transfer=2")
+    ((3, 0.5), (0, 1.0), None)
+    >>> transfer_stream("stream:x")
+    Traceback (most recent call last):
+    ...
+    semgen.errors.SemgenError: --transfer stream:x: expected stream:SEED[=W], SEED an integer in [0, 2^63), W > 0
+    """
+    s = str(spec)
+    if not s.startswith(STREAM_PREFIX):
+        return None
+    seed, eq, w = s[len(STREAM_PREFIX):].partition("=")
+    try:
+        seed_i, weight = int(seed), float(w) if eq else 1.0
+    except ValueError:
+        seed_i, weight = -1, 0.0
+    if not (0 <= seed_i < 2**63) or not (weight > 0 and weight < float("inf")):
+        raise SemgenError(f"--transfer {s}: expected stream:SEED[=W], SEED an integer in [0, 2^63), W > 0")
+    return seed_i, weight
+
+
+class TransferStream:
+    """Unlabelled procedural images on the fly: batch ``k`` of a run is samples ``[k*B, (k+1)*B)`` of
+    the ``semgen pretrain`` stream of ``seed`` (every default generator, at the student's size),
+    so a run's transfer images are a function of the seed and the batch number alone."""
+
+    def __init__(self, seed: int, size: int):
+        from ..pretrain.labels import TargetSpace
+        from ..pretrain.stream import StreamJob
+
+        self.job = StreamJob(TargetSpace.build(None), seed=seed, size=size)
+        self.seed, self.size, self.made = int(seed), int(size), 0
+
+    def next(self, n: int) -> torch.Tensor:
+        """The next ``n`` images, uint8 ``[n, S, S]``."""
+        images = self.job((self.made, n))["images"]
+        self.made += n
+        return torch.from_numpy(images)
+
+    def info(self) -> dict:
+        return {"seed": self.seed, "size": self.size,
+                "generators": {n: f"{g.name}@{g.version}" for n, g in zip(self.job.space.generators,
+                                                                           self.job.generators())}}
 
 
 def resolve_teacher(t) -> Path:

@@ -26,7 +26,7 @@ from .metrics import confusion_matrix, metrics_from_confusion
 from .init import apply_init, resolve_init
 from .models import create_model
 from .calibrate import calibrate_run
-from .distill import DistillConfig, Distiller, transfer_schedule
+from .distill import DistillConfig, Distiller, TransferStream, transfer_schedule, transfer_stream
 from .qat import QATConfig, to_qat
 
 #: Fewest images drawn per epoch: tiny real sets (a few hundred images) still get enough
@@ -318,12 +318,12 @@ def _train(
         scaler = comp.grad_scaler()
 
         distiller = Distiller(distill, cls, dev) if distill is not None and distill.teachers else None
-        transfer_set, transfer_probs, transfer_share = _load_transfer(distill, size, progress)
+        transfer = _Transfer.load(distill, size, progress)
 
         n_train = len(train_set)
         steps = max(1, math.ceil(max(n_train, min_epoch_images) / batch_size))
         # labelled (False) and transfer (True) batches of one epoch
-        schedule = transfer_schedule(steps, transfer_share) if transfer_set is not None else [False] * steps
+        schedule = transfer_schedule(steps, transfer.share) if transfer is not None else [False] * steps
         total_steps = len(schedule) * (epochs if qat_start is None else qat_start - 1)
         head_params = {id(p) for p in model.head_parameters()}
         opt, sched = _optimizer(model, lr, weight_decay, max(1, total_steps), int(round(warmup_epochs * len(schedule))))
@@ -343,8 +343,10 @@ def _train(
             **comp.record(),
         }
         if distiller is not None:
-            config["distill"] = {"teachers": distiller.info(), "transfer_n": len(transfer_set) if transfer_set is not None
-                                 else 0, "transfer_batches_per_epoch": sum(schedule)}
+            config["distill"] = {"teachers": distiller.info(), "transfer_n": transfer.n if transfer is not None
+                                 else 0, "transfer_batches_per_epoch": sum(schedule),
+                                 **({"transfer_stream": transfer.stream.info()}
+                                    if transfer is not None and transfer.stream is not None else {})}
         if qat_start is not None:
             config["qat"] = {"start_epoch": qat_start, "epochs": epochs - qat_start + 1}
         _write_json(out / "config.json", config)
@@ -378,8 +380,7 @@ def _train(
                 for is_transfer in schedule:
                     if is_transfer:
                         # unlabelled: only the teachers' soft targets
-                        tidx = torch.multinomial(transfer_probs, batch_size, replacement=True, generator=g)
-                        x = augment_batch(transfer_set.images[tidx], augment, g).contiguous(
+                        x = augment_batch(transfer.draw(batch_size, g), augment, g).contiguous(
                             memory_format=torch.channels_last).to(dev)
                         with comp.autocast():
                             loss = distiller.cfg.weight * distiller.soft_loss(model(x), x)
@@ -486,18 +487,42 @@ def _optimizer(model, lr: float, weight_decay: float, total: int, warmup: int):
     return opt, torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(total, warmup))
 
 
-def _load_transfer(distill, size: int, progress: bool):
-    """The transfer set (labels ignored), per-image sampling probabilities (sources by weight,
-    uniform within one) and the transfer batches per labelled batch (the weights' sum)."""
-    if distill is None or not distill.transfer:
-        return None, None, 0.0
-    srcs = [parse_data_arg(t) for t in distill.transfer]
-    ts = load_image_set(srcs, size=size, classes=None, progress=progress)
-    if not len(ts):
-        raise SemgenError(f"--transfer {', '.join(str(s.path) for s in srcs)}: no readable images")
-    w = torch.tensor([s.weight for s in ts.sources], dtype=torch.float64)
-    n = torch.bincount(ts.source, minlength=len(w)).double().clamp_min(1)
-    return ts, (w / n)[ts.source], float(sum(s.weight for s in srcs))
+class _Transfer:
+    """The transfer set: folders (images in memory, drawn by weight) and at most one stream of
+    procedural images made on the fly (``stream:SEED``); :meth:`draw` gives one batch."""
+
+    def __init__(self, images, probs, stream: TransferStream | None, stream_weight: float, share: float):
+        self.images, self.probs, self.stream, self.share = images, probs, stream, share
+        self.n = len(images) if images is not None else 0
+        # which source a batch comes from, by weight (only drawn when there are two kinds)
+        self.kinds = torch.tensor([share - stream_weight, stream_weight], dtype=torch.float64)
+
+    @classmethod
+    def load(cls, distill, size: int, progress: bool) -> "_Transfer | None":
+        if distill is None or not distill.transfer:
+            return None
+        streams = [(t, transfer_stream(t)) for t in distill.transfer]
+        dirs = [parse_data_arg(t) for t, st in streams if st is None]
+        seed_w = next((st for _, st in streams if st is not None), None)
+        images = probs = None
+        if dirs:
+            ts = load_image_set(dirs, size=size, classes=None, progress=progress)
+            if not len(ts):
+                raise SemgenError(f"--transfer {', '.join(str(s.path) for s in dirs)}: no readable images")
+            w = torch.tensor([s.weight for s in ts.sources], dtype=torch.float64)
+            n = torch.bincount(ts.source, minlength=len(w)).double().clamp_min(1)
+            images, probs = ts.images, (w / n)[ts.source]
+        stream = TransferStream(seed_w[0], size) if seed_w else None
+        sw = seed_w[1] if seed_w else 0.0
+        return cls(images, probs, stream, sw, float(sum(s.weight for s in dirs)) + sw)
+
+    def draw(self, n: int, g: torch.Generator) -> torch.Tensor:
+        """``n`` transfer images, uint8 ``[n, S, S]`` (folders alone: the draw of every earlier version)."""
+        from_stream = self.stream is not None and (
+            self.images is None or bool(torch.multinomial(self.kinds, 1, generator=g)[0] == 1))
+        if from_stream:
+            return self.stream.next(n)
+        return self.images[torch.multinomial(self.probs, n, replacement=True, generator=g)]
 
 
 def _start_qat(model, qat: QATConfig, out: Path, train_set, probs, augment, g, batch_size: int, lr_q: float,
