@@ -106,6 +106,8 @@ def test_the_whole_recipe_stops_resumes_and_reports(pools, tmp_path, monkeypatch
     # another TTA is another evaluation of every model (the pretraining run too)
     run_recipe(out, cfg, test=pools / "test", tta="flips", **kw)
     assert len(calls) == len(res["models"]) + 1
+    assert run_recipe(out, cfg, test=pools / "test", **kw)["figures"] == res["figures"]  # and back: kept
+    assert len(calls) == len(res["models"]) + 1
 
 
 def test_a_folder_of_another_recipe_is_refused(pools, tmp_path):

@@ -496,6 +496,9 @@ def evaluate_recipe(r: Recipe, tests, *, tta: str = "none", threads: int | None 
                 d = paired_difference(y, [preds[x][1] for x in a], [preds[x][1] for x in b])["macro_f1"]
                 rows[f"{label} minus baseline"] = {"difference": d["mean"], "ci": [d["lo"], d["hi"]]}
         figures[str(t)] = rows
+    # the current models' figures on other test sets or with another TTA stay too (switching back is free)
+    models = {k.rsplit("|", 2)[0] for k in kept}
+    kept.update({k: v for k, v in cache.items() if k.rsplit("|", 2)[0] in models and k not in kept})
     write_bytes_atomic(cache_file, (json.dumps(kept) + "\n").encode())
     return figures
 
