@@ -38,7 +38,7 @@ import json
 from pathlib import Path
 
 from ..errors import SemgenError
-from .registry import DEFAULT_ARCH, IMAGENET_DEFAULT_ARCH, get_arch, imagenet_archs, imagenet_source
+from .registry import DEFAULT_ARCH, IMAGENET_DEFAULT_ARCH, get_arch, imagenet_archs, imagenet_source, select_chain
 
 #: The named inits (anything else is a path).
 INIT_CHOICES = ("scratch", "imagenet", "semgen")
@@ -163,12 +163,7 @@ def resolve_init(init=None, arch: str | None = None) -> dict:
 def _select_source(arch: str, ok) -> str | None:
     """The nearest wider architecture ``arch`` selects weights from (its ``select_from`` chain)
     for which ``ok(name)`` holds, or None."""
-    a = get_arch(arch).select_from
-    while a is not None:
-        if ok(a):
-            return a
-        a = get_arch(a).select_from
-    return None
+    return next((a for a in select_chain(arch)[1:] if ok(a)), None)
 
 
 def takes_weights_from(arch: str, source: str) -> bool:

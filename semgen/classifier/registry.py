@@ -115,13 +115,20 @@ def imagenet_source(name: str) -> str | None:
     >>> imagenet_source("mobilenetv3_small_100") is None
     True
     """
-    a: str | None = name
+    return next((a for a in select_chain(name) if get_arch(a).imagenet), None)
+
+
+def select_chain(name: str) -> list[str]:
+    """``name``, then each wider architecture it takes weights from by selection, nearest first.
+
+    >>> select_chain("efficientnet_lite0_035")
+    ['efficientnet_lite0_035', 'efficientnet_lite0']
+    """
+    chain, a = [], name
     while a is not None:
-        spec = get_arch(a)
-        if spec.imagenet:
-            return a
-        a = spec.select_from
-    return None
+        chain.append(a)
+        a = get_arch(a).select_from
+    return chain
 
 
 def imagenet_archs() -> list[str]:

@@ -493,7 +493,6 @@ class _Transfer:
 
     def __init__(self, images, probs, stream: TransferStream | None, stream_weight: float, share: float):
         self.images, self.probs, self.stream, self.share = images, probs, stream, share
-        self.n = len(images) if images is not None else 0
         # which source a batch comes from, by weight (only drawn when there are two kinds)
         self.kinds = torch.tensor([share - stream_weight, stream_weight], dtype=torch.float64)
 
@@ -515,6 +514,11 @@ class _Transfer:
         stream = TransferStream(seed_w[0], size) if seed_w else None
         sw = seed_w[1] if seed_w else 0.0
         return cls(images, probs, stream, sw, float(sum(s.weight for s in dirs)) + sw)
+
+    @property
+    def n(self) -> int:
+        """Images in the transfer folders (the stream's are not counted)."""
+        return len(self.images) if self.images is not None else 0
 
     def draw(self, n: int, g: torch.Generator) -> torch.Tensor:
         """``n`` transfer images, uint8 ``[n, S, S]`` (folders alone: the draw of every earlier version)."""

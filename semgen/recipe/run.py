@@ -472,11 +472,13 @@ def evaluate_recipe(r: Recipe, tests, *, tta: str = "none", threads: int | None 
         cache = {}
     kept: dict = {}
     figures: dict = {}
+    models = {**r.models(), **r.synthetic_only()}
+    prints = {name: _model_fingerprint(Path(run)) for name, run in models.items()}  # once, not per test set
     for t in tests:
         rows, preds = {}, {}
         test_key = load_pool(t, what="--test").key
-        for name, run in {**r.models(), **r.synthetic_only()}.items():
-            key = f"{name}|{_model_fingerprint(Path(run))}|{test_key}|{tta}"
+        for name, run in models.items():
+            key = f"{name}|{prints[name]}|{test_key}|{tta}"
             e = cache.get(key)
             if e is None:
                 m = evaluate_run(run, t, num_threads=threads, tta=tta, out_name=metrics_name(tta))
@@ -497,8 +499,8 @@ def evaluate_recipe(r: Recipe, tests, *, tta: str = "none", threads: int | None 
                 rows[f"{label} minus baseline"] = {"difference": d["mean"], "ci": [d["lo"], d["hi"]]}
         figures[str(t)] = rows
     # the current models' figures on other test sets or with another TTA stay too (switching back is free)
-    models = {k.rsplit("|", 2)[0] for k in kept}
-    kept.update({k: v for k, v in cache.items() if k.rsplit("|", 2)[0] in models and k not in kept})
+    current = {f"{name}|{fp}" for name, fp in prints.items()}
+    kept.update({k: v for k, v in cache.items() if k.rsplit("|", 2)[0] in current and k not in kept})
     write_bytes_atomic(cache_file, (json.dumps(kept) + "\n").encode())
     return figures
 
