@@ -120,7 +120,9 @@ def main(argv=None) -> int:
                                                 temperature=a.distill_temperature, weight=a.distill_weight)
         except SemgenError as e:
             ap.error(str(e))
-    teachers = list(a.teacher)
+    # what every row (seed or ensemble) records of how it was fine-tuned, set once here
+    recorded = {"val_fraction": a.val_fraction, "head_only_epochs": a.head_only_epochs, "tta": a.tta,
+                **({"teachers": list(a.teacher), "transfer": list(a.transfer)} if a.teacher else {})}
     TrainConfig.make(data=a.real, out=out, **settings)  # a bad flag fails here, before any run
     rows = []
     tag = f"_{a.recipe}" if a.recipe else ""
@@ -156,10 +158,7 @@ def main(argv=None) -> int:
                 cfg = json.loads((run / "config.json").read_text())
                 row = {"name": row_name, "init": init, "arch": cfg["arch"], "shots": shots, "seed": seed,
                        "macro_f1": m["macro_f1"], "macro_f1_ci": [lo, hi], "accuracy": m["accuracy"],
-                       "minutes": (time.perf_counter() - t) / 60, "run": str(run), "cv": a.cv,
-                       "val_fraction": a.val_fraction, "head_only_epochs": a.head_only_epochs, "tta": a.tta}
-                if teachers:
-                    row["teachers"], row["transfer"] = teachers, list(a.transfer)
+                       "minutes": (time.perf_counter() - t) / 60, "run": str(run), "cv": a.cv, **recorded}
                 if a.cv:
                     row["fold_macro_f1"] = [x["macro_f1"] for x in scores]
                 rows.append(row)
@@ -174,9 +173,7 @@ def main(argv=None) -> int:
                 row = {"name": row_name, "init": init, "arch": rows[-1]["arch"], "shots": shots, "seed": "ens",
                        "seeds": list(a.seeds), "macro_f1": m["macro_f1"], "macro_f1_ci": [lo, hi],
                        "accuracy": m["accuracy"], "minutes": (time.perf_counter() - t) / 60, "run": str(ens),
-                       "cv": 0, "val_fraction": a.val_fraction, "head_only_epochs": a.head_only_epochs, "tta": a.tta}
-                if teachers:
-                    row["teachers"], row["transfer"] = teachers, list(a.transfer)
+                       "cv": 0, **recorded}
                 _save_row(out / "results.jsonl", row)
                 _print_row(row)
     print("\nmean over seeds:")

@@ -532,6 +532,16 @@ def test_estimate_from_measured_speed(data, tmp_path):
     wall, free, basis = estimate_seconds(cells, tmp_path, cells,
                                          lambda hp: asked.append(hp) or {"wall": (1.0, 0.5), "cpu": (1.0, 1.0)})
     assert len(asked) == 1 and "probe" in basis and wall == pytest.approx(sum(1 + 0.5 * c.work for c in cells))
+    # evaluations still to run: a third of a training image per view until one is measured ...
+    wall, free, basis = estimate_seconds(cells, tmp_path, [], lambda hp: {"wall": (1.0, 0.6), "cpu": (1.0, 1.0)},
+                                         evals=[(cells[0], 100)])
+    assert wall == pytest.approx(20.0) and "a third of a training image" in basis
+    # ... then at the measured seconds per image view (8 views per image with d4)
+    cdir = tmp_path / "cells" / cells[0].key[:24]
+    cdir.mkdir(parents=True)
+    (cdir / "eval-x-tta-d4.json").write_text(json.dumps({"y_true": ["a"] * 10, "tta": "d4", "eval_s": 4.0}))
+    wall, free, basis = estimate_seconds(cells, tmp_path, [], None, evals=[(cells[1], 100)])
+    assert wall == pytest.approx(5.0) and "evaluation: measured" in basis
 
 
 # -- the init axis ------------------------------------------------------------------------------
@@ -638,6 +648,14 @@ def test_tta_re_evaluates_cached_cells_without_retraining(data, tmp_path, monkey
     plain = (out / "results.jsonl").read_bytes()
     assert len(fc.cell_calls) == 9 and {t for _, _, t in fc.eval_calls} == {"none"}
     assert b'"tta"' not in plain and "TTA" not in (out / "summary.md").read_text()
+
+    # --estimate counts the evaluations TTA adds, though nothing is left to train
+    said = []
+    est = run_ablation(d4, out, train_fn=fc.train, eval_fn=fc.evaluate, log=said.append, estimate_only=True)
+    assert est["evaluations"] == 9 * 2 and est["estimate_s"] > 0 and len(fc.cell_calls) == 9
+    assert any("0 cells and 18 evaluations" in m for m in said)
+    assert run_ablation(base, out, train_fn=fc.train, eval_fn=fc.evaluate, log=lambda m: None,
+                        estimate_only=True)["evaluations"] == 0
 
     again = FakeClassifier()
     r = run_ablation(d4, out, train_fn=again.train, eval_fn=again.evaluate, log=lambda m: None)

@@ -106,10 +106,11 @@ def _ablate(args) -> int:
                            warn_seconds=QUICK_LIMIT_S if args.preset == "quick" else None, backend=backend)
     if args.estimate:
         est, free = res["estimate_s"], res.get("estimate_free_s")
+        what = f"{res['cells']} cells, {res['cells'] - res['reused']} to train, {res['evaluations']} evaluations to run"
         if est is None:
-            print(f"{res['cells']} cells, {res['cells'] - res['reused']} to train: no estimate")
+            print(f"{what}: no estimate")
         else:
-            print(f"{res['cells']} cells, {res['cells'] - res['reused']} to train: about {est / 60:.1f} min at the "
+            print(f"{what}: about {est / 60:.1f} min at the "
                   "measured speed" + (f", {free / 60:.1f} min on free cores" if free else ""))
         return 0
     if args.preset == "quick" and res["wall_s"] > QUICK_LIMIT_S:

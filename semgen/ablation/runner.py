@@ -103,13 +103,17 @@ def _fit(rows, col: int = 1) -> tuple[float, float] | None:
     return float(a), float(b)
 
 
-def estimate_seconds(cells: list[Cell], cache: Path, todo: list[Cell], probe: Callable[[dict], dict] | None = None):
-    """Expected time of the cells still to train, from measured seconds per training image.
+def estimate_seconds(cells: list[Cell], cache: Path, todo: list[Cell], probe: Callable[[dict], dict] | None = None,
+                     evals: list[tuple[Cell, int]] = ()):
+    """Expected time of the cells still to train and of the evaluations still to run.
 
     Returns ``(wall_s, free_s, basis)``: ``wall_s`` at the speed measured (the machine's load
     included), ``free_s`` from the CPU time measured, spread over all cores (what an unshared
-    machine would take). Uses this cache's earlier cells where there are any, else runs ``probe``
-    (a one-epoch training on the smallest subset) to measure the speed.
+    machine would take). Training speed comes from this cache's earlier cells where there are any,
+    else from ``probe`` (a one-epoch training on the smallest subset). ``evals`` lists the missing
+    evaluations as ``(cell, image views)`` (test images x test-time augmentation views): they cost
+    the seconds per view measured in this cache's evaluations of the same arch and size, else a
+    third of a training image (a forward pass without the backward one).
     """
     try:
         data = json.loads(_timing_path(cache).read_text())
@@ -133,7 +137,47 @@ def estimate_seconds(cells: list[Cell], cache: Path, todo: list[Cell], probe: Ca
         wall += fw[0] + fw[1] * c.work
         if fc is not None:
             cpu += fc[0] + fc[1] * c.work
-    return wall, (cpu / cores if cpu else None), "; ".join(sorted(basis))
+    per_view = _eval_speeds(cells, cache) if evals else {}
+    eval_s = 0.0
+    for c, views in evals:
+        k = _timing_key(c.hyper)
+        if k in per_view:
+            basis.add(f"{k} evaluation: measured")
+        else:
+            fw = _fit(data.get(k, []), 1) or probed.get(k, {}).get("wall")
+            if fw is None and probe is not None:
+                probed[k] = probe(c.hyper)
+                fw = probed[k].get("wall")
+            if fw is None:
+                return None, None, "no timing known"
+            per_view[k] = fw[1] / 3
+            basis.add(f"{k} evaluation: a third of a training image")
+        eval_s += per_view[k] * views
+    # an evaluation runs in one process on all cores: its wall time is also its free-core time
+    return wall + eval_s, (cpu / cores + eval_s if cpu else None), "; ".join(sorted(basis))
+
+
+def _eval_path(cdir: Path, test: Pool, tta: str) -> Path:
+    # keyed on tta too, so that evaluations with and without it never stand in for each other;
+    # without it the name it always had, so existing caches are still found
+    return cdir / (f"eval-{test.key[:24]}.json" if tta == "none" else f"eval-{test.key[:24]}-tta-{tta}.json")
+
+
+def _eval_speeds(cells: list[Cell], cache: Path) -> dict[str, float]:
+    """Median wall seconds per evaluated image view, per timing key, from this cache's evaluations."""
+    from ..classifier.tta import TTA_MODES
+
+    seen: dict[str, list[float]] = {}
+    for c in cells:
+        for p in (cache / "cells" / c.key[:24]).glob("eval-*.json"):
+            try:
+                ev = json.loads(p.read_text())
+                views = len(ev["y_true"]) * len(TTA_MODES[ev.get("tta", "none")])
+                if ev.get("eval_s") and views:
+                    seen.setdefault(_timing_key(c.hyper), []).append(float(ev["eval_s"]) / views)
+            except (OSError, ValueError, KeyError, TypeError):
+                continue  # a torn or older file: it only informs an estimate
+    return {k: sorted(v)[len(v) // 2] for k, v in seen.items()}
 
 
 def _fmt_s(s: float) -> str:
@@ -259,18 +303,25 @@ def run_ablation(cfg: AblationConfig, out, *, train_fn: Callable | None = None, 
             frac = a / wall if wall > 0 else 0.0
             return {"wall": (a, (wall - a) / n), "cpu": (cpu * frac, cpu * (1 - frac) / n)}
 
-        est, est_free, basis = (0.0, 0.0, "nothing to train") if not todo else estimate_seconds(cells, cache, todo, probe)
+        from ..classifier.tta import TTA_MODES
+
+        missing = [(c, len(t.items) * len(TTA_MODES[cfg.tta])) for c in cells for t in tests.values()
+                   if not _eval_path(cache / "cells" / c.key[:24], t, cfg.tta).exists()]
+        est, est_free, basis = ((0.0, 0.0, "nothing to train or evaluate") if not (todo or missing)
+                                else estimate_seconds(cells, cache, todo, probe, missing))
         if not todo:
-            log("ablate: every cell is cached; rewriting the report")
-        elif est is not None:
+            log("ablate: every cell is cached; " + (f"{len(missing)} evaluation(s) to run, then " if missing else "")
+                + "rewriting the report")
+        if (todo or missing) and est is not None:
             free = f", about {_fmt_s(est_free)} on {os.cpu_count()} free cores" if est_free else ""
-            log(f"ablate: expected time for {len(todo)} cells: about {_fmt_s(est)} at the measured speed{free} "
-                f"(from {basis}; early stopping can make it shorter)")
+            log(f"ablate: expected time for {len(todo)} cells and {len(missing)} evaluations: about {_fmt_s(est)} "
+                f"at the measured speed{free} (from {basis}; early stopping can make it shorter)")
         if warn_seconds is not None and est is not None and est > warn_seconds:
             log(f"ablate: warning: the estimate is over {_fmt_s(warn_seconds)}; fewer sources or smaller "
                 "amounts would make it faster")
         if estimate_only:
-            return {"cells": len(cells), "trained": 0, "reused": len(cells) - len(todo), "estimate_s": est,
+            return {"cells": len(cells), "trained": 0, "reused": len(cells) - len(todo), "evaluations": len(missing),
+                    "estimate_s": est,
                     "estimate_free_s": est_free, "wall_s": time.perf_counter() - t0, "out": str(out)}
         if max_seconds is not None and est is not None and est > max_seconds:
             raise SemgenError(f"this matrix would take about {_fmt_s(est)}, over the {_fmt_s(max_seconds)} the "
@@ -283,7 +334,6 @@ def run_ablation(cfg: AblationConfig, out, *, train_fn: Callable | None = None, 
         remote = _train_on_backend(cells, cache, train_fn, backend, log, progress) if backend is not None else set()
         for i, cell in enumerate(cells, 1):
             cdir = cache / "cells" / cell.key[:24]
-            t_cell, c_cell = time.perf_counter(), time.process_time()
             fresh = cell.key in remote
             if fresh:
                 log(f"[{i}/{len(cells)}] trained {cell.label()} on the backend")
@@ -300,7 +350,11 @@ def run_ablation(cfg: AblationConfig, out, *, train_fn: Callable | None = None, 
                         if cell.init is not None and not _done(cache, cell.init):
                             raise SemgenError(f"internal: {cell.label()} runs before its pretraining cell")
                         log(f"[{i}/{len(cells)}] train {cell.label()} ({cell.n_train} images, {cell.epochs} epochs)")
+                        t_cell, c_cell = time.perf_counter(), time.process_time()
                         _train_cell(cell, cache, train_fn, progress)
+                        # the measured cost of training a cell, for estimates (evaluations are timed apart)
+                        _record_timing(cache, cell.hyper, cell.work, time.perf_counter() - t_cell,
+                                       time.process_time() - c_cell)
                         trained += 1
             if not fresh:
                 log(f"[{i}/{len(cells)}] cached {cell.label()}")
@@ -309,9 +363,6 @@ def run_ablation(cfg: AblationConfig, out, *, train_fn: Callable | None = None, 
             _write_results(out, done_lines)
             m = {n: f"{e['metrics']['macro_f1']:.3f}" for n, e in evals.items()}
             log(f"[{i}/{len(cells)}]   macro-F1 {m}")
-            if fresh and cell.key not in remote:  # measured cost of a cell (training + evaluation), for estimates
-                _record_timing(cache, cell.hyper, cell.work, time.perf_counter() - t_cell,
-                               time.process_time() - c_cell)
         from .report import write_report
 
         write_report(out, bootstrap_n=cfg.bootstrap["n"], bootstrap_seed=cfg.bootstrap["seed"])
@@ -459,9 +510,7 @@ def _jsonable(v) -> bool:
 
 
 def _evaluate_cell(cell: Cell, cdir: Path, name: str, test: Pool, eval_fn, tta: str = "none") -> dict:
-    # keyed on tta too, so that evaluations with and without it never stand in for each other;
-    # without it the name it always had, so existing caches are still found
-    path = cdir / (f"eval-{test.key[:24]}.json" if tta == "none" else f"eval-{test.key[:24]}-tta-{tta}.json")
+    path = _eval_path(cdir, test, tta)
     if path.exists():
         try:
             return json.loads(path.read_text())
