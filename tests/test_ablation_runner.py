@@ -537,8 +537,9 @@ def test_estimate_from_measured_speed(data, tmp_path):
                                          evals=[(cells[0], 100)])
     assert wall == pytest.approx(20.0) and "a third of a training image" in basis
     # ... then at the measured seconds per image view (8 views per image with d4)
-    cdir = tmp_path / "cells" / cells[0].key[:24]
+    cdir = tmp_path / "cells" / "any-cell-of-this-cache"  # not one of this plan's: the arch and size decide
     cdir.mkdir(parents=True)
+    (cdir / "cell.json").write_text(json.dumps({"config": {"classifier": cells[0].hyper}}))
     (cdir / "eval-x-tta-d4.json").write_text(json.dumps({"y_true": ["a"] * 10, "tta": "d4", "eval_s": 4.0}))
     wall, free, basis = estimate_seconds(cells, tmp_path, [], None, evals=[(cells[1], 100)])
     assert wall == pytest.approx(5.0) and "evaluation: measured" in basis

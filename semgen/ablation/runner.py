@@ -137,13 +137,13 @@ def estimate_seconds(cells: list[Cell], cache: Path, todo: list[Cell], probe: Ca
         wall += fw[0] + fw[1] * c.work
         if fc is not None:
             cpu += fc[0] + fc[1] * c.work
-    per_view = _eval_speeds(cells, cache) if evals else {}
+    per_view = _eval_speeds(cache) if evals else {}
+    for k in per_view:
+        basis.add(f"{k} evaluation: measured")
     eval_s = 0.0
     for c, views in evals:
         k = _timing_key(c.hyper)
-        if k in per_view:
-            basis.add(f"{k} evaluation: measured")
-        else:
+        if k not in per_view:
             fw = _fit(data.get(k, []), 1) or probed.get(k, {}).get("wall")
             if fw is None and probe is not None:
                 probed[k] = probe(c.hyper)
@@ -163,20 +163,21 @@ def _eval_path(cdir: Path, test: Pool, tta: str) -> Path:
     return cdir / (f"eval-{test.key[:24]}.json" if tta == "none" else f"eval-{test.key[:24]}-tta-{tta}.json")
 
 
-def _eval_speeds(cells: list[Cell], cache: Path) -> dict[str, float]:
-    """Median wall seconds per evaluated image view, per timing key, from this cache's evaluations."""
+def _eval_speeds(cache: Path) -> dict[str, float]:
+    """Median wall seconds per evaluated image view, per timing key, over every evaluation in the cache."""
     from ..classifier.tta import TTA_MODES
 
     seen: dict[str, list[float]] = {}
-    for c in cells:
-        for p in (cache / "cells" / c.key[:24]).glob("eval-*.json"):
-            try:
+    for cj in (cache / "cells").glob("*/cell.json"):
+        try:
+            key = _timing_key(json.loads(cj.read_text())["config"]["classifier"])
+            for p in cj.parent.glob("eval-*.json"):
                 ev = json.loads(p.read_text())
                 views = len(ev["y_true"]) * len(TTA_MODES[ev.get("tta", "none")])
                 if ev.get("eval_s") and views:
-                    seen.setdefault(_timing_key(c.hyper), []).append(float(ev["eval_s"]) / views)
-            except (OSError, ValueError, KeyError, TypeError):
-                continue  # a torn or older file: it only informs an estimate
+                    seen.setdefault(key, []).append(float(ev["eval_s"]) / views)
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # a torn or older file: it only informs an estimate
     return {k: sorted(v)[len(v) // 2] for k, v in seen.items()}
 
 
