@@ -679,6 +679,7 @@ def test_tta_re_evaluates_cached_cells_without_retraining(data, tmp_path, monkey
     assert conf["tta"] == "d4"
     md = (out / "summary.md").read_text()
     assert "test-time augmentation: `d4`" in md and "## Test set `t` (24 images, 3 classes; TTA `d4`)" in md
+    assert "fine-tune (pretrain arm)" in md  # this matrix has a pretrain arm
     assert json.loads((out / "summary.json").read_text())["t"]["tta"] == "d4"
 
     # back to none: the cached evaluations without TTA, byte for byte, and nothing run at all
@@ -701,6 +702,7 @@ def test_tta_re_evaluates_cached_cells_without_retraining(data, tmp_path, monkey
     assert args.func(args) == 0
     assert third.train_calls == [] and {t for _, _, t in third.eval_calls} == {"flips"}
     assert all(x["tta"] == "flips" for x in _lines(tmp_path / "o2"))
+    assert "fine-tune (pretrain arm)" not in (tmp_path / "o2" / "summary.md").read_text()  # real arm only
     with pytest.raises(SemgenError, match=r"^--tta must be one of none, flips, d4, got 'd8' \(AblationConfig.tta\)$"):
         args = parser.parse_args(argv + ["--tta", "d8"])
         args.func(args)

@@ -199,8 +199,11 @@ def render_markdown(agg: dict, config: dict | None, plots: dict) -> str:
                              for i in inits)
             L.append("- inits (where each arm's first model starts; `pretrain[S]` fine-tunes the synthetic "
                      f"model that started there): {desc}")
-        L.append(f"- classifier: `{json.dumps(config.get('classifier'), sort_keys=True)}`; "
-                 f"fine-tune (pretrain arm): `{json.dumps(config.get('finetune'), sort_keys=True)}`")
+        # the fine-tuning settings only where a pretrain arm uses them (an older config lists no arms)
+        pretrains = any(str(a).startswith("pretrain") for a in config.get("arms") or ["pretrain"])
+        L.append(f"- classifier: `{json.dumps(config.get('classifier'), sort_keys=True)}`"
+                 + (f"; fine-tune (pretrain arm): `{json.dumps(config.get('finetune'), sort_keys=True)}`"
+                    if pretrains else ""))
     tta = next((a["tta"] for a in agg.values() if "tta" in a), "none")
     if tta != "none":
         from ..classifier.tta import TTA_MODES
