@@ -122,32 +122,34 @@ def estimate_seconds(cells: list[Cell], cache: Path, todo: list[Cell], probe: Ca
     wall, cpu, basis = 0.0, 0.0, set()
     probed: dict[str, dict] = {}
     cores = max(1, os.cpu_count() or 1)
-    for c in todo:
+
+    def train_speed(c: Cell):
+        """``(wall fit, cpu fit, where from)`` of training ``c``'s arch and size: measured cells, else the probe."""
         k = _timing_key(c.hyper)
         fw, fc = _fit(data.get(k, []), 1), _fit(data.get(k, []), 2)
-        if fw is None:
-            if k not in probed and probe is not None:
-                probed[k] = probe(c.hyper)
-            fw, fc = probed.get(k, {}).get("wall"), probed.get(k, {}).get("cpu")
-            basis.add(f"{k}: one-epoch probe")
-        else:
-            basis.add(f"{k}: {len(data[k])} measured cells")
+        if fw is not None:
+            return fw, fc, f"{len(data[k])} measured cells"
+        if k not in probed and probe is not None:
+            probed[k] = probe(c.hyper)
+        return probed.get(k, {}).get("wall"), probed.get(k, {}).get("cpu"), "one-epoch probe"
+
+    for c in todo:
+        fw, fc, source = train_speed(c)
         if fw is None:
             return None, None, "no timing known"
+        basis.add(f"{_timing_key(c.hyper)}: {source}")
         wall += fw[0] + fw[1] * c.work
         if fc is not None:
             cpu += fc[0] + fc[1] * c.work
     per_view = _eval_speeds(cache) if evals else {}
-    for k in per_view:
-        basis.add(f"{k} evaluation: measured")
+    measured = set(per_view)  # the keys a third of a training image stands in for are added below
     eval_s = 0.0
     for c, views in evals:
         k = _timing_key(c.hyper)
-        if k not in per_view:
-            fw = _fit(data.get(k, []), 1) or probed.get(k, {}).get("wall")
-            if fw is None and probe is not None:
-                probed[k] = probe(c.hyper)
-                fw = probed[k].get("wall")
+        if k in measured:
+            basis.add(f"{k} evaluation: measured")
+        else:
+            fw = train_speed(c)[0]
             if fw is None:
                 return None, None, "no timing known"
             per_view[k] = fw[1] / 3
