@@ -156,7 +156,8 @@ def estimate_seconds(cells: list[Cell], cache: Path, todo: list[Cell], probe: Ca
             basis.add(f"{k} evaluation: a third of a training image")
         eval_s += per_view[k] * views
     # an evaluation runs in one process on all cores: its wall time is also its free-core time
-    return wall + eval_s, (cpu / cores + eval_s if cpu else None), "; ".join(sorted(basis))
+    # (no CPU time known for the training: no free-core figure, unless there is nothing to train)
+    return wall + eval_s, (cpu / cores + eval_s if cpu or not todo else None), "; ".join(sorted(basis))
 
 
 def _eval_path(cdir: Path, test: Pool, tta: str) -> Path:
