@@ -316,3 +316,69 @@ def test_fp32_export_has_no_padding_arithmetic_and_matches_pytorch(tmp_path):
     with torch.no_grad():
         want = model(imgs.unsqueeze(1).float() / 255).numpy()
     np.testing.assert_allclose(ort_logits(ort_session(path), imgs), want, rtol=1e-4, atol=1e-4)
+
+
+class _Killed(Exception):
+    pass
+
+
+_TIMING = ("seconds", "train_seconds", "images_per_s")
+
+
+@pytest.mark.parametrize("kill_after", [1, 3])
+def test_a_killed_run_resumes_to_the_run_it_would_have_been(runs, tmp_path, monkeypatch, kill_after):
+    """A run stopped after any epoch and started again with the same settings ends with the same
+    bytes (weights, log, calibration) as one that was never stopped: here a distilled student
+    with a transfer stream, dropout, a validation split and a QAT phase (epochs 3-4); killed
+    in its FP32 phase (after epoch 1) and in its QAT phase (after epoch 3)."""
+    from semgen.classifier import train as train_mod
+
+    kw = dict(arch="mobilenetv3_small_050", epochs=4, qat=QATConfig(epochs=2, weight_bits=7),
+              distill=DistillConfig([runs / "t1"], transfer=["stream:5=1"]), val_fraction=0.25, **FAST)
+    train_classifier(runs / "train", tmp_path / "whole", **kw)
+    assert not (tmp_path / "whole" / "resume").exists()  # states only while a run is unfinished
+
+    save = train_mod._save_train_state
+
+    def save_then_die(out, epoch, *a, **k):
+        save(out, epoch, *a, **k)
+        if epoch == kill_after:
+            raise _Killed
+
+    monkeypatch.setattr(train_mod, "_save_train_state", save_then_die)
+    run = tmp_path / "killed"
+    with pytest.raises(_Killed):
+        train_classifier(runs / "train", run, **kw)
+    assert not (run / "summary.json").exists() and (run / "resume" / "LATEST").exists()
+    monkeypatch.setattr(train_mod, "_save_train_state", save)
+    with open(run / "train_log.jsonl", "a") as f:  # an epoch logged after the last state: run again
+        f.write('{"epoch": %d, "train_loss": 9.9}\n' % (kill_after + 1))
+    train_classifier(runs / "train", run, **kw)
+
+    for name in ("model.safetensors", "qat.safetensors", "last/model.safetensors", "calibration.json"):
+        if (tmp_path / "whole" / name).exists() or (run / name).exists():
+            assert (run / name).read_bytes() == (tmp_path / "whole" / name).read_bytes(), name
+    strip = lambda rs: [{k: v for k, v in r.items() if k not in _TIMING} for r in rs]  # noqa: E731
+    assert strip(_log(run)) == strip(_log(tmp_path / "whole"))
+    assert [r["qat"] for r in _log(run)] == [False, False, True, True]
+    assert not (run / "resume").exists()
+
+
+def test_an_unfinished_run_with_other_settings_starts_anew(runs, tmp_path, monkeypatch, capsys):
+    from semgen.classifier import train as train_mod
+
+    save = train_mod._save_train_state
+
+    def save_then_die(*a, **k):
+        save(*a, **k)
+        raise _Killed
+
+    monkeypatch.setattr(train_mod, "_save_train_state", save_then_die)
+    kw = dict(arch="mobilenetv3_small_050", **FAST)
+    with pytest.raises(_Killed):
+        train_classifier(runs / "train", tmp_path / "r", epochs=3, **kw)
+    monkeypatch.setattr(train_mod, "_save_train_state", save)
+    capsys.readouterr()
+    s = train_classifier(runs / "train", tmp_path / "r", epochs=2, seed=1, **kw)
+    assert "unfinished run with other settings; starting anew" in capsys.readouterr().err
+    assert s["epochs_run"] == 2 and [r["epoch"] for r in _log(tmp_path / "r")] == [1, 2]

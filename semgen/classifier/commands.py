@@ -44,7 +44,7 @@ def register(sub) -> None:
                    help="with a non-scratch --init: train only the classifier head for the first K epochs")
     p.add_argument("--classes", metavar="A,B,...", help="comma-separated class list (default: the labels in --data)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
-    p.add_argument("--overwrite", action="store_true", help="retrain even if RUN_DIR holds a finished run")
+    p.add_argument("--overwrite", action="store_true", help="train anew even if RUN_DIR holds a finished run (or an unfinished one, which is otherwise continued)")
     add_device_arguments(p)
     g = p.add_argument_group("distillation")
     g.add_argument("--teacher", action="append", default=[], metavar="RUN",

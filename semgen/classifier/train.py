@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import math
 import platform
+import shutil
+import sys
 import time
 import contextlib
 from contextlib import contextmanager
@@ -28,6 +30,7 @@ from .models import create_model
 from .calibrate import calibrate_run
 from .distill import DistillConfig, Distiller, TransferStream, transfer_schedule, transfer_stream
 from .qat import QATConfig, to_qat
+from ..run_state import has_states, latest_state, save_state, truncate_log
 
 #: Fewest images drawn per epoch: tiny real sets (a few hundred images) still get enough
 #: optimiser steps per epoch for early stopping to be meaningful.
@@ -142,7 +145,9 @@ def train_classifier(data, out=None, **settings) -> dict:
     out : path
         The run dir: the best epoch as ``model.safetensors`` + ``config.json`` (which also holds the
         run's settings; :mod:`semgen.classifier.checkpoint`), the last epoch in ``last/``,
-        ``train_log.jsonl``, ``summary.json``, ``calibration.json``.
+        ``train_log.jsonl``, ``summary.json``, ``calibration.json``. A finished run of the same
+        settings is returned as it is; an unfinished one continues after its last saved epoch
+        (``resume/``, :mod:`semgen.run_state`) and ends as an uninterrupted run would have.
     arch : str
         A name of :data:`semgen.classifier.models.ARCHS` (default: the ``--init`` checkpoint's,
         ``efficientnet_lite0`` for ``init="imagenet"``, else ``mobilenetv3_small_100``).
@@ -289,9 +294,14 @@ def _train(
                           "choose another --out or pass --overwrite")
     out.mkdir(parents=True, exist_ok=True)
     with lock_dir(out), torch_threads(num_threads):  # one run per --out: two would interleave their log
-        for stale in ("summary.json", "train_log.jsonl"):
-            (out / stale).unlink(missing_ok=True)
-        clear_checkpoints(out)  # a run started anew: no weights of an earlier one may stand in for its best
+        found = _unfinished(out, request, overwrite)
+        if found is None:
+            for stale in ("summary.json", "train_log.jsonl"):
+                (out / stale).unlink(missing_ok=True)
+            clear_checkpoints(out)  # a run started anew: no weights of an earlier one may stand in for its best
+            shutil.rmtree(out / RESUME, ignore_errors=True)
+        else:  # epochs logged after the last saved state are run (and logged) again
+            truncate_log(out / "train_log.jsonl", found.step, key="epoch")
         t_load = time.perf_counter()
         full = load_image_set(sources, size=size, classes=classes, progress=progress)
         if len(full.classes) < 2:
@@ -357,14 +367,33 @@ def _train(
         best_epoch, best_metrics, bad, epochs_run = 0, {}, 0, 0
         train_time, train_images = 0.0, 0
         t0 = time.perf_counter()
-        bar = progress_bar(range(1, epochs + 1), desc=f"train {arch}", unit="epoch", enabled=progress)
+        lr_q = None if qat_start is None else (qat.lr if qat.lr is not None else (lr if qat_start == 1 else lr / 10))
+        qat_steps = None if qat_start is None else len(schedule) * (epochs - qat_start + 1)
+        ckmeta = {}
+        if found is not None:
+            if qat_start is not None and found.step >= qat_start:  # the state is of the fake-quantised model
+                model, opt, sched = _qat_model(model, qat, dev, lr_q, weight_decay, qat_steps, len(schedule))
+                head_params = {id(p) for p in model.head_parameters()}
+            found.restore(model, opt, sched, scaler)
+            g.set_state(found.extra["generator"])
+            torch.set_rng_state(found.extra["torch_rng"])  # dropout
+            if dev.type == "cuda" and "cuda_rng" in found.extra:
+                torch.cuda.set_rng_state(found.extra["cuda_rng"], dev)
+            st = found.state
+            if transfer is not None and transfer.stream is not None:
+                transfer.stream.made = int(st["transfer_made"])
+            best, best_epoch, best_metrics, bad = tuple(st["best"]), st["best_epoch"], st["best_metrics"], st["bad"]
+            train_time, train_images, epochs_run = st["train_seconds"], st["train_images"], found.step
+            ckmeta = best_metrics
+            t0 -= st["seconds"]
+            print(f"semgen train: resuming {out} after epoch {found.step} of {epochs}", file=sys.stderr)
+        bar = progress_bar(range(epochs_run + 1, epochs + 1), desc=f"train {arch}", unit="epoch",
+                           enabled=progress)
         with JsonlAppender(out / "train_log.jsonl") as log:
             for epoch in bar:
                 if qat_start is not None and epoch == qat_start:
                     model, opt, sched = _start_qat(model, qat, out, train_set, probs, augment, g, batch_size,
-                                                   qat.lr if qat.lr is not None else (lr if qat_start == 1 else lr / 10),
-                                                   qat_start > 1, weight_decay,
-                                                   len(schedule) * (epochs - qat_start + 1), len(schedule), dev)
+                                                   lr_q, qat_start > 1, weight_decay, qat_steps, len(schedule), dev)
                     head_params = {id(p) for p in model.head_parameters()}
                     best, bad = (-1.0, -math.inf), 0  # the best epoch must be a QAT model
                 head_only = epoch <= head_only_epochs
@@ -450,6 +479,13 @@ def _train(
                 if (len(val_set) and bad >= patience and epoch > head_only_epochs and epoch >= min_epochs
                         and (qat_start is None or epoch >= qat_start)):  # never stop before the QAT phase
                     break
+                if epoch < epochs:  # what a killed run continues from (the same command again)
+                    _save_train_state(out, epoch, model, opt, sched, scaler, g, dev, {
+                        "request": config["request"], "best": list(best), "best_epoch": best_epoch,
+                        "best_metrics": best_metrics, "bad": bad, "train_seconds": train_time,
+                        "train_images": train_images, "seconds": time.perf_counter() - t0,
+                        "transfer_made": transfer.stream.made if transfer is not None and transfer.stream is not None
+                        else 0})
         save_checkpoint(out / LAST, model, classes=cls, size=size, epoch=epochs_run, metrics=ckmeta, config={})
         calibration = _calibrate(out, val_set, cls, qat_start is not None, comp)
 
@@ -463,6 +499,7 @@ def _train(
     if qat_start is not None:
         summary["qat"] = True
     _write_json(out / "summary.json", summary)
+    shutil.rmtree(out / RESUME, ignore_errors=True)  # finished: the states are only for continuing
     return summary
 
 
@@ -529,6 +566,15 @@ class _Transfer:
         return self.images[torch.multinomial(self.probs, n, replacement=True, generator=g)]
 
 
+def _qat_model(model, qat: QATConfig, device: torch.device, lr_q: float, weight_decay: float, total: int,
+               steps: int):
+    """The fake-quantised model of ``model`` (folded), and its fresh optimiser and schedule."""
+    model = to_qat(model.to(memory_format=torch.contiguous_format), momentum=qat.momentum,
+                   weight_bits=qat.weight_bits)
+    model = model.to(memory_format=torch.channels_last).to(device)
+    return (model, *_optimizer(model, lr_q, weight_decay, max(1, total), max(1, steps // 10)))
+
+
 def _start_qat(model, qat: QATConfig, out: Path, train_set, probs, augment, g, batch_size: int, lr_q: float,
                from_best: bool, weight_decay: float, total: int, steps: int, device: torch.device):
     """Enter the QAT phase: start from the best FP32 epoch (if there was an FP32 phase), fold and
@@ -537,16 +583,40 @@ def _start_qat(model, qat: QATConfig, out: Path, train_set, probs, augment, g, b
 
     if from_best and (out / WEIGHTS).exists():
         model.load_state_dict(read_checkpoint(out)["state_dict"])
-    model = to_qat(model.to(memory_format=torch.contiguous_format), momentum=qat.momentum,
-                   weight_bits=qat.weight_bits)
-    model = model.to(memory_format=torch.channels_last).to(device)
+    model, opt, sched = _qat_model(model, qat, device, lr_q, weight_decay, total, steps)
     model.train()
     with torch.no_grad():  # ranges from real batches before the first step moves the weights
         for _ in range(max(0, qat.calib_batches)):
             idx = torch.multinomial(probs, batch_size, replacement=True, generator=g)
             model(augment_batch(train_set.images[idx], augment, g).contiguous(memory_format=torch.channels_last)
                   .to(device))
-    return (model, *_optimizer(model, lr_q, weight_decay, max(1, total), max(1, steps // 10)))
+    return model, opt, sched
+
+
+#: the run dir's folder of resumable states (``state-EPOCH/``, :mod:`semgen.run_state`); removed when
+#: the run finishes
+RESUME = "resume"
+STATE_FORMAT = "semgen-train-state"
+
+
+def _unfinished(out: Path, request: dict, overwrite: bool):
+    """The newest state of an unfinished run of the same request in ``out``, else None (start anew)."""
+    if overwrite or not has_states(out / RESUME):
+        return None
+    found = latest_state(out / RESUME, fmt=STATE_FORMAT)
+    if found is None or found.state.get("request") != json.loads(json.dumps(request, default=_json_default)):
+        print(f"semgen train: {out} holds an unfinished run with other settings; starting anew", file=sys.stderr)
+        return None
+    return found
+
+
+def _save_train_state(out: Path, epoch: int, model, opt, sched, scaler, g: torch.Generator, dev, info: dict) -> None:
+    """The state after ``epoch``: weights, optimiser, schedule, and the random streams that the next
+    epoch draws from (batches and augmentation: ``g``; dropout: torch's global generator)."""
+    extra = {"generator": g.get_state(), "torch_rng": torch.get_rng_state()}
+    if dev.type == "cuda":
+        extra["cuda_rng"] = torch.cuda.get_rng_state(dev)
+    save_state(out / RESUME, epoch, model, opt, sched, info, fmt=STATE_FORMAT, scaler=scaler, extra=extra)
 
 
 def _calibrate(out: Path, val_set, classes, qat: bool, comp: Compute | None = None) -> dict:

@@ -21,8 +21,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
-import sys
 import time
 import warnings
 from pathlib import Path
@@ -41,9 +39,9 @@ from ..classifier.train import optimizer_step, warmup_cosine
 from ..configs import Config, Int, Number
 from ..devices import compute
 from ..errors import SemgenError
-from ..imageio import write_bytes_atomic
 from ..manifests import JsonlAppender, current_command
 from ..parallel import ordered_map
+from ..run_state import has_states, latest_state, save_state, truncate_log
 from .labels import LABEL_KINDS, TargetSpace
 from .stream import StreamJob, stream_key
 
@@ -298,94 +296,6 @@ def _apply_init(model: SemClassifier, init: str | None) -> dict | None:
     return apply_init(model, init)
 
 
-# -- state: safetensors + JSON, never pickle ---------------------------------------------------
-
-def _opt_tensors(opt: torch.optim.Optimizer) -> tuple[dict, dict]:
-    sd = opt.state_dict()
-    tensors, scalars = {}, {}
-    for pid, st in sd["state"].items():
-        for k, v in st.items():
-            if torch.is_tensor(v) and v.ndim > 0:
-                tensors[f"{pid}.{k}"] = v.detach().contiguous()
-            else:
-                scalars[f"{pid}.{k}"] = float(v.item() if torch.is_tensor(v) else v)
-    groups = [{k: v for k, v in g.items()} for g in sd["param_groups"]]
-    return tensors, {"scalars": scalars, "param_groups": groups}
-
-
-def _load_opt(opt: torch.optim.Optimizer, tensors: dict, meta: dict) -> None:
-    state: dict = {}
-    for key, v in tensors.items():
-        pid, k = key.split(".", 1)
-        state.setdefault(int(pid), {})[k] = v
-    for key, v in meta["scalars"].items():
-        pid, k = key.split(".", 1)
-        state.setdefault(int(pid), {})[k] = torch.tensor(v, dtype=torch.float32)
-    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
-
-
-def _save_state(out: Path, step: int, model: PretrainNet, opt, sched, info: dict, keep: int = 2,
-                scaler=None) -> Path:
-    from safetensors.torch import save_file
-
-    final = out / f"state-{step:09d}"
-    tmp = out / f".state-{step:09d}.{os.getpid()}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    save_file({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()},
-              str(tmp / "model.safetensors"))
-    ot, ometa = _opt_tensors(opt)
-    save_file({k: v.cpu() for k, v in ot.items()}, str(tmp / "optimizer.safetensors"))
-    state = {"format": STATE_FORMAT, "format_version": STATE_VERSION, "step": int(step),
-             "optimizer": ometa, "scheduler": sched.state_dict(), **info}
-    if scaler is not None:  # fp16 on a GPU only: CPU states keep their bytes
-        state["grad_scaler"] = scaler.state_dict()
-    (tmp / "state.json").write_text(json.dumps(state, indent=1) + "\n")
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(tmp, final)
-    write_bytes_atomic(out / "LATEST", (final.name + "\n").encode())  # the commit point
-    olds = sorted(p for p in out.glob("state-*") if p.is_dir() and p != final)
-    for p in olds[:max(0, len(olds) - (keep - 1))]:
-        shutil.rmtree(p, ignore_errors=True)
-    return final
-
-
-def _read_state(d: Path) -> tuple[dict, dict, dict]:
-    from safetensors.torch import load_file
-
-    state = json.loads((d / "state.json").read_text())
-    if state.get("format") != STATE_FORMAT:
-        raise ValueError("not a semgen pretraining state")
-    if state.get("format_version", 0) > STATE_VERSION:
-        raise SemgenError(f"{d} was written by a newer semgen")
-    return state, load_file(str(d / "model.safetensors")), load_file(str(d / "optimizer.safetensors"))
-
-
-def latest_state(out: Path):
-    """The newest readable state of run dir ``out`` as ``(dir, state, model_sd, opt_sd)``, or None.
-
-    A damaged newest state (a truncated file) falls back to the previous one with a warning.
-    """
-    names = []
-    if (out / "LATEST").exists():
-        names.append((out / "LATEST").read_text().strip())
-    names += sorted((p.name for p in out.glob("state-*") if p.is_dir()), reverse=True)
-    seen = set()
-    for name in names:
-        if name in seen or not name.startswith("state-"):
-            continue
-        seen.add(name)
-        d = out / name
-        try:
-            return (d, *_read_state(d))
-        except SemgenError:
-            raise
-        except Exception as e:  # noqa: BLE001 - any damage means: try the previous state
-            print(f"semgen: warning: {d} is unreadable ({type(e).__name__}); trying an older state",
-                  file=sys.stderr)
-    return None
-
-
 # -- the run ---------------------------------------------------------------------------------------
 
 def _export(out: Path, model: PretrainNet, cfg: PretrainConfig, space: TargetSpace, step: int, info: dict) -> None:
@@ -447,17 +357,17 @@ def pretrain(out, config: PretrainConfig | None = None, *, workers: int = 1, thr
     except OSError as e:
         raise SemgenError(f"cannot create --out {out}: {e.strerror}") from None
 
-    found = latest_state(out)
-    if found is None and any(out.glob("state-*")):
+    found = latest_state(out, fmt=STATE_FORMAT, version=STATE_VERSION)
+    if found is None and has_states(out):
         raise SemgenError(f"{out} holds no readable pretraining state; choose another --out")
-    if found is not None and found[1].get("config") != request:
+    if found is not None and found.state.get("config") != request:
         raise SemgenError(f"{out} holds a pretraining run with other settings; choose another --out "
                           "(or re-run with the settings in its state.json)")
     gens = {n: f"{g.name}@{g.version}" for n, g in
             zip(space.generators, StreamJob(space, seed=cfg.seed, size=cfg.size, profile=cfg.profile).generators())}
     # The stream is a function of the generator versions: resuming across a version bump would
     # silently train the rest of the run on other images than the same command gave before.
-    old_gens = found[1].get("generators") if found is not None else None
+    old_gens = found.state.get("generators") if found is not None else None
     if old_gens is not None and old_gens != gens:
         changed = ", ".join(f"{old_gens.get(n)} -> {v}" for n, v in gens.items() if old_gens.get(n) != v)
         raise SemgenError(f"{out} was pretrained on other generator versions ({changed}); finish it with "
@@ -487,19 +397,14 @@ def pretrain(out, config: PretrainConfig | None = None, *, workers: int = 1, thr
     sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(steps, max(1, int(cfg.warmup * steps))))
     step = 0
     if found is not None:
-        d, state, msd, osd = found
-        model.load_state_dict(msd)
-        _load_opt(opt, osd, state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        step = int(state["step"])
-        init_info = state.get("init")
-        if scaler is not None and state.get("grad_scaler"):
-            scaler.load_state_dict(state["grad_scaler"])
+        found.restore(model, opt, sched, scaler)
+        step = found.step
+        init_info = found.state.get("init")
     info = {"config": request, "targets": space.to_dict(), "init": init_info, "command": current_command(),
             "semgen_version": __version__, "torch": torch.__version__,
             "generators": gens, **comp.record()}
     log_path = out / "train_log.jsonl"
-    _truncate_log(log_path, step)
+    truncate_log(log_path, step)
     stop = steps if stop_after is None else min(steps, int(stop_after))
     B = cfg.batch_size
     mix = _MixedIn(cfg, space, progress) if cfg.data else None
@@ -575,12 +480,12 @@ def pretrain(out, config: PretrainConfig | None = None, *, workers: int = 1, thr
                                 ips=f"{ips or 0:.0f}")
                 t_int, n_int, loss_int, lc_int, corr_int, kd_int = time.perf_counter(), 0, 0.0, 0.0, 0, 0.0
             if step % save_every == 0 or step == stop:
-                _save_state(out, step, model, opt, sched, info, scaler=scaler)
+                save_state(out, step, model, opt, sched, info, fmt=STATE_FORMAT, version=STATE_VERSION, scaler=scaler)
                 _export(out, model, cfg, space, step, {"init": init_info, "generators": info["generators"],
                                                        **comp.record()})
     bar.close()
     if not (out / "LATEST").exists():  # nothing to do (already done) but nothing saved either
-        _save_state(out, step, model, opt, sched, info, scaler=scaler)
+        save_state(out, step, model, opt, sched, info, fmt=STATE_FORMAT, version=STATE_VERSION, scaler=scaler)
         _export(out, model, cfg, space, step, {"init": init_info, "generators": info["generators"],
                                                **comp.record()})
     took = time.perf_counter() - t_start
@@ -625,13 +530,3 @@ class _MixedIn:
         logp = F.log_softmax(logits, 1)
         member = self.member[y].to(logits.device)  # the labels stay on the CPU with the images
         return -torch.logsumexp(logp.masked_fill(~member, float("-inf")), 1).sum()
-
-
-def _truncate_log(path: Path, step: int) -> None:
-    """Drop log lines past the resumed step (written after the last saved state by a killed run)."""
-    if not path.exists():
-        return
-    from ..manifests.jsonl import iter_jsonl
-
-    keep = [r for r in iter_jsonl(path) if int(r.get("step", 0)) <= step]
-    write_bytes_atomic(path, "".join(json.dumps(r) + "\n" for r in keep).encode())
