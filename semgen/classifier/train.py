@@ -604,9 +604,11 @@ def _unfinished(out: Path, request: dict, overwrite: bool):
     if overwrite or not has_states(out / RESUME):
         return None
     found = latest_state(out / RESUME, fmt=STATE_FORMAT)
-    if found is None or found.state.get("request") != json.loads(json.dumps(request, default=_json_default)):
+    if found is None:
+        print(f"semgen train: {out / RESUME} holds no readable state; starting anew", file=sys.stderr)
+    elif found.state.get("request") != json.loads(json.dumps(request, default=_json_default)):
         print(f"semgen train: {out} holds an unfinished run with other settings; starting anew", file=sys.stderr)
-        return None
+        found = None
     return found
 
 
