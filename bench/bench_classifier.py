@@ -1,10 +1,16 @@
 """Classifier figures: training throughput per architecture, and the real-data FP32 vs INT8 result.
 
     nice python bench/bench_classifier.py throughput [--archs A B] [--threads 2] [--steps 12]
+    nice python bench/bench_classifier.py throughput --archs efficientnet_lite0_035 --teacher RUN \
+        [--baseline OLD_CHECKOUT --repeat 2]     # a distilled step (the teachers' forward passes too)
     nice python bench/bench_classifier.py real [--archs A B] [--epochs 30] [--out out/bench_classifier]
 
 ``throughput`` times the real training step (batch augmentation + forward + backward + AdamW,
-channels_last) on in-memory 128 x 128 images. ``real`` trains on sem-real/train (validation split of
+channels_last) on in-memory 128 x 128 images; with ``--teacher`` the step is a distilled one (the
+teachers label the batch, the loss is semgen train's 0.3 x hard + 0.7 x soft). ``--baseline DIR``
+(a checkout of older code, e.g. ``git worktree add /tmp/old COMMIT``) times old and new code
+alternately, each in a fresh process with its checkout first on ``sys.path``, and prints new/old:
+on a shared machine the ratio of neighbouring runs drifts far less than the figures. ``real`` trains on sem-real/train (validation split of
 train only), evaluates on dev_test, exports INT8 calibrated on train and reports FP32 vs INT8
 accuracy, INT8 size and onnxruntime latency. The CPU is shared: the load average is printed beside
 every figure.
@@ -23,7 +29,9 @@ import torch
 import torch.nn.functional as F
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+# --code DIR (set by --baseline for its child processes): time the semgen of another checkout
+_CODE = sys.argv[sys.argv.index("--code") + 1] if "--code" in sys.argv else str(REPO)
+sys.path.insert(0, _CODE)
 
 from semgen.classifier.augment import AugmentConfig, augment_batch  # noqa: E402
 from semgen.classifier.models import create_model  # noqa: E402
@@ -38,11 +46,18 @@ def load() -> str:
 
 
 def throughput(arch: str, *, size: int = 128, batch: int = 64, steps: int = 12, warmup: int = 3,
-               threads: int = 2, augment: bool = True) -> dict:
+               threads: int = 2, augment: bool = True, teachers: list | None = None) -> dict:
     """Training images per second (median over steps, after warm-up)."""
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     g = torch.Generator().manual_seed(0)
+    distiller = None
+    if teachers:
+        from semgen.classifier.checkpoint import load_run
+        from semgen.classifier.distill import DistillConfig, Distiller, resolve_teacher
+
+        classes = list(load_run(resolve_teacher(teachers[0]))[1]["classes"])
+        distiller = Distiller(DistillConfig(list(teachers)), classes)
     model = create_model(arch, 9).to(memory_format=torch.channels_last).train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     images = torch.randint(0, 256, (batch * 4, size, size), dtype=torch.uint8, generator=g)
@@ -54,7 +69,10 @@ def throughput(arch: str, *, size: int = 128, batch: int = 64, steps: int = 12, 
         t0 = time.perf_counter()
         x = augment_batch(images[idx], cfg, g) if cfg else images[idx].unsqueeze(1).float() / 255
         x = x.contiguous(memory_format=torch.channels_last)
-        loss = F.cross_entropy(model(x), labels[idx], label_smoothing=0.1)
+        logits = model(x)
+        loss = F.cross_entropy(logits, labels[idx], label_smoothing=0.1)
+        if distiller is not None:
+            loss = 0.3 * loss + 0.7 * distiller.soft_loss(logits, x)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -63,7 +81,30 @@ def throughput(arch: str, *, size: int = 128, batch: int = 64, steps: int = 12, 
     times.sort()
     med = times[len(times) // 2]
     return {"arch": arch, "threads": threads, "batch": batch, "size": size, "augment": augment,
+            "teachers": [str(t) for t in teachers or []],
             "images_per_s": batch / med, "best_images_per_s": batch / times[0], "load": load()}
+
+
+def _child(code: str, arch: str, a) -> dict:
+    """One throughput measurement in a fresh process running the semgen of checkout ``code``."""
+    import subprocess
+
+    cmd = [sys.executable, __file__, "throughput", "--archs", arch, "--threads", str(a.threads), "--steps",
+           str(a.steps), "--code", code, "--json"] + (["--no-augment"] if a.no_augment else []) + \
+        (["--teacher", *map(str, a.teacher)] if a.teacher else [])
+    r = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"})
+    if r.returncode:
+        raise SystemExit(f"{code}: {r.stderr.strip().splitlines()[-1] if r.stderr.strip() else r.returncode}")
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def compare(arch: str, a) -> dict:
+    """Old (``--baseline``) and new code alternately, ``--repeat`` times each; the best of each."""
+    old, new = [], []
+    for _ in range(a.repeat):
+        old.append(_child(str(Path(a.baseline).resolve()), arch, a)["images_per_s"])
+        new.append(_child(str(REPO), arch, a)["images_per_s"])
+    return {"arch": arch, "old": old, "new": new, "ratio": max(new) / max(old), "load": load()}
 
 
 def real(arch: str, out: Path, *, epochs: int, threads: int, seed: int = 0) -> dict:
@@ -100,14 +141,30 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=12)
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--no-augment", action="store_true", help="throughput of the network alone")
+    ap.add_argument("--teacher", nargs="+", default=None, metavar="RUN",
+                    help="throughput: time a distilled step with these teachers (run dirs or an ensemble folder)")
+    ap.add_argument("--baseline", default=None, metavar="DIR",
+                    help="throughput: a checkout of older code; time old and new alternately, print new/old")
+    ap.add_argument("--repeat", type=int, default=2, help="with --baseline: measurements of each")
+    ap.add_argument("--code", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--out", type=Path, default=REPO / "out" / "bench_classifier")
     a = ap.parse_args(argv)
+    if a.json:  # a --baseline child: one row, as JSON
+        print(json.dumps(throughput(a.archs[0], steps=a.steps, threads=a.threads, augment=not a.no_augment,
+                                    teachers=a.teacher)))
+        return 0
     a.out.mkdir(parents=True, exist_ok=True)
     print(f"# {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}, torch {torch.__version__}, {load()}")
     rows = []
     for arch in a.archs:
-        if a.what == "throughput":
-            r = throughput(arch, steps=a.steps, threads=a.threads, augment=not a.no_augment)
+        if a.what == "throughput" and a.baseline:
+            r = compare(arch, a)
+            print(f"{arch:24s} old {' '.join(f'{v:.1f}' for v in r['old'])} | new {' '.join(f'{v:.1f}' for v in r['new'])}"
+                  f" img/s | new/old x{r['ratio']:.2f} (best of {a.repeat} each"
+                  f"{', distilled from ' + ' '.join(a.teacher) if a.teacher else ''}), {r['load']}", flush=True)
+        elif a.what == "throughput":
+            r = throughput(arch, steps=a.steps, threads=a.threads, augment=not a.no_augment, teachers=a.teacher)
             print(f"{arch:24s} {r['images_per_s']:7.1f} img/s (best step {r['best_images_per_s']:.1f}), "
                   f"batch {r['batch']} at {r['size']}x{r['size']}, {r['threads']} threads, "
                   f"augment {r['augment']}, {r['load']}", flush=True)

@@ -165,6 +165,9 @@ class Teacher:
         self.order = torch.tensor([tc.index(c) for c in student_classes])
         for q in self.model.parameters():
             q.requires_grad_(False)
+        # channels-last, as the student trains: the teachers' forward passes are most of a distilled
+        # step, and on the CPU this layout made them 1.5-1.7x faster (EfficientNet-Lite0, 128 px)
+        self.model.to(memory_format=torch.channels_last)
         self.calls = 0  # images seen (tests check the transfer set reaches the teacher)
 
     def to(self, device) -> "Teacher":
@@ -173,16 +176,17 @@ class Teacher:
         self.order = self.order.to(device)
         return self
 
-    @torch.no_grad()
     def log_probs(self, x: torch.Tensor, temperature: float) -> torch.Tensor:
         """Softened log-probabilities ``[N, K]`` (student class order) for float ``[N, 1, S, S]``."""
         self.calls += len(x)
-        if x.shape[-1] != self.size or x.shape[-2] != self.size:
-            # the teacher sees the student's (augmented) batch at its own input size
-            x = F.interpolate(x.float(), size=(self.size, self.size), mode="bilinear", align_corners=False,
-                              antialias=x.shape[-1] > self.size)
-        logits = self.model(x.contiguous()).float()[:, self.order]
-        return F.log_softmax(logits / temperature, dim=1)
+        with torch.inference_mode():
+            if x.shape[-1] != self.size or x.shape[-2] != self.size:
+                # the teacher sees the student's (augmented) batch at its own input size
+                x = F.interpolate(x.float(), size=(self.size, self.size), mode="bilinear", align_corners=False,
+                                  antialias=x.shape[-1] > self.size)
+            logits = self.model(x.contiguous(memory_format=torch.channels_last)).float()[:, self.order]
+            out = F.log_softmax(logits / temperature, dim=1)
+        return out.clone()  # a plain tensor: the soft loss's backward keeps it
 
 
 def _classes_said(classes: list[str], most: int = 12) -> str:
