@@ -60,6 +60,10 @@ def predict_probs(model, images: torch.Tensor, *, batch_size: int = 128, channel
     autocast (mixed precision on a GPU; nothing on the CPU).
     """
     model.eval()
+    if channels_last:
+        # weights and inputs both channels-last: a loaded (NCHW) EfficientNet-Lite0 fed channels-last
+        # inputs ran no faster than NCHW; converted too, 1.5x faster on the CPU (128 px)
+        model.to(memory_format=torch.channels_last)
     dev = next(model.parameters()).device
     amp = compute.autocast if compute is not None else contextlib.nullcontext
     out = []
