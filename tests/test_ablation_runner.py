@@ -79,7 +79,7 @@ class FakeClassifier:
         if self.fail_after is not None and len(self.cell_calls) >= self.fail_after:
             raise KeyboardInterrupt("killed by the test")
         out = Path(out)
-        out.mkdir(parents=True, exist_ok=False)
+        out.mkdir(parents=True, exist_ok=True)  # a killed cell's dir is given again: train continues it
         counts: Counter = Counter()
         files = []
         for path, weight in data:

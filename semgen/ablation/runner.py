@@ -25,7 +25,6 @@ import io
 import json
 import math
 import os
-import shutil
 import sys
 import tempfile
 import time
@@ -436,8 +435,8 @@ class CellTask:
                               "ablation cells on other machines need the data and the cache at the same paths "
                               "(a shared filesystem)")
         run_dir = cdir / "run"
-        if run_dir.exists():  # under the cell's lock, so a killed run's half-trained model: start again
-            shutil.rmtree(run_dir)
+        # a killed cell's run (under the cell's lock, so no one else's): semgen train continues it
+        # after its last saved epoch, to the weights it would have had, or starts it anew
         cdir.mkdir(parents=True, exist_ok=True)
         t, cpu = time.perf_counter(), time.process_time()
         summary = self.train_fn(job["data"], run_dir, seed=job["seed"], progress=self.progress, **job["kwargs"])
@@ -494,7 +493,8 @@ def _train_on_backend(cells: list[Cell], cache: Path, train_fn, backend, log, pr
                 write_json_atomic(cache / "cells" / cell.key[:24] / "cell.json", info)
                 lock.close()
                 trained.add(cell.key)
-                _record_timing(cache, cell.hyper, cell.work, info["train_s"], info["train_cpu_s"])
+                if "resumed_after_epoch" not in info["summary"]:  # a continued run's time is not a cell's
+                    _record_timing(cache, cell.hyper, cell.work, info["train_s"], info["train_cpu_s"])
     return trained
 
 

@@ -502,6 +502,8 @@ def _train(
     }
     if qat_start is not None:
         summary["qat"] = True
+    if found is not None:  # only then: the summaries of uninterrupted runs keep their keys
+        summary["resumed_after_epoch"] = found.step
     _write_json(out / "summary.json", summary)
     shutil.rmtree(out / RESUME, ignore_errors=True)  # finished: the states are only for continuing
     return summary
