@@ -353,7 +353,8 @@ def test_a_killed_run_resumes_to_the_run_it_would_have_been(runs, tmp_path, monk
     monkeypatch.setattr(train_mod, "_save_train_state", save)
     with open(run / "train_log.jsonl", "a") as f:  # an epoch logged after the last state: run again
         f.write('{"epoch": %d, "train_loss": 9.9}\n' % (kill_after + 1))
-    train_classifier(runs / "train", run, **kw)
+    s = train_classifier(runs / "train", run, **kw)
+    assert s["resumed_after_epoch"] == kill_after
 
     for name in ("model.safetensors", "qat.safetensors", "last/model.safetensors", "calibration.json"):
         if (tmp_path / "whole" / name).exists() or (run / name).exists():
