@@ -188,3 +188,12 @@ def truncate_log(path, step: int, key: str = "step") -> None:
         return
     keep = [r for r in iter_jsonl(path) if int(r.get(key, 0)) <= step]
     write_bytes_atomic(path, "".join(dumps_record(r) + "\n" for r in keep).encode())
+
+
+def latest_step(out) -> int | None:
+    """The step of the state ``out/LATEST`` names (without reading the state), or None."""
+    try:
+        name = (Path(out) / LATEST).read_text().strip()
+        return int(name.split("-", 1)[1]) if name.startswith("state-") else None
+    except (OSError, ValueError, IndexError):
+        return None

@@ -350,6 +350,10 @@ def test_a_killed_run_resumes_to_the_run_it_would_have_been(runs, tmp_path, monk
     with pytest.raises(_Killed):
         train_classifier(runs / "train", run, **kw)
     assert not (run / "summary.json").exists() and (run / "resume" / "LATEST").exists()
+    from semgen.classifier.lineage import describe, lineage
+
+    assert f"[unfinished: {kill_after} of 4 epochs done; the same semgen train command continues it]" in \
+        describe(lineage(run))[-2]
     monkeypatch.setattr(train_mod, "_save_train_state", save)
     with open(run / "train_log.jsonl", "a") as f:  # an epoch logged after the last state: run again
         f.write('{"epoch": %d, "train_loss": 9.9}\n' % (kill_after + 1))

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from ..errors import SemgenError
 from ..imageio import sha256_file
+from ..run_state import latest_step
 from .checkpoint import CONFIG
 from .ensemble import ENSEMBLE_FILE
 
@@ -66,9 +67,13 @@ def _stage(folder: Path, cfg: dict) -> dict:
                 **({"teachers": list(p["teachers"])} if p.get("teachers") else {})}
     if "train" in cfg or "request" in cfg:
         req = cfg.get("request") or {}
-        return {"kind": "train", "run": str(folder), "images": (cfg.get("train") or {}).get("n"),
-                "seed": req.get("seed"), "size": cfg.get("size"),
-                "data": [d.get("path") for d in req.get("data") or []]}
+        st = {"kind": "train", "run": str(folder), "images": (cfg.get("train") or {}).get("n"),
+              "seed": req.get("seed"), "size": cfg.get("size"),
+              "data": [d.get("path") for d in req.get("data") or []]}
+        saved = None if (folder / "summary.json").exists() else latest_step(folder / "resume")
+        if saved is not None:  # killed after that epoch: `semgen train` with the same settings continues it
+            st["unfinished"] = [saved, req.get("epochs")]
+        return st
     return {"kind": "checkpoint", "run": str(folder)}
 
 
@@ -193,6 +198,9 @@ def describe(stages: list[dict]) -> list[str]:
             streams.add(key)
         elif kind == "train":
             what = f"{s['run']}: {s.get('images')} images from {', '.join(map(str, s.get('data') or [])) or '?'}, seed {s.get('seed')}"
+            if s.get("unfinished"):
+                what += (f" [unfinished: {s['unfinished'][0]} of {s['unfinished'][1]} epochs done; the same "
+                         "semgen train command continues it]")
         elif kind in ("missing", "safetensors") or s.get("file") and kind != "imagenet":
             what = str(s.get("file", ""))
         elif kind == "checkpoint":
