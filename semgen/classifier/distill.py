@@ -152,7 +152,7 @@ class Teacher:
     the same set in another order is re-ordered).
     """
 
-    def __init__(self, path, student_classes: list[str]):
+    def __init__(self, path, student_classes: list[str], device=None):
         from .checkpoint import load_run
 
         p = resolve_teacher(path)
@@ -165,15 +165,27 @@ class Teacher:
         self.order = torch.tensor([tc.index(c) for c in student_classes])
         for q in self.model.parameters():
             q.requires_grad_(False)
-        # channels-last, as the student trains: the teachers' forward passes are most of a distilled
-        # step, and on the CPU this layout made them 1.5-1.7x faster (EfficientNet-Lite0, 128 px)
-        self.model.to(memory_format=torch.channels_last)
         self.calls = 0  # images seen (tests check the transfer set reaches the teacher)
+        self.session = None
+        self.to(device if device is not None else "cpu")
 
     def to(self, device) -> "Teacher":
-        """Move the model (and its class order) to ``device``; returns self."""
+        """Run on ``device``; returns self.
+
+        On the CPU the teacher runs in ONNX Runtime: its forward passes are most of a distilled
+        step, and there its graph (batch norm folded, fused kernels) ran an EfficientNet-Lite0 about
+        3x faster than PyTorch (5-7 against 18-20 ms per image at 128 px, 1 thread); the logits
+        agree to about 2e-5. Elsewhere it runs in PyTorch, channels-last as the student trains.
+        """
+        device = torch.device(device)
         self.model.to(device)
         self.order = self.order.to(device)
+        if device.type == "cpu":
+            if self.session is None:
+                self.session = _ort_teacher(self.model, self.size)
+        else:
+            self.session = None
+            self.model.to(memory_format=torch.channels_last)
         return self
 
     def log_probs(self, x: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -184,9 +196,25 @@ class Teacher:
                 # the teacher sees the student's (augmented) batch at its own input size
                 x = F.interpolate(x.float(), size=(self.size, self.size), mode="bilinear", align_corners=False,
                                   antialias=x.shape[-1] > self.size)
-            logits = self.model(x.contiguous(memory_format=torch.channels_last)).float()[:, self.order]
-            out = F.log_softmax(logits / temperature, dim=1)
+            if self.session is not None:
+                feed = {self.session.get_inputs()[0].name: x.float().contiguous().numpy()}
+                logits = torch.from_numpy(self.session.run(None, feed)[0])
+            else:
+                logits = self.model(x.contiguous(memory_format=torch.channels_last)).float()
+            out = F.log_softmax(logits[:, self.order] / temperature, dim=1)
         return out.clone()  # a plain tensor: the soft loss's backward keeps it
+
+
+def _ort_teacher(model, size: int):
+    """An ONNX Runtime session of ``model`` (exported at ``size``), with torch's thread count."""
+    import tempfile
+
+    from .export import export_onnx, ort_session
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = export_onnx(model, size, Path(tmp) / "teacher.onnx")
+        # no spinning between calls: the student's own step runs on the same cores right after
+        return ort_session(path, threads=torch.get_num_threads(), spinning=False)
 
 
 def _classes_said(classes: list[str], most: int = 12) -> str:
@@ -201,10 +229,7 @@ class Distiller:
 
     def __init__(self, cfg: DistillConfig, student_classes: list[str], device=None):
         self.cfg = cfg
-        self.teachers = [Teacher(t, student_classes) for t in cfg.teachers]
-        if device is not None:
-            for t in self.teachers:
-                t.to(device)
+        self.teachers = [Teacher(t, student_classes, device) for t in cfg.teachers]
 
     @torch.no_grad()
     def targets(self, x: torch.Tensor) -> torch.Tensor:

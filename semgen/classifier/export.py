@@ -68,7 +68,8 @@ def export_onnx(model, size: int, path, *, opset: int = OPSET, metadata: dict | 
     # the wrapper in eval mode: the exporter restores the mode it finds, and a wrapper left in training
     # mode would put the model back into it (BatchNorm statistics then drift on the next batch)
     module, outputs = (_WithGate(model).eval(), [OUTPUT_NAME, GATE_NAME]) if hier else (model, [OUTPUT_NAME])
-    x = torch.rand(1, 1, size, size)
+    with torch.random.fork_rng(devices=[]):  # a dummy input that leaves the caller's random stream alone
+        x = torch.rand(1, 1, size, size)
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
         tmp_path = Path(tmp) / "model.onnx"
@@ -140,13 +141,17 @@ def compact_names(m) -> None:
 
 # --------------------------------------------------------------------------------------------
 # Running ONNX models
-def ort_session(path, threads: int = 1):
+def ort_session(path, threads: int = 1, *, spinning: bool = True):
+    """A CPU ONNX Runtime session; ``spinning=False``: its threads sleep between calls instead of
+    spinning (for sessions that share the cores with other work between calls)."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
     so.log_severity_level = 3
+    if not spinning:
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
 
 
