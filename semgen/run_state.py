@@ -25,7 +25,7 @@ Examples
 >>> d = Path(tempfile.mkdtemp())
 >>> _ = save_state(d, 3, net, opt, sched, {"note": "x"}, fmt="demo-state")
 >>> s = latest_state(d, fmt="demo-state")
->>> s.step, s.info["note"], sorted(s.model) == sorted(net.state_dict())
+>>> s.step, s.state["note"], sorted(s.model) == sorted(net.state_dict())
 (3, 'x', True)
 """
 
@@ -51,7 +51,7 @@ class RunState:
     """One state read back by :func:`latest_state`."""
 
     dir: Path
-    state: dict  # state.json as written (``info`` keys at its top level)
+    state: dict  # state.json as written (the run's ``info`` keys at its top level)
     model: dict
     optimizer: dict
     extra: dict = field(default_factory=dict)
@@ -59,10 +59,6 @@ class RunState:
     @property
     def step(self) -> int:
         return int(self.state["step"])
-
-    @property
-    def info(self) -> dict:
-        return self.state
 
     def restore(self, model: torch.nn.Module, opt: torch.optim.Optimizer, sched=None, scaler=None) -> None:
         """Load the weights, optimiser, scheduler (and fp16 gradient scaler) into fresh objects."""

@@ -183,6 +183,7 @@ class Teacher:
         if device.type == "cpu":
             if self.session is None:
                 self.session = _ort_teacher(self.model, self.size)
+                self._input = self.session.get_inputs()[0].name
         else:
             self.session = None
             self.model.to(memory_format=torch.channels_last)
@@ -197,8 +198,7 @@ class Teacher:
                 x = F.interpolate(x.float(), size=(self.size, self.size), mode="bilinear", align_corners=False,
                                   antialias=x.shape[-1] > self.size)
             if self.session is not None:
-                feed = {self.session.get_inputs()[0].name: x.float().contiguous().numpy()}
-                logits = torch.from_numpy(self.session.run(None, feed)[0])
+                logits = torch.from_numpy(self.session.run(None, {self._input: x.float().contiguous().numpy()})[0])
             else:
                 logits = self.model(x.contiguous(memory_format=torch.channels_last)).float()
             out = F.log_softmax(logits[:, self.order] / temperature, dim=1)

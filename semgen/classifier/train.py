@@ -288,11 +288,12 @@ def _train(
         # finished run only counts as the same run for the same bytes. Absent for other inits, so
         # the requests of existing runs stay as they were.
         request["init_sha256"] = init_spec["sha256"]
+    request = json.loads(json.dumps(request, default=_json_default))  # as config.json and a state record it
     if out.exists() and not out.is_dir():
         raise SemgenError(f"--out {out} exists and is not a directory")
     if (out / "summary.json").exists() and not overwrite:
         old = json.loads((out / "config.json").read_text()) if (out / "config.json").exists() else {}
-        if old.get("request") == json.loads(json.dumps(request, default=_json_default)):
+        if old.get("request") == request:
             return json.loads((out / "summary.json").read_text())  # same finished run: nothing to redo
         raise SemgenError(f"{out} already holds a finished run with other settings; "
                           "choose another --out or pass --overwrite")
@@ -345,7 +346,7 @@ def _train(
 
         config = {
             **model_config(arch, cls, size, heads=None if hier is None else model.hierarchy.to_dict()),
-            "request": json.loads(json.dumps(request, default=_json_default)),
+            "request": request,
             "classes": cls, "arch": arch, "size": size, "command": current_command(),
             "semgen_version": __version__, "torch": torch.__version__, "python": platform.python_version(),
             "num_threads": torch.get_num_threads(), "steps_per_epoch": steps,
@@ -485,7 +486,7 @@ def _train(
                     break
                 if epoch < epochs:  # what a killed run continues from (the same command again)
                     _save_train_state(out, epoch, model, opt, sched, scaler, g, dev, {
-                        "request": config["request"], "best": list(best), "best_epoch": best_epoch,
+                        "request": request, "best": list(best), "best_epoch": best_epoch,
                         "best_metrics": best_metrics, "bad": bad, "train_seconds": train_time,
                         "train_images": train_images, "seconds": time.perf_counter() - t0,
                         "transfer_made": transfer.stream.made if transfer is not None and transfer.stream is not None
@@ -612,7 +613,7 @@ def _unfinished(out: Path, request: dict, overwrite: bool):
     found = latest_state(out / RESUME, fmt=STATE_FORMAT)
     if found is None:
         print(f"semgen train: {out / RESUME} holds no readable state; starting anew", file=sys.stderr)
-    elif found.state.get("request") != json.loads(json.dumps(request, default=_json_default)):
+    elif found.state.get("request") != request:
         print(f"semgen train: {out} holds an unfinished run with other settings; starting anew", file=sys.stderr)
         found = None
     return found
