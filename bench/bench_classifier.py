@@ -3,13 +3,15 @@
     nice python bench/bench_classifier.py throughput [--archs A B] [--threads 2] [--steps 12]
     nice python bench/bench_classifier.py throughput --archs efficientnet_lite0_035 --teacher RUN \
         [--baseline OLD_CHECKOUT --repeat 2]     # a distilled step (the teachers' forward passes too)
+    nice python bench/bench_classifier.py evaluate --run RUN --data DIR [--baseline OLD_CHECKOUT]
     nice python bench/bench_classifier.py real [--archs A B] [--epochs 30] [--out out/bench_classifier]
 
 ``throughput`` times the real training step (batch augmentation + forward + backward + AdamW,
 channels_last) on in-memory 128 x 128 images; with ``--teacher`` the step is a distilled one (the
 teachers label the batch, the loss is semgen train's 0.3 x hard + 0.7 x soft). ``--baseline DIR``
 (a checkout of older code, e.g. ``git worktree add /tmp/old COMMIT``) times old and new code
-alternately, each in a fresh process with its checkout first on ``sys.path``, and prints new/old:
+alternately (``throughput`` and ``evaluate``: ``evaluate_run`` of ``--run`` on ``--data``, images
+loaded and predicted, nothing written), each in a fresh process with its checkout first on ``sys.path``, and prints new/old:
 on a shared machine the ratio of neighbouring runs drifts far less than the figures. ``real`` trains on sem-real/train (validation split of
 train only), evaluates on dev_test, exports INT8 calibrated on train and reports FP32 vs INT8
 accuracy, INT8 size and onnxruntime latency. The CPU is shared: the load average is printed beside
@@ -85,13 +87,33 @@ def throughput(arch: str, *, size: int = 128, batch: int = 64, steps: int = 12, 
             "images_per_s": batch / med, "best_images_per_s": batch / times[0], "load": load()}
 
 
+def evaluate_speed(run, data, *, threads: int = 2) -> dict:
+    """Images per second of ``evaluate_run`` (loading and prediction; no files written)."""
+    from semgen.classifier import evaluate_run
+
+    torch.set_num_threads(threads)
+    t0 = time.perf_counter()
+    m = evaluate_run(run, data, n_boot=10, write=False)
+    dt = time.perf_counter() - t0
+    return {"arch": str(run), "threads": threads, "images_per_s": m["n"] / dt, "seconds": dt,
+            "macro_f1": m["macro_f1"], "load": load()}
+
+
+def _measure(a, arch: str) -> dict:
+    """The measurement ``a.what`` asks for, in this process."""
+    if a.what == "evaluate":
+        return evaluate_speed(a.run, a.data, threads=a.threads)
+    return throughput(arch, steps=a.steps, threads=a.threads, augment=not a.no_augment, teachers=a.teacher)
+
+
 def _child(code: str, arch: str, a) -> dict:
-    """One throughput measurement in a fresh process running the semgen of checkout ``code``."""
+    """One measurement in a fresh process running the semgen of checkout ``code``."""
     import subprocess
 
-    cmd = [sys.executable, __file__, "throughput", "--archs", arch, "--threads", str(a.threads), "--steps",
+    cmd = [sys.executable, __file__, a.what, "--archs", arch, "--threads", str(a.threads), "--steps",
            str(a.steps), "--code", code, "--json"] + (["--no-augment"] if a.no_augment else []) + \
-        (["--teacher", *map(str, a.teacher)] if a.teacher else [])
+        (["--teacher", *map(str, a.teacher)] if a.teacher else []) + \
+        (["--run", str(a.run), "--data", str(a.data)] if a.what == "evaluate" else [])
     r = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"})
     if r.returncode:
         raise SystemExit(f"{code}: {r.stderr.strip().splitlines()[-1] if r.stderr.strip() else r.returncode}")
@@ -135,7 +157,7 @@ def real(arch: str, out: Path, *, epochs: int, threads: int, seed: int = 0) -> d
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=["throughput", "real"])
+    ap.add_argument("what", choices=["throughput", "real", "evaluate"])
     ap.add_argument("--archs", nargs="+", default=ARCHS)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--steps", type=int, default=12)
@@ -144,27 +166,36 @@ def main(argv=None) -> int:
     ap.add_argument("--teacher", nargs="+", default=None, metavar="RUN",
                     help="throughput: time a distilled step with these teachers (run dirs or an ensemble folder)")
     ap.add_argument("--baseline", default=None, metavar="DIR",
-                    help="throughput: a checkout of older code; time old and new alternately, print new/old")
+                    help="throughput, evaluate: a checkout of older code; time old and new alternately, print new/old")
     ap.add_argument("--repeat", type=int, default=2, help="with --baseline: measurements of each")
+    ap.add_argument("--run", type=Path, help="evaluate: the run dir to evaluate")
+    ap.add_argument("--data", type=Path, default=REAL / "dev_test", help="evaluate: the test images")
     ap.add_argument("--code", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--out", type=Path, default=REPO / "out" / "bench_classifier")
     a = ap.parse_args(argv)
+    if a.what == "evaluate":
+        if a.run is None:
+            ap.error("evaluate needs --run RUN")
+        a.archs = [a.run.name]
     if a.json:  # a --baseline child: one row, as JSON
-        print(json.dumps(throughput(a.archs[0], steps=a.steps, threads=a.threads, augment=not a.no_augment,
-                                    teachers=a.teacher)))
+        print(json.dumps(_measure(a, a.archs[0])))
         return 0
     a.out.mkdir(parents=True, exist_ok=True)
     print(f"# {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}, torch {torch.__version__}, {load()}")
     rows = []
     for arch in a.archs:
-        if a.what == "throughput" and a.baseline:
+        if a.what in ("throughput", "evaluate") and a.baseline:
             r = compare(arch, a)
             print(f"{arch:24s} old {' '.join(f'{v:.1f}' for v in r['old'])} | new {' '.join(f'{v:.1f}' for v in r['new'])}"
                   f" img/s | new/old x{r['ratio']:.2f} (best of {a.repeat} each"
                   f"{', distilled from ' + ' '.join(a.teacher) if a.teacher else ''}), {r['load']}", flush=True)
+        elif a.what == "evaluate":
+            r = _measure(a, arch)
+            print(f"{arch:24s} {r['images_per_s']:7.1f} img/s ({r['seconds']:.1f} s, macro-F1 {r['macro_f1']:.4f}), "
+                  f"{r['threads']} threads, {r['load']}", flush=True)
         elif a.what == "throughput":
-            r = throughput(arch, steps=a.steps, threads=a.threads, augment=not a.no_augment, teachers=a.teacher)
+            r = _measure(a, arch)
             print(f"{arch:24s} {r['images_per_s']:7.1f} img/s (best step {r['best_images_per_s']:.1f}), "
                   f"batch {r['batch']} at {r['size']}x{r['size']}, {r['threads']} threads, "
                   f"augment {r['augment']}, {r['load']}", flush=True)
