@@ -325,12 +325,15 @@ class _Killed(Exception):
 _TIMING = ("seconds", "train_seconds", "images_per_s")
 
 
-@pytest.mark.parametrize("kill_after", [1, 3])
-def test_a_killed_run_resumes_to_the_run_it_would_have_been(runs, tmp_path, monkeypatch, kill_after):
+@pytest.mark.parametrize("kill_after,damaged", [(1, False), (2, False), (3, False), (3, True)])
+def test_a_killed_run_resumes_to_the_run_it_would_have_been(runs, tmp_path, monkeypatch, capsys, kill_after,
+                                                             damaged):
     """A run stopped after any epoch and started again with the same settings ends with the same
     bytes (weights, log, calibration) as one that was never stopped: here a distilled student
     with a transfer stream, dropout, a validation split and a QAT phase (epochs 3-4); killed
-    in its FP32 phase (after epoch 1) and in its QAT phase (after epoch 3)."""
+    in its FP32 phase (after epoch 1) and in its QAT phase (after epoch 3). With the newest
+    state torn (the machine died while its weights were written), the run continues from the
+    state before it, with a warning, and still ends with the same bytes."""
     from semgen.classifier import train as train_mod
 
     kw = dict(arch="mobilenetv3_small_050", epochs=4, qat=QATConfig(epochs=2, weight_bits=7),
@@ -357,8 +360,13 @@ def test_a_killed_run_resumes_to_the_run_it_would_have_been(runs, tmp_path, monk
     monkeypatch.setattr(train_mod, "_save_train_state", save)
     with open(run / "train_log.jsonl", "a") as f:  # an epoch logged after the last state: run again
         f.write('{"epoch": %d, "train_loss": 9.9}\n' % (kill_after + 1))
+    if damaged:
+        newest = run / "resume" / (run / "resume" / "LATEST").read_text().strip() / "model.safetensors"
+        newest.write_bytes(newest.read_bytes()[:1000])
+    capsys.readouterr()
     s = train_classifier(runs / "train", run, **kw)
-    assert s["resumed_after_epoch"] == kill_after
+    assert s["resumed_after_epoch"] == kill_after - damaged
+    assert ("is unreadable" in capsys.readouterr().err) == damaged
 
     for name in ("model.safetensors", "qat.safetensors", "last/model.safetensors", "calibration.json"):
         if (tmp_path / "whole" / name).exists() or (run / name).exists():

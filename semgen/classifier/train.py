@@ -58,6 +58,11 @@ def predict_probs(model, images: torch.Tensor, *, batch_size: int = 128, channel
 
     The batches go to the model's device; ``compute`` (:func:`semgen.devices.compute`) adds its
     autocast (mixed precision on a GPU; nothing on the CPU).
+
+    The model is changed in place: put in eval mode and, with ``channels_last``, its weights into
+    the channels-last layout (the same values; converted once, so that repeated calls, as in
+    ``semgen predict`` batch after batch, do not pay for it again). A training loop that goes on
+    afterwards sets ``model.train()`` itself, as it does every epoch.
     """
     model.eval()
     if channels_last:
@@ -585,11 +590,20 @@ def _qat_model(model, qat: QATConfig, device: torch.device, lr_q: float, weight_
 def _start_qat(model, qat: QATConfig, out: Path, train_set, probs, augment, g, batch_size: int, lr_q: float,
                from_best: bool, weight_decay: float, total: int, steps: int, device: torch.device):
     """Enter the QAT phase: start from the best FP32 epoch (if there was an FP32 phase), fold and
-    fake-quantise, set the quantiser ranges on a few training batches, and a fresh optimiser."""
-    from .checkpoint import read_checkpoint
+    fake-quantise, set the quantiser ranges on a few training batches, and a fresh optimiser.
+
+    The best FP32 weights are first copied to ``resume/qat-start.safetensors`` and read from there:
+    the QAT epochs overwrite the run dir's weights, and a run that continues from a state before
+    the QAT phase (its newest state torn) must start QAT from the same weights as the first time.
+    """
+    from safetensors.torch import load_file
 
     if from_best and (out / WEIGHTS).exists():
-        model.load_state_dict(read_checkpoint(out)["state_dict"])
+        start = out / RESUME / QAT_START
+        if not start.exists():
+            start.parent.mkdir(parents=True, exist_ok=True)
+            write_bytes_atomic(start, (out / WEIGHTS).read_bytes())
+        model.load_state_dict(load_file(str(start)))
     model, opt, sched = _qat_model(model, qat, device, lr_q, weight_decay, total, steps)
     model.train()
     with torch.no_grad():  # ranges from real batches before the first step moves the weights
@@ -603,6 +617,8 @@ def _start_qat(model, qat: QATConfig, out: Path, train_set, probs, augment, g, b
 #: the run dir's folder of resumable states (``state-EPOCH/``, :mod:`semgen.run_state`); removed when
 #: the run finishes
 RESUME = "resume"
+#: in ``resume/``: the best FP32 weights, where the QAT phase starts from
+QAT_START = "qat-start.safetensors"
 STATE_FORMAT = "semgen-train-state"
 
 
