@@ -31,10 +31,7 @@ import torch
 import torch.nn.functional as F
 
 REPO = Path(__file__).resolve().parents[1]
-# --code DIR (set by --baseline for its child processes): time the semgen of another checkout
-_CODE = sys.argv[sys.argv.index("--code") + 1] if "--code" in sys.argv else str(REPO)
-sys.path.insert(0, _CODE)
-
+from _baseline import in_checkout, semgen_dir  # noqa: E402
 from semgen.classifier.augment import AugmentConfig, augment_batch  # noqa: E402
 from semgen.classifier.models import create_model  # noqa: E402
 
@@ -107,17 +104,13 @@ def _measure(a, arch: str) -> dict:
 
 
 def _child(code: str, arch: str, a) -> dict:
-    """One measurement in a fresh process running the semgen of checkout ``code``."""
-    import subprocess
-
-    cmd = [sys.executable, __file__, a.what, "--archs", arch, "--threads", str(a.threads), "--steps",
-           str(a.steps), "--code", code, "--json"] + (["--no-augment"] if a.no_augment else []) + \
-        (["--teacher", *map(str, a.teacher)] if a.teacher else []) + \
-        (["--run", str(a.run), "--data", str(a.data)] if a.what == "evaluate" else [])
-    r = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"})
-    if r.returncode:
-        raise SystemExit(f"{code}: {r.stderr.strip().splitlines()[-1] if r.stderr.strip() else r.returncode}")
-    return json.loads(r.stdout.strip().splitlines()[-1])
+    """One measurement in a fresh process running the semgen of checkout ``code`` (paths made absolute:
+    the child runs in the checkout)."""
+    ab = os.path.abspath
+    cmd = [ab(__file__), a.what, "--archs", arch, "--threads", str(a.threads), "--steps", str(a.steps), "--json"] + \
+        (["--no-augment"] if a.no_augment else []) + (["--teacher", *map(ab, a.teacher)] if a.teacher else []) + \
+        (["--run", ab(a.run), "--data", ab(a.data)] if a.what == "evaluate" else [])
+    return in_checkout(code, cmd, what=f"{a.what} {arch}")
 
 
 def compare(arch: str, a) -> dict:
@@ -170,7 +163,6 @@ def main(argv=None) -> int:
     ap.add_argument("--repeat", type=int, default=2, help="with --baseline: measurements of each")
     ap.add_argument("--run", type=Path, help="evaluate: the run dir to evaluate")
     ap.add_argument("--data", type=Path, default=REAL / "dev_test", help="evaluate: the test images")
-    ap.add_argument("--code", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--out", type=Path, default=REPO / "out" / "bench_classifier")
     a = ap.parse_args(argv)
@@ -179,7 +171,7 @@ def main(argv=None) -> int:
             ap.error("evaluate needs --run RUN")
         a.archs = [a.run.name]
     if a.json:  # a --baseline child: one row, as JSON
-        print(json.dumps(_measure(a, a.archs[0])))
+        print(json.dumps({**_measure(a, a.archs[0]), "semgen": semgen_dir()}))
         return 0
     a.out.mkdir(parents=True, exist_ok=True)
     print(f"# {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}, torch {torch.__version__}, {load()}")

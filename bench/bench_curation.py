@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,6 +33,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))  # the tests' tiny line/space image maker
+
+from _baseline import alternated, in_checkout, semgen_dir  # noqa: E402
 
 from curation_synth import lines  # noqa: E402
 
@@ -121,7 +122,6 @@ def measure_files(files: list, workers: int, single: int = 200) -> dict:
     import multiprocessing.forkserver as forkserver
     import resource
 
-    import semgen
     from semgen.curation.analyze import analyze_file
 
     def cpu() -> float:  # this process and every process it (and its fork server) waited for
@@ -143,22 +143,13 @@ def measure_files(files: list, workers: int, single: int = 200) -> dict:
     for j in jobs:
         analyze_file(j)  # read, sha256, decode, metrics, hashes, thumbnail: the worker's whole job
     single_cpu = (time.process_time() - c0) / len(jobs)
-    return {"semgen": os.path.dirname(semgen.__file__), "images_per_s": len(items) / wall,
+    return {"semgen": semgen_dir(), "images_per_s": len(items) / wall,
             "cpu_ms": 1e3 * single_cpu, "run_cpu_ms": 1e3 * run_cpu / len(items)}
 
 
 def _in_checkout(checkout: str, files_json: str, workers: int) -> dict:
     """:func:`measure_files` in a fresh process importing semgen from ``checkout``."""
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([checkout] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
-    # cwd = the checkout: pool workers put the cwd first on sys.path
-    r = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", files_json, str(workers)],
-                       env=env, capture_output=True, text=True, cwd=checkout)
-    if r.returncode:
-        raise SystemExit(f"{checkout}: measurement failed:\n{r.stderr[-2000:]}")
-    res = json.loads(r.stdout.strip().splitlines()[-1])
-    if not os.path.realpath(res["semgen"]).startswith(os.path.realpath(checkout)):
-        raise SystemExit(f"{checkout}: the child imported semgen from {res['semgen']}")
-    return res
+    return in_checkout(checkout, [os.path.abspath(__file__), "--child", files_json, str(workers)])
 
 
 def compare_throughput(baseline: str, n: int = 2000, workers: int = 2, repeat: int = 3,
@@ -182,7 +173,7 @@ def compare_throughput(baseline: str, n: int = 2000, workers: int = 2, repeat: i
             files = [[it.path, it.record["sha256"]] for it in _bench_files(Path(d), n, size)]
             fj = str(Path(d) / "files.json")
             Path(fj).write_text(json.dumps(files))
-            runs = [(_in_checkout(old, fj, workers), _in_checkout(new, fj, workers)) for _ in range(max(1, repeat))]
+            runs = alternated(repeat, lambda c: _in_checkout(c, fj, workers), old, new)
         best = [{"images_per_s": max(r[side]["images_per_s"] for r in runs),
                  "run_cpu_ms": min(r[side]["run_cpu_ms"] for r in runs),
                  "cpu_ms": min(r[side]["cpu_ms"] for r in runs)} for side in (0, 1)]

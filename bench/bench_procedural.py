@@ -23,10 +23,11 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
+
+from _baseline import best_of, in_checkout, semgen_dir
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -94,40 +95,18 @@ def run(name: str, n: int, size: int, workers: int, root: str) -> tuple[float, f
 
 def _in_checkout(checkout: str, what: str, *args) -> dict:
     """Run ``run`` or ``stage_profile`` (``what``) in a fresh process importing semgen from ``checkout``."""
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([checkout] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
-    cmd = [sys.executable, os.path.abspath(__file__), "--child", what, json.dumps(args)]
-    # cwd = the checkout: worker processes started with ``python -c`` put the cwd first on sys.path
-    r = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=checkout)
-    if r.returncode:
-        raise SystemExit(f"{checkout}: {what}{tuple(args)} failed:\n{r.stderr[-2000:]}")
-    out = r.stdout
-    res = json.loads(out.strip().splitlines()[-1])
-    if not os.path.realpath(res["semgen"]).startswith(os.path.realpath(checkout)):
-        raise SystemExit(f"{checkout}: the child imported semgen from {res['semgen']}")
-    return res
+    return in_checkout(checkout, [os.path.abspath(__file__), "--child", what, json.dumps(args)],
+                       what=f"{what}{tuple(args)}")
 
 
 def _child(what: str, args: str) -> None:
-    import semgen
-
     a = json.loads(args)
-    res = {"semgen": os.path.dirname(semgen.__file__)}
+    res = {"semgen": semgen_dir()}
     if what == "run":
         res["ips"], res["cpu_ms"] = run(*a)
     else:
         res["stages"] = stage_profile(*a)
     print(json.dumps(res))
-
-
-def _best_of(repeat: int, measure, old: str, new: str, key) -> tuple[dict, dict]:
-    """``measure(old)``, ``measure(new)`` alternated ``repeat`` times; each side's run of least ``key``.
-
-    On a shared machine other jobs only ever add CPU time (cache and memory-bus contention), so
-    the least of a few alternated runs is the steadiest estimate of each side, and alternating
-    exposes both to the same minutes of load.
-    """
-    runs = [(measure(old), measure(new)) for _ in range(max(1, repeat))]
-    return min((r[0] for r in runs), key=key), min((r[1] for r in runs), key=key)
 
 
 def compare(args, root: str) -> None:
@@ -141,7 +120,7 @@ def compare(args, root: str) -> None:
           f"{'old cpu img/s':>13} {'new cpu img/s':>13} {'ratio':>6}   load")
     for name in args.classes:
         for w in args.workers:
-            o, n = _best_of(args.repeat, lambda c: _in_checkout(c, "run", name, args.n, args.size, w, root),
+            o, n = best_of(args.repeat, lambda c: _in_checkout(c, "run", name, args.n, args.size, w, root),
                             old, new, key=lambda r: r["cpu_ms"] if w == 1 else -r["ips"])
             cpu = (f"{1e3 / o['cpu_ms']:>13.1f} {1e3 / n['cpu_ms']:>13.1f} {o['cpu_ms'] / n['cpu_ms']:>6.2f}"
                    if w == 1 else f"{'':>13} {'':>13} {'':>6}")
@@ -151,7 +130,7 @@ def compare(args, root: str) -> None:
         print(f"\n# CPU ms per image by stage (one process, {args.profile} images, generator code only), old -> new")
         keys = None
         for name in args.classes:
-            o, n = _best_of(args.repeat, lambda c: _in_checkout(c, "stage_profile", name, args.profile, args.size),
+            o, n = best_of(args.repeat, lambda c: _in_checkout(c, "stage_profile", name, args.profile, args.size),
                             old, new, key=lambda r: sum(r["stages"].values()))
             o, n = o["stages"], n["stages"]
             if keys is None:
@@ -181,8 +160,6 @@ def main() -> None:
         from semgen.generators.procedural.registry import list_generators
 
         args.classes = list_generators()
-    if args.baseline and not os.path.isdir(os.path.join(args.baseline, "semgen")):
-        raise SystemExit(f"--baseline {args.baseline}: no semgen/ package there (want a checkout of the repo)")
 
     os.makedirs(args.tmp, exist_ok=True)
     root = os.path.abspath(tempfile.mkdtemp(prefix="semgen-bench-", dir=args.tmp))
