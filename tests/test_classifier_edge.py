@@ -84,6 +84,40 @@ def test_transfer_set_goes_to_the_teacher(runs, monkeypatch):
     assert sum(seen) == steps * 32 + rec["transfer_images"]
 
 
+def test_mixup_mixes_the_transfer_batches_for_the_teacher_too(runs, monkeypatch):
+    """``--mixup`` with ``--teacher``: function matching. Every unlabelled transfer batch is mixed
+    like the labelled ones, and the teacher labels the mixed images the student sees."""
+    from semgen.classifier import train as train_mod
+
+    mixed, taught = [], []
+    orig_mix, orig_lp = train_mod.mix_images, distill_mod.Teacher.log_probs
+
+    def spy_mix(x, alpha, g):
+        out = orig_mix(x, alpha, g)
+        mixed.append((alpha, x.clone(), out.clone()))
+        return out
+
+    def spy_lp(self, x, temperature):
+        taught.append(x.detach().clone())
+        return orig_lp(self, x, temperature)
+
+    monkeypatch.setattr(train_mod, "mix_images", spy_mix)
+    monkeypatch.setattr(distill_mod.Teacher, "log_probs", spy_lp)
+    cfg = DistillConfig([runs / "t1"], transfer=[f"{runs / 'transfer'}=1"])
+    train_classifier(runs / "train", runs / "student_fm", arch="mobilenetv3_small_050", epochs=1, distill=cfg,
+                     mixup=0.4, **FAST)
+    steps = json.loads((runs / "student_fm" / "config.json").read_text())["steps_per_epoch"]
+    assert len(mixed) == steps and all(a == 0.4 for a, _, _ in mixed)  # one per transfer batch
+    assert sum(not torch.equal(x, m) for _, x, m in mixed) >= steps - 1  # mixed (a batch may draw lam = 1)
+    for _, _, m in mixed:  # the teacher saw each mixed batch as it was
+        assert any(t.shape == m.shape and torch.allclose(t, m) for t in taught)
+
+    mixed.clear()
+    train_classifier(runs / "train", runs / "student_nofm", arch="mobilenetv3_small_050", epochs=1, distill=cfg,
+                     **FAST)
+    assert len(mixed) == steps and all(a == 0 and torch.equal(x, m) for a, x, m in mixed)  # without: as before
+
+
 def test_a_transfer_stream_makes_new_images_for_every_batch(runs, monkeypatch):
     """``stream:SEED``: the transfer images are made on the fly, samples [0, n) of the pretraining
     stream of that seed in order, never one twice; beside a folder, batches come from both."""

@@ -177,11 +177,39 @@ def mixup(x: torch.Tensor, y_soft: torch.Tensor, alpha: float, g: torch.Generato
     """Mixup with a Beta(alpha, alpha) weight per batch; returns mixed images and soft targets."""
     if alpha <= 0:
         return x, y_soft
+    lam, perm = _mix_weights(x.shape[0], alpha, g)
+    return lam * x + (1 - lam) * x[perm], lam * y_soft + (1 - lam) * y_soft[perm]
+
+
+def mix_images(x: torch.Tensor, alpha: float, g: torch.Generator) -> torch.Tensor:
+    """Mixup of the images alone (a batch without labels, whose targets a teacher gives).
+
+    Distillation on mixed images is *function matching* (Beyer et al., 2022, "Knowledge
+    distillation: a good teacher is patient and consistent"): the student learns the teacher's
+    function between the images too, not only at them. The same weight and pairing as
+    :func:`mixup` draws, so a labelled batch and an unlabelled one are mixed alike.
+
+    Examples
+    --------
+    >>> g = torch.Generator().manual_seed(0)
+    >>> x = torch.stack([torch.zeros(1, 2, 2), torch.ones(1, 2, 2)])
+    >>> m = mix_images(x, 0.4, g)
+    >>> bool(((m >= 0) & (m <= 1)).all()), bool(torch.allclose(m[0] + m[1], torch.ones(1, 2, 2)))
+    (True, True)
+    >>> bool(torch.equal(mix_images(x, 0.0, g), x))
+    True
+    """
+    if alpha <= 0:
+        return x
+    lam, perm = _mix_weights(x.shape[0], alpha, g)
+    return lam * x + (1 - lam) * x[perm]
+
+
+def _mix_weights(n: int, alpha: float, g: torch.Generator) -> tuple[float, torch.Tensor]:
+    """``(lam, perm)``: the larger of a Beta(alpha, alpha) weight and its complement, and a pairing."""
     # Beta sample from two Gammas drawn through the generator (torch.distributions has no generator).
     lam = float(_beta(alpha, g))
-    lam = max(lam, 1 - lam)
-    perm = torch.randperm(x.shape[0], generator=g)
-    return lam * x + (1 - lam) * x[perm], lam * y_soft + (1 - lam) * y_soft[perm]
+    return max(lam, 1 - lam), torch.randperm(n, generator=g)
 
 
 def _beta(alpha: float, g: torch.Generator) -> float:

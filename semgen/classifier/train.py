@@ -21,7 +21,7 @@ from ..devices import Compute, compute
 from ..errors import SemgenError
 from ..imageio import write_bytes_atomic
 from ..manifests import JsonlAppender, current_command, lock_dir
-from .augment import AugmentConfig, augment_batch, mixup as mixup_batch, to_float
+from .augment import AugmentConfig, augment_batch, mix_images, mixup as mixup_batch, to_float
 from .checkpoint import LAST, WEIGHTS, clear_checkpoints, model_config, save_checkpoint
 from .data import load_image_set, parse_data_arg, sampling_weights, stratified_split
 from .metrics import confusion_matrix, metrics_from_confusion
@@ -418,9 +418,10 @@ def _train(
                 s = 0
                 for is_transfer in schedule:
                     if is_transfer:
-                        # unlabelled: only the teachers' soft targets
-                        x = augment_batch(transfer.draw(batch_size, g), augment, g).contiguous(
-                            memory_format=torch.channels_last).to(dev)
+                        # unlabelled: only the teachers' soft targets (with --mixup, of mixed images:
+                        # function matching, as on the labelled batches)
+                        x = mix_images(augment_batch(transfer.draw(batch_size, g), augment, g), mixup, g)
+                        x = x.contiguous(memory_format=torch.channels_last).to(dev)
                         with comp.autocast():
                             loss = distiller.cfg.weight * distiller.soft_loss(model(x), x)
                         optimizer_step(loss, opt, sched, scaler=scaler, at=f"epoch {epoch}")
