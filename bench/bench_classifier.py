@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 
 REPO = Path(__file__).resolve().parents[1]
-from _baseline import in_checkout, semgen_dir  # noqa: E402
+from _baseline import alternated, in_checkout, semgen_dir  # noqa: E402
 from semgen.classifier.augment import AugmentConfig, augment_batch  # noqa: E402
 from semgen.classifier.models import create_model  # noqa: E402
 
@@ -46,7 +46,12 @@ def load() -> str:
 
 def throughput(arch: str, *, size: int = 128, batch: int = 64, steps: int = 12, warmup: int = 3,
                threads: int = 2, augment: bool = True, teachers: list | None = None) -> dict:
-    """Training images per second (median over steps, after warm-up)."""
+    """Training images per second (median over steps, after warm-up), and the CPU time per image.
+
+    The CPU time (this process, all its threads, median step) does not count the time the
+    machine gave to other jobs or, on a virtual machine, to other guests (steal time), so on a
+    shared machine it is the steadier figure of the two.
+    """
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     g = torch.Generator().manual_seed(0)
@@ -62,10 +67,10 @@ def throughput(arch: str, *, size: int = 128, batch: int = 64, steps: int = 12, 
     images = torch.randint(0, 256, (batch * 4, size, size), dtype=torch.uint8, generator=g)
     labels = torch.randint(0, 9, (batch * 4,), generator=g)
     cfg = AugmentConfig() if augment else None
-    times = []
+    times, cpu = [], []
     for s in range(warmup + steps):
         idx = torch.randint(0, len(images), (batch,), generator=g)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         x = augment_batch(images[idx], cfg, g) if cfg else images[idx].unsqueeze(1).float() / 255
         x = x.contiguous(memory_format=torch.channels_last)
         logits = model(x)
@@ -77,11 +82,13 @@ def throughput(arch: str, *, size: int = 128, batch: int = 64, steps: int = 12, 
         opt.step()
         if s >= warmup:
             times.append(time.perf_counter() - t0)
+            cpu.append(time.process_time() - c0)
     times.sort()
     med = times[len(times) // 2]
     return {"arch": arch, "threads": threads, "batch": batch, "size": size, "augment": augment,
             "teachers": [str(t) for t in teachers or []],
-            "images_per_s": batch / med, "best_images_per_s": batch / times[0], "load": load()}
+            "images_per_s": batch / med, "best_images_per_s": batch / times[0],
+            "cpu_ms_per_image": 1e3 * sorted(cpu)[len(cpu) // 2] / batch, "load": load()}
 
 
 def evaluate_speed(run, data, *, threads: int = 2) -> dict:
@@ -114,12 +121,16 @@ def _child(code: str, arch: str, a) -> dict:
 
 
 def compare(arch: str, a) -> dict:
-    """Old (``--baseline``) and new code alternately, ``--repeat`` times each; the best of each."""
-    old, new = [], []
-    for _ in range(a.repeat):
-        old.append(_child(str(Path(a.baseline).resolve()), arch, a)["images_per_s"])
-        new.append(_child(str(REPO), arch, a)["images_per_s"])
-    return {"arch": arch, "old": old, "new": new, "ratio": max(new) / max(old), "load": load()}
+    """Old (``--baseline``) and new code alternately, ``--repeat`` times each; the best of each
+    (most images/s; least CPU ms per image, for ``throughput``)."""
+    runs = alternated(a.repeat, lambda code: _child(code, arch, a), str(Path(a.baseline).resolve()), str(REPO))
+    old, new = [r[0]["images_per_s"] for r in runs], [r[1]["images_per_s"] for r in runs]
+    res = {"arch": arch, "old": old, "new": new, "ratio": max(new) / max(old), "load": load()}
+    if "cpu_ms_per_image" in runs[0][0]:
+        res["old_cpu_ms"] = [r[0]["cpu_ms_per_image"] for r in runs]
+        res["new_cpu_ms"] = [r[1]["cpu_ms_per_image"] for r in runs]
+        res["cpu_ratio"] = min(res["old_cpu_ms"]) / min(res["new_cpu_ms"])
+    return res
 
 
 def real(arch: str, out: Path, *, epochs: int, threads: int, seed: int = 0) -> dict:
@@ -182,13 +193,17 @@ def main(argv=None) -> int:
             print(f"{arch:24s} old {' '.join(f'{v:.1f}' for v in r['old'])} | new {' '.join(f'{v:.1f}' for v in r['new'])}"
                   f" img/s | new/old x{r['ratio']:.2f} (best of {a.repeat} each"
                   f"{', distilled from ' + ' '.join(a.teacher) if a.teacher else ''}), {r['load']}", flush=True)
+            if "cpu_ratio" in r:
+                print(f"{'':24s} CPU ms/image old {' '.join(f'{v:.2f}' for v in r['old_cpu_ms'])} | new "
+                      f"{' '.join(f'{v:.2f}' for v in r['new_cpu_ms'])} | old/new x{r['cpu_ratio']:.2f}", flush=True)
         elif a.what == "evaluate":
             r = _measure(a, arch)
             print(f"{arch:24s} {r['images_per_s']:7.1f} img/s ({r['seconds']:.1f} s, macro-F1 {r['macro_f1']:.4f}), "
                   f"{r['threads']} threads, {r['load']}", flush=True)
         elif a.what == "throughput":
             r = _measure(a, arch)
-            print(f"{arch:24s} {r['images_per_s']:7.1f} img/s (best step {r['best_images_per_s']:.1f}), "
+            print(f"{arch:24s} {r['images_per_s']:7.1f} img/s (best step {r['best_images_per_s']:.1f}; "
+                  f"{r['cpu_ms_per_image']:.2f} CPU ms/image), "
                   f"batch {r['batch']} at {r['size']}x{r['size']}, {r['threads']} threads, "
                   f"augment {r['augment']}, {r['load']}", flush=True)
         else:

@@ -26,6 +26,7 @@ from torch import nn
 from ..compat import import_timm
 from ..errors import SemgenError
 from .hierarchy import Hierarchy
+from .pointwise import use_pooled_pointwise
 from .registry import get_arch
 
 #: timm model classes whose backbone is ``conv_stem``, ``bn1`` and a sequence of ``blocks`` stages.
@@ -66,6 +67,7 @@ class HierClassifier(nn.Module):
         self.drop_rate = float(drop_rate)
         self.net = timm.create_model(spec.timm_name, pretrained=False, in_chans=1, num_classes=0, drop_rate=0.0,
                                      **spec.kwargs)
+        use_pooled_pointwise(self.net)  # SE 1x1 convs on pooled features: trained as F.linear
         if type(self.net).__name__ not in _STAGED or not hasattr(self.net, "blocks"):
             raise SemgenError(f"--heads hierarchical needs a staged MobileNet / EfficientNet backbone; "
                               f"'{arch}' is a {type(self.net).__name__}")

@@ -13,6 +13,7 @@ from torch import nn
 
 from ..compat import import_timm
 from ..errors import SemgenError
+from .pointwise import use_pooled_pointwise
 from .registry import ARCHS, DEFAULT_ARCH, ArchSpec, get_arch, list_archs, register_arch  # noqa: F401
 
 #: Default input normalisation (SEM images are roughly mid-grey with a wide spread); an architecture
@@ -45,6 +46,7 @@ class SemClassifier(nn.Module):
         build = _BUILDERS.get(spec.timm_name)
         self.net = (build or (lambda **kw: timm.create_model(spec.timm_name, **kw)))(
             pretrained=False, in_chans=1, num_classes=num_classes, drop_rate=drop_rate, **spec.kwargs)
+        use_pooled_pointwise(self.net)  # SE / head 1x1 convs on pooled features: trained as F.linear
         self.register_buffer("mean", torch.tensor(spec.mean), persistent=False)
         self.register_buffer("std", torch.tensor(spec.std), persistent=False)
 
