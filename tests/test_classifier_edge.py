@@ -11,6 +11,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
+import torch.nn.functional as F
 from onnx import numpy_helper
 
 from classifier_synth import SYNTH_CLASSES, make_dataset
@@ -82,6 +83,26 @@ def test_transfer_set_goes_to_the_teacher(runs, monkeypatch):
     assert rec["transfer_images"] == steps * 32
     # the teacher labelled every labelled and every transfer image
     assert sum(seen) == steps * 32 + rec["transfer_images"]
+
+
+def test_a_teacher_gives_the_same_targets_in_pytorch_and_in_onnx_runtime(runs):
+    """The CPU runs teachers in ONNX Runtime, a GPU in PyTorch (channels-last): the PyTorch path,
+    asked for on the CPU here, gives the same softened targets, in the student's class order."""
+    classes = json.loads((runs / "t1" / "config.json").read_text())["classes"]
+    student = list(reversed(classes))  # another order: the teacher's outputs are re-ordered
+    ort = distill_mod.Teacher(runs / "t1", student)
+    assert ort.session is not None  # the CPU default
+    pt = distill_mod.Teacher(runs / "t1", student).to("cpu", runtime="torch")
+    assert pt.session is None
+    x = torch.rand(5, 1, 40, 40, generator=torch.Generator().manual_seed(3))  # resized to the teacher's 32
+    a, b = ort.log_probs(x, 4.0), pt.log_probs(x, 4.0)
+    torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+    order = torch.tensor([classes.index(c) for c in student])
+    with torch.no_grad():
+        plain = pt.model(F.interpolate(x, size=(32, 32), mode="bilinear", align_corners=False, antialias=True))
+    torch.testing.assert_close(b, F.log_softmax(plain[:, order] / 4.0, dim=1), rtol=1e-5, atol=1e-5)
+    with pytest.raises(SemgenError, match="onnxruntime on the CPU"):
+        pt.to("meta", runtime="onnxruntime")
 
 
 def test_mixup_mixes_the_transfer_batches_for_the_teacher_too(runs, monkeypatch):

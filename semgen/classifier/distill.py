@@ -169,18 +169,23 @@ class Teacher:
         self.session = None
         self.to(device if device is not None else "cpu")
 
-    def to(self, device) -> "Teacher":
+    def to(self, device, *, runtime: str | None = None) -> "Teacher":
         """Run on ``device``; returns self.
 
-        On the CPU the teacher runs in ONNX Runtime: its forward passes are most of a distilled
-        step, and there its graph (batch norm folded, fused kernels) ran an EfficientNet-Lite0 about
-        3x faster than PyTorch (5-7 against 18-20 ms per image at 128 px, 1 thread); the logits
-        agree to about 2e-5. Elsewhere it runs in PyTorch, channels-last as the student trains.
+        ``runtime`` is ``"onnxruntime"`` (the CPU only) or ``"torch"``; by default ONNX Runtime on
+        the CPU and PyTorch elsewhere. On the CPU the teacher's forward passes are most of a
+        distilled step, and ONNX Runtime's graph (batch norm folded, fused kernels) ran an
+        EfficientNet-Lite0 about 3x faster than PyTorch (5-7 against 18-20 ms per image at 128 px,
+        1 thread); the logits agree to about 2e-5. PyTorch runs it channels-last, as the student
+        trains (on a GPU; on the CPU when asked).
         """
         device = torch.device(device)
+        runtime = runtime or ("onnxruntime" if device.type == "cpu" else "torch")
+        if runtime not in ("onnxruntime", "torch") or (runtime == "onnxruntime" and device.type != "cpu"):
+            raise SemgenError(f"teacher runtime {runtime!r} on {device.type}: use torch, or onnxruntime on the CPU")
         self.model.to(device)
         self.order = self.order.to(device)
-        if device.type == "cpu":
+        if runtime == "onnxruntime":
             if self.session is None:
                 self.session = _ort_teacher(self.model, self.size)
                 self._input = self.session.get_inputs()[0].name
