@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
 
+from bench_scripts import load_bench
+
 
 def _baseline():
-    f = Path(__file__).resolve().parents[1] / "bench" / "_baseline.py"
-    spec = importlib.util.spec_from_file_location("_baseline", f)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_bench("_baseline")
 
 
 def _checkout(root: Path, version: str) -> Path:

@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import numpy as np
 from safetensors.numpy import save_file
 
+from bench_scripts import load_bench
+
 
 def _bench():
-    f = Path(__file__).resolve().parents[1] / "bench" / "edge_table.py"
-    spec = importlib.util.spec_from_file_location("edge_table", f)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_bench("edge_table")
 
 
 def _run(root: Path, name: str, *, bytes_, acts, f1, fake_f1, ms) -> Path:

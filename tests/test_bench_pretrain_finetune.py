@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
+from bench_scripts import load_bench
 from classifier_synth import make_dataset
-
-BENCH = Path(__file__).resolve().parents[1] / "bench" / "pretrain_finetune.py"
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("pretrain_finetune", BENCH)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_bench("pretrain_finetune")
 
 
 def test_seeds_and_their_ensemble_become_rows(tmp_path, capsys):

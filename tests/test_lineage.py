@@ -103,13 +103,9 @@ def test_semgen_info_prints_a_run_and_each_ensemble_member(chain, tmp_path, caps
 
 
 def test_the_scaling_bench_places_each_run_by_its_lineage(chain, tmp_path, capsys):
-    import importlib.util
-    from pathlib import Path
+    from bench_scripts import load_bench
 
-    f = Path(__file__).resolve().parents[1] / "bench" / "scaling_curve.py"
-    spec = importlib.util.spec_from_file_location("scaling_curve", f)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_bench("scaling_curve")
     png = tmp_path / "curve.png"
     assert mod.main(["--test", str(chain / "d"), "--runs", str(chain / "ft"), str(chain / "ft2"),
                      "--n-boot", "50", "--plot", str(png)]) == 0

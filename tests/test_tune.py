@@ -239,15 +239,12 @@ def test_tstr_tune_writes_a_profile_and_the_joint_figures(generated_reference, t
 
 def test_bench_tstr_profiles_scores_whole_profiles(generated_reference, tmp_path, monkeypatch, capsys):
     """bench/tstr_profiles.py: the defaults and each profile, scored by the same probe."""
-    import importlib.util
     from pathlib import Path
 
+    from bench_scripts import load_bench
     from semgen.generators.procedural.profile import PROFILE_VERSION, dump_profile
 
-    f = Path(__file__).resolve().parents[1] / "bench" / "tstr_profiles.py"
-    spec = importlib.util.spec_from_file_location("tstr_profiles", f)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_bench("tstr_profiles")
     monkeypatch.setattr(bench, "Embedder", lambda *a, **k: MeanGray())
     paths = []
     for name, r in (("bright", [0.8, 0.9]), ("dark", [-0.9, -0.8])):
