@@ -154,6 +154,26 @@ def test_the_student_of_a_narrower_arch_starts_from_the_fine_tuned_run(pools, tm
         RecipeConfig(real=pools / "train", qat=True)
 
 
+def test_the_student_can_learn_on_a_transfer_stream(pools, tmp_path):
+    """``--transfer-stream``: no transfer folder; the student (and its QAT run) distil on
+    ``stream:SEED+1``, the stream of the scenes the folder would have held first."""
+    cfg = RecipeConfig(real=pools / "train", **{**TINY, "baseline": False, "seeds": [0], "transfer_stream": True})
+    out = tmp_path / "r"
+    res = run_recipe(out, cfg, workers=0, threads=1, progress=False)
+    assert res["done"] and not (out / "transfer").exists()
+    assert res["stages"]["transfer"] == {"stream": "stream:1=0.5"}
+    for run in ("student", "student_qat"):
+        conf = json.loads((out / run / "config.json").read_text())
+        assert conf["request"]["distill"]["transfer"] == ["stream:1=0.5"]
+        assert conf["distill"]["transfer_stream"]["seed"] == 1 and conf["distill"]["transfer_n"] == 0
+    # a folder made without the flag is another recipe
+    with pytest.raises(SemgenError, match=r"transfer_stream differ"):
+        run_recipe(out, RecipeConfig(real=pools / "train", **{**TINY, "baseline": False, "seeds": [0]}),
+                   workers=0, threads=1, progress=False)
+    with pytest.raises(SemgenError, match="--transfer-stream needs --student"):
+        RecipeConfig(real=pools / "train", transfer_stream=True)
+
+
 def test_the_student_pretrains_on_new_scenes_distilled_from_the_pretraining(pools, tmp_path):
     from semgen.recipe.run import Recipe, _student_init
 

@@ -65,6 +65,9 @@ def register(sub) -> None:
                    help="unlabelled procedural images per generator the teacher labels for the student (0: none)")
     g.add_argument("--transfer-weight", type=float, default=d["transfer_weight"],
                    help="transfer batches per labelled batch")
+    g.add_argument("--transfer-stream", action="store_true",
+                   help="make the student's transfer images on the fly, each shown once, instead of the "
+                        "--transfer folder (for long students: --student-epochs 75)")
     g.add_argument("--qat", action="store_true",
                    help="quantisation-aware fine-tuning of the student, then its INT8 export (8-bit activations)")
     g.add_argument("--qat-epochs", type=int, default=d["qat_epochs"], help="epochs of quantisation-aware training")
@@ -89,8 +92,9 @@ def _recipe(args) -> int:
                             baseline=args.baseline, student=args.student, student_init=args.student_init,
                             student_images=args.student_images, student_pretrain_lr=args.student_pretrain_lr,
                             student_epochs=args.student_epochs, student_lr=args.student_lr, transfer=args.transfer,
-                            transfer_weight=args.transfer_weight, qat=args.qat, qat_epochs=args.qat_epochs,
-                            qat_lr=args.qat_lr, qat_weight_bits=args.qat_weight_bits)
+                            transfer_weight=args.transfer_weight, transfer_stream=args.transfer_stream,
+                            qat=args.qat, qat_epochs=args.qat_epochs, qat_lr=args.qat_lr,
+                            qat_weight_bits=args.qat_weight_bits)
     res = run_recipe(args.out, cfg, test=args.test, tta=args.tta, workers=args.workers, threads=args.threads,
                      stop_after=args.stop_after, device=args.device, precision=args.precision,
                      progress=not args.no_progress)

@@ -126,6 +126,11 @@ class RecipeConfig(Config):
         Unlabelled procedural images per generator in the student's transfer set.
     transfer_weight : float
         Transfer batches per labelled batch (``semgen train --transfer DIR=W``).
+    transfer_stream : bool
+        The student's transfer images made on the fly instead (``semgen train --transfer
+        stream:SEED+1=W``): each shown once however long the student trains, and no ``transfer/``
+        folder (``transfer`` is then unused). The best edge file so far (docs/results.md, session
+        34) was a 75-epoch student on the stream.
     qat : bool
         Quantisation-aware fine-tuning of the student, then its INT8 export (the ``edge`` stage).
     qat_epochs, qat_lr, qat_weight_bits : int, float, int
@@ -163,6 +168,7 @@ class RecipeConfig(Config):
     student_lr: Annotated[Number, Field(gt=0, lt=1)] = 2e-3
     transfer: Annotated[Int, Field(ge=0, le=10**6)] = 200
     transfer_weight: Annotated[Number, Field(gt=0, le=100)] = 0.5
+    transfer_stream: Flag = False
     qat: Flag = False
     qat_epochs: Annotated[Int, Field(ge=1, le=10_000)] = 5
     qat_lr: Annotated[Number, Field(gt=0, lt=1)] = 2e-4
@@ -183,6 +189,8 @@ class RecipeConfig(Config):
             raise ValueError("--qat needs --student (the model it quantises)")
         if self.student_images and not self.student:
             raise ValueError("--student-images needs --student (the arch it pretrains)")
+        if self.transfer_stream and not self.student:
+            raise ValueError("--transfer-stream needs --student (the model it feeds)")
         return self
 
 
@@ -351,7 +359,8 @@ def run_recipe(out, config: RecipeConfig, *, test=None, tta: str = "none", worke
     if cfg.student and sinit not in (str(r.finetune_dir(cfg.seeds[0])), str(r.pretrain_dir)):  # made later
         resolve_init(sinit, cfg.student)
     r.record()  # the settings first: a later run with other settings is refused
-    n_stages = 2 + (len(cfg.seeds) > 1) + bool(cfg.student_images) + 2 * bool(cfg.student) + cfg.qat + bool(tests)
+    n_stages = (2 + (len(cfg.seeds) > 1) + bool(cfg.student_images) + (1 if cfg.transfer_stream else 2) * bool(cfg.student)
+                + cfg.qat + bool(tests))
     numbers = iter(range(1, n_stages + 1))
 
     def stage(text: str) -> None:
@@ -402,14 +411,18 @@ def run_recipe(out, config: RecipeConfig, *, test=None, tta: str = "none", worke
         sinit = str(r.student_pretrain_dir)
 
     if cfg.student:
-        gens = list_generators()
-        stage(f"{cfg.transfer} unlabelled images per generator ({len(gens)}) -> {r.transfer_dir}")
-        for g in gens if cfg.transfer else ():  # --transfer 0: the student learns on the real pool alone
-            generate(g, cfg.transfer, r.transfer_dir, seed=cfg.seed + 1, size=cfg.size, workers=max(1, workers),
-                     progress=progress)
-        r.record("transfer", dir=str(r.transfer_dir) if cfg.transfer else None, per_generator=cfg.transfer)
+        if cfg.transfer_stream:  # made on the fly by the student's own run: the same seed + 1 scenes
+            transfer = [f"stream:{cfg.seed + 1}={cfg.transfer_weight}"]
+            r.record("transfer", stream=transfer[0])
+        else:
+            gens = list_generators()
+            stage(f"{cfg.transfer} unlabelled images per generator ({len(gens)}) -> {r.transfer_dir}")
+            for g in gens if cfg.transfer else ():  # --transfer 0: the student learns on the real pool alone
+                generate(g, cfg.transfer, r.transfer_dir, seed=cfg.seed + 1, size=cfg.size, workers=max(1, workers),
+                         progress=progress)
+            r.record("transfer", dir=str(r.transfer_dir) if cfg.transfer else None, per_generator=cfg.transfer)
+            transfer = [f"{r.transfer_dir}={cfg.transfer_weight}"] if cfg.transfer else []
         stage(f"distil {cfg.student} (from {sinit or 'scratch'}) from {r.teacher()} -> {r.student_dir}")
-        transfer = [f"{r.transfer_dir}={cfg.transfer_weight}"] if cfg.transfer else []
         distill = DistillConfig(teachers=[str(r.teacher())], transfer=transfer)
         train_classifier(cfg.real, out=r.student_dir, arch=cfg.student, init=sinit, seed=cfg.seeds[0],
                          distill=distill, **{**train, "epochs": cfg.student_epochs, "lr": cfg.student_lr})
