@@ -94,6 +94,20 @@ def test_mapped_imagenet_weights_name_real_photos(reference, photo, expected):
     assert float(logits.softmax(1)[0, top1]) > 0.3
 
 
+@pytest.mark.parametrize("arch", ["efficientnet_lite1", "efficientnet_lite2"])
+def test_wider_lite_weights_name_real_photos_and_fine_tune(arch, synth, tmp_path):
+    """EfficientNet-Lite1 / -Lite2 map from their own packages (same layout) and fine-tune from them."""
+    from semgen.classifier.pretrained import imagenet_reference_model
+
+    ref, spec = imagenet_reference_model(arch), get_arch(arch)
+    with torch.no_grad():
+        probs = ref((torch.cat([_photo("chelsea"), _photo("coffee")]) - spec.mean) / spec.std).softmax(1)
+    assert int(probs[0].argmax()) in range(281, 286) and int(probs[1].argmax()) in (967, 968, 504), probs.topk(3)
+    s = train_classifier(synth / "train", tmp_path / "ft", arch=arch, init="imagenet", epochs=1, **FAST)
+    init = json.loads((tmp_path / "ft" / "config.json").read_text())["init"]
+    assert s["arch"] == arch and init["kind"] == "imagenet" and init["package"] == spec.imagenet
+
+
 def test_gray_semclassifier_equals_rgb_model_on_a_gray_image(reference):
     """1-channel SemClassifier (summed stem, built-in normalisation) == 3-channel model on gray RGB."""
     gray = _photo("chelsea", side=96).mean(1, keepdim=True)  # odd feature sizes: SAME padding matters

