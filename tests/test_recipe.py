@@ -174,6 +174,24 @@ def test_the_student_can_learn_on_a_transfer_stream(pools, tmp_path):
         RecipeConfig(real=pools / "train", transfer_stream=True)
 
 
+def test_the_real_pool_can_be_mixed_into_the_pretraining(pools, tmp_path):
+    """``--pretrain-real-fraction F``: the pretraining run draws that share of each batch from --real."""
+    base = {**TINY, "baseline": False, "seeds": [0], "student": None, "qat": False}
+    cfg = RecipeConfig(real=pools / "train", **{**base, "pretrain_real_fraction": 0.25})
+    out = tmp_path / "r"
+    res = run_recipe(out, cfg, test=pools / "test", workers=0, threads=1, progress=False)
+    assert res["done"]
+    pt = json.loads((out / "pretrain" / "config.json").read_text())["pretrain"]
+    assert pt["data"] == [f"{(pools / 'train').resolve()}=1"] and pt["data_fraction"] == 0.25
+    assert "| pretraining alone (the real pool mixed in) |" in (out / "summary.md").read_text()
+    # without it nothing is mixed in, and a folder of the other setting is another recipe
+    assert RecipeConfig(real=pools / "train").pretrain_real_fraction == 0
+    with pytest.raises(SemgenError, match="pretrain_real_fraction differ"):
+        run_recipe(out, RecipeConfig(real=pools / "train", **base), workers=0, threads=1, progress=False)
+    with pytest.raises(SemgenError, match="pretrain_real_fraction"):
+        RecipeConfig(real=pools / "train", pretrain_real_fraction=1.0)
+
+
 def test_the_student_pretrains_on_new_scenes_distilled_from_the_pretraining(pools, tmp_path):
     from semgen.recipe.run import Recipe, _student_init
 

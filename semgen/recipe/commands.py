@@ -36,6 +36,9 @@ def register(sub) -> None:
     g.add_argument("--images", type=int, default=d["images"],
                    help="streamed procedural samples of the pretraining (76,800: about 75 min on 2 cores)")
     g.add_argument("--pretrain-lr", type=float, default=d["pretrain_lr"], help="peak learning rate of pretraining")
+    g.add_argument("--pretrain-real-fraction", type=float, default=d["pretrain_real_fraction"], metavar="F",
+                   help="share of each pretraining batch drawn from --real, learnt through its class (0: procedural "
+                        "images only)")
     g.add_argument("--size", type=int, default=d["size"],
                    help="image side in pixels of the pretraining, the student and its transfer images")
     g.add_argument("--finetune-size", type=int, metavar="PX",
@@ -86,7 +89,8 @@ def _recipe(args) -> int:
     from .run import RecipeConfig, run_recipe
 
     cfg = RecipeConfig.make(real=args.real, arch=args.arch, init=args.init, images=args.images,
-                            pretrain_lr=args.pretrain_lr, size=args.size, finetune_size=args.finetune_size,
+                            pretrain_lr=args.pretrain_lr, pretrain_real_fraction=args.pretrain_real_fraction,
+                            size=args.size, finetune_size=args.finetune_size,
                             seed=args.seed, seeds=args.seeds,
                             epochs=args.epochs, lr=args.lr, head_only_epochs=args.head_only_epochs,
                             baseline=args.baseline, student=args.student, student_init=args.student_init,

@@ -5,7 +5,8 @@ as semgen's best use of a small real pool. Each stage is a library call that alr
 skips finished work, so running the same command again continues where it stopped:
 
 1. ``pretrain``: :func:`semgen.pretrain.pretrain` from ``init`` (ImageNet) on ``images``
-   streamed procedural samples with fine labels (``OUT/pretrain``).
+   streamed procedural samples with fine labels (``OUT/pretrain``); with ``pretrain_real_fraction``
+   that share of each batch is real images of the pool, learnt through their class.
 2. ``finetune``: :func:`semgen.classifier.train_classifier` on the real pool from that run, one
    run per seed (``OUT/finetune_s{seed}``): every image, the last epoch, one head-only epoch first.
 3. ``baseline`` (``baseline=True``): the same fine-tuning from ``init`` alone
@@ -91,6 +92,10 @@ class RecipeConfig(Config):
         Streamed procedural samples of the pretraining stage (76,800: about 75 min on 2 cores).
     pretrain_lr : float
         Peak learning rate of the pretraining stage.
+    pretrain_real_fraction : float
+        Share of each pretraining batch drawn from the real pool (``semgen pretrain --data REAL
+        --data-fraction F``), learnt through its class alongside the procedural fine labels;
+        0 (the default): procedural images only.
     size : int
         Image side in pixels of the procedural stream, the student and its transfer images.
     finetune_size : int, optional
@@ -152,6 +157,7 @@ class RecipeConfig(Config):
     init: str = "imagenet"
     images: Annotated[Int, Field(ge=1, le=10**10)] = 76_800
     pretrain_lr: Annotated[Number, Field(gt=0, lt=1)] = 5e-4
+    pretrain_real_fraction: Annotated[Number, Field(ge=0, lt=1)] = 0.0
     size: Annotated[Int, Field(ge=32, le=512)] = 128
     finetune_size: Annotated[Optional[Int], Field(ge=32, le=512)] = None
     seed: Annotated[Int, Field(ge=0, lt=2**63)] = 0
@@ -275,7 +281,8 @@ class Recipe:
     def synthetic_only(self) -> dict[str, Path]:
         """``{name: run dir}`` of the pretraining runs: what the procedural images teach without a real
         image (their fine labels summed per class, :func:`semgen.classifier.evaluate.evaluate_run`)."""
-        m = {"pretraining alone (no real image)": self.pretrain_dir}
+        m = {"pretraining alone (no real image)" if not self.cfg.pretrain_real_fraction
+             else "pretraining alone (the real pool mixed in)": self.pretrain_dir}
         if self.cfg.student_images:
             m["student pretraining alone (no real image)"] = self.student_pretrain_dir
         return m
@@ -351,8 +358,9 @@ def run_recipe(out, config: RecipeConfig, *, test=None, tta: str = "none", worke
     say = log or ((lambda m: print(m, file=sys.stderr, flush=True)) if progress else (lambda m: None))
     # A bad setting of a later stage fails now, not after an hour of pretraining.
     base_init = None if cfg.init == "scratch" else cfg.init  # what the baseline and the pretraining start from
+    mixed = dict(data=[cfg.real], data_fraction=cfg.pretrain_real_fraction) if cfg.pretrain_real_fraction else {}
     pcfg = PretrainConfig.make(arch=cfg.arch, init=base_init, images=cfg.images,
-                               lr=cfg.pretrain_lr, size=cfg.size, seed=cfg.seed)
+                               lr=cfg.pretrain_lr, size=cfg.size, seed=cfg.seed, **mixed)
     r = Recipe(out, cfg)  # refuses a folder of other settings; writes nothing yet
     resolve_init(base_init, cfg.arch)
     sinit = _student_init(r) if cfg.student else None
@@ -369,7 +377,9 @@ def run_recipe(out, config: RecipeConfig, *, test=None, tta: str = "none", worke
     train = dict(size=cfg.size, lr=cfg.lr, epochs=cfg.epochs, val_fraction=0.0, num_threads=threads,
                  progress=progress, device=device, precision=precision)
 
-    stage(f"pretrain {cfg.arch} from {cfg.init} on {cfg.images:,} procedural samples -> {r.pretrain_dir}")
+    stage(f"pretrain {cfg.arch} from {cfg.init} on {cfg.images:,} procedural samples"
+          + (f" ({cfg.pretrain_real_fraction:.0%} of each batch from {cfg.real})" if mixed else "")
+          + f" -> {r.pretrain_dir}")
     res = pretrain(r.pretrain_dir, pcfg, workers=workers, threads=threads, stop_after=stop_after,
                    progress=progress, device=device, precision=precision)
     r.record("pretrain", run=str(r.pretrain_dir), step=res["step"], steps=res["steps"], done=bool(res["done"]))
