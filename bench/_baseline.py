@@ -16,6 +16,15 @@ import subprocess
 import sys
 
 
+def load() -> str:
+    """The machine's load averages (1, 5, 15 min) and core count, printed beside every figure."""
+    try:
+        a, b, c = os.getloadavg()
+    except OSError:  # pragma: no cover - not on every platform
+        return "load ?"
+    return f"load {a:.2f} {b:.2f} {c:.2f} on {os.cpu_count()} cores"
+
+
 def semgen_dir() -> str:
     """The folder of the ``semgen`` package this process imports (what a child reports)."""
     import semgen

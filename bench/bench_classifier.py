@@ -31,17 +31,12 @@ import torch
 import torch.nn.functional as F
 
 REPO = Path(__file__).resolve().parents[1]
-from _baseline import alternated, in_checkout, semgen_dir  # noqa: E402
+from _baseline import alternated, in_checkout, load, semgen_dir  # noqa: E402
 from semgen.classifier.augment import AugmentConfig, augment_batch  # noqa: E402
 from semgen.classifier.models import create_model  # noqa: E402
 
 REAL = Path(os.environ.get("SEMGEN_REAL_DATA", REPO.parent / "shared" / "data" / "sem-real"))
 ARCHS = ["mobilenetv3_small_050", "mobilenetv3_small_100", "mobilenetv2_035"]
-
-
-def load() -> str:
-    a, b, c = os.getloadavg()
-    return f"load {a:.2f} {b:.2f} {c:.2f} on {os.cpu_count()} cores"
 
 
 def throughput(arch: str, *, size: int = 128, batch: int = 64, steps: int = 12, warmup: int = 3,

@@ -34,7 +34,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))  # the tests' tiny line/space image maker
 
-from _baseline import alternated, in_checkout, semgen_dir  # noqa: E402
+from _baseline import alternated, in_checkout, load, semgen_dir  # noqa: E402
 
 from curation_synth import lines  # noqa: E402
 
@@ -45,10 +45,6 @@ from semgen.imageio import encode_png, read_gray, sha256_bytes  # noqa: E402
 from semgen.manifests import DatasetDir  # noqa: E402
 
 OUT = ROOT / "out" / "bench"
-
-
-def load() -> str:
-    return "load average %.2f %.2f %.2f" % os.getloadavg()
 
 
 def _image(rng: np.random.Generator, size: int, k: int) -> np.ndarray:

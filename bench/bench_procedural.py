@@ -27,16 +27,9 @@ import sys
 import tempfile
 import time
 
-from _baseline import best_of, in_checkout, semgen_dir
+from _baseline import best_of, in_checkout, load, semgen_dir
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _load() -> str:
-    try:
-        return "load %.2f %.2f %.2f" % os.getloadavg()
-    except OSError:  # pragma: no cover
-        return "load ?"
 
 
 def stage_profile(name: str, n: int, size: int) -> dict:
@@ -113,7 +106,7 @@ def compare(args, root: str) -> None:
     """Old (``--baseline``) and new code side by side, each measurement in a fresh process."""
     new, old = _REPO, os.path.abspath(args.baseline)
     print(f"# semgen procedural, {args.size}x{args.size}, n={args.n} per run, PNG + manifest included; "
-          f"{os.cpu_count()} CPUs; old = {old}, new = {new}; {_load()}")
+          f"{os.cpu_count()} CPUs; old = {old}, new = {new}; {load()}")
     print("# img/s: wall clock; cpu img/s: 1000 / (CPU ms per image of the one process), 1 worker only"
           + (f"; each side the best of {args.repeat} alternated runs" if args.repeat > 1 else ""))
     print(f"{'class':<10} {'workers':>7} {'old img/s':>9} {'new img/s':>9} {'ratio':>6} "
@@ -124,7 +117,7 @@ def compare(args, root: str) -> None:
                             old, new, key=lambda r: r["cpu_ms"] if w == 1 else -r["ips"])
             cpu = (f"{1e3 / o['cpu_ms']:>13.1f} {1e3 / n['cpu_ms']:>13.1f} {o['cpu_ms'] / n['cpu_ms']:>6.2f}"
                    if w == 1 else f"{'':>13} {'':>13} {'':>6}")
-            print(f"{name:<10} {w:>7} {o['ips']:>9.1f} {n['ips']:>9.1f} {n['ips'] / o['ips']:>6.2f} {cpu}   {_load()}",
+            print(f"{name:<10} {w:>7} {o['ips']:>9.1f} {n['ips']:>9.1f} {n['ips'] / o['ips']:>6.2f} {cpu}   {load()}",
                   flush=True)
     if args.profile:
         print(f"\n# CPU ms per image by stage (one process, {args.profile} images, generator code only), old -> new")
@@ -167,13 +160,13 @@ def main() -> None:
         if args.baseline:
             return compare(args, root)
         print(f"# semgen procedural, {args.size}x{args.size}, n={args.n} per run, PNG + manifest included; "
-              f"{os.cpu_count()} CPUs; {_load()}")
+              f"{os.cpu_count()} CPUs; {load()}")
         print(f"{'class':<10} {'workers':>7} {'img/s':>8} {'cpu ms/img (1 worker)':>22}   load")
         for name in args.classes:
             for w in args.workers:
                 ips, cpu_ms = run(name, args.n, args.size, w, root)
                 cpu = f"{cpu_ms:.2f}" if w == 1 else ""
-                print(f"{name:<10} {w:>7} {ips:>8.1f} {cpu:>22}   {_load()}", flush=True)
+                print(f"{name:<10} {w:>7} {ips:>8.1f} {cpu:>22}   {load()}", flush=True)
         if args.profile:
             print(f"\n# CPU ms per image by stage (one process, {args.profile} images, generator code only)")
             keys = None
