@@ -307,6 +307,13 @@ def test_a_fine_label_run_is_evaluated_on_the_test_set_classes(tmp_path):
     s = load_image_set(data.root, size=32, classes=["ler", "bridge"], allow_unknown=True)
     want = fold_to_classes(predict_probs(model, s.images).numpy(), meta["classes"])[0].argmax(1)
     assert res["y_pred"] == want.tolist() and (run / "confusion.png").exists()
+    # --classes: the task's classes only (the others' probabilities dropped); no test image is left out
+    one = evaluate_run(run, data.root, n_boot=10, progress=False, num_threads=1, write=False, classes=["bridge"])
+    assert one["model_classes"] == one["restricted_to"] == ["bridge"] and set(one["y_pred"]) == {0}
+    assert one["absent_from_model"] == {"ler": 3, "open": 3} and len(one["y_true"]) == 9
+    assert one["confidence"] == [1.0] * 9
+    with pytest.raises(SemgenError, match="--classes must be distinct classes of the model"):
+        evaluate_run(run, data.root, n_boot=10, progress=False, write=False, classes=["open"])
 
 
 def test_predict_sums_a_fine_label_run_per_class_unless_asked_for_fine_labels(tmp_path):

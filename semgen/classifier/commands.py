@@ -93,6 +93,9 @@ def register(sub) -> None:
     p.add_argument("--tta", choices=tuple(TTA_MODES), default="none",
                    help="test-time augmentation: average over the image's flips (4 views) or all 8 flips "
                    "and turns (d4); costs that many times the inference")
+    p.add_argument("--classes", type=lambda v: [c.strip() for c in v.split(",") if c.strip()], default=None,
+                   metavar="A,B,...", help="the task's classes, some of the model's: predict among these only (e.g. "
+                   "a pretraining run that mixed in a real pool: that pool's classes, not the test set's)")
     add_device_arguments(p)
     p.set_defaults(func=_evaluate)
 
@@ -198,7 +201,7 @@ def _evaluate(args) -> int:
     m = evaluate_run(args.run_dir, data, reject_below=args.reject_below, target_precision=args.target_precision,
                      calibrated=not args.no_calibration, n_boot=args.n_boot, out_name=args.out_name,
                      progress=not args.no_progress, device=args.device, precision=args.precision,
-                     tta=args.tta)
+                     tta=args.tta, classes=args.classes)
     if args.json:
         print(json.dumps({k: m[k] for k in ("accuracy", "macro_precision", "macro_recall", "macro_f1", "ci",
                                             "absent_from_model") if k in m}, indent=2))

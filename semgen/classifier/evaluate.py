@@ -160,7 +160,8 @@ def evaluate_run(run_dir, data, *, reject_below: float | str | None = None, targ
                  calibrated: bool = True, n_boot: int = 1000, seed: int = 0,
                  write: bool = True, out_name: str = "metrics.json", batch_size: int = 128,
                  progress: bool = False, num_threads: int | None = None, which: str | None = None,
-                 device: str = "auto", precision: str = "auto", tta: str = "none") -> dict:
+                 device: str = "auto", precision: str = "auto", tta: str = "none",
+                 classes: list[str] | None = None) -> dict:
     """Evaluate a run's best checkpoint (or an ensemble folder, :mod:`.ensemble`, or an ONNX file of
     ``semgen export``) on ``data`` (dataset dir(s) or ImageFolder tree(s)).
 
@@ -188,6 +189,11 @@ def evaluate_run(run_dir, data, *, reject_below: float | str | None = None, targ
     tta : {"none", "flips", "d4"}
         Test-time augmentation (:mod:`semgen.classifier.tta`): average the probabilities over the
         image's flipped and turned views; recorded as ``tta`` in the result.
+    classes : list of str, optional
+        The task's classes, a subset of the model's: the model predicts among these only (its
+        probabilities of the others dropped and the rest renormalised). For a model that knows more
+        classes than the task, e.g. a ``semgen pretrain`` run that mixed in a real pool (``--data``):
+        pass that pool's classes, never the test set's. Recorded as ``restricted_to``.
     """
     if isinstance(n_boot, bool) or int(n_boot) != n_boot or not 0 <= n_boot <= MAX_N_BOOT:
         raise SemgenError(f"--n-boot must be an integer in [1, {MAX_N_BOOT:,}], got {n_boot}")
@@ -238,6 +244,14 @@ def evaluate_run(run_dir, data, *, reject_below: float | str | None = None, targ
     # of a labelled test set: its fine probabilities summed per class (synthetic-only accuracy)
     fine = is_fine(meta["classes"])
     model_classes = classes_of(meta["classes"]) if fine else meta["classes"]
+    keep = None
+    if classes is not None:
+        unknown = [c for c in classes if c not in model_classes]
+        if unknown or not classes or len(set(classes)) != len(classes):
+            raise SemgenError(f"--classes must be distinct classes of the model ({', '.join(model_classes)}); "
+                              f"got {', '.join(classes) or 'none'}")
+        keep = [model_classes.index(c) for c in model_classes if c in classes]  # the model's order
+        model_classes = [model_classes[i] for i in keep]
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="leaving out images of classes")
         s = load_image_set(data, size=meta["size"], classes=model_classes, allow_unknown=True, progress=progress)
@@ -254,10 +268,15 @@ def evaluate_run(run_dir, data, *, reject_below: float | str | None = None, targ
                               s.images, tta)
     if fine and not onnx_file:  # a Predictor has folded them already
         probs = fold_to_classes(probs, meta["classes"])[0]
+    if keep is not None:
+        probs = np.asarray(probs, dtype=np.float64)[:, keep]
+        probs /= np.maximum(probs.sum(1, keepdims=True), 1e-300)
     res = evaluate_probs(s.labels.numpy(), probs, s.classes, model_classes=model_classes,
                          reject_below=reject_below, n_boot=n_boot, seed=seed)
     if fine:
         res["folded_from_fine_labels"] = len(meta["classes"])
+    if keep is not None:
+        res["restricted_to"] = model_classes
     res = {"run_dir": str(run_dir), "checkpoint": meta["checkpoint"], "epoch": meta["epoch"],
            "data": [str(src.path) for src in s.sources], "skipped_images": s.skipped,
            "files": s.files, "temperature": temperature, "qat": bool(meta.get("qat")), "compute": comp.record(),
