@@ -184,6 +184,9 @@ def test_the_real_pool_can_be_mixed_into_the_pretraining(pools, tmp_path):
     pt = json.loads((out / "pretrain" / "config.json").read_text())["pretrain"]
     assert pt["data"] == [f"{(pools / 'train').resolve()}=1"] and pt["data_fraction"] == 0.25
     assert "| pretraining alone (the real pool mixed in) |" in (out / "summary.md").read_text()
+    # ... and scored on the pool's classes only (the stream's others dropped)
+    m = json.loads((out / "pretrain" / "metrics.json").read_text())
+    assert m["restricted_to"] == m["model_classes"] and set(m["model_classes"]) == {"bridge", "open", "particle"}
     # without it nothing is mixed in, and a folder of the other setting is another recipe
     assert RecipeConfig(real=pools / "train").pretrain_real_fraction == 0
     with pytest.raises(SemgenError, match="pretrain_real_fraction differ"):

@@ -22,7 +22,8 @@ skips finished work, so running the same command again continues where it stoppe
    (``OUT/student_qat``), exported with 8-bit activations: ``model.int8.onnx``, ``model_int8.h``
    and ``export.json`` (size, latency, INT8-vs-FP32 agreement).
 8. ``evaluate`` (``test=``): every model above on each test set, with paired differences from the
-   baseline, and the pretraining runs alone (no real image: their fine labels summed per class);
+   baseline, and the pretraining runs alone (no real image: their fine labels summed per class;
+   with ``pretrain_real_fraction``, scored on the real pool's classes only);
    ``OUT/summary.md``.
 
 ``OUT/recipe.json`` holds the settings and each stage's outcome; an ``OUT`` made with other
@@ -497,6 +498,11 @@ def evaluate_recipe(r: Recipe, tests, *, tta: str = "none", threads: int | None 
     figures: dict = {}
     models = {**r.models(), **r.synthetic_only()}
     prints = {name: _model_fingerprint(Path(run)) for name, run in models.items()}  # once, not per test set
+    # a pretraining run that mixed the real pool in is scored as a model of the pool's classes (the
+    # stream's other classes, e.g. scratch, dropped), chosen from the training pool, not the test set
+    task = {}
+    if r.cfg.pretrain_real_fraction:
+        task[str(r.pretrain_dir)] = list(load_pool(r.cfg.real, what="--real").counts())
     for t in tests:
         rows, preds = {}, {}
         test_key = load_pool(t, what="--test").key
@@ -504,7 +510,8 @@ def evaluate_recipe(r: Recipe, tests, *, tta: str = "none", threads: int | None 
             key = f"{name}|{prints[name]}|{test_key}|{tta}"
             e = cache.get(key)
             if e is None:
-                m = evaluate_run(run, t, num_threads=threads, tta=tta, out_name=metrics_name(tta))
+                m = evaluate_run(run, t, num_threads=threads, tta=tta, out_name=metrics_name(tta),
+                                 classes=task.get(str(run)))
                 e = {"macro_f1": m["macro_f1"], "macro_f1_ci": m["ci"]["macro_f1"], "accuracy": m["accuracy"],
                      "y_true": [m["classes"][i] for i in m["y_true"]], "y_pred": [m["classes"][i] for i in m["y_pred"]]}
             kept[key] = e
