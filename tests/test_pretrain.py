@@ -334,6 +334,12 @@ def test_predict_sums_a_fine_label_run_per_class_unless_asked_for_fine_labels(tm
     res = predict_files(run, files, top_k=2)
     assert all(r["label"] in ("ler", "bridge") and len(r["top"]) == 2 for r in res)
     assert all("/" in r["label"] for r in predict_files(run, files, fine=True))
+    # --classes: the task's classes only, as `semgen evaluate --classes` scores them
+    task = Predictor(run, classes=["bridge"])
+    assert task.classes == ["bridge"] and np.allclose(task.probs(imgs), 1.0)
+    assert {r["label"] for r in predict_files(run, files, classes=["bridge"])} == {"bridge"}
+    with pytest.raises(SemgenError, match="--classes must be distinct classes of the model"):
+        Predictor(run, classes=["ler", "ler"])
 
 
 PROFILE = ("version: 1\nclasses:\n  ler: {sigma_nm: {range: [5.0, 5.5]}}\n"

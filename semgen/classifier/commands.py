@@ -93,9 +93,7 @@ def register(sub) -> None:
     p.add_argument("--tta", choices=tuple(TTA_MODES), default="none",
                    help="test-time augmentation: average over the image's flips (4 views) or all 8 flips "
                    "and turns (d4); costs that many times the inference")
-    p.add_argument("--classes", type=lambda v: [c.strip() for c in v.split(",") if c.strip()], default=None,
-                   metavar="A,B,...", help="the task's classes, some of the model's: predict among these only (e.g. "
-                   "a pretraining run that mixed in a real pool: that pool's classes, not the test set's)")
+    _add_classes(p)
     add_device_arguments(p)
     p.set_defaults(func=_evaluate)
 
@@ -134,6 +132,7 @@ def register(sub) -> None:
     p.add_argument("--fine", action="store_true",
                    help="a `semgen pretrain` run: show its fine labels (class/layout/...) instead of summing "
                         "their probabilities per class")
+    _add_classes(p)
     add_device_arguments(p)
     p.set_defaults(func=_predict)
 
@@ -277,11 +276,18 @@ def _ensemble(args) -> int:
     return 0
 
 
+def _add_classes(p) -> None:
+    p.add_argument("--classes", type=lambda v: [c.strip() for c in v.split(",") if c.strip()], default=None,
+                   metavar="A,B,...", help="the task's classes, some of the model's: predict among these only (e.g. "
+                   "a pretraining run that mixed in a real pool: that pool's classes, not the test set's)")
+
+
 def _predict(args) -> int:
     from .predict import predict_files
 
     res = predict_files(args.model, args.images, top_k=args.top, cascade=args.cascade, progress=not args.no_progress,
-                        device=args.device, precision=args.precision, tta=args.tta, fine=args.fine)
+                        device=args.device, precision=args.precision, tta=args.tta, fine=args.fine,
+                        classes=args.classes)
     bad = 0
     for r in res:
         if args.json:

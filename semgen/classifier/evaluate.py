@@ -238,20 +238,15 @@ def evaluate_run(run_dir, data, *, reject_below: float | str | None = None, targ
                               "needs a run trained by this semgen with a validation split")
         chosen = threshold_for_precision(cal["val_confidence"], cal["val_correct"], target_precision)
         reject_below = chosen["threshold"]
-    from ..pretrain.labels import classes_of, fold_to_classes, is_fine
+    from ..pretrain.labels import classes_of, fold_to_classes, is_fine, restrict_to_classes
 
     # a `semgen pretrain` run with fine labels (bridge/lines/vertical/micro) is scored on the classes
     # of a labelled test set: its fine probabilities summed per class (synthetic-only accuracy)
     fine = is_fine(meta["classes"])
     model_classes = classes_of(meta["classes"]) if fine else meta["classes"]
-    keep = None
-    if classes is not None:
-        unknown = [c for c in classes if c not in model_classes]
-        if unknown or not classes or len(set(classes)) != len(classes):
-            raise SemgenError(f"--classes must be distinct classes of the model ({', '.join(model_classes)}); "
-                              f"got {', '.join(classes) or 'none'}")
-        keep = [model_classes.index(c) for c in model_classes if c in classes]  # the model's order
-        model_classes = [model_classes[i] for i in keep]
+    all_classes = model_classes
+    if classes is not None:  # checked before the images load and the model runs
+        model_classes = restrict_to_classes(np.zeros((0, len(all_classes))), all_classes, classes)[1]
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="leaving out images of classes")
         s = load_image_set(data, size=meta["size"], classes=model_classes, allow_unknown=True, progress=progress)
@@ -268,14 +263,13 @@ def evaluate_run(run_dir, data, *, reject_below: float | str | None = None, targ
                               s.images, tta)
     if fine and not onnx_file:  # a Predictor has folded them already
         probs = fold_to_classes(probs, meta["classes"])[0]
-    if keep is not None:
-        probs = np.asarray(probs, dtype=np.float64)[:, keep]
-        probs /= np.maximum(probs.sum(1, keepdims=True), 1e-300)
+    if classes is not None:
+        probs = restrict_to_classes(probs, all_classes, classes)[0]
     res = evaluate_probs(s.labels.numpy(), probs, s.classes, model_classes=model_classes,
                          reject_below=reject_below, n_boot=n_boot, seed=seed)
     if fine:
         res["folded_from_fine_labels"] = len(meta["classes"])
-    if keep is not None:
+    if classes is not None:
         res["restricted_to"] = model_classes
     res = {"run_dir": str(run_dir), "checkpoint": meta["checkpoint"], "epoch": meta["epoch"],
            "data": [str(src.path) for src in s.sources], "skipped_images": s.skipped,

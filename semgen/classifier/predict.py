@@ -35,10 +35,14 @@ class Predictor:
         A ``semgen pretrain`` run predicts fine labels (``bridge/lines/vertical/micro``). By default
         their probabilities are summed per class (:func:`semgen.pretrain.labels.fold_to_classes`),
         as ``semgen evaluate`` scores such a run; ``fine=True`` keeps the fine labels.
+    classes : list of str, optional
+        The task's classes, some of the model's: predict among these only
+        (:func:`semgen.pretrain.labels.restrict_to_classes`), as ``semgen evaluate --classes``.
     """
 
     def __init__(self, model, *, threads: int | None = None, cascade: bool = False, device: str = "auto",
-                 precision: str = "auto", tta: str = "none", fine: bool = False):
+                 precision: str = "auto", tta: str = "none", fine: bool = False,
+                 classes: list[str] | None = None):
         from ..devices import compute
         from .tta import check_tta
 
@@ -104,20 +108,27 @@ class Predictor:
                 if not hasattr(self._model, "cascade"):
                     raise SemgenError(f"--cascade needs a run trained with --heads hierarchical; {p} has one head")
                 self._cascade = self._model
-        from ..pretrain.labels import classes_of, is_fine
+        from ..pretrain.labels import classes_of, is_fine, restrict_to_classes
 
         self.fine_classes = None  # the model's own fine labels, when they are folded into classes
         if not fine and is_fine(self.classes):
             self.fine_classes, self.classes = list(self.classes), classes_of(self.classes)
+        self.model_classes = None  # all the model's classes, when the task's are fewer
+        if classes is not None:
+            if cascade or fine:
+                raise SemgenError("--classes does not combine with --cascade or --fine")
+            self.model_classes = list(self.classes)
+            self.classes = restrict_to_classes(np.zeros((0, len(self.classes))), self.classes, classes)[1]
 
     def probs(self, images: torch.Tensor) -> np.ndarray:
         """Class probabilities ``[N, K]`` for uint8 images ``[N, size, size]`` (averaged over the
         views of ``tta``; a fine-label model's folded into :attr:`classes`)."""
-        from ..pretrain.labels import fold_to_classes
+        from ..pretrain.labels import fold_to_classes, restrict_to_classes
         from .tta import tta_probs
 
         p = tta_probs(self._probs, images, self.tta)
-        return p if self.fine_classes is None else fold_to_classes(p, self.fine_classes)[0]
+        p = p if self.fine_classes is None else fold_to_classes(p, self.fine_classes)[0]
+        return p if self.model_classes is None else restrict_to_classes(p, self.model_classes, self.classes)[0]
 
     def _probs(self, images: torch.Tensor) -> np.ndarray:
         if self.kind == "torch":
@@ -163,14 +174,14 @@ def _first_line(e: BaseException) -> str:
 
 def predict_files(model, files, *, top_k: int = 1, threads: int | None = None, cascade: bool = False,
                   progress: bool = False, device: str = "auto", precision: str = "auto",
-                  tta: str = "none", fine: bool = False) -> list[dict]:
+                  tta: str = "none", fine: bool = False, classes: list[str] | None = None) -> list[dict]:
     """Classify image files; unreadable ones come back with an ``error`` instead of a label.
 
     With ``cascade`` (a hierarchical model), each image runs the gate and only images it calls
     defective run the rest; an image the gate settles has the gate's classes and ``defect`` (the
     defect classes' total) in ``top``, and ``stage`` says where it stopped (``gate`` / ``rest``).
     ``progress`` shows a decoding bar on stderr when it is a terminal. ``device`` / ``precision`` /
-    ``tta`` / ``fine``: see :class:`Predictor`.
+    ``tta`` / ``fine`` / ``classes``: see :class:`Predictor`.
 
     Returns
     -------
@@ -178,7 +189,7 @@ def predict_files(model, files, *, top_k: int = 1, threads: int | None = None, c
         ``file``, ``label``, ``confidence``, ``top`` (``[(label, p), ...]``) or ``file``, ``error``.
     """
     pred = Predictor(model, threads=threads, cascade=cascade, device=device, precision=precision, tta=tta,
-                     fine=fine)
+                     fine=fine, classes=classes)
     files = [str(f) for f in files]
     import warnings
 

@@ -107,6 +107,46 @@ def fold_to_classes(probs, names: list[str]) -> tuple[np.ndarray, list[str]]:
     return probs @ fold, classes
 
 
+def restrict_to_classes(probs, classes: list[str], task) -> tuple[np.ndarray, list[str]]:
+    """Class probabilities of a model that knows more classes than the task: the task's only.
+
+    The probabilities of the other classes are dropped and each row renormalised: the model then
+    predicts among ``task`` only, e.g. a pretraining run that mixed a real pool into its batches,
+    whose stream also has classes that the pool lacks.
+
+    Parameters
+    ----------
+    probs : float array (N, K)
+        Probabilities over ``classes``.
+    classes : list of str
+        The model's classes (fine labels already folded, :func:`fold_to_classes`).
+    task : iterable of str
+        Distinct classes, each one of ``classes``.
+
+    Returns
+    -------
+    (float64 array (N, T), list of str)
+        The renormalised probabilities and the task's classes, in the model's order.
+
+    Examples
+    --------
+    >>> p, c = restrict_to_classes([[0.2, 0.3, 0.5]], ["ler", "scratch", "via"], ["via", "ler"])
+    >>> c, p.round(3).tolist()
+    (['ler', 'via'], [[0.286, 0.714]])
+    """
+    task = list(task)
+    if not task or len(set(task)) != len(task) or any(c not in classes for c in task):
+        raise SemgenError(f"--classes must be distinct classes of the model ({', '.join(classes)}); "
+                          f"got {', '.join(task) or 'none'}")
+    probs = np.asarray(probs, dtype=np.float64)
+    if probs.ndim != 2 or probs.shape[1] != len(classes):
+        raise SemgenError(f"probabilities of shape {probs.shape} do not match {len(classes)} classes")
+    keep = [i for i, c in enumerate(classes) if c in task]
+    out = probs[:, keep]
+    out /= np.maximum(out.sum(1, keepdims=True), 1e-300)
+    return out, [classes[i] for i in keep]
+
+
 def classes_of(names) -> list[str]:
     """The classes of fine labels (their first parts), in order of first appearance."""
     return list(dict.fromkeys(n.split(SEP, 1)[0] for n in names))
