@@ -340,6 +340,13 @@ def test_predict_sums_a_fine_label_run_per_class_unless_asked_for_fine_labels(tm
     assert {r["label"] for r in predict_files(run, files, classes=["bridge"])} == {"bridge"}
     with pytest.raises(SemgenError, match="--classes must be distinct classes of the model"):
         Predictor(run, classes=["ler", "ler"])
+    # the run exports as any run does (fine-label outputs); its ONNX file folds and restricts the same way
+    from semgen.classifier.export import export_run
+
+    export_run(run, calib=tmp_path / "d", latency_runs=2, threads=1, progress=False)
+    onnx = Predictor(run / "model.onnx")
+    assert onnx.classes == ["ler", "bridge"] and np.allclose(onnx.probs(imgs), pred.probs(imgs), atol=1e-4)
+    assert {r["label"] for r in predict_files(run / "model.int8.onnx", files, classes=["bridge"])} == {"bridge"}
 
 
 PROFILE = ("version: 1\nclasses:\n  ler: {sigma_nm: {range: [5.0, 5.5]}}\n"
