@@ -238,7 +238,7 @@ def evaluate_run(run_dir, data, *, reject_below: float | str | None = None, targ
                               "needs a run trained by this semgen with a validation split")
         chosen = threshold_for_precision(cal["val_confidence"], cal["val_correct"], target_precision)
         reject_below = chosen["threshold"]
-    from ..pretrain.labels import classes_of, fold_to_classes, is_fine, restrict_to_classes
+    from ..pretrain.labels import classes_of, fold_to_classes, is_fine, restrict_to_classes, task_classes
 
     # a `semgen pretrain` run with fine labels (bridge/lines/vertical/micro) is scored on the classes
     # of a labelled test set: its fine probabilities summed per class (synthetic-only accuracy)
@@ -246,7 +246,7 @@ def evaluate_run(run_dir, data, *, reject_below: float | str | None = None, targ
     model_classes = classes_of(meta["classes"]) if fine else meta["classes"]
     all_classes = model_classes
     if classes is not None:  # checked before the images load and the model runs
-        model_classes = restrict_to_classes(np.zeros((0, len(all_classes))), all_classes, classes)[1]
+        model_classes = task_classes(all_classes, classes)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="leaving out images of classes")
         s = load_image_set(data, size=meta["size"], classes=model_classes, allow_unknown=True, progress=progress)

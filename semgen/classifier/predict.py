@@ -108,7 +108,7 @@ class Predictor:
                 if not hasattr(self._model, "cascade"):
                     raise SemgenError(f"--cascade needs a run trained with --heads hierarchical; {p} has one head")
                 self._cascade = self._model
-        from ..pretrain.labels import classes_of, is_fine, restrict_to_classes
+        from ..pretrain.labels import classes_of, is_fine, task_classes
 
         self.fine_classes = None  # the model's own fine labels, when they are folded into classes
         if not fine and is_fine(self.classes):
@@ -118,7 +118,7 @@ class Predictor:
             if cascade or fine:
                 raise SemgenError("--classes does not combine with --cascade or --fine")
             self.model_classes = list(self.classes)
-            self.classes = restrict_to_classes(np.zeros((0, len(self.classes))), self.classes, classes)[1]
+            self.classes = task_classes(self.classes, classes)
 
     def probs(self, images: torch.Tensor) -> np.ndarray:
         """Class probabilities ``[N, K]`` for uint8 images ``[N, size, size]`` (averaged over the

@@ -134,17 +134,26 @@ def restrict_to_classes(probs, classes: list[str], task) -> tuple[np.ndarray, li
     >>> c, p.round(3).tolist()
     (['ler', 'via'], [[0.286, 0.714]])
     """
+    kept = task_classes(classes, task)
+    probs = np.asarray(probs, dtype=np.float64)
+    if probs.ndim != 2 or probs.shape[1] != len(classes):
+        raise SemgenError(f"probabilities of shape {probs.shape} do not match {len(classes)} classes")
+    out = probs[:, [classes.index(c) for c in kept]]
+    out /= np.maximum(out.sum(1, keepdims=True), 1e-300)
+    return out, kept
+
+
+def task_classes(classes: list[str], task) -> list[str]:
+    """``task`` checked against a model's ``classes`` (distinct, each one of them), in the model's order.
+
+    >>> task_classes(["ler", "scratch", "via"], ["via", "ler"])
+    ['ler', 'via']
+    """
     task = list(task)
     if not task or len(set(task)) != len(task) or any(c not in classes for c in task):
         raise SemgenError(f"--classes must be distinct classes of the model ({', '.join(classes)}); "
                           f"got {', '.join(task) or 'none'}")
-    probs = np.asarray(probs, dtype=np.float64)
-    if probs.ndim != 2 or probs.shape[1] != len(classes):
-        raise SemgenError(f"probabilities of shape {probs.shape} do not match {len(classes)} classes")
-    keep = [i for i, c in enumerate(classes) if c in task]
-    out = probs[:, keep]
-    out /= np.maximum(out.sum(1, keepdims=True), 1e-300)
-    return out, [classes[i] for i in keep]
+    return [c for c in classes if c in task]
 
 
 def classes_of(names) -> list[str]:
