@@ -349,6 +349,36 @@ def test_predict_sums_a_fine_label_run_per_class_unless_asked_for_fine_labels(tm
     assert {r["label"] for r in predict_files(run / "model.int8.onnx", files, classes=["bridge"])} == {"bridge"}
 
 
+def test_pretraining_runs_make_an_ensemble_scored_on_the_task_classes(tmp_path):
+    """Joint pretraining runs of several seeds predict as one model: their fine-label probabilities
+    averaged, then summed per class and restricted to the pool's classes (`evaluate --classes`)."""
+    from classifier_synth import make_dataset
+
+    from semgen.classifier.data import load_image_set
+    from semgen.classifier.ensemble import make_ensemble
+    from semgen.classifier.evaluate import evaluate_run
+    from semgen.classifier.predict import Predictor
+
+    runs = [tmp_path / f"pt{s}" for s in (0, 1)]
+    for s, run in enumerate(runs):
+        pretrain(run, PretrainConfig(**{**TINY, "images": 16, "seed": s}), workers=0, threads=1, progress=False)
+    doc = make_ensemble(runs, tmp_path / "ens")
+    assert doc["classes"] == TargetSpace.build(TINY["generators"]).fine_names
+    data = make_dataset(tmp_path / "d", n_per_class=3, classes=("bridge", "ler"), side=32)
+    imgs = torch.zeros((2, 32, 32), dtype=torch.uint8)
+    imgs[1, ::4] = 255
+    members = [Predictor(run, classes=["bridge", "ler"]).probs(imgs) for run in runs]
+    ens = Predictor(tmp_path / "ens", classes=["bridge", "ler"])
+    assert ens.classes == ["ler", "bridge"]
+    # folding is linear, so the ensemble's class probabilities are the members' mean
+    np.testing.assert_allclose(ens.probs(imgs), np.mean(members, axis=0), atol=1e-5)
+    res = evaluate_run(tmp_path / "ens", data.root, n_boot=10, progress=False, num_threads=1, write=False,
+                       classes=["ler", "bridge"])
+    assert res["restricted_to"] == ["ler", "bridge"] and len(res["y_true"]) == 6
+    s = load_image_set(data.root, size=32, classes=["ler", "bridge"])
+    assert res["y_pred"] == ens.probs(s.images).argmax(1).tolist()
+
+
 PROFILE = ("version: 1\nclasses:\n  ler: {sigma_nm: {range: [5.0, 5.5]}}\n"
            "  bridge: {bridge_type: {choices: {micro: 1}}, bridge_width: {value: 2.0}}\n")
 

@@ -142,7 +142,8 @@ def register(sub) -> None:
                                    "train --teacher take the folder and average the members' calibrated "
                                    "probabilities.")
     p.add_argument("runs", nargs="+", metavar="RUN_DIR",
-                   help="two or more run dirs of `semgen train` with the same classes and input size")
+                   help="two or more run dirs of `semgen train` (or of `semgen pretrain`, seeds of one "
+                   "setting) with the same classes and input size")
     p.add_argument("--out", "-o", required=True, metavar="DIR", help="ensemble folder to write")
     p.add_argument("--overwrite", action="store_true", help="replace an existing ensemble.json in DIR")
     p.set_defaults(func=_ensemble)

@@ -502,7 +502,9 @@ def evaluate_recipe(r: Recipe, tests, *, tta: str = "none", threads: int | None 
     # stream's other classes, e.g. scratch, dropped), chosen from the training pool, not the test set
     task = {}
     if r.cfg.pretrain_real_fraction:
-        task[str(r.pretrain_dir)] = list(load_pool(r.cfg.real, what="--real").counts())
+        from ..manifests.sources import read_source
+
+        task[str(r.pretrain_dir)] = sorted({it.label for it in read_source(r.cfg.real, what="--real")})
     for t in tests:
         rows, preds = {}, {}
         test_key = load_pool(t, what="--test").key
