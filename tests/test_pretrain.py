@@ -501,6 +501,39 @@ def test_a_teacher_with_other_labels_or_no_run_is_a_one_line_error(teacher_run, 
         PretrainConfig(**TINY, teachers=[tmp_path / "nope"])
     assert "\n" not in str(e.value)
     with pytest.raises(SemgenError, match=r"--teacher .* has \d+ classes \[.*\] but the student has") as e:
-        pretrain(tmp_path / "r", PretrainConfig(**{**TINY, "generators": ["ler"]}, teachers=[teacher_run]),
+        pretrain(tmp_path / "r", PretrainConfig(**{**TINY, "generators": ["ler", "via"]}, teachers=[teacher_run]),
                  workers=0, threads=1, progress=False)
     assert "\n" not in str(e.value) and len(str(e.value)) < 600
+
+
+def test_a_pretraining_run_teaches_a_student_of_its_classes_or_some_of_them(teacher_run, tmp_path):
+    """`semgen train --teacher PRETRAIN_RUN`: the teacher's fine labels summed per class (as evaluate
+    folds them), among the student's classes only."""
+    from classifier_synth import make_dataset
+
+    from semgen.classifier import train_classifier
+    from semgen.classifier.checkpoint import load_run
+    from semgen.classifier.distill import DistillConfig, Teacher
+    from semgen.pretrain.labels import fold_to_classes
+
+    x = torch.from_numpy(StreamJob(TargetSpace.build(TINY["generators"]), seed=9, size=32)((0, 6))["images"])
+    x = x.unsqueeze(1).float() / 255
+    model, meta = load_run(teacher_run)
+    with torch.no_grad():
+        folded, classes = fold_to_classes(torch.softmax(model(x), 1).numpy(), meta["classes"])
+    assert classes == ["ler", "bridge"]
+    t = Teacher(teacher_run, ["bridge", "ler"])  # the student's order
+    np.testing.assert_allclose(t.log_probs(x, 1.0).exp().numpy(), folded[:, ::-1], atol=1e-5)
+    # some of its classes: renormalised among them (one class: certain)
+    np.testing.assert_allclose(Teacher(teacher_run, ["ler"]).log_probs(x, 2.0).exp().numpy(), 1.0, atol=1e-6)
+    # with a temperature, the folded log-probabilities are softened as a plain teacher's logits are
+    soft = torch.softmax(torch.log(torch.from_numpy(folded[:, ::-1].copy())).float() / 4.0, 1)
+    np.testing.assert_allclose(t.log_probs(x, 4.0).exp().numpy(), soft.numpy(), atol=1e-5)
+    with pytest.raises(SemgenError, match=r"--teacher .* has classes \[ler, bridge\] but the student has classes "
+                                          r"\[ler, via\]; distillation needs the teacher's classes or some of them"):
+        Teacher(teacher_run, ["ler", "via"])
+    data = make_dataset(tmp_path / "d", n_per_class=4, classes=("bridge", "ler"), side=32)
+    train_classifier(data.root, tmp_path / "s", arch="mobilenetv3_small_050", size=32, epochs=1, batch_size=8,
+                     num_threads=1, progress=False, distill=DistillConfig([teacher_run]))
+    rec = json.loads((tmp_path / "s" / "config.json").read_text())["distill"]["teachers"][0]
+    assert rec["folded_from_fine_labels"] and "restricted_to_student_classes" not in rec

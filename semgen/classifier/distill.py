@@ -16,6 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from pydantic import Field, model_validator
@@ -148,20 +149,32 @@ def resolve_teacher(t) -> Path:
 class Teacher:
     """A loaded teacher: eval-mode model, its classes mapped onto the student's, its input size.
 
-    Raises a one-line :class:`SemgenError` when its classes are not the student's (another set;
-    the same set in another order is re-ordered).
+    The student's classes must be the teacher's, in any order, or some of them: the teacher then
+    predicts among the student's only (its other classes' probabilities dropped, the rest
+    renormalised, as ``semgen evaluate --classes`` scores it). A teacher with fine labels (a
+    ``semgen pretrain`` run, or an ensemble of them) teaching a student of plain classes gives
+    each class the sum of its fine labels' probabilities, as ``semgen evaluate`` folds them: a
+    pretraining run that mixed in the real pool teaches a student of that pool directly.
+    Raises a one-line :class:`SemgenError` when the student has a class the teacher lacks.
     """
 
     def __init__(self, path, student_classes: list[str], device=None):
+        from ..pretrain.labels import fold_matrix, is_fine
         from .checkpoint import load_run
 
         p = resolve_teacher(path)
         self.model, meta = load_run(p)
         self.path, self.size, self.arch = str(path), int(meta["size"]), meta["arch"]
         tc = list(meta["classes"])
-        if sorted(tc) != sorted(student_classes):
+        self.fold = None  # [C, K]: 0 where fine label k is of class c, -inf elsewhere (logsumexp per class)
+        if is_fine(tc) and not is_fine(student_classes):
+            fold, tc = fold_matrix(tc)
+            self.fold = torch.from_numpy(np.where(fold.T > 0, 0.0, -np.inf)).float()
+        if len(set(student_classes)) != len(student_classes) or not set(student_classes) <= set(tc):
             raise SemgenError(f"--teacher {path} has {_classes_said(tc)} but the student has "
-                              f"{_classes_said(student_classes)}; distillation needs the same classes")
+                              f"{_classes_said(student_classes)}; distillation needs the teacher's classes "
+                              "or some of them")
+        self.restricted = len(tc) != len(student_classes)
         self.order = torch.tensor([tc.index(c) for c in student_classes])
         for q in self.model.parameters():
             q.requires_grad_(False)
@@ -185,6 +198,7 @@ class Teacher:
             raise SemgenError(f"teacher runtime {runtime!r} on {device.type}: use torch, or onnxruntime on the CPU")
         self.model.to(device)
         self.order = self.order.to(device)
+        self.fold = None if self.fold is None else self.fold.to(device)
         if runtime == "onnxruntime":
             if self.session is None:
                 self.session = _ort_teacher(self.model, self.size)
@@ -206,6 +220,9 @@ class Teacher:
                 logits = torch.from_numpy(self.session.run(None, {self._input: x.float().contiguous().numpy()})[0])
             else:
                 logits = self.model(x.contiguous(memory_format=torch.channels_last)).float()
+            if self.fold is not None:  # each class's log-probability (up to a constant): logsumexp of its fine logits
+                logits = torch.logsumexp(logits[:, None, :] + self.fold, dim=2)
+            # the student's classes only; log_softmax renormalises among them
             out = F.log_softmax(logits[:, self.order] / temperature, dim=1)
         return out.clone()  # a plain tensor: the soft loss's backward keeps it
 
@@ -251,7 +268,9 @@ class Distiller:
         return kl * (t * t)
 
     def info(self) -> list[dict]:
-        return [{"path": t.path, "arch": t.arch, "size": t.size} for t in self.teachers]
+        return [{"path": t.path, "arch": t.arch, "size": t.size,
+                 **({"folded_from_fine_labels": True} if t.fold is not None else {}),
+                 **({"restricted_to_student_classes": True} if t.restricted else {})} for t in self.teachers]
 
 
 def transfer_schedule(steps: int, share: float) -> list[bool]:

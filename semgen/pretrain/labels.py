@@ -98,13 +98,31 @@ def fold_to_classes(probs, names: list[str]) -> tuple[np.ndarray, list[str]]:
     (['ler', 'via'], [[0.5, 0.5]])
     """
     probs = np.asarray(probs, dtype=np.float64)
-    of = [n.split(SEP, 1)[0] for n in names]
-    classes = classes_of(names)
     if probs.ndim != 2 or probs.shape[1] != len(names):
         raise SemgenError(f"probabilities of shape {probs.shape} do not match {len(names)} labels")
-    fold = np.zeros((len(names), len(classes)))
-    fold[np.arange(len(names)), [classes.index(c) for c in of]] = 1.0
+    fold, classes = fold_matrix(names)
     return probs @ fold, classes
+
+
+def fold_matrix(names: list[str]) -> tuple[np.ndarray, list[str]]:
+    """Which class each fine label belongs to, as a 0/1 matrix: ``probs @ fold`` sums them per class.
+
+    Returns
+    -------
+    (float64 array (K, C), list of str)
+        ``fold[k, c] = 1`` where label ``k`` is of class ``c``; the classes in order of first
+        appearance in ``names``.
+
+    Examples
+    --------
+    >>> m, c = fold_matrix(["ler/lines", "via/array", "ler/contacts"])
+    >>> c, m.astype(int).tolist()
+    (['ler', 'via'], [[1, 0], [0, 1], [1, 0]])
+    """
+    classes = classes_of(names)
+    fold = np.zeros((len(names), len(classes)))
+    fold[np.arange(len(names)), [classes.index(n.split(SEP, 1)[0]) for n in names]] = 1.0
+    return fold, classes
 
 
 def restrict_to_classes(probs, classes: list[str], task) -> tuple[np.ndarray, list[str]]:
