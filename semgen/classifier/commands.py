@@ -49,7 +49,8 @@ def register(sub) -> None:
     g = p.add_argument_group("distillation")
     g.add_argument("--teacher", action="append", default=[], metavar="RUN",
                    help="distil from this run dir / checkpoint / ensemble folder (repeatable: softened "
-                   "probabilities averaged)")
+                   "probabilities averaged); a `semgen pretrain` run teaches through its fine labels summed "
+                   "per class, among the student's classes")
     g.add_argument("--distill-temperature", type=float, default=4.0, metavar="T", help="softening temperature")
     g.add_argument("--distill-weight", type=float, default=0.7, metavar="A",
                    help="share of the soft loss (T^2 KL) on labelled batches (the rest is the hard loss)")
