@@ -195,6 +195,50 @@ def test_the_real_pool_can_be_mixed_into_the_pretraining(pools, tmp_path):
         RecipeConfig(real=pools / "train", pretrain_real_fraction=1.0)
 
 
+def test_joint_pretraining_runs_of_each_seed_are_the_models_without_fine_tuning(pools, tmp_path):
+    """``--no-finetune``: one pretraining run per seed, each mixing the real pool in, their ensemble, the
+    baseline beside them, and a student distilled from the ensemble through its summed fine labels."""
+    base = {**TINY, "qat": False, "transfer": 0, "student_epochs": 1}
+    cfg = RecipeConfig(real=pools / "train", **{**base, "pretrain_real_fraction": 0.25, "finetune": False})
+    out = tmp_path / "r"
+    kw = dict(workers=0, threads=1, progress=False)
+    res = run_recipe(out, cfg, test=pools / "test", **kw)
+    assert res["done"] and set(res["stages"]) == {"pretrain", "baseline", "ensemble", "transfer", "student",
+                                                  "evaluate"}
+    assert list(res["models"]) == ["joint pretraining seed 0", "joint pretraining seed 1", "ensemble",
+                                   "baseline seed 0", "baseline seed 1", "baseline ensemble", "student"]
+    assert not any((out / n).exists() for n in ("pretrain", "finetune_s0", "finetune_s1"))
+    # each seed is its own stream and its own real draws, the real pool mixed in
+    for s in (0, 1):
+        pt = json.loads((out / f"pretrain_s{s}" / "config.json").read_text())["pretrain"]
+        assert pt["seed"] == s and pt["data_fraction"] == 0.25
+    members = json.loads((out / "ensemble" / "ensemble.json").read_text())["members"]
+    assert [m["path"] for m in members] == ["../pretrain_s0", "../pretrain_s1"]
+    # every joint model is scored on the pool's classes (the stream's others dropped)
+    pool = ["bridge", "open", "particle"]
+    for name in ("pretrain_s0", "ensemble"):
+        m = json.loads((out / name / "metrics.json").read_text())
+        assert sorted(m["restricted_to"]) == pool
+    # the student learnt the ensemble's fine labels summed per class, among its own classes
+    t = json.loads((out / "student" / "config.json").read_text())["distill"]["teachers"][0]
+    assert t["folded_from_fine_labels"] and t["restricted_to_student_classes"]
+    text = (out / "summary.md").read_text()
+    assert "| joint pretraining seed 1 |" in text and "no fine-tuning" in text and "pretraining alone" not in text
+    assert "- joint pretraining seeds minus baseline:" in text and "- ensemble minus baseline:" in text
+    assert "student: " in text and "of its teacher's macro-F1" in text
+    assert f"semgen predict {out / 'ensemble'} IMAGE ... --classes {','.join(m['restricted_to'])}" in text
+    info = describe_recipe(out)
+    assert f"  {out / 'pretrain_s1'}: done (step 1 of 1)" in info and not any("not done" in x for x in info)
+    # a stopped joint run is continued before the next seed starts
+    cfg2 = RecipeConfig(real=pools / "train", **{**base, "images": 256, "student": None, "baseline": False,
+                                                 "pretrain_real_fraction": 0.25, "finetune": False})
+    stopped = run_recipe(tmp_path / "r2", cfg2, stop_after=1, **kw)
+    assert not stopped["done"] and not (tmp_path / "r2" / "pretrain_s1").exists()
+    assert stopped["stages"]["pretrain"]["runs"][str(tmp_path / "r2" / "pretrain_s0")]["step"] == 1
+    with pytest.raises(SemgenError, match="--no-finetune needs --pretrain-real-fraction"):
+        RecipeConfig(real=pools / "train", finetune=False)
+
+
 def test_the_student_pretrains_on_new_scenes_distilled_from_the_pretraining(pools, tmp_path):
     from semgen.recipe.run import Recipe, _student_init
 

@@ -39,13 +39,17 @@ def register(sub) -> None:
     g.add_argument("--pretrain-real-fraction", type=float, default=d["pretrain_real_fraction"], metavar="F",
                    help="share of each pretraining batch drawn from --real, learnt through its class (0: procedural "
                         "images only)")
+    g.add_argument("--no-finetune", dest="finetune", action="store_false",
+                   help="with --pretrain-real-fraction: the pretraining runs are the models, one per --seeds "
+                        "(joint pretraining; one scored as the 3-model ensemble of fine-tunes, docs/results.md)")
     g.add_argument("--size", type=int, default=d["size"],
                    help="image side in pixels of the pretraining, the student and its transfer images")
     g.add_argument("--finetune-size", type=int, metavar="PX",
                    help="image side of the fine-tuning on the real pool and of the baseline (default: --size)")
-    g.add_argument("--seed", type=int, default=d["seed"], help="seed of the procedural stream")
+    g.add_argument("--seed", type=int, default=d["seed"],
+                   help="seed of the procedural stream (with --no-finetune: of the transfer images only)")
     g.add_argument("--seeds", type=int, nargs="+", default=list(d["seeds"]),
-                   help="fine-tuning seeds (two or more: also their ensemble)")
+                   help="fine-tuning seeds (with --no-finetune: pretraining seeds); two or more: also their ensemble")
     g.add_argument("--epochs", type=int, default=d["epochs"], help="fine-tuning epochs on the real pool")
     g.add_argument("--lr", type=float, default=d["lr"], help="fine-tuning learning rate")
     g.add_argument("--head-only-epochs", type=int, default=d["head_only_epochs"],
@@ -90,6 +94,7 @@ def _recipe(args) -> int:
 
     cfg = RecipeConfig.make(real=args.real, arch=args.arch, init=args.init, images=args.images,
                             pretrain_lr=args.pretrain_lr, pretrain_real_fraction=args.pretrain_real_fraction,
+                            finetune=args.finetune,
                             size=args.size, finetune_size=args.finetune_size,
                             seed=args.seed, seeds=args.seeds,
                             epochs=args.epochs, lr=args.lr, head_only_epochs=args.head_only_epochs,

@@ -26,6 +26,12 @@ skips finished work, so running the same command again continues where it stoppe
    with ``pretrain_real_fraction``, scored on the real pool's classes only);
    ``OUT/summary.md``.
 
+With ``finetune=False`` (it needs ``pretrain_real_fraction``) the pretraining runs that mixed in the
+real pool are the recipe's models ("joint" pretraining): one per seed of ``seeds``, each with its
+own stream seed (``OUT/pretrain_s{seed}``), their ensemble (``OUT/ensemble``) and no fine-tuning
+stage; each is scored, used and distilled from on the real pool's classes (docs/results.md,
+session 35: one such run scored as the 3-model ensemble of fine-tunes).
+
 ``OUT/recipe.json`` holds the settings and each stage's outcome; an ``OUT`` made with other
 settings is refused (one line naming what differs), so a resumed recipe is the same recipe.
 """
@@ -97,6 +103,10 @@ class RecipeConfig(Config):
         Share of each pretraining batch drawn from the real pool (``semgen pretrain --data REAL
         --data-fraction F``), learnt through its class alongside the procedural fine labels;
         0 (the default): procedural images only.
+    finetune : bool
+        Fine-tune the pretraining run on the real pool (the default). ``False`` needs
+        ``pretrain_real_fraction``: the pretraining runs themselves, one per seed of ``seeds``
+        (their stream seeds), are the models, scored on the real pool's classes.
     size : int
         Image side in pixels of the procedural stream, the student and its transfer images.
     finetune_size : int, optional
@@ -104,9 +114,10 @@ class RecipeConfig(Config):
         resized to it). Default: ``size``. ImageNet weights learnt their features at 224 px, where
         a 128 px image's structures are larger (docs/results.md, session 31).
     seed : int
-        Seed of the procedural stream and of the transfer images.
+        Seed of the procedural stream (with ``finetune``) and of the transfer images.
     seeds : tuple of int
-        Fine-tuning seeds; two or more are also averaged as one ensemble.
+        Fine-tuning seeds (without ``finetune``: pretraining seeds); two or more are also averaged
+        as one ensemble.
     epochs, lr, head_only_epochs : int, float, int
         Fine-tuning on the real pool (every image, the last epoch kept).
     baseline : bool
@@ -159,6 +170,7 @@ class RecipeConfig(Config):
     images: Annotated[Int, Field(ge=1, le=10**10)] = 76_800
     pretrain_lr: Annotated[Number, Field(gt=0, lt=1)] = 5e-4
     pretrain_real_fraction: Annotated[Number, Field(ge=0, lt=1)] = 0.0
+    finetune: Flag = True
     size: Annotated[Int, Field(ge=32, le=512)] = 128
     finetune_size: Annotated[Optional[Int], Field(ge=32, le=512)] = None
     seed: Annotated[Int, Field(ge=0, lt=2**63)] = 0
@@ -198,6 +210,9 @@ class RecipeConfig(Config):
             raise ValueError("--student-images needs --student (the arch it pretrains)")
         if self.transfer_stream and not self.student:
             raise ValueError("--transfer-stream needs --student (the model it feeds)")
+        if not self.finetune and not self.pretrain_real_fraction:
+            raise ValueError("--no-finetune needs --pretrain-real-fraction: without real images in its batches a "
+                             "pretraining run has not learnt your pool's classes")
         return self
 
 
@@ -234,7 +249,24 @@ class Recipe:
     # the run dirs, named once here
     @property
     def pretrain_dir(self) -> Path:
-        return self.out / "pretrain"
+        """The (first) pretraining run: the init of the fine-tunes, the teacher of the student's pretraining."""
+        return self.pretrain_dirs()[0]
+
+    def pretrain_dirs(self) -> list[Path]:
+        """The pretraining runs: one, or without ``finetune`` one per seed (the recipe's models)."""
+        if self.cfg.finetune:
+            return [self.out / "pretrain"]
+        return [self.out / f"pretrain_s{s}" for s in self.cfg.seeds]
+
+    def pretrain_seed(self, run: Path) -> int:
+        """The stream seed of a pretraining run of :meth:`pretrain_dirs`."""
+        return self.cfg.seed if self.cfg.finetune else self.cfg.seeds[self.pretrain_dirs().index(run)]
+
+    def members(self, baseline: bool = False) -> list[Path]:
+        """The runs of the seeds: the fine-tunes (or the baseline's), else the joint pretraining runs."""
+        if baseline or self.cfg.finetune:
+            return [self.finetune_dir(s, baseline) for s in self.cfg.seeds]
+        return self.pretrain_dirs()
 
     def finetune_dir(self, seed: int, baseline: bool = False) -> Path:
         return self.out / f"{'baseline' if baseline else 'finetune'}_s{seed}"
@@ -259,13 +291,18 @@ class Recipe:
         return self.out / "student_qat"
 
     def teacher(self) -> Path:
-        """The model the student learns from: the ensemble, or the one fine-tuned run."""
-        return self.ensemble_dir() if len(self.cfg.seeds) > 1 else self.finetune_dir(self.cfg.seeds[0])
+        """The model the student learns from: the ensemble, or the one run of the seeds."""
+        return self.ensemble_dir() if len(self.cfg.seeds) > 1 else self.members()[0]
+
+    def member_names(self) -> list[str]:
+        """The summary's names of :meth:`members`."""
+        kind = "finetune" if self.cfg.finetune else "joint pretraining"
+        return [f"{kind} seed {s}" for s in self.cfg.seeds]
 
     def models(self) -> dict[str, Path]:
         """``{name: run dir}`` of every model the recipe makes, in the order of the summary."""
         c = self.cfg
-        m = {f"finetune seed {s}": self.finetune_dir(s) for s in c.seeds}
+        m = dict(zip(self.member_names(), self.members()))
         if len(c.seeds) > 1:
             m["ensemble"] = self.ensemble_dir()
         if c.baseline:
@@ -282,11 +319,25 @@ class Recipe:
     def synthetic_only(self) -> dict[str, Path]:
         """``{name: run dir}`` of the pretraining runs: what the procedural images teach without a real
         image (their fine labels summed per class, :func:`semgen.classifier.evaluate.evaluate_run`)."""
-        m = {"pretraining alone (no real image)" if not self.cfg.pretrain_real_fraction
-             else "pretraining alone (the real pool mixed in)": self.pretrain_dir}
+        m = {}
+        if self.cfg.finetune:  # else the pretraining runs are the models
+            m["pretraining alone (no real image)" if not self.cfg.pretrain_real_fraction
+              else "pretraining alone (the real pool mixed in)"] = self.pretrain_dir
         if self.cfg.student_images:
             m["student pretraining alone (no real image)"] = self.student_pretrain_dir
         return m
+
+    def task_classes(self) -> dict[str, list[str]]:
+        """``{run dir: classes}`` of the models scored and used on the real pool's classes only: the
+        pretraining runs that mixed it in (and their ensemble), whose stream has other classes too
+        (e.g. scratch). The classes come from the training pool, never a test set."""
+        if not self.cfg.pretrain_real_fraction:
+            return {}
+        from ..manifests.sources import read_source
+
+        pool = sorted({it.label for it in read_source(self.cfg.real, what="--real")})
+        runs = self.pretrain_dirs() + ([] if self.cfg.finetune or len(self.cfg.seeds) < 2 else [self.ensemble_dir()])
+        return {str(run): pool for run in runs}
 
     def record(self, stage: str | None = None, **info) -> None:
         """Write ``recipe.json`` (atomically), with ``stage``'s outcome when given."""
@@ -304,7 +355,7 @@ def _student_init(r: Recipe) -> str | None:
     if cfg.student_init is not None:
         return None if cfg.student_init == "scratch" else cfg.student_init
     if takes_weights_from(cfg.student, cfg.arch):  # weight selection (session 23)
-        return str(r.pretrain_dir if cfg.student_images else r.finetune_dir(cfg.seeds[0]))
+        return str(r.pretrain_dir if cfg.student_images else r.members()[0])
     return "semgen" if cfg.student in bundled_backbones() else None
 
 
@@ -360,16 +411,16 @@ def run_recipe(out, config: RecipeConfig, *, test=None, tta: str = "none", worke
     # A bad setting of a later stage fails now, not after an hour of pretraining.
     base_init = None if cfg.init == "scratch" else cfg.init  # what the baseline and the pretraining start from
     mixed = dict(data=[cfg.real], data_fraction=cfg.pretrain_real_fraction) if cfg.pretrain_real_fraction else {}
-    pcfg = PretrainConfig.make(arch=cfg.arch, init=base_init, images=cfg.images,
-                               lr=cfg.pretrain_lr, size=cfg.size, seed=cfg.seed, **mixed)
     r = Recipe(out, cfg)  # refuses a folder of other settings; writes nothing yet
+    pcfgs = [PretrainConfig.make(arch=cfg.arch, init=base_init, images=cfg.images, lr=cfg.pretrain_lr,
+                                 size=cfg.size, seed=r.pretrain_seed(run), **mixed) for run in r.pretrain_dirs()]
     resolve_init(base_init, cfg.arch)
     sinit = _student_init(r) if cfg.student else None
-    if cfg.student and sinit not in (str(r.finetune_dir(cfg.seeds[0])), str(r.pretrain_dir)):  # made later
+    if cfg.student and sinit not in (str(r.members()[0]), str(r.pretrain_dir)):  # made later
         resolve_init(sinit, cfg.student)
     r.record()  # the settings first: a later run with other settings is refused
-    n_stages = (2 + (len(cfg.seeds) > 1) + bool(cfg.student_images) + (1 if cfg.transfer_stream else 2) * bool(cfg.student)
-                + cfg.qat + bool(tests))
+    n_stages = (1 + (cfg.finetune or cfg.baseline) + (len(cfg.seeds) > 1) + bool(cfg.student_images)
+                + (1 if cfg.transfer_stream else 2) * bool(cfg.student) + cfg.qat + bool(tests))
     numbers = iter(range(1, n_stages + 1))
 
     def stage(text: str) -> None:
@@ -378,20 +429,32 @@ def run_recipe(out, config: RecipeConfig, *, test=None, tta: str = "none", worke
     train = dict(size=cfg.size, lr=cfg.lr, epochs=cfg.epochs, val_fraction=0.0, num_threads=threads,
                  progress=progress, device=device, precision=precision)
 
+    runs = r.pretrain_dirs()
     stage(f"pretrain {cfg.arch} from {cfg.init} on {cfg.images:,} procedural samples"
           + (f" ({cfg.pretrain_real_fraction:.0%} of each batch from {cfg.real})" if mixed else "")
-          + f" -> {r.pretrain_dir}")
-    res = pretrain(r.pretrain_dir, pcfg, workers=workers, threads=threads, stop_after=stop_after,
-                   progress=progress, device=device, precision=precision)
-    r.record("pretrain", run=str(r.pretrain_dir), step=res["step"], steps=res["steps"], done=bool(res["done"]))
-    if not res["done"]:
-        say(f"recipe: pretraining stopped at step {res['step']} of {res['steps']}; run the same command again "
-            "to continue")
-        return {"done": False, "stages": r.state["stages"], "models": {}}
+          + (f", seeds {', '.join(map(str, cfg.seeds))}" if len(runs) > 1 else "")
+          + f" -> {', '.join(map(str, runs))}")
+    done: dict = {}
+    for run, pcfg in zip(runs, pcfgs):  # one after the other: a stopped run is continued before the next starts
+        res = pretrain(run, pcfg, workers=workers, threads=threads, stop_after=stop_after,
+                       progress=progress, device=device, precision=precision)
+        done[str(run)] = dict(step=res["step"], steps=res["steps"], done=bool(res["done"]))
+        if cfg.finetune:
+            r.record("pretrain", run=str(run), **done[str(run)])
+        else:
+            r.record("pretrain", runs=done, done=len(done) == len(runs) and all(d["done"] for d in done.values()))
+        if not res["done"]:
+            say(f"recipe: pretraining {run} stopped at step {res['step']} of {res['steps']}; run the same command "
+                "again to continue")
+            return {"done": False, "stages": r.state["stages"], "models": {}}
 
-    stage(f"fine-tune on {cfg.real} at {cfg.finetune_size} px, seeds {', '.join(map(str, cfg.seeds))}"
-          + (f", and from {cfg.init} alone (baseline)" if cfg.baseline else ""))
-    for baseline in ((False, True) if cfg.baseline else (False,)):
+    kinds = ([False] if cfg.finetune else []) + ([True] if cfg.baseline else [])  # fine-tunes, the baseline's
+    if kinds:
+        what = [f"from {r.pretrain_dir}"] if cfg.finetune else []
+        what += [f"from {cfg.init} alone (baseline)"] if cfg.baseline else []
+        stage(f"fine-tune on {cfg.real} at {cfg.finetune_size} px, seeds {', '.join(map(str, cfg.seeds))}, "
+              + " and ".join(what))
+    for baseline in kinds:
         init = base_init if baseline else str(r.pretrain_dir)
         for s in cfg.seeds:
             train_classifier(cfg.real, out=r.finetune_dir(s, baseline), arch=cfg.arch, init=init, seed=s,
@@ -402,7 +465,7 @@ def run_recipe(out, config: RecipeConfig, *, test=None, tta: str = "none", worke
     if len(cfg.seeds) > 1:
         stage(f"the {len(cfg.seeds)} seeds as one model -> {r.ensemble_dir()}")
         for baseline in ((False, True) if cfg.baseline else (False,)):
-            make_ensemble([r.finetune_dir(s, baseline) for s in cfg.seeds], r.ensemble_dir(baseline), overwrite=True)
+            make_ensemble(r.members(baseline), r.ensemble_dir(baseline), overwrite=True)
         r.record("ensemble", run=str(r.ensemble_dir()))
 
     if cfg.student_images:
@@ -500,11 +563,7 @@ def evaluate_recipe(r: Recipe, tests, *, tta: str = "none", threads: int | None 
     prints = {name: _model_fingerprint(Path(run)) for name, run in models.items()}  # once, not per test set
     # a pretraining run that mixed the real pool in is scored as a model of the pool's classes (the
     # stream's other classes, e.g. scratch, dropped), chosen from the training pool, not the test set
-    task = {}
-    if r.cfg.pretrain_real_fraction:
-        from ..manifests.sources import read_source
-
-        task[str(r.pretrain_dir)] = sorted({it.label for it in read_source(r.cfg.real, what="--real")})
+    task = r.task_classes()
     for t in tests:
         rows, preds = {}, {}
         test_key = load_pool(t, what="--test").key
@@ -521,9 +580,9 @@ def evaluate_recipe(r: Recipe, tests, *, tta: str = "none", threads: int | None 
                           "accuracy": e["accuracy"]}
             preds[name] = (e["y_true"], e["y_pred"])
         if r.cfg.baseline:
-            y = preds[f"finetune seed {r.cfg.seeds[0]}"][0]
-            pairs = [("finetune seeds", [f"baseline seed {s}" for s in r.cfg.seeds],
-                      [f"finetune seed {s}" for s in r.cfg.seeds])]
+            ours = r.member_names()
+            y = preds[ours[0]][0]
+            pairs = [(f"{ours[0].rsplit(' seed', 1)[0]} seeds", [f"baseline seed {s}" for s in r.cfg.seeds], ours)]
             if len(r.cfg.seeds) > 1:
                 pairs.append(("ensemble", ["baseline ensemble"], ["ensemble"]))
             for label, a, b in pairs:
@@ -579,9 +638,12 @@ def plot_summary(figures: dict, path: Path, tta: str = "none") -> Path:
 def summary_markdown(r: Recipe, figures: dict, tta: str) -> str:
     """The recipe's figures as Markdown: one table per test set."""
     c = r.cfg
+    seeds = ", ".join(map(str, c.seeds))
     L = ["# semgen recipe", "",
-         f"{c.arch} from {c.init}, then {c.images:,} streamed procedural samples at {c.size} px, then the real "
-         f"pool `{c.real}` at {c.finetune_size} px ({c.epochs} epochs, seeds {', '.join(map(str, c.seeds))})"
+         (f"{c.arch} from {c.init}, then {c.images:,} streamed procedural samples at {c.size} px, then the real "
+          f"pool `{c.real}` at {c.finetune_size} px ({c.epochs} epochs, seeds {seeds})" if c.finetune else
+          f"{c.arch} from {c.init}, then {c.images:,} streamed samples at {c.size} px, "
+          f"{c.pretrain_real_fraction:.0%} of each batch from the real pool `{c.real}` (seeds {seeds}; no fine-tuning)")
          + (f"; {c.student} distilled from {r.teacher().name}" if c.student else "")
          + (f", pretrained first on {c.student_images:,} samples distilled from the pretraining"
             if c.student_images else "") + "."
@@ -594,7 +656,7 @@ def summary_markdown(r: Recipe, figures: dict, tta: str) -> str:
                 continue
             lo, hi = f["macro_f1_ci"]
             L.append(f"| {name} | {f['macro_f1']:.3f} [{lo:.3f}, {hi:.3f}] | {f['accuracy']:.3f} | `{f['run']}` |")
-        teacher = rows.get("ensemble" if len(c.seeds) > 1 else f"finetune seed {c.seeds[0]}")
+        teacher = rows.get(next(n for n, run in r.models().items() if run == r.teacher()))
         for name in ("student", "student, QAT", "student, INT8 file"):
             if name in rows and teacher and teacher["macro_f1"] > 0:
                 L.append(f"\n{name}: {rows[name]['macro_f1'] / teacher['macro_f1']:.0%} of its teacher's macro-F1.")
@@ -612,8 +674,8 @@ def summary_markdown(r: Recipe, figures: dict, tta: str) -> str:
               f"MB, activations {acts}, {i8.get('latency_ms_1_thread', float('nan')):.2f} ms per image on 1 thread, "
               f"top-1 agreement with its float graph {i8.get('agreement_with_fp32', float('nan')):.3f} "
               f"(`export.json`; `model_int8.h` for firmware).", ""]
-    best = "ensemble" if len(c.seeds) > 1 else f"finetune_s{c.seeds[0]}"
-    L += ["Use:", "", "```bash", f"semgen predict {r.out / best} IMAGE ...",
+    task = r.task_classes().get(str(r.teacher()))  # the best model: the ensemble, or the one run of the seeds
+    L += ["Use:", "", "```bash", f"semgen predict {r.teacher()} IMAGE ..." + (f" --classes {','.join(task)}" if task else ""),
           *([f"semgen export {r.student_dir} --calib {c.real}"] if c.student and not c.qat else []),
           *([f"semgen predict {r.edge_dir / 'model.int8.onnx'} IMAGE ..."] if c.qat else []), "```", ""]
     return "\n".join(L)
@@ -648,10 +710,13 @@ def describe_recipe(folder) -> list[str]:
     L = [f"{folder}: semgen recipe, {cfg.arch} from {cfg.init}, {cfg.images:,} procedural samples ({sizes}), "
          f"real pool {cfg.real}, seeds {', '.join(map(str, cfg.seeds))}" + (f", student {cfg.student}" if cfg.student else "")]
     for stage in ("pretrain", "student_pretrain") if cfg.student_images else ("pretrain",):
-        p = st.get(stage)
-        L.append(f"  {stage}: {'done' if p and p.get('done') else 'not done'}"
-                 + (f" (step {p['step']} of {p['steps']})" if p else ""))
+        p = st.get(stage) or {}
+        for run, q in (p.get("runs") or {stage: p}).items():  # the joint runs of each seed, else the one
+            L.append(f"  {stage if run == stage else run}: {'done' if q.get('done') else 'not done'}"
+                     + (f" (step {q['step']} of {q['steps']})" if "step" in q else ""))
     for name, run in r.models().items():
+        if run in r.pretrain_dirs():  # a joint pretraining run: listed above with its step
+            continue
         done = run.is_file() if run.suffix == ".onnx" else ((run / "summary.json").is_file()
                                                             or (run / "ensemble.json").is_file())
         L.append(f"  {name}: {'done' if done else 'not done'} ({run})")
