@@ -597,7 +597,12 @@ def evaluate_recipe(r: Recipe, tests, *, tta: str = "none", threads: int | None 
 
 
 def _kind(name: str) -> str:
-    return next((k for k in ("baseline", "student", "pretraining") if k in name), "semgen")
+    """The colour group of a summary row: joint pretraining runs are the recipe's own models.
+
+    >>> _kind("joint pretraining seed 0"), _kind("student pretraining alone (no real image)"), _kind("pretraining alone (no real image)")
+    ('semgen', 'student', 'pretraining alone')
+    """
+    return next((k for k in ("baseline", "student", "pretraining alone") if k in name), "semgen")
 
 
 def plot_summary(figures: dict, path: Path, tta: str = "none") -> Path:
@@ -610,7 +615,7 @@ def plot_summary(figures: dict, path: Path, tta: str = "none") -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    colour = {"semgen": "#1f77b4", "baseline": "#7f7f7f", "student": "#2ca02c", "pretraining": "#ff7f0e"}
+    colour = {"semgen": "#1f77b4", "baseline": "#7f7f7f", "student": "#2ca02c", "pretraining alone": "#ff7f0e"}
     tests = list(figures)
     n = max(len([k for k, f in figures[t].items() if "difference" not in f]) for t in tests)
     fig, axes = plt.subplots(1, len(tests), figsize=(6.5 * len(tests), 0.42 * n + 1.3), squeeze=False,
