@@ -107,8 +107,8 @@ def make_ensemble(members, out, *, overwrite: bool = False) -> dict:
     members : list of path
         Two or more run dirs (or checkpoints) of ``semgen train`` with the same classes, in the
         same order, and the same input size; or ``semgen pretrain`` runs of one setting and
-        several seeds (the same fine labels), whose ensemble folds into classes as one run does. A QAT run takes part through its fake-quant model,
-        as it predicts on its own.
+        several seeds (the same fine labels), whose ensemble folds into classes as one run does.
+        A QAT run takes part through its fake-quant model, as it predicts on its own.
     out : path
         The ensemble folder; it gets ``ensemble.json`` only.
     overwrite : bool
