@@ -537,3 +537,48 @@ def test_a_pretraining_run_teaches_a_student_of_its_classes_or_some_of_them(teac
                      num_threads=1, progress=False, distill=DistillConfig([teacher_run]))
     rec = json.loads((tmp_path / "s" / "config.json").read_text())["distill"]["teachers"][0]
     assert rec["folded_from_fine_labels"] and "restricted_to_student_classes" not in rec
+
+
+def test_a_run_that_mixed_in_a_pool_predicts_among_its_classes_by_default(tmp_path):
+    """A joint run records its real pool's classes (`task_classes`), and so does an ensemble of such
+    runs: evaluate and predict choose among them with no --classes; 'all' brings the stream's back."""
+    from classifier_synth import make_dataset
+
+    from semgen.classifier.ensemble import make_ensemble
+    from semgen.classifier.evaluate import evaluate_run
+    from semgen.classifier.predict import Predictor
+
+    pool = make_dataset(tmp_path / "pool", n_per_class=3, classes=("bridge", "ler"), side=32)
+    gens = {**TINY, "generators": ["ler", "bridge", "open"], "images": 16, "data": [str(pool.root)],
+            "data_fraction": 0.25}
+    runs = [tmp_path / f"joint{s}" for s in (0, 1)]
+    for s, run in enumerate(runs):
+        pretrain(run, PretrainConfig(**{**gens, "seed": s}), workers=0, threads=1, progress=False)
+        assert sorted(json.loads((run / "config.json").read_text())["task_classes"]) == ["bridge", "ler"]
+    test = make_dataset(tmp_path / "test", n_per_class=2, classes=("bridge", "ler", "open"), side=32)
+    for model in (runs[0], make_ensemble(runs, tmp_path / "ens") and tmp_path / "ens"):
+        res = evaluate_run(model, test.root, n_boot=10, progress=False, num_threads=1, write=False)
+        assert res["restricted_to"] == res["model_classes"] and sorted(res["model_classes"]) == ["bridge", "ler"]
+        assert res["absent_from_model"] == {"open": 2}
+        every = evaluate_run(model, test.root, n_boot=10, progress=False, num_threads=1, write=False,
+                             classes=["all"])
+        assert "restricted_to" not in every and sorted(every["model_classes"]) == ["bridge", "ler", "open"]
+        assert sorted(Predictor(model).classes) == ["bridge", "ler"]
+        assert sorted(Predictor(model, classes=["all"]).classes) == ["bridge", "ler", "open"]
+        assert Predictor(model, classes=["ler"]).classes == ["ler"]
+    assert sorted(json.loads((tmp_path / "ens" / "ensemble.json").read_text())["task_classes"]) == ["bridge", "ler"]
+    # a run without a pool records none, and an ensemble with it records none: all classes, as before
+    plain = tmp_path / "plain"
+    pretrain(plain, PretrainConfig(**{**gens, "data": None}), workers=0, threads=1, progress=False)
+    assert "task_classes" not in json.loads((plain / "config.json").read_text())
+    assert "task_classes" not in make_ensemble([runs[0], plain], tmp_path / "mixed")
+    assert sorted(Predictor(tmp_path / "mixed").classes) == ["bridge", "ler", "open"]
+    # its ONNX files carry them too
+    from semgen.classifier.export import export_run
+
+    export_run(runs[0], calib=pool.root, latency_runs=2, threads=1, progress=False)
+    for f in ("model.onnx", "model.int8.onnx"):
+        assert sorted(Predictor(runs[0] / f).classes) == ["bridge", "ler"]
+        assert sorted(Predictor(runs[0] / f, classes=["all"]).classes) == ["bridge", "ler", "open"]
+        res = evaluate_run(runs[0] / f, test.root, n_boot=10, progress=False, num_threads=1, write=False)
+        assert sorted(res["restricted_to"]) == ["bridge", "ler"] and res["absent_from_model"] == {"open": 2}

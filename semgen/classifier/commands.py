@@ -280,8 +280,9 @@ def _ensemble(args) -> int:
 
 def _add_classes(p) -> None:
     p.add_argument("--classes", type=lambda v: [c.strip() for c in v.split(",") if c.strip()], default=None,
-                   metavar="A,B,...", help="the task's classes, some of the model's: predict among these only (e.g. "
-                   "a pretraining run that mixed in a real pool: that pool's classes, not the test set's)")
+                   metavar="A,B,...", help="the task's classes, some of the model's: predict among these only "
+                   "(default: the real pool's, for a pretraining run that mixed one in, or an ensemble of "
+                   "such runs, as the run records; else all; 'all': every class of the model)")
 
 
 def _predict(args) -> int:

@@ -119,7 +119,8 @@ def make_ensemble(members, out, *, overwrite: bool = False) -> dict:
     dict
         What ``ensemble.json`` holds: ``format``, ``format_version``, ``classes``, ``size`` and
         ``members`` (``path`` relative to ``out``, ``absolute``, ``checkpoint``, ``sha256`` of
-        the weights, ``temperature``, ``arch``).
+        the weights, ``temperature``, ``arch``); and ``task_classes`` when every member records
+        the same (pretraining runs that mixed in one real pool).
     """
     from .calibrate import read_calibration
     from .checkpoint import read_checkpoint
@@ -152,9 +153,22 @@ def make_ensemble(members, out, *, overwrite: bool = False) -> dict:
                      "sha256": sha256_file(ckpt["path"]), "temperature": float(cal["temperature"]) if cal else 1.0,
                      "arch": ckpt["arch"], "qat": "qat" in ckpt})
     doc = {"format": FORMAT, "format_version": FORMAT_VERSION, "classes": classes, "size": size, "members": recs}
+    tasks = {tuple(_recorded_task(Path(r["absolute"])) or ()) for r in recs}
+    if len(tasks) == 1 and () not in tasks:  # pretraining runs that mixed in one pool: its classes, as each run's
+        doc["task_classes"] = list(tasks.pop())
     out.mkdir(parents=True, exist_ok=True)
     write_bytes_atomic(out / ENSEMBLE_FILE, (json.dumps(doc, indent=1) + "\n").encode())
     return doc
+
+
+def _recorded_task(run: Path) -> list[str] | None:
+    """The ``task_classes`` a run's ``config.json`` records (:func:`semgen.pretrain.labels.chosen_task`)."""
+    from .checkpoint import CONFIG
+
+    try:
+        return json.loads((run / CONFIG).read_text()).get("task_classes")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def read_ensemble(path) -> dict:

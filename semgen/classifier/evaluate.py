@@ -193,7 +193,8 @@ def evaluate_run(run_dir, data, *, reject_below: float | str | None = None, targ
         The task's classes, a subset of the model's: the model predicts among these only (its
         probabilities of the others dropped and the rest renormalised). For a model that knows more
         classes than the task, e.g. a ``semgen pretrain`` run that mixed in a real pool (``--data``):
-        pass that pool's classes, never the test set's. Recorded as ``restricted_to``.
+        that pool's classes, never the test set's. Default: the classes such a run (or an ensemble
+        of them) records, else all; ``["all"]``: all. Recorded as ``restricted_to``.
     """
     if isinstance(n_boot, bool) or int(n_boot) != n_boot or not 0 <= n_boot <= MAX_N_BOOT:
         raise SemgenError(f"--n-boot must be an integer in [1, {MAX_N_BOOT:,}], got {n_boot}")
@@ -238,10 +239,11 @@ def evaluate_run(run_dir, data, *, reject_below: float | str | None = None, targ
                               "needs a run trained by this semgen with a validation split")
         chosen = threshold_for_precision(cal["val_confidence"], cal["val_correct"], target_precision)
         reject_below = chosen["threshold"]
-    from ..pretrain.labels import classes_of, fold_to_classes, is_fine, restrict_to_classes, task_classes
+    from ..pretrain.labels import chosen_task, classes_of, fold_to_classes, is_fine, restrict_to_classes, task_classes
 
     # a `semgen pretrain` run with fine labels (bridge/lines/vertical/micro) is scored on the classes
     # of a labelled test set: its fine probabilities summed per class (synthetic-only accuracy)
+    classes = chosen_task(classes, (meta.get("config") or {}).get("task_classes"))
     fine = is_fine(meta["classes"])
     model_classes = classes_of(meta["classes"]) if fine else meta["classes"]
     all_classes = model_classes
@@ -314,8 +316,10 @@ def _onnx_predictor(path, num_threads, device, precision, tta):
     """An exported ONNX file as (its :class:`~.predict.Predictor`, the ``meta`` that evaluation reads)."""
     from .predict import Predictor
 
-    pred = Predictor(path, threads=num_threads or 1, device=device, precision=precision, tta=tta)
+    # every class of the file: evaluate_run restricts to the task itself
+    pred = Predictor(path, threads=num_threads or 1, device=device, precision=precision, tta=tta, classes=["all"])
     p = Path(path)
     return pred, {"classes": pred.fine_classes or pred.classes, "size": pred.size, "run_dir": str(p.parent),
                   "checkpoint": str(p), "epoch": None, "qat": False,
-                  "arch": f"{pred.metadata.get('arch', '?')} ({p.name})"}
+                  "arch": f"{pred.metadata.get('arch', '?')} ({p.name})",
+                  "config": {"task_classes": pred.metadata.get("task_classes")}}

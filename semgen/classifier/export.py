@@ -288,6 +288,9 @@ def _metadata(meta: dict, use_qat: bool) -> dict:
           "checkpoint": Path(meta["checkpoint"]).name}
     if use_qat:
         md["qat"] = True
+    task = (meta.get("config") or {}).get("task_classes")
+    if task:  # a pretraining run that mixed in a real pool: predict chooses among its classes by default
+        md["task_classes"] = list(task)
     cal_rec = read_calibration(Path(meta["run_dir"]))
     if cal_rec:
         md["temperature"] = float(cal_rec["temperature"])  # predict applies it to the logits

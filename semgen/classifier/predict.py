@@ -38,6 +38,8 @@ class Predictor:
     classes : list of str, optional
         The task's classes, some of the model's: predict among these only
         (:func:`semgen.pretrain.labels.restrict_to_classes`), as ``semgen evaluate --classes``.
+        Default: the classes the model records (a pretraining run that mixed in a real pool, an
+        ensemble of such runs, or their ONNX files), else all; ``["all"]``: all.
     """
 
     def __init__(self, model, *, threads: int | None = None, cascade: bool = False, device: str = "auto",
@@ -108,7 +110,13 @@ class Predictor:
                 if not hasattr(self._model, "cascade"):
                     raise SemgenError(f"--cascade needs a run trained with --heads hierarchical; {p} has one head")
                 self._cascade = self._model
-        from ..pretrain.labels import classes_of, is_fine, task_classes
+        from ..pretrain.labels import chosen_task, classes_of, is_fine, task_classes
+
+        if not (cascade or fine):  # the classes its model records (a real pool mixed into pretraining)
+            recorded = meta if self.kind != "torch" else (meta.get("config") or {})  # ONNX metadata, or the run's
+            classes = chosen_task(classes, recorded.get("task_classes"))
+        elif classes is not None:
+            classes = chosen_task(classes, None)
 
         self.fine_classes = None  # the model's own fine labels, when they are folded into classes
         if not fine and is_fine(self.classes):

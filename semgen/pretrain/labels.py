@@ -174,6 +174,37 @@ def task_classes(classes: list[str], task) -> list[str]:
     return [c for c in classes if c in task]
 
 
+#: ``--classes all``: every class of the model, not the task classes its run records.
+ALL_CLASSES = "all"
+
+
+def chosen_task(classes, recorded) -> list[str] | None:
+    """The classes a model predicts among: ``classes`` as asked, else the ones its run records.
+
+    A ``semgen pretrain`` run that mixed a real pool into its batches (``--data``) records that
+    pool's classes (``task_classes`` in its config, and in an ensemble of such runs): its stream
+    also knows classes the pool lacks (e.g. ``scratch``), and the task is the pool's. ``None``
+    means every class of the model.
+
+    Parameters
+    ----------
+    classes : list of str, or None
+        What the user asked (``--classes``); ``["all"]`` (or ``"all"``): every class of the model.
+    recorded : list of str, or None
+        The run's ``task_classes``.
+
+    Examples
+    --------
+    >>> chosen_task(None, ["ler", "via"]), chosen_task(["via"], ["ler", "via"]), chosen_task(["all"], ["via"])
+    (['ler', 'via'], ['via'], None)
+    """
+    if classes is None:
+        return list(recorded) if recorded else None
+    if classes == ALL_CLASSES or list(classes) == [ALL_CLASSES]:
+        return None
+    return list(classes)
+
+
 def classes_of(names) -> list[str]:
     """The classes of fine labels (their first parts), in order of first appearance."""
     return list(dict.fromkeys(n.split(SEP, 1)[0] for n in names))

@@ -9,6 +9,8 @@ fine labels and regression targets of :mod:`semgen.pretrain.labels`. A run dir h
 ``model.safetensors``  the classifier (backbone + fine-label head) with ``config.json``: the one
                        checkpoint layout (:mod:`semgen.classifier.checkpoint`), so the run dir
                        is an init (``semgen train --init RUN_DIR``) and can be bundled
+                       (with ``--data``, ``config.json``'s ``task_classes`` lists the pool's
+                       classes: what ``semgen evaluate`` / ``predict`` choose among by default)
 ``train_log.jsonl``    loss, accuracy, images/s per logging interval
 
 Nothing is ever unpickled on resume: the state is safetensors plus JSON. Batch ``b`` is made of
@@ -408,6 +410,9 @@ def pretrain(out, config: PretrainConfig | None = None, *, workers: int = 1, thr
     stop = steps if stop_after is None else min(steps, int(stop_after))
     B = cfg.batch_size
     mix = _MixedIn(cfg, space, progress) if cfg.data else None
+    exported = {"init": init_info, "generators": info["generators"], **comp.record()}  # config.json's extras
+    if mix:  # the pool's classes: what evaluate / predict choose among by default (the stream has more)
+        exported["task_classes"] = list(mix.set.classes)
     Bs = B - (mix.n if mix else 0)  # streamed samples per step
     chunk = max(1, math.gcd(Bs, int(chunk)))
     job = StreamJob(space, seed=cfg.seed, size=cfg.size, profile=cfg.profile)
@@ -481,13 +486,11 @@ def pretrain(out, config: PretrainConfig | None = None, *, workers: int = 1, thr
                 t_int, n_int, loss_int, lc_int, corr_int, kd_int = time.perf_counter(), 0, 0.0, 0.0, 0, 0.0
             if step % save_every == 0 or step == stop:
                 save_state(out, step, model, opt, sched, info, fmt=STATE_FORMAT, version=STATE_VERSION, scaler=scaler)
-                _export(out, model, cfg, space, step, {"init": init_info, "generators": info["generators"],
-                                                       **comp.record()})
+                _export(out, model, cfg, space, step, exported)
     bar.close()
     if not (out / "LATEST").exists():  # nothing to do (already done) but nothing saved either
         save_state(out, step, model, opt, sched, info, fmt=STATE_FORMAT, version=STATE_VERSION, scaler=scaler)
-        _export(out, model, cfg, space, step, {"init": init_info, "generators": info["generators"],
-                                               **comp.record()})
+        _export(out, model, cfg, space, step, exported)
     took = time.perf_counter() - t_start
     return {"run_dir": str(out), "step": step, "steps": steps, "images_seen": step * B, "done": step >= steps,
             "images_per_s": last.get("images_per_s"), "loss": last.get("loss"),
