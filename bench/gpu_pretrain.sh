@@ -14,6 +14,9 @@
 # SEEDS, SIZE, ARCH, LR (the session-20 fine-tuning recipe and session-26 pretraining recipe by
 # default); RESULTS (where the figures go, default $WORK/gpu_pretrain). On a CPU it runs too (slowly):
 # IMAGES=64 EPOCHS=1 SIZE=64 SEEDS="0 1" is a smoke run of the plumbing.
+# JOINT=1: joint pretraining instead (the real images in every pretraining batch, the runs are the
+# models: semgen recipe --pretrain-real-fraction 0.25 --no-finetune), ImageNet alone fine-tuned at
+# FT_SIZE (default 224) beside it; at IMAGES=76800 one run per seed is a few minutes on 16 cores.
 # Figures: RESULTS/summary.txt (every table printed), RESULTS/*.jsonl; the pretrained backbone as
 # float16 in RESULTS/backbone_fp16.safetensors (under 16 MB, so a lent machine's $OUT brings it back).
 set -euo pipefail
@@ -34,6 +37,26 @@ PT=$WORK/pt/${ARCH}_in_fine_${IMAGES}_s${SIZE}
 FT=$WORK/ft_gpu
 mkdir -p "$RESULTS"
 log() { echo "== $(date -u +%H:%M:%S) $*" | tee -a "$RESULTS/summary.txt"; }
+
+if [ "${JOINT:-0}" = 1 ]; then
+  # Joint pretraining (docs/recipe.md): a quarter of each batch from REAL, one run per seed, the runs
+  # themselves the models and their ensemble; ImageNet alone fine-tuned at FT_SIZE beside them.
+  J=$WORK/recipe_joint_${IMAGES}_s${SIZE}
+  log "joint pretraining -> $J: $ARCH from ImageNet, $IMAGES samples per seed ($SEEDS), REAL at 0.25 of each batch"
+  for TTA in none d4; do
+    $PY -m semgen.cli recipe --real "$REAL" --out "$J" --test "$TEST" --tta $TTA --arch "$ARCH" --images "$IMAGES" \
+        --size "$SIZE" --pretrain-lr "$LR" --pretrain-real-fraction 0.25 --no-finetune --seeds $SEEDS --baseline \
+        --finetune-size "${FT_SIZE:-224}" --epochs "$EPOCHS" --workers "$WORKERS" --no-progress \
+        ${STOP_AFTER:+--stop-after "$STOP_AFTER"} | tee -a "$RESULTS/summary.txt"
+    [ -f "$J/summary.md" ] || { log "stopped as asked: run the same command again to continue"; exit 0; }
+    cp "$J/summary.md" "$RESULTS/recipe_joint_tta-$TTA.md"
+    log "paired difference, tta $TTA: ImageNet alone (ensemble) -> the joint runs' ensemble"
+    $PY bench/compare_runs.py --test "$TEST" --saved --tta $TTA --a "$J/baseline_ensemble" --b "$J/ensemble" \
+        | tee -a "$RESULTS/summary.txt"
+  done
+  log "done: $RESULTS/summary.txt"
+  exit 0
+fi
 
 log "device: $($PY -c 'import torch; print(torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu")'), $WORKERS workers"
 log "pretrain $PT: $ARCH from ImageNet, $IMAGES streamed samples"
