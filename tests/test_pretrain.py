@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -582,3 +583,19 @@ def test_a_run_that_mixed_in_a_pool_predicts_among_its_classes_by_default(tmp_pa
         assert sorted(Predictor(runs[0] / f, classes=["all"]).classes) == ["bridge", "ler", "open"]
         res = evaluate_run(runs[0] / f, test.root, n_boot=10, progress=False, num_threads=1, write=False)
         assert sorted(res["restricted_to"]) == ["bridge", "ler"] and res["absent_from_model"] == {"open": 2}
+
+
+def test_the_thread_count_is_recorded_and_a_resume_with_another_warns(tmp_path):
+    """On the CPU the thread count changes a step's last bits: the run records it, and a run that
+    continues with another count says its weights will not be an uninterrupted run's bytes."""
+    from semgen.pretrain.train import ThreadCountWarning
+
+    cfg = PretrainConfig(**TINY)
+    pretrain(tmp_path / "r", cfg, workers=0, threads=1, save_every=2, stop_after=2, progress=False)
+    assert json.loads((tmp_path / "r" / "config.json").read_text())["num_threads"] == 1
+    with pytest.warns(ThreadCountWarning, match="ran with 1 torch threads and continues with 2"):
+        pretrain(tmp_path / "r", cfg, workers=0, threads=2, save_every=2, stop_after=4, progress=False)
+    assert json.loads((tmp_path / "r" / "config.json").read_text())["num_threads"] == 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ThreadCountWarning)  # the same count again: no warning
+        pretrain(tmp_path / "r", cfg, workers=0, threads=2, save_every=2, progress=False)
