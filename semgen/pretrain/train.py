@@ -412,18 +412,17 @@ def pretrain(out, config: PretrainConfig | None = None, *, workers: int = 1, thr
             warnings.warn(f"{out} ran with {began} torch threads and continues with {nthreads}: its weights "
                           f"will not be the bytes of an uninterrupted run (pass --threads {began} for those)",
                           ThreadCountWarning, stacklevel=2)
-    device_rec = comp.record()
-    # the thread count is recorded: on the CPU it changes the last bits of every step (same seed and
-    # thread count, same bytes; measured: 1 and 2 threads differ)
-    info = {"config": request, "targets": space.to_dict(), "init": init_info, "command": current_command(),
-            "semgen_version": __version__, "torch": torch.__version__,
-            "generators": gens, "num_threads": int(nthreads), **device_rec}
+    # what every state and config.json record of this run; the thread count among them: on the CPU it
+    # changes the last bits of every step (same seed and thread count, same bytes; 1 and 2 threads differ)
+    extras = {"init": init_info, "generators": gens, "num_threads": int(nthreads), **comp.record()}
+    info = {"config": request, "targets": space.to_dict(), "command": current_command(),
+            "semgen_version": __version__, "torch": torch.__version__, **extras}
     log_path = out / "train_log.jsonl"
     truncate_log(log_path, step)
     stop = steps if stop_after is None else min(steps, int(stop_after))
     B = cfg.batch_size
     mix = _MixedIn(cfg, space, progress) if cfg.data else None
-    exported = {"init": init_info, "generators": gens, "num_threads": int(nthreads), **device_rec}  # config.json's extras
+    exported = dict(extras)  # config.json's extras
     if mix:  # the pool's classes: what evaluate / predict choose among by default (the stream has more)
         exported["task_classes"] = list(mix.set.classes)
     Bs = B - (mix.n if mix else 0)  # streamed samples per step
