@@ -57,7 +57,9 @@ def register(sub) -> None:
     g.add_argument("--baseline", action="store_true",
                    help="also fine-tune from --init alone (same seeds), to see what semgen adds")
     g.add_argument("--student", default=None, choices=list_archs(), metavar="ARCH",
-                   help="distil this small arch from the ensemble, for semgen export (efficientnet_lite0_035: the 0.6 MB edge file; with the same teacher and distillation it scored 0.583 against 0.478 for mobilenetv3_small_100, one seed each, docs/results.md)")
+                   help="distil this small arch from the ensemble, for semgen export (efficientnet_lite0_035: the 0.6 MB edge file; "
+                        "its bundled backbone descends from ImageNet, where mobilenetv3_small_100's was pretrained from "
+                        "scratch, and it distils better: docs/results.md)")
     g.add_argument("--student-init", default=None, metavar="INIT",
                    help="the student's starting weights (default: the recipe's own run by weight selection where the "
                         "student is a narrower --arch, else semgen where a bundled backbone exists, else scratch)")
