@@ -15,9 +15,12 @@ from semgen.generators.procedural.registry import list_generators
 from semgen.recipe import RecipeConfig, run_recipe
 from semgen.recipe.run import describe_recipe
 
+# the sequential recipe (procedural-only pretraining, then fine-tuning), at a tiny scale; the joint
+# default is SEQUENTIAL's opposite pair, tested in test_joint_*
+SEQUENTIAL = dict(pretrain_real_fraction=0.0, finetune=True)
 TINY = dict(arch="mobilenetv3_small_050", init="scratch", images=16, size=32, seeds=[0, 1], epochs=2,
             head_only_epochs=1, baseline=True, student="mobilenetv3_small_050", student_init="scratch",
-            student_epochs=1, student_images=0, transfer=2, qat=True, qat_epochs=1)
+            student_epochs=1, student_images=0, transfer=2, qat=True, qat_epochs=1, **SEQUENTIAL)
 
 
 @pytest.fixture(scope="module")
@@ -145,9 +148,12 @@ def test_the_student_of_a_narrower_arch_starts_from_the_fine_tuned_run(pools, tm
     from semgen.recipe.run import Recipe, _student_init
 
     cfg = RecipeConfig(real=pools / "train", arch="efficientnet_lite0", student="efficientnet_lite0_035",
-                       student_images=0)
+                       student_images=0, **SEQUENTIAL)
     r = Recipe(tmp_path / "r", cfg)
     assert _student_init(r) == str(tmp_path / "r" / "finetune_s0")  # weight selection (session 23)
+    joint = Recipe(tmp_path / "j", RecipeConfig(real=pools / "train", arch="efficientnet_lite0",
+                                                student="efficientnet_lite0_035", student_images=0))
+    assert _student_init(joint) == str(tmp_path / "j" / "pretrain_s0")  # the default: the first joint run
     other = Recipe(tmp_path / "o", RecipeConfig(real=pools / "train", student="mobilenetv3_small_100"))
     assert _student_init(other) == "semgen"  # the bundled backbone
     with pytest.raises(SemgenError, match="--qat needs --student"):
@@ -188,7 +194,6 @@ def test_the_real_pool_can_be_mixed_into_the_pretraining(pools, tmp_path):
     m = json.loads((out / "pretrain" / "metrics.json").read_text())
     assert m["restricted_to"] == m["model_classes"] and set(m["model_classes"]) == {"bridge", "open", "particle"}
     # without it nothing is mixed in, and a folder of the other setting is another recipe
-    assert RecipeConfig(real=pools / "train").pretrain_real_fraction == 0
     with pytest.raises(SemgenError, match="pretrain_real_fraction differ"):
         run_recipe(out, RecipeConfig(real=pools / "train", **base), workers=0, threads=1, progress=False)
     with pytest.raises(SemgenError, match="pretrain_real_fraction"):
@@ -235,8 +240,8 @@ def test_joint_pretraining_runs_of_each_seed_are_the_models_without_fine_tuning(
     stopped = run_recipe(tmp_path / "r2", cfg2, stop_after=1, **kw)
     assert not stopped["done"] and not (tmp_path / "r2" / "pretrain_s1").exists()
     assert stopped["stages"]["pretrain"]["runs"][str(tmp_path / "r2" / "pretrain_s0")]["step"] == 1
-    with pytest.raises(SemgenError, match="--no-finetune needs --pretrain-real-fraction"):
-        RecipeConfig(real=pools / "train", finetune=False)
+    with pytest.raises(SemgenError, match="needs --pretrain-real-fraction above 0.*--finetune --pretrain-real-fraction 0"):
+        RecipeConfig(real=pools / "train", pretrain_real_fraction=0)
 
 
 def test_the_student_pretrains_on_new_scenes_distilled_from_the_pretraining(pools, tmp_path):
@@ -257,7 +262,7 @@ def test_the_student_pretrains_on_new_scenes_distilled_from_the_pretraining(pool
         str((out / "student_pretrain").resolve()))
     assert any("student_pretrain: done" in x for x in describe_recipe(out))
     # by default a narrower arch of the recipe's takes the pretraining run's weights for it
-    lite = RecipeConfig(real=pools / "train", student="efficientnet_lite0_035", student_images=100)
+    lite = RecipeConfig(real=pools / "train", student="efficientnet_lite0_035", student_images=100, **SEQUENTIAL)
     assert _student_init(Recipe(tmp_path / "l", lite)) == str(tmp_path / "l" / "pretrain")
     with pytest.raises(SemgenError, match="--student-images needs --student"):
         RecipeConfig(real=pools / "train", student_images=100)
@@ -304,3 +309,32 @@ def test_fine_tuning_at_another_size_than_the_pretraining_and_the_student(pools,
     assert RecipeConfig(real=pools / "train", **TINY).finetune_size == 32
     with pytest.raises(SemgenError, match="finetune_size differ"):
         Recipe(tmp_path / "o", RecipeConfig(real=pools / "train", **{**TINY, "finetune_size": 48}))
+
+
+def test_joint_pretraining_is_the_default_and_an_older_folder_keeps_what_it_did(pools, tmp_path):
+    """The default recipe mixes the real pool into one pretraining run per seed (sessions 35-37); a
+    folder made before the setting existed, or with the sequential default of before, keeps its recipe
+    and is named as such when run with today's defaults."""
+    from semgen.recipe.run import RECIPE_FILE, SEQUENTIAL_FLAGS, Recipe
+
+    cfg = RecipeConfig(real=pools / "train")
+    assert cfg.pretrain_real_fraction == 0.25 and cfg.finetune is False and cfg.seeds == (0, 1, 2)
+    assert [p.name for p in Recipe(tmp_path / "d", cfg).pretrain_dirs()] == ["pretrain_s0", "pretrain_s1", "pretrain_s2"]
+    # a folder from before the joint settings existed was the sequential recipe: read so
+    old = RecipeConfig(real=pools / "train", **SEQUENTIAL).to_dict()
+    del old["pretrain_real_fraction"], old["finetune"]
+    (tmp_path / "o").mkdir()
+    (tmp_path / "o" / RECIPE_FILE).write_text(json.dumps({"format": "semgen-recipe", "config": old, "stages": {}}))
+    assert Recipe(tmp_path / "o", RecipeConfig(real=pools / "train", **SEQUENTIAL)).pretrain_dirs() == [
+        tmp_path / "o" / "pretrain"]
+    # today's defaults on it: refused, with the flags that continue it
+    with pytest.raises(SemgenError, match=f"finetune, pretrain_real_fraction differ.*add {SEQUENTIAL_FLAGS}"):
+        Recipe(tmp_path / "o", cfg)
+    # the CLI: --finetune and --no-finetune, and the default
+    from semgen.cli import build_parser
+
+    parse = build_parser().parse_args
+    a = parse(["recipe", "--real", "r", "--out", "o"])
+    assert a.finetune is False and a.pretrain_real_fraction == 0.25
+    a = parse(["recipe", "--real", "r", "--out", "o", "--finetune", "--pretrain-real-fraction", "0"])
+    assert a.finetune is True and a.pretrain_real_fraction == 0

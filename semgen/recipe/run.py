@@ -1,8 +1,17 @@
-"""The product's recipe in one call: ImageNet, then semgen's procedural images, then your real ones.
+"""The product's recipe in one call: ImageNet, then semgen's procedural images with your real ones.
 
 ``semgen recipe --real DIR --out DIR`` runs, in order, the stages that docs/results.md measured
 as semgen's best use of a small real pool. Each stage is a library call that already resumes or
-skips finished work, so running the same command again continues where it stopped:
+skips finished work, so running the same command again continues where it stopped.
+
+By default the recipe is *joint* pretraining (``pretrain_real_fraction=0.25, finetune=False``):
+each seed's pretraining run draws a quarter of every batch from the real pool, and those runs are
+the models, with no fine-tuning stage after them. Measured on ``dev_test`` (docs/results.md,
+sessions 35-37, 3 seeds each): one joint run 0.662 on average, the sequential recipe's fine-tunes
+0.606 (+0.064 [+0.014, +0.118] paired, seeds 0-1); as 3-seed ensembles 0.678 against 0.662. One
+joint run matches the sequential recipe's 3-model ensemble with less compute (no fine-tuning stage).
+``finetune=True, pretrain_real_fraction=0`` is the sequential recipe (procedural images only, then
+fine-tuning on the real pool), the default before session 39. The stages:
 
 1. ``pretrain``: :func:`semgen.pretrain.pretrain` from ``init`` (ImageNet) on ``images``
    streamed procedural samples with fine labels (``OUT/pretrain``); with ``pretrain_real_fraction``
@@ -26,11 +35,11 @@ skips finished work, so running the same command again continues where it stoppe
    with ``pretrain_real_fraction``, scored on the real pool's classes only);
    ``OUT/summary.md``.
 
-With ``finetune=False`` (it needs ``pretrain_real_fraction``) the pretraining runs that mixed in the
-real pool are the recipe's models ("joint" pretraining): one per seed of ``seeds``, each with its
-own stream seed (``OUT/pretrain_s{seed}``), their ensemble (``OUT/ensemble``) and no fine-tuning
-stage; each is scored, used and distilled from on the real pool's classes (docs/results.md,
-session 35: one such run scored as the 3-model ensemble of fine-tunes).
+With ``finetune=False`` (the default; it needs ``pretrain_real_fraction``) the pretraining runs
+that mixed in the real pool are the recipe's models ("joint" pretraining): one per seed of
+``seeds``, each with its own stream seed (``OUT/pretrain_s{seed}``), their ensemble
+(``OUT/ensemble``) and no fine-tuning stage; each is scored, used and distilled from on the real
+pool's classes.
 
 ``OUT/recipe.json`` holds the settings and each stage's outcome; an ``OUT`` made with other
 settings is refused (one line naming what differs), so a resumed recipe is the same recipe.
@@ -52,8 +61,11 @@ FORMAT = "semgen-recipe"
 # The student's own pretraining, in samples, when a student is asked for (session 30: its INT8 file
 # +0.074 macro-F1 on dev_test over the same student without it, paired, one seed; docs/results.md).
 STUDENT_IMAGES = 38_400
-# Settings added after recipe folders existed, at the value that means what such a folder did.
-LEGACY = {"student_images": 0}
+# Settings added after recipe folders existed, at the value that means what such a folder did (the
+# joint pair: folders made before session 35 fine-tuned after procedural-only pretraining).
+LEGACY = {"student_images": 0, "pretrain_real_fraction": 0.0, "finetune": True}
+# What a folder made with the sequential recipe, the default before session 39, needs on the command line.
+SEQUENTIAL_FLAGS = "--finetune --pretrain-real-fraction 0"
 RECIPE_FILE = "recipe.json"
 #: figures of the last evaluation, keyed by model, weights, test images and TTA (run_recipe re-uses them)
 EVALUATIONS_FILE = "evaluations.json"
@@ -85,9 +97,11 @@ def _seeds(v):
 class RecipeConfig(Config):
     """The settings of a recipe: every field that changes a model it makes.
 
-    The defaults are the recipe of docs/results.md (session 26: EfficientNet-Lite0 from ImageNet,
-    76,800 streamed samples, ``--lr 5e-4``; fine-tuning 10 epochs at ``--lr 1e-3`` with
-    ``--val-fraction 0 --head-only-epochs 1``; 3 seeds as one ensemble).
+    The defaults are the best recipe of docs/results.md: EfficientNet-Lite0 from ImageNet, 76,800
+    streamed samples at ``--lr 5e-4`` with a quarter of each batch from the real pool (sessions
+    35-37), one such run per seed, 3 seeds as one ensemble. The fine-tuning settings (10 epochs at
+    ``--lr 1e-3``, ``--val-fraction 0 --head-only-epochs 1``, session 26) serve the baseline, and
+    the fine-tuning stage of the sequential recipe (``finetune=True``).
 
     Parameters
     ----------
@@ -96,17 +110,17 @@ class RecipeConfig(Config):
     arch, init : str
         The network and its starting weights (``imagenet`` needs the ``semgen[imagenet]`` extra).
     images : int
-        Streamed procedural samples of the pretraining stage (76,800: about 75 min on 2 cores).
+        Streamed samples of each pretraining run (76,800: about 55 min on 2 cores at 128 px).
     pretrain_lr : float
         Peak learning rate of the pretraining stage.
     pretrain_real_fraction : float
         Share of each pretraining batch drawn from the real pool (``semgen pretrain --data REAL
-        --data-fraction F``), learnt through its class alongside the procedural fine labels;
-        0 (the default): procedural images only.
+        --data-fraction F``), learnt through its class alongside the procedural fine labels
+        (default 0.25); 0: procedural images only.
     finetune : bool
-        Fine-tune the pretraining run on the real pool (the default). ``False`` needs
-        ``pretrain_real_fraction``: the pretraining runs themselves, one per seed of ``seeds``
-        (their stream seeds), are the models, scored on the real pool's classes.
+        Fine-tune the pretraining run on the real pool (the sequential recipe). ``False`` (the
+        default) needs ``pretrain_real_fraction``: the pretraining runs themselves, one per seed
+        of ``seeds`` (their stream seeds), are the models, scored on the real pool's classes.
     size : int
         Image side in pixels of the procedural stream, the student and its transfer images.
     finetune_size : int, optional
@@ -169,8 +183,8 @@ class RecipeConfig(Config):
     init: str = "imagenet"
     images: Annotated[Int, Field(ge=1, le=10**10)] = 76_800
     pretrain_lr: Annotated[Number, Field(gt=0, lt=1)] = 5e-4
-    pretrain_real_fraction: Annotated[Number, Field(ge=0, lt=1)] = 0.0
-    finetune: Flag = True
+    pretrain_real_fraction: Annotated[Number, Field(ge=0, lt=1)] = 0.25
+    finetune: Flag = False
     size: Annotated[Int, Field(ge=32, le=512)] = 128
     finetune_size: Annotated[Optional[Int], Field(ge=32, le=512)] = None
     seed: Annotated[Int, Field(ge=0, lt=2**63)] = 0
@@ -211,8 +225,9 @@ class RecipeConfig(Config):
         if self.transfer_stream and not self.student:
             raise ValueError("--transfer-stream needs --student (the model it feeds)")
         if not self.finetune and not self.pretrain_real_fraction:
-            raise ValueError("--no-finetune needs --pretrain-real-fraction: without real images in its batches a "
-                             "pretraining run has not learnt your pool's classes")
+            raise ValueError("joint pretraining (--no-finetune, the default) needs --pretrain-real-fraction above 0: "
+                             "without real images in its batches a pretraining run has not learnt your pool's "
+                             f"classes (for the sequential recipe: {SEQUENTIAL_FLAGS})")
         return self
 
 
@@ -242,7 +257,10 @@ class Recipe:
                 before = old.get("config", {})
             diff = _differences(before, self.state["config"])
             if diff:
-                raise SemgenError(f"{self.out} holds a recipe with other settings ({', '.join(diff)} differ); "
+                hint = ""
+                if before.get("finetune") and not config.finetune and {"finetune", "pretrain_real_fraction"} & set(diff):
+                    hint = f" (it is a sequential recipe, the default before session 39: add {SEQUENTIAL_FLAGS})"
+                raise SemgenError(f"{self.out} holds a recipe with other settings ({', '.join(diff)} differ){hint}; "
                                   "choose another --out, or run it with the settings in its recipe.json")
             self.state["stages"] = old.get("stages", {})
 
