@@ -338,3 +338,19 @@ def test_joint_pretraining_is_the_default_and_an_older_folder_keeps_what_it_did(
     assert a.finetune is False and a.pretrain_real_fraction == 0.25
     a = parse(["recipe", "--real", "r", "--out", "o", "--finetune", "--pretrain-real-fraction", "0"])
     assert a.finetune is True and a.pretrain_real_fraction == 0
+
+
+def test_the_default_student_pretrains_from_the_first_joint_run(pools, tmp_path):
+    """With the joint default and ``--student``, the student's own pretraining (on by default) learns
+    from the first joint run, and its distillation from the joint model, on the pool's classes."""
+    cfg = RecipeConfig(real=pools / "train", arch="mobilenetv3_small_050", init="scratch", images=16, size=32,
+                       seeds=[0], student="mobilenetv3_small_050", student_init="scratch", student_images=16,
+                       student_epochs=1, transfer=2)
+    out = tmp_path / "r"
+    res = run_recipe(out, cfg, test=pools / "test", workers=0, threads=1, progress=False)
+    assert res["done"] and set(res["stages"]) == {"pretrain", "student_pretrain", "transfer", "student", "evaluate"}
+    sp = json.loads((out / "student_pretrain" / "config.json").read_text())["pretrain"]
+    assert sp["teachers"] == [str(out / "pretrain_s0")] and sp["seed"] == 1
+    t = json.loads((out / "student" / "config.json").read_text())["distill"]["teachers"][0]
+    assert t["path"].startswith(str((out / "pretrain_s0").resolve())) and t["restricted_to_student_classes"]
+    assert 0 <= res["figures"][str(pools / "test")]["student"]["macro_f1"] <= 1
