@@ -16,6 +16,16 @@ Example::
         --runs out/ft/lite0_imagenet_r1_all_s? out/ft/lite0_imagenet_semgen*_r1_all_s? \\
         --ensembles out/ens/lite0_*_r1_s012 --plot docs/img/scaling_lite0.png
 
+Joint pretraining runs (``--joint``: a share of each batch from the real pool, the runs themselves
+the models; ``semgen recipe``'s default) are a second series: each seed is its own pretraining, so
+the runs of one budget are one point, at the procedural samples they streamed (the real share of
+their batches is not counted), with their ensemble (``--joint-ensembles``) beside it::
+
+    python bench/scaling_curve.py --test ../shared/data/sem-real/dev_test --tta d4 \
+        --runs out/recipe/joint3/baseline_s? --ensembles out/recipe/joint3/baseline_ensemble \
+        --joint out/recipe/joint3/pretrain_s? out/pt/joint153600_s0 \
+        --joint-ensembles out/recipe/joint3/ensemble --plot docs/img/scaling_joint.png
+
 Predictions are read from the metrics each run saved for ``--test`` and ``--tta`` (``semgen
 evaluate``, ``bench/pretrain_finetune.py``); a run without them is evaluated.
 """
@@ -55,11 +65,22 @@ def pretraining_of(run) -> tuple[tuple[str, ...], dict]:
     return runs, dict(budget)
 
 
-def curve(runs, ensembles, test, tta="none", n_boot=2000, synthetic_only=()) -> list[dict]:
+def joint_budget(run) -> dict:
+    """The streamed budget of a joint pretraining run, or of an ensemble of them (its members, each
+    its own pretraining, must have streamed the same)."""
+    members = [m["absolute"] for m in read_ensemble(run)["members"]] if is_ensemble(run) else [run]
+    found = {tuple(sorted(pretraining_of(m)[1].items())) for m in members}
+    if len(found) != 1:
+        raise SemgenError(f"{run}: its members streamed different budgets; one point needs one budget")
+    return dict(found.pop())
+
+
+def curve(runs, ensembles, test, tta="none", n_boot=2000, synthetic_only=(), joint=(), joint_ensembles=()) -> list[dict]:
     """One row per pretraining (the run or chain of runs behind a model; none for ImageNet alone),
     sorted by budget: seeds' mean macro-F1 with its CI, the ensemble's if one was given, and the
     synthetic-only figure of that pretraining run (no real image: its fine labels folded onto the
-    test classes) if it was given."""
+    test classes) if it was given; and one row per budget of the ``joint`` runs (``series``
+    ``"joint"``), with their ensemble."""
     groups: dict[tuple, dict] = defaultdict(lambda: {"runs": [], "ensembles": [], "synthetic_only": []})
     budgets = {}
     for kind, items in (("runs", runs), ("ensembles", ensembles), ("synthetic_only", synthetic_only)):
@@ -67,12 +88,21 @@ def curve(runs, ensembles, test, tta="none", n_boot=2000, synthetic_only=()) -> 
             chain, budgets_r = pretraining_of(r)
             budgets[chain] = budgets_r
             groups[chain][kind].append(r)
+    for kind, items in (("runs", joint), ("ensembles", joint_ensembles)):
+        for r in items:
+            b = joint_budget(r)
+            key = ("joint", b["seen"], b["distinct"], b["cycles"])  # the seeds of a budget: one point
+            budgets[key] = b
+            groups[key][kind].append(r)
     rows = []
     for chain, g in sorted(groups.items(), key=lambda kv: (budgets[kv[0]]["seen"], budgets[kv[0]]["distinct"],
-                                                           budgets[kv[0]]["cycles"], kv[0])):
+                                                           budgets[kv[0]]["cycles"], str(kv[0]))):
         b = budgets[chain]
+        is_joint = bool(chain) and chain[0] == "joint"
         row = {"seen": b["seen"], "distinct": b["distinct"], "cycles": b["cycles"],
-               "pretraining": Path(chain[-1]).name if chain else "-",
+               "series": "joint" if is_joint else "finetune",
+               "pretraining": "joint: " + ", ".join(Path(r).name for r in g["runs"]) if is_joint
+               else Path(chain[-1]).name if chain else "-",
                "n_seeds": len(g["runs"]), "runs": g["runs"]}
         if g["runs"]:
             ys = [predictions(r, test, tta, saved=True) for r in g["runs"]]
@@ -112,6 +142,8 @@ def plot(rows, path, title) -> None:
     def on_line(r):  # the curve: one schedule of new scenes per budget
         return r["distinct"] == r["seen"] and r["cycles"] <= 1
 
+    joint = [r for r in rows if r.get("series") == "joint"]
+    rows = [r for r in rows if r.get("series") != "joint"]
     seeds = [r for r in rows if "f1" in r]
     line = [r for r in seeds if on_line(r)]
     ax.plot([at(r) for r in line], [r["f1"] for r in line], "-", color="C0", lw=1, alpha=0.6)
@@ -132,6 +164,19 @@ def plot(rows, path, title) -> None:
         full = r["distinct"] == r["seen"]
         ax.errorbar(at(r, -0.05), r["syn_f1"], yerr=[[r["syn_f1"] - r["syn_lo"]], [r["syn_hi"] - r["syn_f1"]]],
                     fmt="s", ms=5, color="C2", mfc="C2" if full else "white", capsize=3)
+    # joint pretraining: its own line, from ImageNet alone (the fine-tunes' first point) to its budgets
+    start = [r for r in line if r["seen"] == 0][:1]
+    jline = [r for r in joint if "f1" in r and on_line(r)]
+    if jline:
+        ax.plot([at(r) for r in start + jline], [r["f1"] for r in start + jline], "-", color="C4", lw=1, alpha=0.6)
+    for r in joint:
+        if "f1" in r:
+            ax.errorbar(at(r, 0.025), r["f1"], yerr=[[r["f1"] - r["lo"]], [r["hi"] - r["f1"]]], fmt="^",
+                        color="C4", capsize=3)
+            ax.scatter([at(r, 0.025)] * len(r["seeds"]), r["seeds"], s=10, color="0.55", zorder=3)
+        if "ens_f1" in r:
+            ax.errorbar(at(r, 0.075), r["ens_f1"], yerr=[[r["ens_f1"] - r["ens_lo"]], [r["ens_hi"] - r["ens_f1"]]],
+                        fmt="*", ms=11, color="C4", mec="k", capsize=3)
     # legend proxies
     ax.errorbar([], [], yerr=[], fmt="o", color="C0", capsize=3, label="mean of seeds, 95% CI (seed x image bootstrap)")
     ax.scatter([], [], s=10, color="0.55", label="each seed")
@@ -144,6 +189,11 @@ def plot(rows, path, title) -> None:
         ax.plot([], [], "o", color="C0", mfc="white", label="hollow: scenes repeated (same seed twice)")
     if any(r["cycles"] > 1 for r in seeds):
         ax.plot([], [], "D", color="C0", label="diamond: two or more pretraining cycles (off the line)")
+    if joint:
+        ax.errorbar([], [], yerr=[], fmt="^", color="C4", capsize=3,
+                    label="joint pretraining (real pool in each batch), mean of seeds, 95% CI")
+    if any("ens_f1" in r for r in joint):
+        ax.errorbar([], [], yerr=[], fmt="*", ms=11, color="C4", mec="k", capsize=3, label="ensemble of the joint seeds")
     ax.set_xscale("symlog", linthresh=10000)
     ax.set_xticks(xs)
     ax.set_xticklabels(["ImageNet\nonly" if x == 0 else f"+{x / 1000:g}k" for x in xs])
@@ -166,15 +216,19 @@ def main(argv=None) -> int:
     ap.add_argument("--ensembles", nargs="*", default=[], metavar="DIR", help="ensemble folders of those runs")
     ap.add_argument("--synthetic-only", nargs="*", default=[], metavar="RUN",
                     help="`semgen pretrain` runs scored with no real image (fine labels folded onto the test classes)")
+    ap.add_argument("--joint", nargs="*", default=[], metavar="RUN",
+                    help="joint pretraining runs (the real pool mixed into each batch; the runs are the models), "
+                         "one point per budget")
+    ap.add_argument("--joint-ensembles", nargs="*", default=[], metavar="DIR", help="ensemble folders of those runs")
     ap.add_argument("--tta", default="none", choices=TTA_MODES)
     ap.add_argument("--n-boot", type=int, default=2000)
     ap.add_argument("--plot", metavar="PNG", help="write the curve here")
     ap.add_argument("--title", default=None)
     a = ap.parse_args(argv)
-    if not a.runs and not a.ensembles and not a.synthetic_only:
-        ap.error("give --runs, --ensembles and/or --synthetic-only")
+    if not a.runs and not a.ensembles and not a.synthetic_only and not a.joint:
+        ap.error("give --runs, --ensembles, --synthetic-only and/or --joint")
     try:
-        rows = curve(a.runs, a.ensembles, a.test, a.tta, a.n_boot, a.synthetic_only)
+        rows = curve(a.runs, a.ensembles, a.test, a.tta, a.n_boot, a.synthetic_only, a.joint, a.joint_ensembles)
     except SemgenError as e:
         print(f"scaling_curve: {e}", file=sys.stderr)
         return 2

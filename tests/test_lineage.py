@@ -125,3 +125,15 @@ def test_the_scaling_bench_places_each_run_by_its_lineage(chain, tmp_path, capsy
                      str(tmp_path / "e"), "--n-boot", "50", "--plot", str(png)]) == 0
     rows = [r.split(" | ") for r in capsys.readouterr().out.splitlines() if r.startswith("| ") and r[2].isdigit()]
     assert sorted((r[0], r[2], r[8].strip(" |")) for r in rows) == [("| 8", "0", "e"), ("| 8", "1", "a")]
+    # joint runs (each seed its own pretraining, the runs the models): the seeds of a budget are one
+    # point of their own series, with their ensemble
+    from semgen.classifier.ensemble import make_ensemble
+
+    make_ensemble([chain / "a", tmp_path / "e"], tmp_path / "ens_ae")
+    assert mod.main(["--test", str(chain / "d"), "--runs", str(chain / "ft2"), "--joint", str(chain / "a"),
+                     str(tmp_path / "e"), "--joint-ensembles", str(tmp_path / "ens_ae"), "--n-boot", "50",
+                     "--plot", str(png)]) == 0
+    rows = [r.split(" | ") for r in capsys.readouterr().out.splitlines() if r.startswith("| ") and r[2].isdigit()]
+    joint = [r for r in rows if r[8].strip(" |").startswith("joint")]
+    assert len(joint) == 1 and joint[0][2] == "2" and joint[0][8].strip(" |") == "joint: a, e"
+    assert joint[0][5].strip()[0].isdigit() and len(rows) == 2  # the ensemble's figure; the fine-tune's row
