@@ -128,6 +128,9 @@ def main(argv=None) -> int:
     ap.add_argument("--models", nargs="+", required=True, metavar="NAME=RUN",
                     help="run dirs, ensembles or ONNX files to score, each named")
     ap.add_argument("--shifts", nargs="+", default=list(SHIFTS), choices=list(SHIFTS))
+    ap.add_argument("--classes", default=None, metavar="A,B,...",
+                    help="predict among these classes only (a joint pretraining run made before it recorded its "
+                         "pool's classes: the training pool's classes, never the test set's; semgen evaluate --classes)")
     ap.add_argument("--tta", default="none", choices=("none", "flips", "d4"))
     ap.add_argument("--threads", type=int, default=None)
     a = ap.parse_args(argv)
@@ -136,7 +139,9 @@ def main(argv=None) -> int:
     models = dict(m.split("=", 1) for m in a.models)
     try:
         sets = {"none": a.test, **write_shifted(a.test, a.work, a.shifts)}
-        table = {name: {s: evaluate_run(run, d, n_boot=0, write=False, num_threads=a.threads, tta=a.tta)["macro_f1"]
+        classes = a.classes.split(",") if a.classes else None
+        table = {name: {s: evaluate_run(run, d, n_boot=0, write=False, num_threads=a.threads, tta=a.tta,
+                                        classes=classes)["macro_f1"]
                         for s, d in sets.items()} for name, run in models.items()}
     except SemgenError as e:
         print(f"shift_probe: {e}", file=sys.stderr)
