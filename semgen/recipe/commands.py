@@ -56,16 +56,17 @@ def register(sub) -> None:
                    help="seeds of the models: one joint pretraining run each (with --finetune: one fine-tune each); "
                         "two or more: also their ensemble (3 joint runs: about 3 h on 2 cores; --seeds 0: one model, "
                         "one third of it)")
-    g.add_argument("--epochs", type=int, default=d["epochs"], help="fine-tuning epochs on the real pool (the baseline's; with --finetune, the recipe's too)")
+    g.add_argument("--epochs", type=int, default=d["epochs"],
+                   help="fine-tuning epochs on the real pool (the baseline's; with --finetune, the recipe's too)")
     g.add_argument("--lr", type=float, default=d["lr"], help="fine-tuning learning rate")
     g.add_argument("--head-only-epochs", type=int, default=d["head_only_epochs"],
                    help="epochs on the new head alone before fine-tuning the whole network")
     g.add_argument("--baseline", action="store_true",
                    help="also fine-tune from --init alone (same seeds), to see what semgen adds")
     g.add_argument("--student", default=None, choices=list_archs(), metavar="ARCH",
-                   help="distil this small arch from the ensemble, for semgen export (efficientnet_lite0_035: the 0.6 MB edge file; "
-                        "its bundled backbone descends from ImageNet, where mobilenetv3_small_100's was pretrained from "
-                        "scratch, and it distils better: docs/results.md)")
+                   help="distil this small arch from the ensemble, for semgen export (efficientnet_lite0_035: the "
+                        "0.6 MB edge file; its bundled backbone descends from ImageNet, where mobilenetv3_small_100's "
+                        "was pretrained from scratch, and it distils better: docs/results.md)")
     g.add_argument("--student-init", default=None, metavar="INIT",
                    help="the student's starting weights (default: the recipe's own run by weight selection where the "
                         "student is a narrower --arch, else semgen where a bundled backbone exists, else scratch)")

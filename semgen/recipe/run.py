@@ -7,7 +7,7 @@ skips finished work, so running the same command again continues where it stoppe
 By default the recipe is *joint* pretraining (``pretrain_real_fraction=0.25, finetune=False``):
 each seed's pretraining run draws a quarter of every batch from the real pool, and those runs are
 the models, with no fine-tuning stage after them. Measured on ``dev_test`` (docs/results.md,
-sessions 35-37, 3 seeds each): one joint run 0.662 on average, the sequential recipe's fine-tunes
+sessions 35-37, 3 seeds each): one joint run 0.661 on average, the sequential recipe's fine-tunes
 0.606 (+0.064 [+0.014, +0.118] paired, seeds 0-1); as 3-seed ensembles 0.678 against 0.662. One
 joint run matches the sequential recipe's 3-model ensemble with less compute (no fine-tuning stage).
 ``finetune=True, pretrain_real_fraction=0`` is the sequential recipe (procedural images only, then
