@@ -2,6 +2,7 @@
 
     python bench/bench_curation.py throughput [--n 2000] [--workers 2]
     python bench/bench_curation.py throughput --baseline OLD_CHECKOUT [--n 2000] [--repeat 3]
+    python bench/bench_curation.py steady [--n 64 2000 6000] [--size 256]   # the pool's rate once started
     python bench/bench_curation.py index [--sizes 10000 100000 1000000] [--radius 8]
     python bench/bench_curation.py data DIR [--n 10000]       # the labelled set bench_cleanvision.sh uses
     python bench/bench_curation.py ours DIR                   # semgen's findings on it (JSON)
@@ -97,6 +98,33 @@ def throughput(n: int = 2000, workers: int = 2) -> dict:
               f"one process: decode {t_dec * 1e3:.2f} ms + metrics/hashes/thumbnail {t_an * 1e3:.2f} ms per image "
               f"(CPU time {(c_dec + c_an) * 1e3:.2f} ms: {workers / (c_dec + c_an):.0f} images/s on {workers} "
               "uncontended cores)", flush=True)
+    res["load"] = load()
+    print(res["load"])
+    return res
+
+
+def steady(ns=(64, 2000, 6000), size: int = 256, workers: int = 2) -> dict:
+    """Wall time of :func:`analyze_items` over the first ``n`` of one set of files, for each ``n``.
+
+    The rate between the two largest counts is the pool's steady rate: the start of the pool (its
+    processes, their imports) cancels out of the difference.
+    """
+    ns = sorted(ns)
+    res = {"workers": workers, "size": size, "seconds": {}}
+    with tempfile.TemporaryDirectory() as d:
+        items = _bench_files(Path(d), ns[-1], size)
+        for n in ns:
+            for it in items[:n]:
+                it.analysis = None
+            t = time.perf_counter()
+            analyze_items(items[:n], workers=workers, cache_path=None, progress=False)
+            dt = time.perf_counter() - t
+            res["seconds"][n] = round(dt, 2)
+            print(f"{size}x{size}, {n} PNGs: {dt:.2f} s ({n / dt:.0f} images/s)", flush=True)
+    if len(ns) > 1:
+        (a, b), (ta, tb) = ns[-2:], (res["seconds"][n] for n in ns[-2:])
+        res["steady_images_per_s"] = round((b - a) / (tb - ta), 1) if tb > ta else None
+        print(f"steady rate ({a} -> {b} files): {res['steady_images_per_s']} images/s", flush=True)
     res["load"] = load()
     print(res["load"])
     return res
@@ -412,6 +440,10 @@ def main(argv=None) -> int:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--baseline", metavar="DIR", help="checkout of the old code: old, new and their ratio")
     p.add_argument("--repeat", type=int, default=3, help="with --baseline: old and new alternated this many times")
+    p = sub.add_parser("steady", help="analysis time over growing counts of files: the pool's steady rate")
+    p.add_argument("--n", type=int, nargs="+", default=[64, 2000, 6000])
+    p.add_argument("--size", type=int, default=256)
+    p.add_argument("--workers", type=int, default=2)
     p = sub.add_parser("index")
     p.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     p.add_argument("--radius", type=int, default=8)
@@ -432,6 +464,8 @@ def main(argv=None) -> int:
         r = compare_throughput(a.baseline, a.n, a.workers, a.repeat)
     elif a.what == "throughput":
         r = throughput(a.n, a.workers)
+    elif a.what == "steady":
+        r = steady(tuple(a.n), a.size, a.workers)
     elif a.what == "index":
         r = index_scaling(tuple(a.sizes), a.radius)
     elif a.what == "data":
