@@ -20,7 +20,8 @@ from semgen.recipe.run import describe_recipe
 SEQUENTIAL = dict(pretrain_real_fraction=0.0, finetune=True)
 TINY = dict(arch="mobilenetv3_small_050", init="scratch", images=16, size=32, seeds=[0, 1], epochs=2,
             head_only_epochs=1, baseline=True, student="mobilenetv3_small_050", student_init="scratch",
-            student_epochs=1, student_images=0, transfer=2, qat=True, qat_epochs=1, **SEQUENTIAL)
+            student_epochs=1, student_images=0, transfer=2, transfer_stream=False, qat=True, qat_epochs=1,
+            **SEQUENTIAL)
 
 
 @pytest.fixture(scope="module")
@@ -172,7 +173,7 @@ def test_the_student_can_learn_on_a_transfer_stream(pools, tmp_path):
         conf = json.loads((out / run / "config.json").read_text())
         assert conf["request"]["distill"]["transfer"] == ["stream:1=0.5"]
         assert conf["distill"]["transfer_stream"]["seed"] == 1 and conf["distill"]["transfer_n"] == 0
-    # a folder made without the flag is another recipe
+    # a folder made with the transfer folder is another recipe
     with pytest.raises(SemgenError, match=r"transfer_stream differ"):
         run_recipe(out, RecipeConfig(real=pools / "train", **{**TINY, "baseline": False, "seeds": [0]}),
                    workers=0, threads=1, progress=False)
@@ -354,3 +355,22 @@ def test_the_default_student_pretrains_from_the_first_joint_run(pools, tmp_path)
     t = json.loads((out / "student" / "config.json").read_text())["distill"]["teachers"][0]
     assert t["path"].startswith(str((out / "pretrain_s0").resolve())) and t["restricted_to_student_classes"]
     assert 0 <= res["figures"][str(pools / "test")]["student"]["macro_f1"] <= 1
+
+
+def test_a_student_distils_75_epochs_on_the_stream_by_default_and_an_older_folder_says_what_to_add(pools, tmp_path):
+    from semgen.recipe.run import RECIPE_FILE, STUDENT_EPOCHS, Recipe
+
+    st = RecipeConfig(real=pools / "train", student="efficientnet_lite0_035")
+    assert st.student_epochs == STUDENT_EPOCHS == 75 and st.transfer_stream is True
+    assert RecipeConfig(real=pools / "train").transfer_stream is False  # no student, nothing to feed
+    assert RecipeConfig(real=pools / "train", student="efficientnet_lite0_035", transfer=0).transfer_stream is False
+    assert RecipeConfig(real=pools / "train", student="efficientnet_lite0_035", transfer_stream=False).transfer == 200
+    # a folder whose student was the recipe's before session 41 (20 epochs on the transfer folder)
+    old = RecipeConfig(real=pools / "train", student="efficientnet_lite0_035", student_epochs=20,
+                       transfer_stream=False).to_dict()
+    (tmp_path / "o").mkdir()
+    (tmp_path / "o" / RECIPE_FILE).write_text(json.dumps({"format": "semgen-recipe", "config": old, "stages": {}}))
+    with pytest.raises(SemgenError, match=r"student_epochs, transfer_stream differ.*--student-epochs 20 --no-transfer-stream"):
+        Recipe(tmp_path / "o", st)
+    Recipe(tmp_path / "o", RecipeConfig(real=pools / "train", student="efficientnet_lite0_035", student_epochs=20,
+                                        transfer_stream=False))

@@ -61,9 +61,14 @@ FORMAT = "semgen-recipe"
 # The student's own pretraining, in samples, when a student is asked for (session 30: its INT8 file
 # +0.074 macro-F1 on dev_test over the same student without it, paired, one seed; docs/results.md).
 STUDENT_IMAGES = 38_400
+# The student's distillation: 75 epochs on a transfer stream (session 34: +0.053 [+0.006, +0.099]
+# macro-F1 on dev_test over 25 epochs, paired, one seed; 150 epochs added nothing, session 40).
+STUDENT_EPOCHS = 75
 # Settings added after recipe folders existed, at the value that means what such a folder did (the
 # joint pair: folders made before session 35 fine-tuned after procedural-only pretraining).
 LEGACY = {"student_images": 0, "pretrain_real_fraction": 0.0, "finetune": True}
+# What a folder with a student made before session 41 (20 epochs, a transfer folder) needs.
+FOLDER_STUDENT_FLAGS = "--student-epochs 20 --no-transfer-stream"
 # What a folder made with the sequential recipe, the default before session 39, needs on the command line.
 SEQUENTIAL_FLAGS = "--finetune --pretrain-real-fraction 0"
 RECIPE_FILE = "recipe.json"
@@ -151,17 +156,17 @@ class RecipeConfig(Config):
     student_pretrain_lr : float
         Its peak learning rate.
     student_epochs, student_lr : int, float
-        Distillation epochs and learning rate (2e-3, ``semgen train``'s default, as the edge model
-        of docs/results.md session 24 was trained).
+        Distillation epochs (:data:`STUDENT_EPOCHS`) and learning rate (2e-3, ``semgen train``'s
+        default, as the edge model of docs/results.md session 24 was trained).
     transfer : int
         Unlabelled procedural images per generator in the student's transfer set.
     transfer_weight : float
         Transfer batches per labelled batch (``semgen train --transfer DIR=W``).
-    transfer_stream : bool
+    transfer_stream : bool, optional
         The student's transfer images made on the fly instead (``semgen train --transfer
         stream:SEED+1=W``): each shown once however long the student trains, and no ``transfer/``
-        folder (``transfer`` is then unused). The best edge file so far (docs/results.md, session
-        34) was a 75-epoch student on the stream.
+        folder (``transfer`` is then unused). Default: True with a ``student`` (the edge files of
+        docs/results.md sessions 34-41 were 75-epoch students on the stream), else False.
     qat : bool
         Quantisation-aware fine-tuning of the student, then its INT8 export (the ``edge`` stage).
     qat_epochs, qat_lr, qat_weight_bits : int, float, int
@@ -197,11 +202,11 @@ class RecipeConfig(Config):
     student_init: Optional[str] = None
     student_images: Annotated[Optional[Int], Field(ge=0, le=10**10)] = None
     student_pretrain_lr: Annotated[Number, Field(gt=0, lt=1)] = 1e-3
-    student_epochs: Annotated[Int, Field(ge=1, le=10_000)] = 20
+    student_epochs: Annotated[Int, Field(ge=1, le=10_000)] = STUDENT_EPOCHS
     student_lr: Annotated[Number, Field(gt=0, lt=1)] = 2e-3
     transfer: Annotated[Int, Field(ge=0, le=10**6)] = 200
     transfer_weight: Annotated[Number, Field(gt=0, le=100)] = 0.5
-    transfer_stream: Flag = False
+    transfer_stream: Optional[Flag] = None
     qat: Flag = False
     qat_epochs: Annotated[Int, Field(ge=1, le=10_000)] = 5
     qat_lr: Annotated[Number, Field(gt=0, lt=1)] = 2e-4
@@ -212,6 +217,8 @@ class RecipeConfig(Config):
     def _student_images_default(cls, data):
         if isinstance(data, dict) and data.get("student_images") is None:  # resolved here: recipe.json keeps the number
             data = {**data, "student_images": STUDENT_IMAGES if data.get("student") else 0}
+        if isinstance(data, dict) and data.get("transfer_stream") is None:  # likewise; --transfer 0: none at all
+            data = {**data, "transfer_stream": bool(data.get("student")) and data.get("transfer", 1) != 0}
         if isinstance(data, dict) and data.get("finetune_size") is None:  # likewise: the number, not "as --size"
             data = {**data, "finetune_size": data.get("size", 128)}
         return data
@@ -260,6 +267,9 @@ class Recipe:
                 hint = ""
                 if before.get("finetune") and not config.finetune and {"finetune", "pretrain_real_fraction"} & set(diff):
                     hint = f" (it is a sequential recipe, the default before session 39: add {SEQUENTIAL_FLAGS})"
+                elif before.get("student") and {"student_epochs", "transfer_stream"} & set(diff) and (
+                        before.get("student_epochs"), before.get("transfer_stream")) == (20, False):
+                    hint = f" (its student is the recipe's before session 41: add {FOLDER_STUDENT_FLAGS})"
                 raise SemgenError(f"{self.out} holds a recipe with other settings ({', '.join(diff)} differ){hint}; "
                                   "choose another --out, or run it with the settings in its recipe.json")
             self.state["stages"] = old.get("stages", {})
