@@ -113,16 +113,15 @@ def steady(ns=(64, 2000, 6000), size: int = 256, workers: int = 2) -> dict:
     res = {"workers": workers, "size": size, "seconds": {}}
     with tempfile.TemporaryDirectory() as d:
         items = _bench_files(Path(d), ns[-1], size)
-        for n in ns:
-            for it in items[:n]:
-                it.analysis = None
+        for n in ns:  # analyze_items recomputes every item (no cache): each count starts from the files
             t = time.perf_counter()
             analyze_items(items[:n], workers=workers, cache_path=None, progress=False)
             dt = time.perf_counter() - t
             res["seconds"][n] = round(dt, 2)
             print(f"{size}x{size}, {n} PNGs: {dt:.2f} s ({n / dt:.0f} images/s)", flush=True)
     if len(ns) > 1:
-        (a, b), (ta, tb) = ns[-2:], (res["seconds"][n] for n in ns[-2:])
+        a, b = ns[-2:]
+        ta, tb = res["seconds"][a], res["seconds"][b]
         res["steady_images_per_s"] = round((b - a) / (tb - ta), 1) if tb > ta else None
         print(f"steady rate ({a} -> {b} files): {res['steady_images_per_s']} images/s", flush=True)
     res["load"] = load()

@@ -67,10 +67,16 @@ STUDENT_EPOCHS = 75
 # Settings added after recipe folders existed, at the value that means what such a folder did (the
 # joint pair: folders made before session 35 fine-tuned after procedural-only pretraining).
 LEGACY = {"student_images": 0, "pretrain_real_fraction": 0.0, "finetune": True}
-# What a folder with a student made before session 41 (20 epochs, a transfer folder) needs.
-FOLDER_STUDENT_FLAGS = "--student-epochs 20 --no-transfer-stream"
 # What a folder made with the sequential recipe, the default before session 39, needs on the command line.
 SEQUENTIAL_FLAGS = "--finetune --pretrain-real-fraction 0"
+# Former defaults: (the settings a folder then recorded, what it was, the flags that continue it). A
+# folder whose recorded settings match one, refused for one of them, is told those flags.
+FORMER_DEFAULTS = (
+    ({"finetune": True, "pretrain_real_fraction": 0.0}, "it is a sequential recipe, the default before session 39",
+     SEQUENTIAL_FLAGS),
+    ({"student_epochs": 20, "transfer_stream": False}, "its student is the recipe's before session 41",
+     "--student-epochs 20 --no-transfer-stream"),
+)
 RECIPE_FILE = "recipe.json"
 #: figures of the last evaluation, keyed by model, weights, test images and TTA (run_recipe re-uses them)
 EVALUATIONS_FILE = "evaluations.json"
@@ -264,12 +270,8 @@ class Recipe:
                 before = old.get("config", {})
             diff = _differences(before, self.state["config"])
             if diff:
-                hint = ""
-                if before.get("finetune") and not config.finetune and {"finetune", "pretrain_real_fraction"} & set(diff):
-                    hint = f" (it is a sequential recipe, the default before session 39: add {SEQUENTIAL_FLAGS})"
-                elif before.get("student") and {"student_epochs", "transfer_stream"} & set(diff) and (
-                        before.get("student_epochs"), before.get("transfer_stream")) == (20, False):
-                    hint = f" (its student is the recipe's before session 41: add {FOLDER_STUDENT_FLAGS})"
+                hint = next((f" ({what}: add {flags})" for former, what, flags in FORMER_DEFAULTS
+                             if set(former) & set(diff) and all(before.get(k) == v for k, v in former.items())), "")
                 raise SemgenError(f"{self.out} holds a recipe with other settings ({', '.join(diff)} differ){hint}; "
                                   "choose another --out, or run it with the settings in its recipe.json")
             self.state["stages"] = old.get("stages", {})
