@@ -374,3 +374,10 @@ def test_a_student_distils_75_epochs_on_the_stream_by_default_and_an_older_folde
         Recipe(tmp_path / "o", st)
     Recipe(tmp_path / "o", RecipeConfig(real=pools / "train", student="efficientnet_lite0_035", student_epochs=20,
                                         transfer_stream=False))
+    # a folder without a student is not another recipe for a student default that changed
+    none = RecipeConfig(real=pools / "train", student_epochs=20).to_dict()
+    (tmp_path / "n").mkdir()
+    (tmp_path / "n" / RECIPE_FILE).write_text(json.dumps({"format": "semgen-recipe", "config": none, "stages": {}}))
+    Recipe(tmp_path / "n", RecipeConfig(real=pools / "train"))
+    with pytest.raises(SemgenError, match=r"student, student_epochs, student_images, transfer_stream differ\); "):
+        Recipe(tmp_path / "n", RecipeConfig(real=pools / "train", student="efficientnet_lite0_035"))

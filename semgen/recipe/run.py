@@ -70,13 +70,17 @@ LEGACY = {"student_images": 0, "pretrain_real_fraction": 0.0, "finetune": True}
 # What a folder made with the sequential recipe, the default before session 39, needs on the command line.
 SEQUENTIAL_FLAGS = "--finetune --pretrain-real-fraction 0"
 # Former defaults: (the settings a folder then recorded, what it was, the flags that continue it). A
-# folder whose recorded settings match one, refused for one of them, is told those flags.
+# folder whose recorded settings match one, refused for some of them only, is told those flags.
 FORMER_DEFAULTS = (
     ({"finetune": True, "pretrain_real_fraction": 0.0}, "it is a sequential recipe, the default before session 39",
      SEQUENTIAL_FLAGS),
     ({"student_epochs": 20, "transfer_stream": False}, "its student is the recipe's before session 41",
      "--student-epochs 20 --no-transfer-stream"),
 )
+# Settings that only the student's stages read: a recipe without a student ignores them, so a
+# change of their defaults does not make an older folder without one another recipe.
+STUDENT_SETTINGS = ("student_init", "student_images", "student_pretrain_lr", "student_epochs", "student_lr",
+                    "transfer", "transfer_weight", "transfer_stream", "qat", "qat_epochs", "qat_lr", "qat_weight_bits")
 RECIPE_FILE = "recipe.json"
 #: figures of the last evaluation, keyed by model, weights, test images and TTA (run_recipe re-uses them)
 EVALUATIONS_FILE = "evaluations.json"
@@ -269,9 +273,11 @@ class Recipe:
             except (SemgenError, TypeError):
                 before = old.get("config", {})
             diff = _differences(before, self.state["config"])
+            if not before.get("student") and not config.student:
+                diff = [k for k in diff if k not in STUDENT_SETTINGS]
             if diff:
                 hint = next((f" ({what}: add {flags})" for former, what, flags in FORMER_DEFAULTS
-                             if set(former) & set(diff) and all(before.get(k) == v for k, v in former.items())), "")
+                             if set(diff) <= set(former) and all(before.get(k) == v for k, v in former.items())), "")
                 raise SemgenError(f"{self.out} holds a recipe with other settings ({', '.join(diff)} differ){hint}; "
                                   "choose another --out, or run it with the settings in its recipe.json")
             self.state["stages"] = old.get("stages", {})
