@@ -297,6 +297,72 @@ def test_qat_same_padding_folds_into_integer_convs(tmp_path):
     assert float(np.abs(got - want).max()) < 0.1 * float(np.abs(want).max()) + 1e-3
 
 
+def test_qat_export_stores_no_derived_bytes_and_runs_as_the_explicit_graph(tmp_path):
+    """The bias scales are Mul(s_x, s_w) and the zero points of 0 (biases, conv weights) are left
+    out of the file; onnxruntime fuses it into the same integer ops as the explicit form (every
+    scale and zero point stored) and gives the same outputs bit for bit."""
+    import onnxruntime as ort
+
+    from semgen.classifier.deploy import graph_constants
+    from semgen.classifier.models import create_model
+    from semgen.classifier.qat import export_qat_onnx, to_qat
+
+    torch.manual_seed(0)
+    model = to_qat(create_model("efficientnet_lite0_035", 3, drop_rate=0.0), weight_bits=7)
+    model.train()
+    with torch.no_grad():
+        for _ in range(3):
+            model(torch.rand(8, 1, 32, 32))
+    model.eval()
+    path = export_qat_onnx(model, 32, tmp_path / "slim.int8.onnx")
+    m = onnx.load(str(path))
+    dq = [n for n in m.graph.node if n.op_type == "DequantizeLinear"]
+    inits = {t.name: t for t in m.graph.initializer}
+    bias_dq = [n for n in dq if n.input[0] in inits and inits[n.input[0]].data_type == onnx.TensorProto.INT32]
+    producer = {o: n for n in m.graph.node for o in n.output}
+    assert bias_dq and all(len(n.input) == 2 and producer[n.input[1]].op_type == "Mul" for n in bias_dq)
+    readers = {}
+    for n in m.graph.node:
+        for v in n.input:
+            readers.setdefault(v, []).append(n.op_type)
+    w_dq = [n for n in dq if n.input[0] in inits and inits[n.input[0]].data_type == onnx.TensorProto.INT8]
+    assert all((len(n.input) == 2) == (readers[n.output[0]] == ["Conv"]) for n in w_dq)
+    assert any(len(n.input) == 3 for n in w_dq)  # the classifier's Gemm keeps its zero point
+
+    # the explicit form: every derived scale stored, every zero point written out
+    c = graph_constants(m)
+    ex = onnx.load(str(path))
+    extra, nodes = [], []
+    for n in ex.graph.node:
+        if n.op_type == "Mul" and n.input[0] in c and n.input[1] in c:  # a bias scale
+            c[n.output[0]] = (c[n.input[0]] * c[n.input[1]]).astype(np.float32)
+            extra.append(numpy_helper.from_array(c[n.output[0]], n.output[0]))
+            continue
+        if n.op_type == "DequantizeLinear" and len(n.input) == 2 and n.input[0] in inits:
+            x = numpy_helper.to_array(inits[n.input[0]])
+            zp = np.zeros(x.shape[0] if np.asarray(c[n.input[1]]).size > 1 else (), x.dtype)
+            extra.append(numpy_helper.from_array(zp, n.output[0] + "_zp"))
+            n.input.append(n.output[0] + "_zp")
+        nodes.append(n)
+    del ex.graph.node[:]
+    ex.graph.node.extend(nodes)
+    ex.graph.initializer.extend(extra)
+    onnx.checker.check_model(ex)
+    (tmp_path / "explicit.onnx").write_bytes(ex.SerializeToString())
+    assert path.stat().st_size < (tmp_path / "explicit.onnx").stat().st_size
+
+    imgs = torch.rand(8, 1, 32, 32, generator=torch.Generator().manual_seed(3)).numpy()
+    outs, ops = [], []
+    for name in ("slim.int8.onnx", "explicit.onnx"):
+        so = ort.SessionOptions()
+        so.optimized_model_filepath = str(tmp_path / f"{name}.opt.onnx")
+        sess = ort.InferenceSession(str(tmp_path / name), so, providers=["CPUExecutionProvider"])
+        outs.append(sess.run(None, {sess.get_inputs()[0].name: imgs})[0])
+        ops.append(sorted(n.op_type for n in onnx.load(so.optimized_model_filepath).graph.node))
+    assert ops[0] == ops[1] and "QLinearConv" in ops[0] and "Conv" not in ops[0]
+    np.testing.assert_array_equal(outs[0], outs[1])
+
+
 def test_qat_with_teacher_from_trained_run(runs):
     out = runs / "qat_ft"
     s = train_classifier(runs / "train", out, init=runs / "t1", epochs=1, qat=QATConfig(),

@@ -447,7 +447,14 @@ def export_qat_onnx(model, size: int, path, *, metadata: dict | None = None):
 def lower_qdq(m) -> None:
     """Fold ``QuantizeLinear`` of constant weights into int8 initialisers and put every Conv / Gemm
     bias behind an int32 ``DequantizeLinear`` (scale ``s_in * s_w``), as onnxruntime's quantiser
-    does, so runtimes see the standard QDQ patterns and the file stores 1 byte per weight."""
+    does, so runtimes see the standard QDQ patterns and the file stores 1 byte per weight.
+
+    The file stores nothing it can derive (its bytes are the edge model's flash): a bias's scale is
+    a ``Mul`` of the two scales it is made of (runtimes fold it at load), and the all-zero zero
+    points of the biases and of the conv weights are left out (ONNX's default is 0). That is 12 %
+    of the edge student's file (583 -> 515 kB), with the same fused integer graph and the same
+    outputs bit for bit in onnxruntime. A Gemm keeps its weights' zero point: without it
+    onnxruntime 1.32 leaves the Gemm in float."""
     import onnx
     from onnx import helper, numpy_helper
 
@@ -496,9 +503,18 @@ def lower_qdq(m) -> None:
         for i, v in enumerate(n.input):
             if v in rename:
                 n.input[i] = rename[v]
+    readers: dict[str, list] = {}
+    for n in g.node:
+        for v in n.input:
+            readers.setdefault(v, []).append(n)
+    for n in g.node:  # an int8 weight read only by convs needs no stored zero point of 0
+        if (n.op_type == "DequantizeLinear" and n.input[0] in rename.values() and len(n.input) > 2
+                and n.input[2] in consts and not np.any(consts[n.input[2]])
+                and all(r.op_type == "Conv" for r in readers.get(n.output[0], []))):
+            del n.input[2]
 
     # 2. biases: float -> int32 behind DequantizeLinear
-    bias_nodes = []
+    bias_nodes: dict[int, list] = {}
     for n in g.node:
         if n.op_type not in ("Conv", "Gemm") or len(n.input) < 3 or n.input[2] not in consts:
             continue
@@ -515,14 +531,18 @@ def lower_qdq(m) -> None:
         # in float64: float32 cannot hold 2**31 - 1, and a value rounded up to 2**31 wraps in the cast
         qb = np.clip(np.rint(b.astype(np.float64) / s_b), -2**31, 2**31 - 1).astype(np.int32)
         base = n.input[2]
-        new_inits += [numpy_helper.from_array(qb, f"{base}_quantized"),
-                      numpy_helper.from_array(s_b, f"{base}_scale"),
-                      numpy_helper.from_array(np.zeros(b.shape, np.int32), f"{base}_zero_point")]
-        bias_nodes.append(helper.make_node("DequantizeLinear", [f"{base}_quantized", f"{base}_scale",
-                                                                f"{base}_zero_point"], [f"{base}_dq"], axis=0))
+        new_inits.append(numpy_helper.from_array(qb, f"{base}_quantized"))
+        if np.asarray(s_w).size == b.size:  # the scale as Mul(s_x, s_w): the float32 product s_b is
+            scale = [helper.make_node("Mul", [px.input[1], pw.input[1]], [f"{base}_scale"])]
+        else:  # a per-tensor weight scale: the bias's per-channel scale is stored
+            scale = []
+            new_inits.append(numpy_helper.from_array(s_b, f"{base}_scale"))
+        bias_nodes[id(n)] = scale + [helper.make_node("DequantizeLinear", [f"{base}_quantized", f"{base}_scale"],
+                                                      [f"{base}_dq"], axis=0)]
         n.input[2] = f"{base}_dq"
 
-    nodes = bias_nodes + [n for n in g.node if id(n) not in drop]
+    # each bias's nodes just before its Conv / Gemm, which comes after both scales' producers
+    nodes = [k for n in g.node if id(n) not in drop for k in bias_nodes.get(id(n), []) + [n]]
     del g.node[:]
     g.node.extend(nodes)
     g.initializer.extend(new_inits)
