@@ -128,6 +128,31 @@ def test_a_folder_of_another_recipe_is_refused(pools, tmp_path):
         run_recipe(out, cfg, workers=0, threads=1, progress=False)
 
 
+def test_a_finished_recipe_adds_a_student_without_redoing_its_runs(pools, tmp_path):
+    """The same command with --student --qat --baseline on a recipe made without them runs only those
+    stages; the runs it had are not touched. A folder with a student still refuses another one, or
+    other student settings; and removing a stage it has is refused."""
+    from semgen.recipe.run import Recipe
+
+    out = tmp_path / "r"
+    bare = {**TINY, "student": None, "qat": False, "baseline": False, "seeds": [0, 1]}
+    run_recipe(out, RecipeConfig(real=pools / "train", **bare), workers=0, threads=1, progress=False)
+    before = _mtimes(out)
+    assert before and not (out / "student").exists()
+    full = RecipeConfig(real=pools / "train", **TINY)
+    res = run_recipe(out, full, workers=0, threads=1, progress=False)
+    assert res["done"] and (out / "student_qat" / "model.int8.onnx").is_file() and (out / "baseline_s1").is_dir()
+    after = _mtimes(out)
+    assert {p: after[p] for p in before} == before  # pretraining, fine-tunes: the same files
+    assert json.loads((out / "recipe.json").read_text())["config"]["student"] == TINY["student"]
+    with pytest.raises(SemgenError, match=r"other settings \(student differ\)"):
+        Recipe(out, RecipeConfig(real=pools / "train", **{**TINY, "student": "mobilenetv3_small_075"}))
+    with pytest.raises(SemgenError, match=r"other settings \(student_epochs differ\)"):
+        Recipe(out, RecipeConfig(real=pools / "train", **{**TINY, "student_epochs": 2}))
+    with pytest.raises(SemgenError, match=r"other settings \(baseline differ\)"):
+        Recipe(out, RecipeConfig(real=pools / "train", **{**TINY, "baseline": False}))
+
+
 def test_bad_settings_fail_in_one_line_before_any_work(pools, tmp_path):
     with pytest.raises(SemgenError, match="--seeds must be different seeds, got"):
         RecipeConfig(real=pools / "train", seeds=[1, 1])
@@ -379,5 +404,5 @@ def test_a_student_distils_75_epochs_on_the_stream_by_default_and_an_older_folde
     (tmp_path / "n").mkdir()
     (tmp_path / "n" / RECIPE_FILE).write_text(json.dumps({"format": "semgen-recipe", "config": none, "stages": {}}))
     Recipe(tmp_path / "n", RecipeConfig(real=pools / "train"))
-    with pytest.raises(SemgenError, match=r"student, student_epochs, student_images, transfer_stream differ\); "):
-        Recipe(tmp_path / "n", RecipeConfig(real=pools / "train", student="efficientnet_lite0_035"))
+    # nor for adding a student (test_a_finished_recipe_adds_a_student_without_redoing_its_runs)
+    Recipe(tmp_path / "n", RecipeConfig(real=pools / "train", student="efficientnet_lite0_035"))

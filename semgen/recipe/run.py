@@ -42,7 +42,8 @@ that mixed in the real pool are the recipe's models ("joint" pretraining): one p
 pool's classes.
 
 ``OUT/recipe.json`` holds the settings and each stage's outcome; an ``OUT`` made with other
-settings is refused (one line naming what differs), so a resumed recipe is the same recipe.
+settings is refused (one line naming what differs), so a resumed recipe is the same recipe. A
+stage it was made without (the student, QAT, the baseline) can be added (``ADDABLE_STAGES``).
 """
 
 from __future__ import annotations
@@ -79,8 +80,14 @@ FORMER_DEFAULTS = (
 )
 # Settings that only the student's stages read: a recipe without a student ignores them, so a
 # change of their defaults does not make an older folder without one another recipe.
+QAT_SETTINGS = ("qat", "qat_epochs", "qat_lr", "qat_weight_bits")
 STUDENT_SETTINGS = ("student_init", "student_images", "student_pretrain_lr", "student_epochs", "student_lr",
-                    "transfer", "transfer_weight", "transfer_stream", "qat", "qat_epochs", "qat_lr", "qat_weight_bits")
+                    "transfer", "transfer_weight", "transfer_stream") + QAT_SETTINGS
+# Stages a folder made without them can add (its flag, and the settings only that stage and the ones
+# after it read): what the folder recorded for those settings was never used. A finished recipe
+# continued with --student (or --qat, --baseline) runs just the new stages, as the same command
+# with that flag from the start would have.
+ADDABLE_STAGES = {"student": ("student",) + STUDENT_SETTINGS, "qat": QAT_SETTINGS, "baseline": ("baseline",)}
 RECIPE_FILE = "recipe.json"
 #: figures of the last evaluation, keyed by model, weights, test images and TTA (run_recipe re-uses them)
 EVALUATIONS_FILE = "evaluations.json"
@@ -273,8 +280,9 @@ class Recipe:
             except (SemgenError, TypeError):
                 before = old.get("config", {})
             diff = _differences(before, self.state["config"])
-            if not before.get("student") and not config.student:
-                diff = [k for k in diff if k not in STUDENT_SETTINGS]
+            for flag, settings in ADDABLE_STAGES.items():
+                if not before.get(flag):
+                    diff = [k for k in diff if k not in settings]
             if diff:
                 hint = next((f" ({what}: add {flags})" for former, what, flags in FORMER_DEFAULTS
                              if set(diff) <= set(former) and all(before.get(k) == v for k, v in former.items())), "")
