@@ -507,8 +507,9 @@ def lower_qdq(m) -> None:
     for n in g.node:
         for v in n.input:
             readers.setdefault(v, []).append(n)
+    int8_weights = set(rename.values())
     for n in g.node:  # an int8 weight read only by convs needs no stored zero point of 0
-        if (n.op_type == "DequantizeLinear" and n.input[0] in rename.values() and len(n.input) > 2
+        if (n.op_type == "DequantizeLinear" and n.input[0] in int8_weights and len(n.input) > 2
                 and n.input[2] in consts and not np.any(consts[n.input[2]])
                 and all(r.op_type == "Conv" for r in readers.get(n.output[0], []))):
             del n.input[2]
@@ -532,7 +533,7 @@ def lower_qdq(m) -> None:
         qb = np.clip(np.rint(b.astype(np.float64) / s_b), -2**31, 2**31 - 1).astype(np.int32)
         base = n.input[2]
         new_inits.append(numpy_helper.from_array(qb, f"{base}_quantized"))
-        if np.asarray(s_w).size == b.size:  # the scale as Mul(s_x, s_w): the float32 product s_b is
+        if np.asarray(s_w).size == b.size:  # Mul(s_x, s_w) is s_b, the same float32 product
             scale = [helper.make_node("Mul", [px.input[1], pw.input[1]], [f"{base}_scale"])]
         else:  # a per-tensor weight scale: the bias's per-channel scale is stored
             scale = []

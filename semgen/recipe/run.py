@@ -78,8 +78,8 @@ FORMER_DEFAULTS = (
     ({"student_epochs": 20, "transfer_stream": False}, "its student is the recipe's before session 41",
      "--student-epochs 20 --no-transfer-stream"),
 )
-# Settings that only the student's stages read: a recipe without a student ignores them, so a
-# change of their defaults does not make an older folder without one another recipe.
+# Settings that only the QAT stage reads, and those only the student's stages read (QAT's
+# included): a recipe without that stage ignores them (ADDABLE_STAGES below).
 QAT_SETTINGS = ("qat", "qat_epochs", "qat_lr", "qat_weight_bits")
 STUDENT_SETTINGS = ("student_init", "student_images", "student_pretrain_lr", "student_epochs", "student_lr",
                     "transfer", "transfer_weight", "transfer_stream") + QAT_SETTINGS
