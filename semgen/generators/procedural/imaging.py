@@ -27,12 +27,14 @@ The chain follows the physics of a secondary-electron (SE) image, in this order:
 
 Lengths are in output pixels: real SEM crops come from figures of every magnification, so what
 matters to the picture is the blur relative to the pixel, not the beam size in nm.
-All steps are whole-array NumPy/OpenCV operations on float32 (a few ms for 256 x 256).
+All steps work on float32: OpenCV's filters for the blurs, and compiled one-pass kernels
+(:mod:`.kernels`, numba) for the rest (about 1 ms for 256 x 256).
 
 Determinism: the same seed must give the same bytes in every process. Each step therefore uses only
 operations whose float32 result depends on the values alone, never on where malloc put the
 buffer (vendor SIMD kernels such as IPP's ``cv2.magnitude`` round the elements they peel off
-to reach an aligned address differently) or on BLAS's run-time choices (``smooth_field``).
+to reach an aligned address differently) or on BLAS's run-time choices (``smooth_field``); the
+compiled kernels use plain IEEE arithmetic in a fixed order, whatever the CPU's vector width.
 ``tests/test_determinism.py`` and ``bench/bench_determinism.py`` check it across fresh processes.
 """
 
@@ -44,6 +46,7 @@ import math
 import cv2
 import numpy as np
 
+from . import kernels
 from .allocator import keep_heap
 from .params import ParamSpace, ParamSpec
 from .scene import LINE, N_MATERIALS, SE_YIELD, SUBSTRATE, Scene
@@ -129,25 +132,9 @@ def edge_signal(height: np.ndarray, pixel_nm: float, width_px: float, asymmetry:
 
     Normalised so that a sharp vertical step gives a peak near 1 whatever the spread.
     """
-    gx = cv2.Sobel(height, cv2.CV_32F, 1, 0, ksize=3, scale=1.0 / (8.0 * pixel_nm))
-    gy = cv2.Sobel(height, cv2.CV_32F, 0, 1, ksize=3, scale=1.0 / (8.0 * pixel_nm))
-    # |grad|^2 = tan^2(tilt). Not cv2.magnitude: its IPP path (ippsMagnitude_32f) rounds differently
-    # in the elements it peels off to reach an aligned address, so its result depended on where
-    # malloc put the buffers, i.e. changed from one process to the next (issue 14). NumPy's
-    # element-wise float32 *, +, sqrt and / are correctly rounded IEEE operations on every code path.
-    sec = gx * gx
-    sec += gy * gy
-    mag = np.sqrt(sec) if asymmetry else None  # tan(tilt)
-    sec += np.float32(1.0)
-    np.sqrt(sec, out=sec)  # 1 / cos(tilt)
-    e = np.float32(1.0) - np.reciprocal(sec, out=sec)  # 1 - cos(tilt)
-    if asymmetry:
-        # cos of the angle between the surface normal's horizontal part and +x (towards the detector)
-        mag += np.float32(1e-6)
-        np.divide(gx, mag, out=gx)
-        gx *= np.float32(-asymmetry)
-        gx += np.float32(1.0)
-        e *= gx
+    # one compiled pass (Sobel slope, 1 - cos, asymmetry) instead of two Sobels and ~8 NumPy passes
+    e = kernels.edge_tilt(np.ascontiguousarray(height, np.float32), np.float32(1.0 / (8.0 * pixel_nm)),
+                          np.float32(asymmetry))
     if width_px > 0.05:
         e = cv2.GaussianBlur(e, (0, 0), width_px, borderType=cv2.BORDER_REFLECT)
         e *= max(1.0, math.sqrt(2.0 * math.pi) * width_px / 2.0)
@@ -200,36 +187,37 @@ def apply_psf(img: np.ndarray, sigma: float, ratio: float = 1.0, angle_deg: floa
     return out
 
 
-def scan_distort(img: np.ndarray, jitter_px: float, drift_px: float, rng: np.random.Generator) -> np.ndarray:
-    """Shift each row by line-to-line jitter plus a smooth drift (sampled where the beam really was)."""
-    h, w = img.shape
+def scan_shift(h: int, jitter_px: float, drift_px: float, rng: np.random.Generator) -> np.ndarray:
+    """Where each of ``h`` scan lines really landed along x: line-to-line jitter plus a smooth drift.
+
+    Returns float32 shifts in pixels, one per row.
+    """
     jit = rng.standard_normal(h).astype(np.float32) * np.float32(jitter_px)
     # slow drift: a random smooth curve (two random low-frequency sines) with peak ~drift_px
     t = np.linspace(0.0, 1.0, h, dtype=np.float32)
     a = rng.uniform(-1.0, 1.0, 2).astype(np.float32)
     ph = rng.uniform(0.0, 2.0 * np.pi, 2).astype(np.float32)
     drift = (a[0] * np.sin(np.pi * t + ph[0]) + 0.5 * a[1] * np.sin(2.0 * np.pi * t + ph[1])) * np.float32(drift_px)
-    if jitter_px <= 0 and drift_px <= 0:
-        return img
-    shift = (jit + drift)[:, None]
-    mapx = np.arange(w, dtype=np.float32)[None, :] + shift
-    mapy = np.broadcast_to(np.arange(h, dtype=np.float32)[:, None], (h, w))
-    return cv2.remap(img, np.ascontiguousarray(mapx, dtype=np.float32), np.ascontiguousarray(mapy),
-                     cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    return (jit + drift).astype(np.float32)
 
 
-def dark_tail(img: np.ndarray, strength: float, length_px: float) -> np.ndarray:
-    """Subtract a causal exponential tail (along +x) of the signal above the mean."""
+def scan_distort(img: np.ndarray, jitter_px: float, drift_px: float, rng: np.random.Generator) -> np.ndarray:
+    """Shift each row by line-to-line jitter plus a smooth drift (linear resampling, borders reflected)."""
+    shift = scan_shift(img.shape[0], jitter_px, drift_px, rng)
+    return kernels.scan_rows(np.ascontiguousarray(img, np.float32), shift, np.ones(img.shape[0], np.float32))[0]
+
+
+def dark_tail(img: np.ndarray, strength: float, length_px: float, mean: float | None = None) -> np.ndarray:
+    """Subtract a causal exponential tail (along +x, decay length ``length_px``) of the signal above the mean.
+
+    ``mean``: the frame's mean if already known (:func:`render` gets it from the scan pass).
+    """
     if strength <= 0:
         return img
-    n = int(min(img.shape[1] - 1, max(2, math.ceil(4 * length_px))))
-    k = np.exp(-np.arange(1, n + 1, dtype=np.float32) / np.float32(length_px))
-    k /= k.sum()
-    kernel = np.zeros((1, 2 * n + 1), np.float32)
-    kernel[0, :n] = k[::-1]  # only pixels to the left (scanned earlier) contribute
-    excess = np.maximum(img - np.float32(img.mean()), 0.0)
-    tail = cv2.filter2D(excess, -1, kernel, borderType=cv2.BORDER_REPLICATE)
-    return img - np.float32(strength) * tail
+    img = np.ascontiguousarray(img, np.float32)
+    if mean is None:
+        mean = kernels.scan_rows(img, np.zeros(img.shape[0], np.float32), np.ones(img.shape[0], np.float32))[1]
+    return kernels.dark_tail_rows(img, np.float32(mean), np.float32(strength), np.float32(math.exp(-1.0 / length_px)))
 
 
 def smooth_field(shape: tuple[int, int], rng: np.random.Generator, order: int = 4) -> np.ndarray:
@@ -249,20 +237,11 @@ def smooth_field(shape: tuple[int, int], rng: np.random.Generator, order: int = 
     a = rng.standard_normal((order, order)).astype(np.float32) / (1.0 + kk[:, None] + kk[None, :])
     a[0, 0] = 0.0
     cy, cx = _cosine_basis(h, order), _cosine_basis(w, order)
-    # float32 products summed term by term in a fixed order, not through ``@``: BLAS picks kernels,
-    # blocking and threads at run time, so its sums may differ between set-ups and thread counts;
-    # same seed must give the same bytes. (float32: half the memory traffic of the float64 version
-    # before; the field scales a <= 8 % background, far above float32's resolution.)
-    b = cy[:, :1] * a[:1, :]
-    for i in range(1, order):
-        b += cy[:, i:i + 1] * a[i:i + 1, :]
-    # f = sum_j b[:, j] (x) cx[:, j], in place (one scratch buffer instead of a temporary per term)
-    f = np.empty((h, w), np.float32)
-    t = np.empty((h, w), np.float32)
-    np.multiply(b[:, :1], cx.T[None, 0], out=f)
-    for j in range(1, order):
-        np.multiply(b[:, j:j + 1], cx.T[None, j], out=t)
-        f += t
+    # float32 products summed term by term in a fixed order (one compiled pass), not through ``@``:
+    # BLAS picks kernels, blocking and threads at run time, so its sums may differ between set-ups
+    # and thread counts; same seed must give the same bytes. (float32: the field scales a <= 8 %
+    # background, far above float32's resolution.)
+    f = kernels.cosine_field(cy, a, cx)
     peak = max(float(f.max()), -float(f.min()))  # == np.abs(f).max(), without the temporary
     f *= np.float32(1.0 / max(peak, 1e-6))
     return f
@@ -280,31 +259,6 @@ def _cosine_basis(n: int, order: int) -> np.ndarray:
     return c
 
 
-def unit_noise(shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
-    """Zero-mean, unit-variance noise with a triangular (two-uniform) distribution, float32.
-
-    Two 16-bit uniforms per pixel, cut from the generator's raw 64-bit output (four per word): a
-    quarter of the cost of two float32 uniforms, and a tenth of a Gaussian draw. After the
-    scan-direction smoothing of :func:`add_noise` the sum is Gaussian to the eye and to any
-    histogram test we ran, and its first two moments (all that shot noise at these doses needs)
-    are exact to 1 part in 4e9.
-
-    Examples
-    --------
-    >>> z = unit_noise((256, 256), np.random.default_rng(0))
-    >>> z.dtype, abs(float(z.mean())) < 0.02, abs(float(z.std()) - 1.0) < 0.02
-    (dtype('float32'), True, True)
-    """
-    n = int(np.prod(shape))
-    # little-endian 16-bit views of the words: the same numbers on every platform semgen runs on
-    u = rng.bit_generator.random_raw((n + 1) // 2).view("<u2")
-    z = u[:n].astype(np.float32)
-    z += u[n:2 * n]
-    z -= np.float32(65535.0)
-    z *= np.float32(math.sqrt(6.0) / 65536.0)
-    return z.reshape(shape)
-
-
 def add_noise(img: np.ndarray, dose_total: float, detector_sigma: float, smear_px: float,
               rng: np.random.Generator) -> np.ndarray:
     """Shot + detector noise of the right variance, correlated along the scan by ``smear_px``.
@@ -312,24 +266,34 @@ def add_noise(img: np.ndarray, dose_total: float, detector_sigma: float, smear_p
     Variance per pixel: ``signal / dose_total`` (Poisson counts of ``dose_total * signal`` electrons,
     rescaled) plus ``detector_sigma ** 2``.
     """
-    z = unit_noise(img.shape, rng)
+    n = int(img.size)
+    # the 16-bit uniforms of unit_noise, turned into noise inside the compiled pass
+    u = rng.bit_generator.random_raw((n + 1) // 2).view("<u2")
     if smear_px > 0.05:
         k = max(3, int(math.ceil(3 * smear_px)) * 2 + 1)
-        kern = cv2.getGaussianKernel(k, smear_px, cv2.CV_32F)
+        kern = cv2.getGaussianKernel(k, smear_px, cv2.CV_32F).ravel()
         kern /= np.float32(math.sqrt(float((kern * kern).sum())))  # keep unit variance
-        z = cv2.sepFilter2D(z, -1, kern, np.ones((1, 1), np.float32), borderType=cv2.BORDER_REFLECT)
-    var = np.maximum(img, 0.0)
-    var *= np.float32(1.0 / dose_total)
-    var += np.float32(detector_sigma ** 2)
-    np.sqrt(var, out=var)
-    var *= z
-    return img + var
+    else:
+        kern = np.ones(1, np.float32)
+    return kernels.shot_noise(np.ascontiguousarray(img, np.float32), u, kern, np.float32(1.0 / dose_total),
+                              np.float32(detector_sigma ** 2))
 
 
 def signal_levels(img: np.ndarray, lo_pct: float = 1.0, hi_pct: float = 99.0) -> tuple[float, float]:
     """The ``lo_pct`` / ``hi_pct`` percentiles of an image (on a 1-in-9 subsample, for speed)."""
-    sub = img[1::3, 1::3].ravel()
-    lo, hi = np.percentile(sub, [lo_pct, hi_pct])
+    sub = img[1::3, 1::3].ravel() if min(img.shape) > 1 else img.ravel()
+    # np.percentile's linear interpolation between order statistics, from one np.partition (exact
+    # selection: the same values on every machine) instead of its slower general path
+    n = sub.size
+    pos = [q / 100.0 * (n - 1) for q in (lo_pct, hi_pct)]
+    part = np.partition(sub, sorted({min(int(q) + d, n - 1) for q in pos for d in (0, 1)}))
+
+    def at(q: float) -> float:
+        i = int(q)
+        a, b = float(part[i]), float(part[min(i + 1, n - 1)])
+        return a + (b - a) * (q - i)
+
+    lo, hi = at(pos[0]), at(pos[1])
     if hi - lo < 1e-3:
         lo, hi = lo - 0.5e-3, hi + 0.5e-3
     return float(lo), float(hi)
@@ -353,27 +317,21 @@ def to_uint8(img: np.ndarray, brightness: float, contrast: float, gamma: float,
     [[0, 0, 64, 255]]
     """
     lo, hi = levels
+    img = np.ascontiguousarray(img, np.float32)
     if abs(gamma - 1.0) > 1e-6:
         # np.power over the frame cost more than the rest of the mapping: the signal is put on a grid of
         # _GAMMA_STEPS steps over 0..1 (rounded; a step is 1/16 grey level at gamma 1) and each step's
         # 8-bit value looked up in a table computed with the same formula.
         n = _GAMMA_STEPS
         scale = contrast / (hi - lo) * n
-        v = np.multiply(img, np.float32(scale), dtype=np.float32)
-        v += np.float32((0.5 + brightness) * n - (lo + hi) / 2.0 * scale + 0.5)
-        np.clip(v, 0.0, float(n), out=v)
+        offset = np.float32((0.5 + brightness) * n - (lo + hi) / 2.0 * scale + 0.5)
         lut = np.power(np.arange(n + 1, dtype=np.float32) / np.float32(n), np.float32(gamma))
         lut *= np.float32(255.0)
         lut += np.float32(0.5)
-        return lut.astype(np.uint8)[v.astype(np.int32)]
-    # in place, one buffer: the same float32 operations, in the same order, as the plain expression
-    v = np.subtract(img, np.float32((lo + hi) / 2.0), dtype=np.float32)
-    v *= np.float32(contrast / (hi - lo))
-    v += np.float32(0.5 + brightness)
-    np.clip(v, 0.0, 1.0, out=v)
-    v *= np.float32(255.0)
-    v += np.float32(0.5)
-    return v.astype(np.uint8)
+        return kernels.display_table(img, np.float32(scale), offset, lut.astype(np.uint8))
+    # one compiled pass: the same float32 operations, in the same order, as the plain expression
+    return kernels.display_linear(img, np.float32((lo + hi) / 2.0), np.float32(contrast / (hi - lo)),
+                                  np.float32(0.5 + brightness))
 
 
 def render(scene: Scene, p: dict, rng: np.random.Generator) -> np.ndarray:
@@ -392,19 +350,17 @@ def render(scene: Scene, p: dict, rng: np.random.Generator) -> np.ndarray:
     ndarray, uint8, (H, W)
     """
     y = yield_map(scene, p)
-    y += np.float32(p["edge_gain"]) * edge_signal(scene.height, scene.pixel_nm, p["edge_width_px"],
-                                                   p["edge_asymmetry"])
+    kernels.add_scaled(y, np.float32(p["edge_gain"]),
+                       edge_signal(scene.height, scene.pixel_nm, p["edge_width_px"], p["edge_asymmetry"]))
     y = apply_psf(y, p["psf_sigma_px"], p["astig_ratio"], p["astig_angle_deg"])
-    y = scan_distort(y, p["jitter_px"], p["drift_px"], rng)
-    if p["charging"]:
-        ramp = np.linspace(0.0, 1.0, y.shape[0], dtype=np.float32)[:, None]
-        y *= 1.0 + np.float32(p["charging"]) * ramp
-    y = dark_tail(y, p["tail_strength"], p["tail_px"])
+    h = y.shape[0]
+    shift = scan_shift(h, p["jitter_px"], p["drift_px"], rng)
+    # charging: the brightness drifts from the first to the last scan line, in the same pass as the shift
+    gain = np.float32(1.0) + np.float32(p["charging"]) * np.linspace(0.0, 1.0, h, dtype=np.float32)
+    y, mean = kernels.scan_rows(np.ascontiguousarray(y, np.float32), shift, gain)
+    y = dark_tail(y, p["tail_strength"], p["tail_px"], mean)
     y = add_noise(y, p["dose"] * p["frames"], p["detector_sigma"], p["noise_smear_px"], rng)
     if p["bg_amplitude"] > 0:
-        field = smooth_field(y.shape, rng)
-        field *= np.float32(p["bg_amplitude"])
-        field += np.float32(1.0)
-        y *= field
+        kernels.scale_by_field(y, smooth_field(y.shape, rng), np.float32(p["bg_amplitude"]))
     levels = signal_levels(y) if p.get("auto_levels", False) else (0.0, 1.0)
     return to_uint8(y, p["brightness"], p["contrast"], p["gamma"], levels)
