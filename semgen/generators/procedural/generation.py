@@ -21,6 +21,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from ... import deflate  # noqa: F401  (encode_png's compiled encoder, loaded before a pool forks its workers)
 from ...errors import SemgenError
 from ...imageio import encode_png, sha256_bytes
 from ...manifests import DatasetDir, current_command, lock_dir
