@@ -75,11 +75,17 @@ def stage_profile(name: str, n: int, size: int) -> dict:
     return {k: 1e3 * v / n for k, v in t.items()}
 
 
-def run(name: str, n: int, size: int, workers: int, root: str) -> tuple[float, float]:
-    """(images/s wall clock, CPU ms per image of this process) for one ``generate`` call."""
+def run(name: str, n: int, size: int, workers: int, root: str, warm: int = 0) -> tuple[float, float]:
+    """(images/s wall clock, CPU ms per image of this process) for one ``generate`` call, after
+    ``warm`` untimed images made the same way in this process (0: a cold start, timed)."""
     from semgen.generators.procedural.generation import generate
 
     out = os.path.join(root, f"{name}-{workers}")
+    if warm:
+        # untimed: the pool's forkserver starts and imports semgen (compiled code included) once per
+        # process; a long run pays that once, so the steady rate is what it gets per image
+        generate(name, warm, out + "-warm", seed=1, size=size, workers=workers, progress=False)
+        shutil.rmtree(out + "-warm", ignore_errors=True)
     shutil.rmtree(out, ignore_errors=True)
     c0, t0 = time.process_time(), time.perf_counter()
     res = generate(name, n, out, seed=0, size=size, workers=workers, progress=False)
@@ -110,6 +116,7 @@ def compare(args, root: str) -> None:
     """Old (``--baseline``) and new code side by side, each measurement in a fresh process."""
     new, old = _REPO, os.path.abspath(args.baseline)
     print(f"# semgen procedural, {args.size}x{args.size}, n={args.n} per run, PNG + manifest included; "
+          f"{'after ' + str(args.warm) + ' untimed images (steady rate); ' if args.warm else ''}"
           f"{os.cpu_count()} CPUs; old = {old}, new = {new}; {load()}")
     print("# img/s: wall clock; cpu img/s: 1000 / (CPU ms per image of the one process), 1 worker only"
           + (f"; each side the best of {args.repeat} alternated runs" if args.repeat > 1 else ""))
@@ -117,7 +124,7 @@ def compare(args, root: str) -> None:
           f"{'old cpu img/s':>13} {'new cpu img/s':>13} {'ratio':>6}   load")
     for name in args.classes:
         for w in args.workers:
-            o, n = best_of(args.repeat, lambda c: _in_checkout(c, "run", name, args.n, args.size, w, root),
+            o, n = best_of(args.repeat, lambda c: _in_checkout(c, "run", name, args.n, args.size, w, root, args.warm),
                             old, new, key=lambda r: r["cpu_ms"] if w == 1 else -r["ips"])
             cpu = (f"{1e3 / o['cpu_ms']:>13.1f} {1e3 / n['cpu_ms']:>13.1f} {o['cpu_ms'] / n['cpu_ms']:>6.2f}"
                    if w == 1 else f"{'':>13} {'':>13} {'':>6}")
@@ -146,6 +153,9 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--profile", type=int, default=200, help="images for the per-stage CPU profile (0: skip)")
+    ap.add_argument("--warm", type=int, default=0, metavar="W",
+                    help="first make W images untimed in the same process (the pool's start and imports), "
+                         "so that img/s is the steady rate of a long run; 0: include the start")
     ap.add_argument("--tmp", default="out", help="folder for the scratch dataset dirs (default: out/, made if "
                     "needed; on the shared machine /tmp is several times slower to create files in)")
     ap.add_argument("--baseline", default=None, metavar="DIR",
@@ -164,11 +174,12 @@ def main() -> None:
         if args.baseline:
             return compare(args, root)
         print(f"# semgen procedural, {args.size}x{args.size}, n={args.n} per run, PNG + manifest included; "
+              f"{'after ' + str(args.warm) + ' untimed images (steady rate); ' if args.warm else ''}"
               f"{os.cpu_count()} CPUs; {load()}")
         print(f"{'class':<10} {'workers':>7} {'img/s':>8} {'cpu ms/img (1 worker)':>22}   load")
         for name in args.classes:
             for w in args.workers:
-                ips, cpu_ms = run(name, args.n, args.size, w, root)
+                ips, cpu_ms = run(name, args.n, args.size, w, root, args.warm)
                 cpu = f"{cpu_ms:.2f}" if w == 1 else ""
                 print(f"{name:<10} {w:>7} {ips:>8.1f} {cpu:>22}   {load()}", flush=True)
         if args.profile:
