@@ -40,11 +40,8 @@ _I64 = types.Array(types.int64, 1, "C")
 _LEN_BASE = np.array([3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 15, 17, 19, 23, 27, 31, 35, 43, 51, 59, 67, 83, 99, 115,
                       131, 163, 195, 227, 258], np.int64)
 _LEN_EXTRA = np.array([0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 0], np.int64)
-#: code index (0..28) of every match length 0..258 (lengths below 3 unused)
-_LEN_CODE = np.zeros(259, np.int64)
-for _c in range(len(_LEN_BASE) - 1, -1, -1):
-    _LEN_CODE[_LEN_BASE[_c]:(259 if _c == len(_LEN_BASE) - 1 else _LEN_BASE[_c + 1])] = _c
-_LEN_CODE[258] = 28
+#: code index (0..28) of every match length 0..258 (lengths below 3 unused): the last base at or below it
+_LEN_CODE = np.maximum(np.searchsorted(_LEN_BASE, np.arange(259), side="right") - 1, 0).astype(np.int64)
 #: the order in which the code-length code's lengths are written (RFC 1951 3.2.7)
 _CL_ORDER = np.array([16, 17, 18, 0, 8, 7, 9, 6, 10, 5, 11, 4, 12, 3, 13, 2, 14, 1, 15], np.int64)
 
@@ -182,11 +179,10 @@ def _encode_block(data, out, len_code, len_base, len_extra, cl_order):
     for t in range(nt):
         lit_freq[sym[t]] += 1
     lit_freq[256] = 1  # end of block
-    dist_freq = np.zeros(30, np.int64)
-    dist_freq[0] = 1  # distance 1 (one code of 1 bit: allowed, and valid when no match is used)
     lit_len = _code_lengths(lit_freq, 15)
-    dist_len = _code_lengths(dist_freq, 15)
-    lit_code, dist_code = _canonical_codes(lit_len), _canonical_codes(dist_len)
+    lit_code = _canonical_codes(lit_len)
+    # every match is at distance 1 (distance code 0): the distance alphabet is that one code, of
+    # 1 bit with the value 0 (a one-code tree: allowed, and valid when no match is used)
     hlit = 286
     while hlit > 257 and lit_len[hlit - 1] == 0:
         hlit -= 1
@@ -196,7 +192,7 @@ def _encode_block(data, out, len_code, len_base, len_extra, cl_order):
     seq = np.empty(hlit + hdist, np.int64)
     for s in range(hlit):
         seq[s] = lit_len[s]
-    seq[hlit] = dist_len[0]
+    seq[hlit] = 1  # the distance code's length
     cl_sym = np.empty(hlit + hdist, np.int64)
     cl_ext = np.empty(hlit + hdist, np.int64)
     nc = 0
@@ -257,8 +253,7 @@ def _encode_block(data, out, len_code, len_base, len_extra, cl_order):
             acc |= (extra[t] - len_base[c]) << nbits
             nbits += len_extra[c]
             pos, acc, nbits = _drain(out, pos, acc, nbits, 32)
-            acc |= dist_code[0] << nbits
-            nbits += dist_len[0]
+            nbits += 1  # distance code 0: one 0 bit
         if nbits >= 32:
             if pos + 16 > out.shape[0]:
                 return -1  # larger than the room given (the caller stores the data instead)
