@@ -268,7 +268,8 @@ def test_qat_dead_channel_bias_exports_exactly(runs, qat_run, tmp_path):
     assert float(np.median(per_image)) < 0.02 * scale and (per_image < 0.1 * scale).mean() >= 0.75
 
 
-def test_qat_same_padding_folds_into_integer_convs(tmp_path):
+@pytest.mark.parametrize("arch", ["efficientnet_lite0_035", "efficientnet_lite0_035e"])
+def test_qat_same_padding_folds_into_integer_convs(tmp_path, arch):
     """The edge EfficientNet-Lite uses TF "SAME" padding (one extra row / column at stride 2): its
     QAT export has no Pad and no shape arithmetic left, every Conv reads an int8 activation (so
     the runtime fuses each into an integer conv), and it matches the fake-quant model."""
@@ -276,7 +277,7 @@ def test_qat_same_padding_folds_into_integer_convs(tmp_path):
     from semgen.classifier.qat import export_qat_onnx, to_qat
 
     torch.manual_seed(0)
-    model = to_qat(create_model("efficientnet_lite0_035", 3, drop_rate=0.0), weight_bits=7)  # see qat_run
+    model = to_qat(create_model(arch, 3, drop_rate=0.0), weight_bits=7)  # see qat_run
     model.train()
     with torch.no_grad():  # the observers' ranges
         for _ in range(3):

@@ -39,10 +39,28 @@ def _randomise(model) -> None:
                         else torch.randn(t.shape, generator=g) * 0.3)
 
 
-def test_the_selected_channels_are_a_consistent_sub_network(tmp_path):
+def _stage_widths(model) -> list[int]:
+    return [b[-1].conv_pwl.out_channels if hasattr(b[-1], "conv_pwl") else b[-1].conv_pw.out_channels
+            for b in model.net.blocks]
+
+
+def test_the_edge_archs_keep_their_widths():
+    """The 0.35 model's channels (its checkpoints load only into these shapes), and the one whose
+    first three stages keep Lite0's width."""
+    assert _stage_widths(create_model(NARROW, 3)) == [8, 8, 16, 32, 40, 64, 112]
+    assert _stage_widths(create_model("efficientnet_lite0_035e", 3)) == [16, 24, 40, 32, 40, 64, 112]
+    assert _stage_widths(create_model(WIDE, 3)) == [16, 24, 40, 80, 112, 192, 320]
+    with pytest.raises(SemgenError, match="stage_multipliers needs 7 values"):
+        from semgen.classifier.models import _efficientnet_lite
+        _efficientnet_lite(channel_multiplier=0.35, stage_multipliers=(1.0, 0.5))
+
+
+@pytest.mark.parametrize("narrow_arch", [NARROW, "efficientnet_lite0_035e"])
+def test_the_selected_channels_are_a_consistent_sub_network(tmp_path, narrow_arch):
     """Weight selection from a wide network whose other channels are off gives back the narrow
     network exactly, and the two compute the same function: the leading channels of every layer
     feed the leading channels of the next (BatchNorm, depthwise conv, residual sum, head)."""
+    NARROW = narrow_arch
     narrow = create_model(NARROW, len(CLASSES)).eval()
     _randomise(narrow)
     wide = create_model(WIDE, len(CLASSES)).eval()

@@ -67,13 +67,22 @@ class SemClassifier(nn.Module):
         return list(self.net.get_classifier().parameters())
 
 
-def _efficientnet_lite(*, channel_multiplier: float, num_features: int = 1280, pretrained: bool = False,
-                       **kwargs) -> nn.Module:
+#: EfficientNet-Lite0's stages (timm's ``tf_efficientnet_lite0``): block string with its channel count as ``{}``
+_LITE0_STAGES = (("ds_r1_k3_s1_e1_c{}", 16), ("ir_r2_k3_s2_e6_c{}", 24), ("ir_r2_k5_s2_e6_c{}", 40),
+                 ("ir_r3_k3_s2_e6_c{}", 80), ("ir_r3_k5_s1_e6_c{}", 112), ("ir_r4_k5_s2_e6_c{}", 192),
+                 ("ir_r1_k3_s1_e6_c{}", 320))
+
+
+def _efficientnet_lite(*, channel_multiplier: float, num_features: int = 1280, stage_multipliers=None,
+                       pretrained: bool = False, **kwargs) -> nn.Module:
     """EfficientNet-Lite0's layout (timm's ``tf_efficientnet_lite0``: the same blocks, depth, fixed
     32-channel stem, ReLU6, TF "SAME" padding and BatchNorm epsilon) at another width and head size.
 
     timm's own constructors fix the head at 1280 features, which alone is 0.4 MB of INT8 weights
     at this width; so the model is assembled here from timm's EfficientNet builder.
+
+    ``stage_multipliers`` (seven floats, one per stage) overrides ``channel_multiplier`` stage by
+    stage; each stage's channels are rounded to 8 as timm rounds them.
     """
     if pretrained:
         raise SemgenError("semgen never downloads weights")
@@ -83,10 +92,13 @@ def _efficientnet_lite(*, channel_multiplier: float, num_features: int = 1280, p
     from timm.models._efficientnet_builder import BN_EPS_TF_DEFAULT, decode_arch_def, round_channels
     from timm.models.efficientnet import EfficientNet
 
-    arch_def = [["ds_r1_k3_s1_e1_c16"], ["ir_r2_k3_s2_e6_c24"], ["ir_r2_k5_s2_e6_c40"], ["ir_r3_k3_s2_e6_c80"],
-                ["ir_r3_k5_s1_e6_c112"], ["ir_r4_k5_s2_e6_c192"], ["ir_r1_k3_s1_e6_c320"]]
+    mults = tuple(stage_multipliers) if stage_multipliers is not None else (channel_multiplier,) * len(_LITE0_STAGES)
+    if len(mults) != len(_LITE0_STAGES):
+        raise SemgenError(f"stage_multipliers needs {len(_LITE0_STAGES)} values, got {len(mults)}")
+    # the channels are rounded here, stage by stage; the builder then takes them as they are
+    arch_def = [[block.format(round_channels(chs, multiplier=m))] for (block, chs), m in zip(_LITE0_STAGES, mults)]
     return EfficientNet(block_args=decode_arch_def(arch_def, 1.0, fix_first_last=True), num_features=num_features,
-                        stem_size=32, fix_stem=True, round_chs_fn=partial(round_channels, multiplier=channel_multiplier),
+                        stem_size=32, fix_stem=True, round_chs_fn=int,
                         act_layer=nn.ReLU6, norm_layer=partial(nn.BatchNorm2d, eps=BN_EPS_TF_DEFAULT), pad_type="same",
                         **kwargs)
 
