@@ -1,4 +1,4 @@
-"""Same seed, same bytes across fresh processes: how many images differ between processes?
+"""Same seed, same bytes across fresh processes and CPUs: how many images differ?
 
 Each of ``--procs`` fresh Python processes generates the same images (every procedural class,
 ``--seeds`` seeds each, at every ``--sizes``) and prints the sha256 of each image's bytes; the
@@ -6,8 +6,16 @@ figure is how many (class, seed, size) images got more than one hash. Fresh proc
 hazard this guards against (float32 kernels whose rounding depends on buffer alignment, issue 14)
 shows only when malloc places buffers differently, which one process rarely does by itself.
 
+``--cpus`` runs the processes in turn as older CPUs, on this one: NumPy, OpenCV and numba each
+pick their code paths by the CPU's instruction sets at run time, and their environment variables
+(``NPY_DISABLE_CPU_FEATURES``, ``OPENCV_CPU_DISABLE``, ``NUMBA_CPU_NAME``) switch the newer ones
+off. A vector path may round otherwise (a fused multiply-add, a vectorised ``exp``), so this is
+the check of "the same bytes on every machine" that one machine can make. Each emulated CPU's
+images are also compared with ``native``'s (the first process).
+
     python bench/bench_determinism.py                    # 20 processes, 30 seeds, 64 and 128 px
     python bench/bench_determinism.py --procs 5 --seeds 10
+    python bench/bench_determinism.py --procs 3 --cpus native avx2 x86-64-v2
 """
 
 from __future__ import annotations
@@ -53,19 +61,46 @@ print(json.dumps(out))
 """
 
 
-def run(procs: int, seeds: list[int], sizes: list[int]) -> dict:
-    """Hashes from ``procs`` fresh processes; returns ``{key: set of hashes}`` and timing."""
+#: Older x86-64 CPUs, emulated on a newer one: the instruction sets NumPy (2.x names), OpenCV and
+#: numba are told to leave unused. ``avx2``: a Haswell-to-today machine without AVX-512 (most
+#: laptops, AMD before Zen 4); ``x86-64-v2``: SSE4.2 only, no AVX (before 2011-2013).
+CPUS = {
+    "native": {},
+    "avx2": {"NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_ICL AVX512_SPR", "OPENCV_CPU_DISABLE": "AVX512-SKX",
+             "NUMBA_CPU_NAME": "haswell"},
+    "x86-64-v2": {"NPY_DISABLE_CPU_FEATURES": "X86_V3 X86_V4 AVX512_ICL AVX512_SPR",
+                  "OPENCV_CPU_DISABLE": "AVX512-SKX,AVX2,FMA3,AVX,FP16", "NUMBA_CPU_NAME": "nehalem"},
+}
+
+
+def cpu_env(cpu: str, cache_dir: str) -> dict:
+    """The environment of a process that runs as ``cpu`` (a :data:`CPUS` key). numba compiles for
+    that CPU into its own cache folder, so that no code compiled for another one is loaded."""
+    extra = CPUS[cpu]
+    return {**extra, "NUMBA_CACHE_DIR": os.path.join(cache_dir, cpu)} if "NUMBA_CPU_NAME" in extra else dict(extra)
+
+
+def run(procs: int, seeds: list[int], sizes: list[int], cpus: list[str] = ("native",)) -> dict:
+    """Hashes from ``procs`` fresh processes, process ``k`` run as ``cpus[k % len(cpus)]``; returns
+    ``{key: set of hashes}``, the float signal's, each CPU's hashes and timing."""
+    import tempfile
+
     env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE")
     seen: dict[str, set[str]] = {}
     seen_signal: dict[str, set[str]] = {}
+    by_cpu: dict[str, dict[str, str]] = {}
     t0 = time.perf_counter()
-    for k in range(procs):  # one at a time: a fresh interpreter each, like separate runs
-        res = subprocess.run([sys.executable, "-c", CHILD, json.dumps(seeds), json.dumps(sizes), str(k)],
-                             capture_output=True, text=True, env=dict(env, PYTHONHASHSEED=str(k)), check=True)
-        for key, (h, hf) in json.loads(res.stdout).items():
-            seen.setdefault(key, set()).add(h)
-            seen_signal.setdefault(key, set()).add(hf)
-    return {"seen": seen, "seen_signal": seen_signal, "seconds": time.perf_counter() - t0}
+    with tempfile.TemporaryDirectory(prefix="semgen-cpus-") as cache:
+        for k in range(procs):  # one at a time: a fresh interpreter each, like separate runs
+            cpu = cpus[k % len(cpus)]
+            res = subprocess.run([sys.executable, "-c", CHILD, json.dumps(seeds), json.dumps(sizes), str(k)],
+                                 capture_output=True, text=True, check=True,
+                                 env=dict(env, PYTHONHASHSEED=str(k), **cpu_env(cpu, cache)))
+            for key, (h, hf) in json.loads(res.stdout).items():
+                seen.setdefault(key, set()).add(h)
+                seen_signal.setdefault(key, set()).add(hf)
+                by_cpu.setdefault(cpu, {}).setdefault(key, h)
+    return {"seen": seen, "seen_signal": seen_signal, "by_cpu": by_cpu, "seconds": time.perf_counter() - t0}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -73,9 +108,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--procs", type=int, default=20, help="fresh processes (default 20)")
     ap.add_argument("--seeds", type=int, default=30, help="seeds per class and size (default 30)")
     ap.add_argument("--sizes", type=int, nargs="+", default=[64, 128])
+    ap.add_argument("--cpus", nargs="+", default=["native"], choices=sorted(CPUS),
+                    help="run process k as the k-th of these CPUs, in turn (default: native only)")
     a = ap.parse_args(argv)
+    if a.procs < len(a.cpus):
+        ap.error(f"--procs must be at least the number of --cpus ({len(a.cpus)})")
     seeds = list(range(a.seeds)) + [584]  # 584: issue 14's bridge reproduction (master seed 3)
-    r = run(a.procs, seeds, a.sizes)
+    r = run(a.procs, seeds, a.sizes, a.cpus)
     per_class: dict[str, list[int]] = {}
     for k, hs in r["seen"].items():
         c = per_class.setdefault(k.split("/")[0], [0, 0])
@@ -89,6 +128,14 @@ def main(argv: list[str] | None = None) -> None:
     for name, (bad, bad_f) in per_class.items():
         print(f"  {name:10s} bytes differ in {bad} of {n} images, float signal in {bad_f}")
     print(f"total: bytes differ in {total} of {len(r['seen'])} images, float signal before rounding in {total_f}")
+    first = a.cpus[0]
+    for cpu in a.cpus[1:]:
+        ref, got = r["by_cpu"][first], r["by_cpu"][cpu]
+        diff: dict[str, int] = {}
+        for key, h in got.items():
+            diff[key.split("/")[0]] = diff.get(key.split("/")[0], 0) + (h != ref[key])
+        print(f"{cpu} against {first}: bytes differ in {sum(diff.values())} of {len(got)} images ("
+              + ", ".join(f"{c} {d}" for c, d in diff.items()) + ")")
 
 
 if __name__ == "__main__":

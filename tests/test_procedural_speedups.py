@@ -1,5 +1,7 @@
 """The throughput rewrites of issue 16 compute exactly what the plain versions computed (same bytes)."""
 
+import math
+
 import numpy as np
 import pytest
 
@@ -130,23 +132,80 @@ def test_polylines_coverage_matches_plain():
         assert got.tobytes() == _polylines_plain((40, 44), paths).tobytes(), i
 
 
-def test_shape_window_centres_match_plain():
-    from semgen.generators.procedural.layouts.shapes import Shape, coverage_from_sdf, sdf_ellipse
+def _splat_plain(shape, s, soft=0.7, value=1.0):
+    """One shape's coverage in float64 NumPy over its window, the kernels' formulas (:mod:`.raster`)
+    with the harmonics as ``arctan2`` and ``cos``: the definition the compiled splat must meet."""
+    from semgen.generators.procedural.layouts.shapes import _box
 
-    s = Shape("ellipse", (20.3, 11.7, 6.2, 3.1, 0.4), harmonics=[(3, 0.1, 0.5)])
-    cov = np.zeros((30, 5000), np.float32)  # wider than the first table of centres: it grows
-    s.splat(cov)
-    s2 = Shape("ellipse", (4990.3, 11.7, 6.2, 3.1, 0.4), harmonics=[(3, 0.1, 0.5)])
-    s2.splat(cov)
-    xx = np.arange(5000, dtype=np.float32)[None, :] + np.float32(0.5)
-    yy = np.arange(30, dtype=np.float32)[:, None] + np.float32(0.5)
-    want = np.zeros_like(cov)
-    for cx in (20.3, 4990.3):
-        dx, dy = xx - cx, yy - 11.7
-        c, sn = np.cos(0.4), np.sin(0.4)
-        d = sdf_ellipse(c * dx + sn * dy, -sn * dx + c * dy, 6.2, 3.1, [(3, 0.1, 0.5)])
-        np.maximum(want, coverage_from_sdf(d), out=want)
-    assert cov.max() == 1.0 and np.array_equal(cov, want)
+    out = np.zeros(shape, np.float32)
+    box = _box(shape, *s.center(), *s.extents())
+    if box is None:
+        return out
+    y0, y1, x0, x1 = box
+    X = np.arange(x0, x1, dtype=np.float64)[None] + 0.5
+    Y = np.arange(y0, y1, dtype=np.float64)[:, None] + 0.5
+    g = s.geom
+    if s.kind == "capsule":
+        ax, ay, bx, by, r = map(float, g)
+        px, py, vx, vy = X - ax, Y - ay, bx - ax, by - ay
+        t = np.minimum(np.maximum((px * vx + py * vy) / max(vx * vx + vy * vy, 1e-6), 0.0), 1.0)
+        ex, ey = px - t * vx, py - t * vy
+        d = np.sqrt(ex * ex + ey * ey) - r
+    else:
+        ang = float(g[4] if s.kind == "ellipse" else g[5])
+        c, sn = (math.cos(ang), math.sin(ang)) if ang else (1.0, 0.0)
+        px, py = X - g[0], Y - g[1]
+        if s.kind == "ellipse":
+            rx, ry = max(g[2], 1e-3), max(g[3], 1e-3)
+            ux, uy = (c * px + sn * py) / rx, (-sn * px + c * py) / ry
+            rho = np.sqrt(ux * ux + uy * uy)
+            scale = 1.0
+            if s.harmonics:
+                th = np.arctan2(uy, ux)
+                scale = np.maximum(1.0 + sum(a * np.cos(k * th + ph) for k, a, ph in s.harmonics), 0.2)
+            d = (rho - scale) * min(rx, ry)
+        else:
+            hx, hy = g[2], g[3]
+            rc = min(g[4], hx, hy)
+            qx, qy = np.abs(c * px + sn * py) - (hx - rc), np.abs(-sn * px + c * py) - (hy - rc)
+            d = np.sqrt(np.maximum(qx, 0) ** 2 + np.maximum(qy, 0) ** 2) + np.minimum(np.maximum(qx, qy), 0.0) - rc
+    out[y0:y1, x0:x1] = np.clip(0.5 - d / (2.0 * soft), 0.0, 1.0).astype(np.float32) * np.float32(value)
+    return out
+
+
+def test_compiled_splat_matches_the_plain_definition():
+    """Ellipses (rotated, with radial harmonics of orders 0-7), rounded rectangles and capsules,
+    inside and across the frame's edges, at three edge softnesses and two values: the compiled
+    one-pass splat gives the float64 definition's bytes (the harmonics by complex powers instead
+    of arctan2 and cos, and its shortcut for pixels out of reach, changed none here), and a shape
+    unions into what is there (max)."""
+    from semgen.generators.procedural.layouts.shapes import Shape
+
+    rng = np.random.default_rng(0)
+    kinds = ("ellipse", "rect", "capsule", "harmonics")
+    for i in range(800):
+        kind = kinds[i % 4]
+        cx, cy = rng.uniform(-10, 60, 2)
+        if kind == "capsule":
+            s = Shape("capsule", (cx, cy, cx + rng.uniform(-20, 20), cy + rng.uniform(-20, 20), rng.uniform(0.2, 6)))
+        elif kind == "rect":
+            s = Shape("rect", (cx, cy, *rng.uniform(0.3, 15, 2), rng.uniform(0, 5), float(rng.choice([0, rng.uniform(-3, 3)]))))
+        else:
+            harm = ([(int(k), rng.uniform(0.01, 0.25), rng.uniform(0, 6.3)) for k in rng.integers(0, 8, rng.integers(1, 6))]
+                    if kind == "harmonics" else [])
+            s = Shape("ellipse", (cx, cy, *rng.uniform(0.5, 20, 2), float(rng.choice([0, rng.uniform(-3, 3)]))),
+                      harmonics=harm)
+        soft, value = float(rng.choice([0.7, 0.3, 1.5])), float(rng.choice([1.0, 0.6]))
+        cov = np.zeros((50, 60), np.float32)
+        s.splat(cov, soft, value)
+        assert cov.tobytes() == _splat_plain((50, 60), s, soft, value).tobytes(), (i, kind)
+    base = np.full((50, 60), 0.5, np.float32)
+    Shape("ellipse", (30.0, 25.0, 8.0, 5.0, 0.3)).splat(base)
+    assert base.max() == 1.0 and base.min() == 0.5
+    with pytest.raises(ValueError, match="C-ordered 2-D float32"):
+        Shape("ellipse", (3.0, 3.0, 2.0, 2.0, 0.0)).splat(np.zeros((8, 8)))
+    with pytest.raises(ValueError, match="integers >= 0"):
+        Shape("ellipse", (3.0, 3.0, 2.0, 2.0, 0.0), harmonics=[(1.5, 0.1, 0.0)]).splat(np.zeros((8, 8), np.float32))
 
 
 def test_plain_fast_paths_keep_values_and_types():

@@ -328,9 +328,10 @@ def to_uint8(img: np.ndarray, brightness: float, contrast: float, gamma: float,
         n = _GAMMA_STEPS
         scale = contrast / (hi - lo) * n
         offset = np.float32((0.5 + brightness) * n - (lo + hi) / 2.0 * scale + 0.5)
-        lut = np.power(np.arange(n + 1, dtype=np.float32) / np.float32(n), np.float32(gamma))
-        lut *= np.float32(255.0)
-        lut += np.float32(0.5)
+        # in float64: NumPy's float32 power takes another code path on a CPU with AVX-512 than on one
+        # without, whose results differ in the last bit and so, now and then, in a table entry; float64
+        # results differ (if at all) by 1e-16, which no entry's rounding is that close to
+        lut = np.power(np.arange(n + 1, dtype=np.float64) / n, float(gamma)) * 255.0 + 0.5
         return kernels.display_table(img, np.float32(scale), offset, lut.astype(np.uint8))
     # one compiled pass: the same float32 operations, in the same order, as the plain expression
     return kernels.display_linear(img, np.float32((lo + hi) / 2.0), np.float32(contrast / (hi - lo)),

@@ -263,7 +263,7 @@ def add_cmp(scene: Scene, rng: np.random.Generator, p: dict, variant: str | None
 class CMP(LayoutGenerator):
     name = "cmp"
     label = "cmp"
-    version = "8"
+    version = "9"
     description = "CMP scratches, gouges, chatter, micro-scratch arcs, pits, slurry residue, dishing / erosion, " \
                   "often on a polished field"
     # a polished field is seen at up to a few micrometres across, where these marks still show; it

@@ -137,7 +137,7 @@ RASTER_LAYOUTS = {"pads": 0.04, "logic": 0.07, "crosssection": 0.04}
 class Open(LayoutGenerator):
     name = "open"
     label = "open"
-    version = "7"
+    version = "8"
     description = "a line broken (rounded ends), pinched (necking) or partly cut"
     # pad_style: only pads with leads can be cut open
     params, defects = lines_or_edit("open", RASTER_LAYOUTS, OPEN_LINE_PARAMS, on_lines=_open_on_lines,

@@ -173,7 +173,7 @@ _VARIANT_FN = {"collapse": collapse, "wiggle": wiggle, "scumming": scumming, "in
 class Other(LayoutGenerator):
     name = "other"
     label = "other"
-    version = "6"
+    version = "7"
     description = "pattern collapse, wiggling, scumming, incomplete etch, mixed defects; rare layouts"
     params = ParamSpace(all_params(LAYOUTS, PARAMS, periods=(4.0, 40.0)))
 

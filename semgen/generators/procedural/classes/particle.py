@@ -259,7 +259,7 @@ def add_particles(scene: Scene, rng: np.random.Generator, p: dict, n: int | None
 class Particle(LayoutGenerator):
     name = "particle"
     label = "particle"
-    version = "8"
+    version = "9"
     description = "foreign particles (spheres, grains, flakes, agglomerates, large 3-D boulders and crumbs) on any " \
                   "top-down layout"
     params = ParamSpace(all_params(LAYOUTS, PARAMS, periods=(4.0, 30.0)))

@@ -96,7 +96,7 @@ def add_scratches(scene: Scene, rng: np.random.Generator, p: dict, length_frac=(
 class Scratch(LayoutGenerator):
     name = "scratch"
     label = "scratch"
-    version = "6"
+    version = "7"
     description = "long straight or curved scratches across any top-down pattern"
     params = ParamSpace(all_params(LAYOUTS, PARAMS, periods=(4.0, 30.0)))
 

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from . import raster
+
 _clip = np._core.umath.clip if hasattr(np, "_core") else np.core.umath.clip
 
 #: supersampling factor for polylines (cracks, scratches): third-of-a-pixel width resolution
@@ -28,33 +30,40 @@ def coverage_from_sdf(sdf: np.ndarray, soft: float = 0.7) -> np.ndarray:
     return _clip(0.5 - sdf / (2.0 * soft), 0.0, 1.0).astype(np.float32, copy=False)
 
 
-def _window(shape, cx, cy, reach_x, reach_y=None):
-    """Slices of the image around (cx, cy) and open-grid pixel-centre coordinates there."""
+def _box(shape, cx, cy, reach_x, reach_y=None):
+    """``(y0, y1, x0, x1)``: the pixels of an (H, W) image within reach of (cx, cy), or None."""
     h, w = shape
     reach_y = reach_x if reach_y is None else reach_y
-    # math.floor/ceil: the same integers as np.floor/ceil of the same float, without NumPy's scalar overhead
     x0 = max(0, math.floor(cx - reach_x - 2))
     x1 = min(w, math.ceil(cx + reach_x + 3))
     y0 = max(0, math.floor(cy - reach_y - 2))
     y1 = min(h, math.ceil(cy + reach_y + 3))
     if x0 >= x1 or y0 >= y1:
         return None
-    # views of one read-only table of pixel centres (i + 0.5, exact in float32), not two new arrays per shape
-    c = _centres(max(x1, y1))
-    return (slice(y0, y1), slice(x0, x1)), c[None, x0:x1], c[y0:y1, None]
+    return y0, y1, x0, x1
 
 
-_CENTRES = np.zeros(0, np.float32)
+_NO_HARMONICS = np.zeros(0, np.float64)
+_NO_HARMONICS.flags.writeable = False
 
 
-def _centres(n: int) -> np.ndarray:
-    """``arange(m, dtype=float32) + 0.5`` for some ``m >= n``, read-only, grown as needed."""
-    global _CENTRES
-    if len(_CENTRES) < n:
-        c = np.arange(max(n, 4096), dtype=np.float32) + np.float32(0.5)
-        c.flags.writeable = False
-        _CENTRES = c
-    return _CENTRES
+def _harmonic_terms(harmonics) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """What :func:`.raster.splat_ellipse` takes for radial harmonics ``[(k, a, phi), ...]``:
+    ``a cos phi`` and ``a sin phi`` summed by integer order ``k`` (read-only float64 arrays), and
+    the least and largest radius factor ``max(0.2, 1 - sum |a|)``, ``1 + sum |a|``."""
+    if not harmonics:
+        return _NO_HARMONICS, _NO_HARMONICS, 1.0, 1.0
+    kmax = max(int(k) for k, _, _ in harmonics)
+    hc, hs = np.zeros(kmax + 1), np.zeros(kmax + 1)
+    total = 0.0
+    for k, a, ph in harmonics:
+        if int(k) != k or k < 0:
+            raise ValueError(f"radial harmonic orders are integers >= 0, got {k}")
+        hc[int(k)] += a * math.cos(ph)
+        hs[int(k)] += a * math.sin(ph)
+        total += abs(a)
+    hc.flags.writeable = hs.flags.writeable = False
+    return hc, hs, max(0.2, 1.0 - total), 1.0 + total
 
 
 def sdf_ellipse(dx, dy, rx, ry, harmonics=None):
@@ -121,7 +130,7 @@ class Shape:
         if self.kind == "capsule":
             return abs(g[2] - g[0]) / 2 + g[4], abs(g[3] - g[1]) / 2 + g[4]
         ang = g[4] if self.kind == "ellipse" else g[5]
-        c, s = abs(np.cos(ang)), abs(np.sin(ang))
+        c, s = abs(math.cos(ang)), abs(math.sin(ang))
         amp = 1.0 + sum(abs(a) for _, a, _ in self.harmonics) if self.kind == "ellipse" else 1.0
         return (c * g[2] + s * g[3]) * amp, (s * g[2] + c * g[3]) * amp
 
@@ -132,29 +141,28 @@ class Shape:
         return g[0], g[1]
 
     def splat(self, cov: np.ndarray, soft: float = 0.7, value: float = 1.0) -> None:
-        """Union this shape into ``cov`` (in place, max)."""
+        """Union this shape into ``cov`` (float32, C order; in place, max), ``value`` times its
+        coverage: one compiled pass over the shape's window (:mod:`.raster`)."""
+        if cov.dtype != np.float32 or cov.ndim != 2 or not cov.flags.c_contiguous:
+            raise ValueError(f"splat draws into a C-ordered 2-D float32 array, got {cov.dtype} {cov.shape}")
         cx, cy = self.center()
-        win = _window(cov.shape, cx, cy, *self.extents())
-        if win is None:
+        box = _box(cov.shape, cx, cy, *self.extents())
+        if box is None:
             return
-        sl, xx, yy = win
-        g = self.geom
+        g, soft, value = self.geom, float(soft), np.float32(value)
         if self.kind == "capsule":
-            d = sdf_capsule(xx, yy, *g)
+            raster.splat_capsule(cov, *box, *map(float, g[:5]), soft, value)
+            return
+        ang = float(g[4] if self.kind == "ellipse" else g[5])
+        c, s = (math.cos(ang), math.sin(ang)) if ang else (1.0, 0.0)
+        if self.kind == "ellipse":
+            hc, hs, smin, smax = _harmonic_terms(self.harmonics)
+            raster.splat_ellipse(cov, *box, float(g[0]), float(g[1]), c, s, max(float(g[2]), 1e-3),
+                                 max(float(g[3]), 1e-3), hc, hs, smin, smax, soft, value)
         else:
-            ang = g[4] if self.kind == "ellipse" else g[5]
-            dx, dy = xx - g[0], yy - g[1]
-            if ang:
-                c, s = np.cos(ang), np.sin(ang)
-                dx, dy = c * dx + s * dy, -s * dx + c * dy
-            if self.kind == "ellipse":
-                d = sdf_ellipse(dx, dy, g[2], g[3], self.harmonics)
-            else:
-                d = sdf_round_rect(dx, dy, g[2], g[3], g[4])
-        c = coverage_from_sdf(d, soft)
-        if value != 1.0:  # x * 1.0 == x: skip the pass
-            c = c * value
-        np.maximum(cov[sl], c, out=cov[sl])
+            hx, hy = float(g[2]), float(g[3])
+            raster.splat_round_rect(cov, *box, float(g[0]), float(g[1]), c, s, hx, hy, min(float(g[4]), hx, hy),
+                                    soft, value)
 
     def bbox(self, shape) -> list[int]:
         cx, cy = self.center()
