@@ -6,6 +6,7 @@ import contextlib
 import os
 import shutil
 import tempfile
+import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +43,7 @@ def summarize(root) -> dict:
         "sizes": dict(sizes.most_common()),
         "with_masks": sum(1 for r in recs if r.get("mask_file_name")),
         "commands": info.get("commands", []),
+        "platforms": info.get("platforms", []),
     }
 
 
@@ -260,9 +262,11 @@ def merge_dirs(inputs, out, *, sort: bool = True, skip_bad: bool = False) -> Mer
     names: dict[str, tuple[str, str]] = {}  # file name in the output -> (its sha256, first record key)
     bad: list[str] = []
     configs: dict = {}
+    platforms: set[str] = set()
     hashed: dict[Path, str] = {}
     for src in srcs:
         configs.update(src.read_info().get("configs", {}))
+        platforms.update(src.read_info().get("platforms", []))
         if not src.manifest_path.exists():
             continue
         def on_bad(n, obj, why, src=src):
@@ -314,7 +318,12 @@ def merge_dirs(inputs, out, *, sort: bool = True, skip_bad: bool = False) -> Mer
         with dst.appender() as app:
             for rec in recs:
                 app.append(rec)
-        dst.write_info(command=current_command(), records=recs, extra={"configs": configs} if configs else None)
+        extra = {**({"configs": configs} if configs else {}), **({"platforms": sorted(platforms)} if platforms else {})}
+        dst.write_info(command=current_command(), records=recs, extra=extra or None)
+    if len(platforms) > 1:
+        # each image is a valid sample; only "N shards merged equal one run byte for byte" is lost
+        warnings.warn(f"the inputs were made on {len(platforms)} platforms ({' | '.join(sorted(platforms))}): the "
+                      "merged dir may differ in bytes from one made on a single machine", stacklevel=2)
     return MergeResult(dst, len(recs), bad)
 
 
@@ -323,7 +332,9 @@ def merge(inputs, out, *, sort: bool = True, skip_bad: bool = False) -> DatasetD
 
     Records with the same key and the same sha256 are the same image (e.g. shards that overlap)
     and kept once; the same key with different bytes is an error. With ``sort`` the merged
-    manifest is ordered by record key, so N shards merged equal one unsharded run byte for byte.
+    manifest is ordered by record key, so N shards merged equal one unsharded run byte for byte
+    (shards made on machines of one platform: inputs from several, ``platforms`` in their
+    ``dataset.json``, warn).
     A bad input record (unreadable line, missing or mismatched file) is an error before anything
     is written, or left out with ``skip_bad`` (:func:`merge_dirs` says which). An interrupted merge
     leaves nothing half-made: the same command runs again (:func:`new_output`).

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
@@ -325,7 +326,8 @@ def generate(label: str, n: int, out: str | os.PathLike = DEFAULT_OUT, *, seed: 
         indices = shard_range(int(n), shard_t)
         done = ds.keys()
         todo = [i for i in indices if record_id(gen.label, i) not in done]
-        ds.write_info(command=current_command(), config_key=key, config=cfg)
+        platforms = _platforms(ds, todo)
+        ds.write_info(command=current_command(), config_key=key, config=cfg, extra=platforms)
         _remove_stale_temps(ds.root, gen.label)
         job = _Job(gen.name, str(ds.root), int(seed), int(size), fixed, rngs, recorded)
         from ...progress import progress_bar
@@ -341,9 +343,30 @@ def generate(label: str, n: int, out: str | os.PathLike = DEFAULT_OUT, *, seed: 
         finally:
             bar.close()
             if made:
-                ds.write_info(command=current_command(), config_key=key, config=cfg)
+                ds.write_info(command=current_command(), config_key=key, config=cfg, extra=platforms)
         return {"out": str(ds.root), "label": gen.label, "generator": f"{gen.name}@{gen.version}", "made": made,
                 "skipped": len(indices) - len(todo), "total": len(indices)}
+
+
+def _platforms(ds: DatasetDir, todo: list) -> dict | None:
+    """``{"platforms": [...]}``: the dir's recorded :func:`~semgen.provenance.byte_platform` lines
+    plus this machine's when it makes images (None when it makes none), and a warning when the
+    images already there were made on another one: the same seeds may give other bytes there.
+    With a Ray backend this is the driver's line; the cluster's machines are not asked."""
+    if not todo:
+        return None
+    from ...provenance import byte_platform
+
+    here, before = byte_platform(), list(ds.read_info().get("platforms", []))
+    if before and here not in before:
+        warnings.warn(f"{ds.root} holds images made on {' | '.join(before)}; this machine is {here}: the "
+                      "images it adds are valid samples, but the same seeds may give other bytes on another "
+                      "CPU class or library version (docs/procedural.md, Runs)", PlatformWarning, stacklevel=3)
+    return {"platforms": sorted({*before, here})}
+
+
+class PlatformWarning(UserWarning):
+    """A dataset dir gets images from a machine other than the one that made those in it."""
 
 
 def _remove_stale_temps(root, label: str) -> None:
