@@ -105,6 +105,36 @@ def test_a_teacher_gives_the_same_targets_in_pytorch_and_in_onnx_runtime(runs):
         pt.to("meta", runtime="onnxruntime")
 
 
+def test_teacher_tta_averages_the_teachers_over_the_views_of_the_batch(runs, capsys):
+    """``--teacher-tta flips``: the targets are the mean of every teacher's softened probabilities
+    over the four views (identity, both flips, half turn); ``none`` is the plain targets, and a run's
+    request names the views only when there are several (older runs' requests are unchanged)."""
+    classes = json.loads((runs / "t1" / "config.json").read_text())["classes"]
+    x = torch.rand(6, 1, 32, 32, generator=torch.Generator().manual_seed(4))
+    plain = distill_mod.Distiller(DistillConfig([runs / "t1"], temperature=2.0), classes)
+    flips = distill_mod.Distiller(DistillConfig([runs / "t1", runs / "t2"], temperature=2.0, teacher_tta="flips"),
+                                  classes)
+    t1 = plain.teachers[0]
+    assert torch.equal(plain.targets(x), t1.log_probs(x, 2.0).exp())
+    views = [x, x.flip(-1), x.flip(-2), x.rot90(2, (-2, -1))]
+    want = torch.stack([t.log_probs(v, 2.0).exp() for t in flips.teachers for v in views]).mean(0)
+    got = flips.targets(x)
+    torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(got.sum(1), torch.ones(6), rtol=1e-5, atol=1e-5)
+    # a mirror image has the same targets: the views of x and of its mirror are the same set
+    torch.testing.assert_close(flips.targets(x.flip(-1)), got, rtol=1e-5, atol=1e-6)
+    assert "teacher_tta" not in DistillConfig([runs / "t1"]).request()
+    assert DistillConfig([runs / "t1"], teacher_tta="d4").request()["teacher_tta"] == "d4"
+    with pytest.raises(SemgenError, match="--tta must be one of"):
+        DistillConfig([runs / "t1"], teacher_tta="rot")
+    from semgen.cli import main
+
+    assert main(["train", "--data", str(runs / "train"), "--out", str(runs / "no_teacher"), "--teacher-tta",
+                 "flips"]) == 2
+    assert "--teacher-tta needs --teacher" in capsys.readouterr().err
+    assert not (runs / "no_teacher" / "config.json").exists()
+
+
 def test_mixup_mixes_the_transfer_batches_for_the_teacher_too(runs, monkeypatch):
     """``--mixup`` with ``--teacher``: function matching. Every unlabelled transfer batch is mixed
     like the labelled ones, and the teacher labels the mixed images the student sees."""

@@ -406,3 +406,29 @@ def test_a_student_distils_75_epochs_on_the_stream_by_default_and_an_older_folde
     Recipe(tmp_path / "n", RecipeConfig(real=pools / "train"))
     # nor for adding a student (test_a_finished_recipe_adds_a_student_without_redoing_its_runs)
     Recipe(tmp_path / "n", RecipeConfig(real=pools / "train", student="efficientnet_lite0_035"))
+
+
+def test_the_student_can_learn_the_teachers_tta_prediction_and_an_older_folder_keeps_none(pools, tmp_path):
+    """``--teacher-tta``: the student's distillation (and its QAT) averages the teacher over the views;
+    a folder made before the setting (no key in its recipe.json) is the recipe with ``none``."""
+    from semgen.recipe.run import RECIPE_FILE, Recipe
+
+    cfg = RecipeConfig(real=pools / "train", student="efficientnet_lite0_035", teacher_tta="flips")
+    assert cfg.teacher_tta == "flips" and RecipeConfig(real=pools / "train").teacher_tta == "none"
+    with pytest.raises(SemgenError, match="--tta must be one of"):
+        RecipeConfig(real=pools / "train", student="efficientnet_lite0_035", teacher_tta="rot")
+    old = RecipeConfig(real=pools / "train", student="efficientnet_lite0_035").to_dict()
+    del old["teacher_tta"]
+    (tmp_path / "o").mkdir()
+    (tmp_path / "o" / RECIPE_FILE).write_text(json.dumps({"format": "semgen-recipe", "config": old, "stages": {}}))
+    Recipe(tmp_path / "o", RecipeConfig(real=pools / "train", student="efficientnet_lite0_035"))
+    with pytest.raises(SemgenError, match=r"other settings \(teacher_tta differ\)"):
+        Recipe(tmp_path / "o", cfg)
+    # end to end at the tiny scale: the student's run records the views in its request
+    out = tmp_path / "r"
+    res = run_recipe(out, RecipeConfig(real=pools / "train", **{**TINY, "seeds": [0], "baseline": False,
+                                                                "qat": False, "teacher_tta": "flips"}),
+                     workers=0, threads=1, progress=False)
+    assert res["done"]
+    req = json.loads((out / "student" / "config.json").read_text())["request"]["distill"]
+    assert req["teacher_tta"] == "flips"

@@ -57,6 +57,9 @@ def register(sub) -> None:
     g.add_argument("--transfer", action="append", default=[], metavar="DIR[=W]",
                    help="unlabelled images the teachers label (soft loss only); W transfer batches per labelled "
                    "one; stream:SEED[=W]: procedural images made on the fly, new ones in every batch")
+    g.add_argument("--teacher-tta", choices=("none", "flips", "d4"), default="none",
+                   help="average the teachers' softened probabilities over these views of each batch (their "
+                   "test-time-augmented prediction; one teacher pass per view; default: none)")
     g = p.add_argument_group("quantisation-aware training")
     g.add_argument("--qat", action="store_true", help="fake-quantised fine-tuning in the last epochs (all of them "
                    "with --init RUN); semgen export then writes 8-bit activations from it")
@@ -168,8 +171,10 @@ def _train(args) -> int:
 
     check_writable_dir(args.out)  # a read-only --out failed with a traceback after loading every image
 
-    distill = (DistillConfig(args.teacher, args.distill_temperature, args.distill_weight, args.transfer)
-               if args.teacher or args.transfer else None)
+    distill = (DistillConfig(args.teacher, args.distill_temperature, args.distill_weight, args.transfer,
+                             args.teacher_tta) if args.teacher or args.transfer else None)
+    if distill is None and args.teacher_tta != "none":
+        raise SemgenError("--teacher-tta needs --teacher")
     qat = QATConfig(epochs=args.qat_epochs, lr=args.qat_lr, weight_bits=args.qat_weight_bits) if args.qat else None
     heads = args.hierarchy if args.hierarchy is not None else (None if args.heads == "plain" else args.heads)
     if not args.qat and (args.qat_epochs is not None or args.qat_lr is not None):

@@ -19,7 +19,7 @@ from typing import Annotated
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from ..configs import Config, Number, PathList
 from ..errors import SemgenError
@@ -42,6 +42,10 @@ class DistillConfig(Config):
         Unlabelled images for the soft term only. W (default 1) is the number of transfer batches
         per labelled batch this source adds (0.5: one every other step); sources mix by W.
         ``stream:SEED``: procedural images made on the fly (:func:`transfer_stream`).
+    teacher_tta : {"none", "flips", "d4"}
+        The teachers' probabilities averaged over these views of the student's batch
+        (``--teacher-tta``, :mod:`semgen.classifier.tta`): the student learns the teachers'
+        test-time-augmented prediction of the image it sees. One teacher pass per view.
 
     Examples
     --------
@@ -53,12 +57,21 @@ class DistillConfig(Config):
     semgen.errors.SemgenError: --distill-weight must be <= 1, got 1.5 (DistillConfig.weight)
     """
 
-    flags = {"teachers": "--teacher", "temperature": "--distill-temperature", "weight": "--distill-weight"}
+    flags = {"teachers": "--teacher", "temperature": "--distill-temperature", "weight": "--distill-weight",
+             "teacher_tta": "--teacher-tta"}
 
     teachers: PathList = ()
     temperature: Annotated[Number, Field(gt=0)] = 4.0
     weight: Annotated[Number, Field(ge=0, le=1)] = 0.7
     transfer: PathList = ()
+    teacher_tta: str = "none"
+
+    @field_validator("teacher_tta", mode="before")
+    @classmethod
+    def _tta(cls, v):
+        from .tta import check_tta
+
+        return check_tta(v)
 
     @model_validator(mode="after")
     def _transfer_needs_teacher(self):
@@ -76,8 +89,10 @@ class DistillConfig(Config):
         for t in self.teachers:
             p = resolve_teacher(t)
             teachers.append({"path": str(p.resolve()), "sha256": sha256_file(p)})
+        # the views only when there are several: a run's request from before the option is unchanged
         return {"teachers": teachers, "temperature": float(self.temperature), "weight": float(self.weight),
-                "transfer": [str(x) for x in self.transfer]}
+                "transfer": [str(x) for x in self.transfer],
+                **({"teacher_tta": self.teacher_tta} if self.teacher_tta != "none" else {})}
 
 
 STREAM_PREFIX = "stream:"
@@ -255,9 +270,12 @@ class Distiller:
 
     @torch.no_grad()
     def targets(self, x: torch.Tensor) -> torch.Tensor:
-        """Averaged softened teacher probabilities ``[N, K]``."""
-        p = torch.stack([t.log_probs(x, self.cfg.temperature).exp() for t in self.teachers]).mean(0)
-        return p
+        """Softened teacher probabilities ``[N, K]``, averaged over the teachers and the views of
+        ``cfg.teacher_tta`` (each view an exact pixel permutation of ``x``, :mod:`.tta`)."""
+        from .tta import tta_views
+
+        views = tta_views(x, self.cfg.teacher_tta) if self.cfg.teacher_tta != "none" else [x]
+        return torch.stack([t.log_probs(v, self.cfg.temperature).exp() for t in self.teachers for v in views]).mean(0)
 
     def soft_loss(self, student_logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """``T^2 * KL(teachers_T || student_T)``, mean over the batch."""

@@ -86,6 +86,9 @@ def register(sub) -> None:
     g.add_argument("--transfer-stream", action=argparse.BooleanOptionalAction, default=None,
                    help="make the student's transfer images on the fly, each shown once, instead of the "
                         "--transfer folder (the default with --student; --no-transfer-stream: the folder)")
+    g.add_argument("--teacher-tta", choices=("none", "flips", "d4"), default=d["teacher_tta"],
+                   help="the student learns the teacher's probabilities averaged over these views of each batch "
+                        "(its test-time-augmented prediction; one teacher pass per view)")
     g.add_argument("--qat", action="store_true",
                    help="quantisation-aware fine-tuning of the student, then its INT8 export (8-bit activations)")
     g.add_argument("--qat-epochs", type=int, default=d["qat_epochs"], help="epochs of quantisation-aware training")
@@ -113,7 +116,7 @@ def _recipe(args) -> int:
                             student_images=args.student_images, student_pretrain_lr=args.student_pretrain_lr,
                             student_epochs=args.student_epochs, student_lr=args.student_lr, transfer=args.transfer,
                             transfer_weight=args.transfer_weight, transfer_stream=args.transfer_stream,
-                            qat=args.qat, qat_epochs=args.qat_epochs, qat_lr=args.qat_lr,
+                            teacher_tta=args.teacher_tta, qat=args.qat, qat_epochs=args.qat_epochs, qat_lr=args.qat_lr,
                             qat_weight_bits=args.qat_weight_bits)
     res = run_recipe(args.out, cfg, test=args.test, tta=args.tta, workers=args.workers, threads=args.threads,
                      stop_after=args.stop_after, device=args.device, precision=args.precision,

@@ -82,7 +82,7 @@ FORMER_DEFAULTS = (
 # included): a recipe without that stage ignores them (ADDABLE_STAGES below).
 QAT_SETTINGS = ("qat", "qat_epochs", "qat_lr", "qat_weight_bits")
 STUDENT_SETTINGS = ("student_init", "student_images", "student_pretrain_lr", "student_epochs", "student_lr",
-                    "transfer", "transfer_weight", "transfer_stream") + QAT_SETTINGS
+                    "transfer", "transfer_weight", "transfer_stream", "teacher_tta") + QAT_SETTINGS
 # Stages a folder made without them can add (its flag, and the settings only that stage and the ones
 # after it read): what the folder recorded for those settings was never used. A finished recipe
 # continued with --student (or --qat, --baseline) runs just the new stages, as the same command
@@ -103,6 +103,12 @@ def _arch(v):
     if v not in list_archs():
         raise ValueError(f"must be one of {', '.join(list_archs())}")
     return v
+
+
+def _tta(v):
+    from ..classifier.tta import check_tta
+
+    return check_tta(v)
 
 
 def _seeds(v):
@@ -184,6 +190,10 @@ class RecipeConfig(Config):
         stream:SEED+1=W``): each shown once however long the student trains, and no ``transfer/``
         folder (``transfer`` is then unused). Default: True with a ``student`` (the edge files of
         docs/results.md sessions 34-41 were 75-epoch students on the stream), else False.
+    teacher_tta : {"none", "flips", "d4"}
+        The student (and its QAT) learns the teacher's probabilities averaged over these views of
+        each batch (:class:`~semgen.classifier.distill.DistillConfig`): its test-time-augmented
+        prediction, one teacher pass per view.
     qat : bool
         Quantisation-aware fine-tuning of the student, then its INT8 export (the ``edge`` stage).
     qat_epochs, qat_lr, qat_weight_bits : int, float, int
@@ -224,6 +234,7 @@ class RecipeConfig(Config):
     transfer: Annotated[Int, Field(ge=0, le=10**6)] = 200
     transfer_weight: Annotated[Number, Field(gt=0, le=100)] = 0.5
     transfer_stream: Optional[Flag] = None
+    teacher_tta: Annotated[str, BeforeValidator(_tta)] = "none"
     qat: Flag = False
     qat_epochs: Annotated[Int, Field(ge=1, le=10_000)] = 5
     qat_lr: Annotated[Number, Field(gt=0, lt=1)] = 2e-4
@@ -541,7 +552,7 @@ def run_recipe(out, config: RecipeConfig, *, test=None, tta: str = "none", worke
             r.record("transfer", dir=str(r.transfer_dir) if cfg.transfer else None, per_generator=cfg.transfer)
             transfer = [f"{r.transfer_dir}={cfg.transfer_weight}"] if cfg.transfer else []
         stage(f"distil {cfg.student} (from {sinit or 'scratch'}) from {r.teacher()} -> {r.student_dir}")
-        distill = DistillConfig(teachers=[str(r.teacher())], transfer=transfer)
+        distill = DistillConfig(teachers=[str(r.teacher())], transfer=transfer, teacher_tta=cfg.teacher_tta)
         train_classifier(cfg.real, out=r.student_dir, arch=cfg.student, init=sinit, seed=cfg.seeds[0],
                          distill=distill, **{**train, "epochs": cfg.student_epochs, "lr": cfg.student_lr})
         r.record("student", run=str(r.student_dir), teacher=str(r.teacher()), init=sinit)
