@@ -82,6 +82,12 @@ class DistillConfig(Config):
             raise ValueError(f"--transfer takes one stream, got {', '.join(streams)}")
         return self
 
+    def to_dict(self) -> dict:
+        d = super().to_dict()
+        if d.get("teacher_tta") == "none":  # runs from before the setting keep the records (and resume) they had
+            d.pop("teacher_tta")
+        return d
+
     def request(self) -> dict:
         """JSON record for the run's request: teachers by resolved checkpoint and its sha256 (a
         retrained teacher under the same path is another run)."""
