@@ -265,8 +265,9 @@ def merge_dirs(inputs, out, *, sort: bool = True, skip_bad: bool = False) -> Mer
     platforms: set[str] = set()
     hashed: dict[Path, str] = {}
     for src in srcs:
-        configs.update(src.read_info().get("configs", {}))
-        platforms.update(src.read_info().get("platforms", []))
+        info = src.read_info()
+        configs.update(info.get("configs", {}))
+        platforms.update(info.get("platforms", []))
         if not src.manifest_path.exists():
             continue
         def on_bad(n, obj, why, src=src):

@@ -5,8 +5,10 @@ rotation, distance, ``arctan2`` and a ``cos`` per radial harmonic, the coverage 
 each a small temporary array and a Python-level call; a layout of a few hundred vias or particles
 spent 1-2 ms per image there. Each kernel here visits the window's pixels once.
 
+A shape's coverage of a pixel is ``clip(0.5 - d / (2 soft), 0, 1)`` of its signed distance ``d``
+(pixels, negative inside): 1 inside, 0 outside, a ramp ``2 soft`` pixels wide across the outline.
 Arithmetic: float64 per pixel (the window's pixel centres ``i + 0.5`` are exact), the coverage
-rounded to float32 once, as :func:`.shapes.coverage_from_sdf` does. No transcendental function is
+rounded to float32 once. No transcendental function is
 evaluated per pixel: the radial harmonics ``a cos(k theta + phi)`` are sums of ``cos k theta`` and
 ``sin k theta``, the powers of the unit vector ``(x + i y) / r`` by complex multiplication, and
 the caller passes ``a cos phi`` and ``a sin phi``. Only ``+ - * /`` and ``sqrt`` remain (correctly
@@ -34,7 +36,7 @@ _I, _D, _F32 = types.intp, types.float64, types.float32
 
 @compiled(_F32(_D))
 def _clip01(v):
-    """``clip(v, 0, 1)`` rounded to float32: the coverage of :func:`.shapes.coverage_from_sdf`."""
+    """``clip(v, 0, 1)`` rounded to float32: a pixel's coverage from ``v = 0.5 - d / (2 soft)``."""
     # numba's inline="always" would drop this function's float32 return type: a product with the
     # float32 value would then be rounded once from float64 instead of twice, as NumPy does
     if v <= 0.0:

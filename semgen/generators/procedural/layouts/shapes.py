@@ -1,8 +1,8 @@
 """Anti-aliased geometric primitives in pixel coordinates, shared by the layouts and defect classes.
 
 A shape is rendered as *coverage*: a float32 map in [0, 1] (1 inside, 0 outside, a one-pixel soft
-edge), from a signed distance evaluated only in a small window around the shape, so that
-rendering costs what the shape covers and not the whole image. Layouts build lists of shapes
+edge), from a signed distance evaluated only in a small window around the shape (one compiled
+pass, :mod:`.raster`), so that rendering costs what the shape covers and not the whole image. Layouts build lists of shapes
 (:class:`FeatureSet`), defect classes edit those lists (remove, move, resize, join), and the
 result is turned into height and material maps.
 """
@@ -17,17 +17,8 @@ import numpy as np
 
 from . import raster
 
-_clip = np._core.umath.clip if hasattr(np, "_core") else np.core.umath.clip
-
 #: supersampling factor for polylines (cracks, scratches): third-of-a-pixel width resolution
 _SS = 3
-
-
-def coverage_from_sdf(sdf: np.ndarray, soft: float = 0.7) -> np.ndarray:
-    """Coverage in [0, 1] from a signed distance in pixels (negative inside)."""
-    # the clip ufunc itself (np.clip's wrapper costs more than the ufunc on these small windows);
-    # no copy when already float32 (the result is a fresh array either way)
-    return _clip(0.5 - sdf / (2.0 * soft), 0.0, 1.0).astype(np.float32, copy=False)
 
 
 def _box(shape, cx, cy, reach_x, reach_y=None):
@@ -64,42 +55,6 @@ def _harmonic_terms(harmonics) -> tuple[np.ndarray, np.ndarray, float, float]:
         total += abs(a)
     hc.flags.writeable = hs.flags.writeable = False
     return hc, hs, max(0.2, 1.0 - total), 1.0 + total
-
-
-def sdf_ellipse(dx, dy, rx, ry, harmonics=None):
-    """Approximate signed distance to an ellipse (pixels), with optional radial harmonics.
-
-    ``harmonics`` is a list of ``(k, amplitude, phase)``: the radius is modulated by
-    ``1 + sum(a cos(k theta + phase))``, which makes malformed, lumpy outlines.
-    """
-    rx = max(float(rx), 1e-3)
-    ry = max(float(ry), 1e-3)
-    rho = np.sqrt((dx / rx) ** 2 + (dy / ry) ** 2)
-    scale = 1.0
-    if harmonics:
-        th = np.arctan2(dy / ry, dx / rx)
-        scale = 1.0
-        for k, a, ph in harmonics:
-            scale = scale + a * np.cos(k * th + ph)
-        scale = np.maximum(scale, 0.2)
-    return (rho - scale) * min(rx, ry)
-
-
-def sdf_round_rect(dx, dy, hx, hy, rc):
-    """Signed distance to a rectangle of half sizes (hx, hy) with corner radius rc (pixels)."""
-    rc = float(min(rc, hx, hy))
-    qx = np.abs(dx) - (hx - rc)
-    qy = np.abs(dy) - (hy - rc)
-    out = np.sqrt(np.maximum(qx, 0) ** 2 + np.maximum(qy, 0) ** 2) + np.minimum(np.maximum(qx, qy), 0)
-    return out - rc
-
-
-def sdf_capsule(xx, yy, ax, ay, bx, by, r):
-    """Signed distance to a segment a-b thickened to radius r (pixels)."""
-    px, py = xx - ax, yy - ay
-    vx, vy = bx - ax, by - ay
-    t = np.clip((px * vx + py * vy) / max(vx * vx + vy * vy, 1e-6), 0.0, 1.0)
-    return np.sqrt((px - t * vx) ** 2 + (py - t * vy) ** 2) - r
 
 
 @dataclass
