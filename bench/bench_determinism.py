@@ -6,11 +6,12 @@ figure is how many (class, seed, size) images got more than one hash. Fresh proc
 hazard this guards against (float32 kernels whose rounding depends on buffer alignment, issue 14)
 shows only when malloc places buffers differently, which one process rarely does by itself.
 
-``--cpus`` runs the processes in turn as older CPUs, on this one: NumPy, OpenCV and numba each
-pick their code paths by the CPU's instruction sets at run time, and their environment variables
-(``NPY_DISABLE_CPU_FEATURES``, ``OPENCV_CPU_DISABLE``, ``NUMBA_CPU_NAME``) switch the newer ones
-off. A vector path may round otherwise (a fused multiply-add, a vectorised ``exp``), so this is
-the check of "the same bytes on every machine" that one machine can make. Each emulated CPU's
+``--cpus`` runs the processes in turn as older CPUs, on this one: NumPy, OpenCV, numba and
+OpenBLAS each pick their code paths by the CPU's instruction sets at run time, and their
+environment variables (``NPY_DISABLE_CPU_FEATURES``, ``OPENCV_CPU_DISABLE``, ``NUMBA_CPU_NAME``,
+``OPENBLAS_CORETYPE``) switch the newer ones off. A vector path may round otherwise (a fused
+multiply-add, a vectorised ``exp``), so this is the check of "the same bytes on every machine"
+that one machine can make (not of ARM: other compilers and libm). Each emulated CPU's
 images are also compared with ``native``'s (the first process).
 
     python bench/bench_determinism.py                    # 20 processes, 30 seeds, 64 and 128 px
@@ -67,9 +68,10 @@ print(json.dumps(out))
 CPUS = {
     "native": {},
     "avx2": {"NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_ICL AVX512_SPR", "OPENCV_CPU_DISABLE": "AVX512-SKX",
-             "NUMBA_CPU_NAME": "haswell"},
+             "NUMBA_CPU_NAME": "haswell", "OPENBLAS_CORETYPE": "Haswell"},
     "x86-64-v2": {"NPY_DISABLE_CPU_FEATURES": "X86_V3 X86_V4 AVX512_ICL AVX512_SPR",
-                  "OPENCV_CPU_DISABLE": "AVX512-SKX,AVX2,FMA3,AVX,FP16", "NUMBA_CPU_NAME": "nehalem"},
+                  "OPENCV_CPU_DISABLE": "AVX512-SKX,AVX2,FMA3,AVX,FP16", "NUMBA_CPU_NAME": "nehalem",
+                  "OPENBLAS_CORETYPE": "Nehalem"},
 }
 
 

@@ -37,8 +37,10 @@ def _smooth_field_plain(shape, rng, order=4):
     kk = np.arange(order, dtype=np.float32)
     a = rng.standard_normal((order, order)).astype(np.float32) / (1.0 + kk[:, None] + kk[None, :])
     a[0, 0] = 0.0
-    cy = np.cos(np.pi * (np.arange(h, dtype=np.float32)[:, None] + 0.5) / h * kk[None, :] + 0.0)
-    cx = np.cos(np.pi * (np.arange(w, dtype=np.float32)[:, None] + 0.5) / w * kk[None, :])
+    # the basis's cosine in float64, rounded to float32 (the same on every CPU)
+    cy = np.cos((np.pi * (np.arange(h, dtype=np.float32)[:, None] + 0.5) / h * kk[None, :]).astype(np.float64))
+    cx = np.cos((np.pi * (np.arange(w, dtype=np.float32)[:, None] + 0.5) / w * kk[None, :]).astype(np.float64))
+    cy, cx = cy.astype(np.float32), cx.astype(np.float32)
     b = np.zeros((h, order), np.float32)
     for i in range(order):
         b += cy[:, i:i + 1] * a[i:i + 1, :]

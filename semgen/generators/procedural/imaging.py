@@ -27,14 +27,16 @@ The chain follows the physics of a secondary-electron (SE) image, in this order:
 
 Lengths are in output pixels: real SEM crops come from figures of every magnification, so what
 matters to the picture is the blur relative to the pixel, not the beam size in nm.
-All steps work on float32: OpenCV's filters for the blurs, and compiled one-pass kernels
-(:mod:`.kernels`, numba) for the rest (about 1 ms for 256 x 256).
+All steps work on float32: compiled separable filters for the blurs (:mod:`.portable`) and
+compiled one-pass kernels (:mod:`.kernels`, numba) for the rest (about 1 ms for 256 x 256).
 
 Determinism: the same seed must give the same bytes in every process. Each step therefore uses only
 operations whose float32 result depends on the values alone, never on where malloc put the
 buffer (vendor SIMD kernels such as IPP's ``cv2.magnitude`` round the elements they peel off
-to reach an aligned address differently) or on BLAS's run-time choices (``smooth_field``); the
-compiled kernels use plain IEEE arithmetic in a fixed order, whatever the CPU's vector width.
+to reach an aligned address differently), on BLAS's run-time choices (``smooth_field``) or on the
+CPU's instruction sets (OpenCV's float filters and NumPy's float32 ``sin`` and ``exp`` take other
+SIMD paths, with other rounding, on other CPUs: :mod:`.portable` replaces them); the compiled
+kernels use plain IEEE arithmetic in a fixed order, whatever the CPU's vector width.
 ``tests/test_determinism.py`` and ``bench/bench_determinism.py`` check it across fresh processes.
 """
 
@@ -46,7 +48,7 @@ import math
 import cv2
 import numpy as np
 
-from . import kernels
+from . import kernels, portable
 from .allocator import keep_heap
 from .params import ParamSpace, ParamSpec
 from .scene import LINE, N_MATERIALS, SE_YIELD, SUBSTRATE, Scene
@@ -136,7 +138,7 @@ def edge_signal(height: np.ndarray, pixel_nm: float, width_px: float, asymmetry:
     e = kernels.edge_tilt(np.ascontiguousarray(height, np.float32), np.float32(1.0 / (8.0 * pixel_nm)),
                           np.float32(asymmetry))
     if width_px > 0.05:
-        e = cv2.GaussianBlur(e, (0, 0), width_px, borderType=cv2.BORDER_REFLECT)
+        e = portable.gaussian_blur(e, width_px, border=portable.REFLECT)
         e *= max(1.0, math.sqrt(2.0 * math.pi) * width_px / 2.0)
     return e
 
@@ -145,12 +147,12 @@ def psf_kernel(sigma: float, ratio: float = 1.0, angle_deg: float = 0.0) -> np.n
     """Normalised (possibly astigmatic) Gaussian kernel; long axis ``sigma * sqrt(ratio)``."""
     s1, s2 = sigma * math.sqrt(ratio), sigma / math.sqrt(ratio)
     r = int(math.ceil(3.0 * max(s1, 0.3)))
-    ax = np.arange(-r, r + 1, dtype=np.float32)
+    ax = np.arange(-r, r + 1, dtype=np.float64)  # float64, rounded once at the end (:mod:`.portable`)
     xx, yy = np.meshgrid(ax, ax)
     c, s = math.cos(math.radians(angle_deg)), math.sin(math.radians(angle_deg))
     u, v = c * xx + s * yy, -s * xx + c * yy
-    k = np.exp(-0.5 * ((u / max(s1, 1e-3)) ** 2 + (v / max(s2, 1e-3)) ** 2)).astype(np.float32)
-    return k / k.sum()
+    k = np.exp(-0.5 * ((u / max(s1, 1e-3)) ** 2 + (v / max(s2, 1e-3)) ** 2))
+    return (k / k.sum()).astype(np.float32)
 
 
 def apply_psf(img: np.ndarray, sigma: float, ratio: float = 1.0, angle_deg: float = 0.0,
@@ -158,23 +160,20 @@ def apply_psf(img: np.ndarray, sigma: float, ratio: float = 1.0, angle_deg: floa
     """Blur by the beam point-spread: the Gaussian of :func:`psf_kernel`.
 
     Separable (one Gaussian pass) when isotropic or when the long axis lies along x or y. Otherwise
-    small kernels (up to 11 x 11) are convolved directly and larger ones split by SVD into a sum of
-    separable terms, kept until the dropped energy is below ``tol`` (2-3 terms for the astigmatism
-    of real beams): 3-5x faster than OpenCV's 2-D convolution at these sizes, equal to it within
-    ~0.3 % of the signal.
+    the kernel is split by SVD into a sum of separable terms, kept until the dropped energy is
+    below ``tol`` (2-3 terms for the astigmatism of real beams): 3-5x faster than a 2-D convolution
+    at these sizes, equal to it within ~0.3 % of the signal.
     """
     if sigma <= 0.05:
         return img
     if ratio <= 1.001:
-        return cv2.GaussianBlur(img, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
+        return portable.gaussian_blur(img, sigma, border=portable.REFLECT)
     s1, s2 = sigma * math.sqrt(ratio), sigma / math.sqrt(ratio)
     a = float(angle_deg) % 180.0
     if min(a, abs(a - 90.0), 180.0 - a) < 0.5:
         sx, sy = (s1, s2) if min(a, 180.0 - a) < 0.5 else (s2, s1)
-        return cv2.GaussianBlur(img, (0, 0), sigmaX=sx, sigmaY=sy, borderType=cv2.BORDER_REFLECT)
+        return portable.gaussian_blur(img, sx, sy, border=portable.REFLECT)
     k = psf_kernel(sigma, ratio, angle_deg)
-    if k.shape[0] <= 11:  # small kernels: OpenCV's direct 2-D convolution is already fast
-        return cv2.filter2D(img, -1, k, borderType=cv2.BORDER_REFLECT)
     u, sv, vt = np.linalg.svd(k.astype(np.float64))
     energy = np.cumsum(sv ** 2) / float((sv ** 2).sum())
     rank = int(np.searchsorted(energy, 1.0 - tol)) + 1
@@ -182,8 +181,8 @@ def apply_psf(img: np.ndarray, sigma: float, ratio: float = 1.0, angle_deg: floa
     for i in range(min(rank, len(sv))):
         kx = (vt[i] * sv[i]).astype(np.float32)
         ky = u[:, i].astype(np.float32)
-        term = cv2.sepFilter2D(img, -1, kx, ky, borderType=cv2.BORDER_REFLECT)
-        out = term if out is None else cv2.add(out, term)
+        term = portable.sep_filter(img, kx, ky, portable.REFLECT)
+        out = term if out is None else out + term
     return out
 
 
@@ -197,7 +196,8 @@ def scan_shift(h: int, jitter_px: float, drift_px: float, rng: np.random.Generat
     t = np.linspace(0.0, 1.0, h, dtype=np.float32)
     a = rng.uniform(-1.0, 1.0, 2).astype(np.float32)
     ph = rng.uniform(0.0, 2.0 * np.pi, 2).astype(np.float32)
-    drift = (a[0] * np.sin(np.pi * t + ph[0]) + 0.5 * a[1] * np.sin(2.0 * np.pi * t + ph[1])) * np.float32(drift_px)
+    drift = (a[0] * portable.sin(np.pi * t + ph[0]) + 0.5 * a[1] * portable.sin(2.0 * np.pi * t + ph[1])) \
+        * np.float32(drift_px)
     return (jit + drift).astype(np.float32)
 
 
@@ -254,7 +254,7 @@ def _cosine_basis(n: int, order: int) -> np.ndarray:
     The same for every image of a size, so computed once per process.
     """
     kk = np.arange(order, dtype=np.float32)
-    c = np.cos(np.pi * (np.arange(n, dtype=np.float32)[:, None] + 0.5) / n * kk[None, :]).astype(np.float32)
+    c = portable.cos(np.pi * (np.arange(n, dtype=np.float32)[:, None] + 0.5) / n * kk[None, :])
     c.flags.writeable = False
     return c
 

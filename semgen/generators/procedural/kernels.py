@@ -38,7 +38,7 @@ _F32 = types.float32
 
 
 @compiled(types.intp(types.intp, types.intp, types.boolean))
-def _fold(i: int, n: int, repeat_edge: bool) -> int:
+def fold(i: int, n: int, repeat_edge: bool) -> int:
     """Index ``i`` folded into ``0..n-1``: ``cba|abc`` (OpenCV's BORDER_REFLECT) if ``repeat_edge``,
     else ``dcb|abcd`` (BORDER_REFLECT_101)."""
     if n == 1:
@@ -85,12 +85,12 @@ def edge_tilt(height, scale, asymmetry):
     h, w = height.shape
     out = np.empty((h, w), np.float32)
     for y in range(h):
-        up, mid, dn = height[_fold(y - 1, h, False)], height[y], height[_fold(y + 1, h, False)]
-        out[y, 0] = _tilt(up, mid, dn, _fold(-1, w, False), 0, _fold(1, w, False), scale, asymmetry)
+        up, mid, dn = height[fold(y - 1, h, False)], height[y], height[fold(y + 1, h, False)]
+        out[y, 0] = _tilt(up, mid, dn, fold(-1, w, False), 0, fold(1, w, False), scale, asymmetry)
         for x in range(1, w - 1):  # the interior, with no index folding: the loop LLVM vectorises
             out[y, x] = _tilt(up, mid, dn, x - 1, x, x + 1, scale, asymmetry)
         if w > 1:
-            out[y, w - 1] = _tilt(up, mid, dn, w - 2, w - 1, _fold(w, w, False), scale, asymmetry)
+            out[y, w - 1] = _tilt(up, mid, dn, w - 2, w - 1, fold(w, w, False), scale, asymmetry)
     return out
 
 
@@ -129,9 +129,9 @@ def scan_rows(img, shift, row_gain):
         for x in range(x1 - x0):
             d[x] = (a[x] * keep + b[x] * f) * g
         for x in range(x0):
-            dst[x] = (row[_fold(x + k, w, True)] * keep + row[_fold(x + k + 1, w, True)] * f) * g
+            dst[x] = (row[fold(x + k, w, True)] * keep + row[fold(x + k + 1, w, True)] * f) * g
         for x in range(x1, w):
-            dst[x] = (row[_fold(x + k, w, True)] * keep + row[_fold(x + k + 1, w, True)] * f) * g
+            dst[x] = (row[fold(x + k, w, True)] * keep + row[fold(x + k + 1, w, True)] * f) * g
         for x in range(w):
             col[x] += dst[x]
     total = 0.0
@@ -191,8 +191,8 @@ def shot_noise(img, u, kern, inv_dose, det_var):
             # exact in int32, so the same float32 as (float(u1) + float(u2) - 65535) * c
             z0[x] = _f(np.int32(u1[x]) + np.int32(u2[x]) - np.int32(65535)) * c
         for j in range(r):
-            zp[j] = z0[_fold(j - r, w, True)]
-            zp[r + w + j] = z0[_fold(w + j, w, True)]
+            zp[j] = z0[fold(j - r, w, True)]
+            zp[r + w + j] = z0[fold(w + j, w, True)]
         k0 = kern[0]
         for x in range(w):
             z[x] = k0 * zp[x]

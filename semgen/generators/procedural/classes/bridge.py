@@ -166,7 +166,7 @@ RASTER_LAYOUTS = {"contacts": 0.06, "pads": 0.05, "logic": 0.06, "crosssection":
 class Bridge(LayoutGenerator):
     name = "bridge"
     label = "bridge"
-    version = "8"
+    version = "9"
     description = "material joining two neighbouring lines: full bridges, micro-bridges, footing"
     # xs_style: only interconnect stacks, whose metal is not one connected network
     params, defects = lines_or_edit("bridge", RASTER_LAYOUTS, BRIDGE_LINE_PARAMS, on_lines=_bridge_on_lines,

@@ -25,7 +25,7 @@ LAYOUTS = {"lines": 0.38, "contacts": 0.1, "pads": 0.12, "crosssection": 0.26, "
 class Clean(LayoutGenerator):
     name = "clean"
     label = "clean"
-    version = "9"
+    version = "10"
     description = "defect-free line/space patterns, arrays, pads, cross-sections, bumps and films"
     params = ParamSpace(all_params(LAYOUTS, [], sigma=(0.3, 1.5), xi=(10.0, 40.0), corr=(-0.3, 0.6))).with_ranges(
         {"bump_voids": {"range": [0, 0]}})

@@ -29,6 +29,7 @@ from ..layouts.relief import cast_shadow
 from ..layouts.select import LayoutGenerator, all_params, edge_start
 from ..layouts.shapes import Shape, polyline_coverage, polylines_coverage, random_path, smooth_noise
 from ..params import ParamSpace, ParamSpec
+from ..portable import gaussian_blur, power
 from ..registry import register
 from ..scene import RESIDUE, Scene
 from .scratch import add_groove, scratch_coverage
@@ -121,7 +122,7 @@ def dishing(scene: Scene, rng: np.random.Generator, depth_frac: float, instance:
     if lab_n > 1 and sizes[big - 1] > 0.08 * h * w and rng.random() < 0.6:
         region = (lab == big).astype(np.float32)
         dt = cv2.distanceTransform(region.astype(np.uint8), cv2.DIST_L2, 3)
-        bowl = np.clip(dt / max(float(dt.max()), 1.0), 0, 1) ** 0.7
+        bowl = power(np.clip(dt / max(float(dt.max()), 1.0), 0, 1), 0.7)
     else:
         r = np.array(rng.uniform(0.2, 0.4, 2)) * np.array([w, h])
         c = rng.uniform(0.3, 0.7, 2) * np.array([w, h])
@@ -168,8 +169,7 @@ def gouge(scene: Scene, rng: np.random.Generator, p: dict, instance: int) -> np.
     end = pts[-1]
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     heap = np.exp(-((xx - end[0]) ** 2 + (yy - end[1]) ** 2) / (2 * (0.6 * wmax) ** 2)).astype(np.float32)
-    rim = cv2.GaussianBlur(cv2.dilate((cov > 0.2).astype(np.uint8), np.ones((3, 3), np.uint8)).astype(np.float32),
-                           (0, 0), 1.0) * (1 - cov)
+    rim = gaussian_blur(cv2.dilate((cov > 0.2).astype(np.uint8), np.ones((3, 3), np.uint8)), 1.0) * (1 - cov)
     dh = (depth * (0.5 * heap * (1 - cov) + 0.25 * rim - bowl)).astype(np.float32)
     emboss(scene, dh, p["cmp_light_deg"], p["cmp_relief"])
     scene.height += dh
@@ -263,7 +263,7 @@ def add_cmp(scene: Scene, rng: np.random.Generator, p: dict, variant: str | None
 class CMP(LayoutGenerator):
     name = "cmp"
     label = "cmp"
-    version = "9"
+    version = "10"
     description = "CMP scratches, gouges, chatter, micro-scratch arcs, pits, slurry residue, dishing / erosion, " \
                   "often on a polished field"
     # a polished field is seen at up to a few micrometres across, where these marks still show; it

@@ -148,7 +148,7 @@ def stack_crack(built, p: dict, rng: np.random.Generator) -> Scene:
 class Crack(LayoutGenerator):
     name = "crack"
     label = "crack"
-    version = "7"
+    version = "8"
     description = "film cracks, bump fatigue cracks along the IMC, cracks and delamination in stacks"
     params = ParamSpace(all_params(LAYOUTS, PARAMS))
     defects = {"bump": bump_crack, "xsection": stack_crack, "*": film_crack}

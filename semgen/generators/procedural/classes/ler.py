@@ -20,7 +20,7 @@ LAYOUTS = {"lines": 1.0}
 class Ler(LayoutGenerator):
     name = "ler"
     label = "ler"
-    version = "7"
+    version = "8"
     description = "strong line-edge / line-width roughness on line/space patterns"
     params = ParamSpace(all_params(LAYOUTS, [], sigma=(2.5, 5.5), xi=(6.0, 80.0), alpha=(0.3, 0.95),
                                    corr=(-0.5, 0.95), periods=(4.0, 16.0), pitch_nm=(40.0, 100.0),

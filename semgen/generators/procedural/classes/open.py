@@ -23,6 +23,7 @@ from ..layouts.edits import next_id, open_coverage
 from ..layouts.lines import LineGrid, lines_scene, pick_site, window, wobble
 from ..layouts.select import LayoutGenerator, lines_or_edit
 from ..params import ParamSpace, ParamSpec
+from ..portable import exp
 from ..registry import register
 from ..scene import DIELECTRIC, METAL, Scene
 
@@ -78,7 +79,7 @@ def draw_opens(grid: LineGrid, p: dict, rng: np.random.Generator, cov: np.ndarra
             keep = 1.0 - np.clip(half - np.abs(dv_s) + np.float32(0.5), 0.0, 1.0)
         elif kind == "pinch":
             s = length / 2.0
-            depth = float(p["pinch_depth"]) * w / 2.0 * np.exp(-0.5 * (dv / np.float32(s)) ** 2) * (1.0 + rough)
+            depth = float(p["pinch_depth"]) * w / 2.0 * exp(-0.5 * (dv / np.float32(s)) ** 2) * (1.0 + rough)
             asym = np.float32(0.25 * side * jit[2] - 0.25 * side)  # one side a bit deeper
             lo = np.float32(el) + depth * (1.0 + asym)
             hi = np.float32(er) - depth * (1.0 - asym)
@@ -137,7 +138,7 @@ RASTER_LAYOUTS = {"pads": 0.04, "logic": 0.07, "crosssection": 0.04}
 class Open(LayoutGenerator):
     name = "open"
     label = "open"
-    version = "8"
+    version = "9"
     description = "a line broken (rounded ends), pinched (necking) or partly cut"
     # pad_style: only pads with leads can be cut open
     params, defects = lines_or_edit("open", RASTER_LAYOUTS, OPEN_LINE_PARAMS, on_lines=_open_on_lines,

@@ -17,6 +17,7 @@ from ..layouts.edits import next_id, stamp
 from ..layouts.select import LayoutGenerator, all_params
 from ..layouts.shapes import smooth_noise
 from ..params import ParamSpace, ParamSpec
+from ..portable import REFLECT, gaussian_blur, remap, sin
 from ..registry import register
 from ..scene import RESIDUE, Scene
 
@@ -50,13 +51,11 @@ def warp_scene(scene: Scene, dx: np.ndarray, dy: np.ndarray) -> Scene:
     h, w = scene.shape
     mx = (np.arange(w, dtype=np.float32)[None, :] + dx).astype(np.float32)
     my = (np.arange(h, dtype=np.float32)[:, None] + dy).astype(np.float32)
-    lin = dict(interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
-    near = dict(interpolation=cv2.INTER_NEAREST, borderMode=cv2.BORDER_REFLECT)
-    scene.height = cv2.remap(scene.height, mx, my, **lin)
-    scene.material = cv2.remap(scene.material, mx, my, **near)
-    scene.mask = cv2.remap(scene.mask, mx, my, **near)
+    scene.height = remap(scene.height, mx, my, True, REFLECT)
+    scene.material = remap(scene.material, mx, my, False, REFLECT)
+    scene.mask = remap(scene.mask, mx, my, False, REFLECT)
     if scene.se_offset is not None:
-        scene.se_offset = cv2.remap(scene.se_offset, mx, my, **lin)
+        scene.se_offset = remap(scene.se_offset, mx, my, True, REFLECT)
     return scene
 
 
@@ -92,8 +91,8 @@ def wiggle(scene: Scene, rng, p) -> Scene:
     a = 0.35 * p["other_amplitude"] * _pitch_px(scene)
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     noise = smooth_noise(rng, (h, w), lam / 3)
-    dx = a * win * np.sin(2 * np.pi * yy / lam + 1.5 * noise)
-    dy = a * win * np.sin(2 * np.pi * xx / lam + 1.5 * noise)
+    dx = a * win * sin(2 * np.pi * yy / lam + 1.5 * noise)
+    dy = a * win * sin(2 * np.pi * xx / lam + 1.5 * noise)
     before = Scene(scene.height.copy(), scene.material.copy(), scene.pixel_nm)
     warp_scene(scene, dx.astype(np.float32), dy.astype(np.float32))
     region = _changed(before, scene, win) & (win > 0.3)
@@ -111,7 +110,7 @@ def scumming(scene: Scene, rng, p) -> Scene:
     win = _window(rng, scene.shape, p["other_region_frac"])
     blob = (win * (1 + 0.6 * smooth_noise(rng, scene.shape, 2.0))) > 0.5
     region = blob & _floor(scene)
-    cov = cv2.GaussianBlur(region.astype(np.float32), (0, 0), 0.8)
+    cov = gaussian_blur(region, 0.8)
     top = float(scene.height.max()) if scene.height.max() > 0 else 50.0
     stamp(scene, cov, material=RESIDUE, height_add=0.3 * top * p["other_amplitude"],
           se_add=0.05 + 0.1 * smooth_noise(rng, scene.shape, 1.0) * 0.3, instance=next_id(scene))
@@ -122,7 +121,7 @@ def incomplete_etch(scene: Scene, rng, p) -> Scene:
     win = _window(rng, scene.shape, p["other_region_frac"])
     top = float(scene.height.max()) if scene.height.max() > 0 else 50.0
     region = (win > 0.35) & _floor(scene)
-    cov = cv2.GaussianBlur(region.astype(np.float32), (0, 0), 1.0)
+    cov = gaussian_blur(region, 1.0)
     level = top * (0.4 + 0.4 * min(p["other_amplitude"], 1.0))
     inst = next_id(scene)
     scene.height[:] = np.maximum(scene.height, (level * cov).astype(np.float32))
@@ -173,7 +172,7 @@ _VARIANT_FN = {"collapse": collapse, "wiggle": wiggle, "scumming": scumming, "in
 class Other(LayoutGenerator):
     name = "other"
     label = "other"
-    version = "7"
+    version = "8"
     description = "pattern collapse, wiggling, scumming, incomplete etch, mixed defects; rare layouts"
     params = ParamSpace(all_params(LAYOUTS, PARAMS, periods=(4.0, 40.0)))
 

@@ -26,6 +26,7 @@ from ..layouts.relief import cast_shadow
 from ..layouts.select import LayoutGenerator, all_params
 from ..layouts.shapes import Shape, smooth_noise
 from ..params import ParamSpace, ParamSpec
+from ..portable import gaussian_blur, shift
 from ..registry import register
 from ..scene import PARTICLE, Scene
 
@@ -204,11 +205,11 @@ def _add_big_particle(scene: Scene, rng: np.random.Generator, p: dict, cx: float
     scene.height[:] = np.where(cov > 0, np.maximum(base + hgt, scene.height), scene.height)
     # the floor (and lower grains) behind the particle, seen from the detector, lie in its shadow
     sh = cast_shadow(hgt, scene.pixel_nm, p["particle_light_deg"], p["particle_elev_deg"])
-    sh = cv2.GaussianBlur(sh, (0, 0), 0.8)
+    sh = gaussian_blur(sh, 0.8)
     scene.se_offset -= (p["particle_cast"] * sh).astype(np.float32)
     if p["particle_halo"] > 0:
         fp = cov.astype(np.float32)
-        halo = cv2.GaussianBlur(fp, (0, 0), max(1.0, 0.3 * r)) * (1 - fp)
+        halo = gaussian_blur(fp, max(1.0, 0.3 * r)) * (1 - fp)
         scene.se_offset += (p["particle_halo"] * 2.0 * halo).astype(np.float32)
     return footprint
 
@@ -236,12 +237,10 @@ def _add_particle(scene: Scene, rng: np.random.Generator, p: dict, cx: float, cy
     fp = cov.astype(np.float32)
     if p["particle_shadow"] > 0:
         d = 0.6 * r
-        M = np.float32([[1, 0, -lx * d], [0, 1, -ly * d]])
-        sh = cv2.warpAffine(fp, M, (w, h), flags=cv2.INTER_LINEAR)
-        sh = cv2.GaussianBlur(sh, (0, 0), max(0.8, 0.3 * r)) * (1 - fp)
+        sh = gaussian_blur(shift(fp, -lx * d, -ly * d), max(0.8, 0.3 * r)) * (1 - fp)
         scene.se_offset -= (p["particle_shadow"] * sh).astype(np.float32)
     if p["particle_halo"] > 0:
-        halo = cv2.GaussianBlur(fp, (0, 0), max(1.0, 0.5 * r)) * (1 - fp)
+        halo = gaussian_blur(fp, max(1.0, 0.5 * r)) * (1 - fp)
         scene.se_offset += (p["particle_halo"] * 2.0 * halo).astype(np.float32)
     return footprint
 
@@ -259,7 +258,7 @@ def add_particles(scene: Scene, rng: np.random.Generator, p: dict, n: int | None
 class Particle(LayoutGenerator):
     name = "particle"
     label = "particle"
-    version = "9"
+    version = "10"
     description = "foreign particles (spheres, grains, flakes, agglomerates, large 3-D boulders and crumbs) on any " \
                   "top-down layout"
     params = ParamSpace(all_params(LAYOUTS, PARAMS, periods=(4.0, 30.0)))

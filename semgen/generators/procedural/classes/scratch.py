@@ -15,6 +15,7 @@ from ..layouts.edits import emboss, next_id, stamp
 from ..layouts.select import LayoutGenerator, all_params, edge_start
 from ..layouts.shapes import polyline_coverage, random_path, smooth_noise
 from ..params import ParamSpace, ParamSpec
+from ..portable import gaussian_blur
 from ..registry import register
 from ..scene import SUBSTRATE, Scene
 
@@ -58,7 +59,7 @@ def add_groove(scene: Scene, cov: np.ndarray, depth_nm: float, lip: float, dark:
     :func:`~..layouts.edits.emboss`), seen from ``light_deg``.
     """
     rim = cv2.dilate((cov > 0.2).astype(np.uint8), np.ones((3, 3), np.uint8), iterations=1).astype(np.float32)
-    rim = cv2.GaussianBlur(rim, (0, 0), 0.8) * (1 - cov)
+    rim = gaussian_blur(rim, 0.8) * (1 - cov)
     dh = (lip * depth_nm * rim - depth_nm * cov).astype(np.float32)
     scene.height += (lip * depth_nm * rim).astype(np.float32)
     emboss(scene, dh, light_deg, relief)
@@ -96,7 +97,7 @@ def add_scratches(scene: Scene, rng: np.random.Generator, p: dict, length_frac=(
 class Scratch(LayoutGenerator):
     name = "scratch"
     label = "scratch"
-    version = "7"
+    version = "8"
     description = "long straight or curved scratches across any top-down pattern"
     params = ParamSpace(all_params(LAYOUTS, PARAMS, periods=(4.0, 30.0)))
 

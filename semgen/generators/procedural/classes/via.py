@@ -168,7 +168,7 @@ def _xsection(built, p: dict, rng: np.random.Generator) -> Scene:
 class Via(LayoutGenerator):
     name = "via"
     label = "via"
-    version = "7"
+    version = "8"
     description = "missing / merged / resized / misplaced / malformed contacts; voids, seams, misaligned vias"
     params = ParamSpace(all_params(LAYOUTS, PARAMS))
     defects = {"xsection": _xsection, "*": _topdown}

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .. import portable
 from ..params import ParamSpec
 from ..scene import DIELECTRIC, IMC, METAL, SILICON, SOLDER, VOID, Scene
 from .shapes import smooth_noise
@@ -80,10 +81,10 @@ def plan(p: dict, rng: np.random.Generator, shape: tuple[int, int]) -> BumpPlan:
         top = None
     x = np.arange(w, dtype=np.float32) + 0.5
     # IMC scallops: rounded grains a few px wide on the solder side of the interface
-    scal = np.abs(np.sin((x / float(rng.uniform(3.0, 7.0))) + float(rng.uniform(0, 6.3))))
+    scal = np.abs(portable.sin((x / float(rng.uniform(3.0, 7.0))) + float(rng.uniform(0, 6.3))))
     imc_bot = y_bot - imc * (0.6 + 0.5 * scal) + 0.4 * imc * smooth_noise(rng, (1, w), 2.0)[0]
     if style != "ball":
-        scal2 = np.abs(np.sin((x / float(rng.uniform(3.0, 7.0))) + float(rng.uniform(0, 6.3))))
+        scal2 = np.abs(portable.sin((x / float(rng.uniform(3.0, 7.0))) + float(rng.uniform(0, 6.3))))
         top = y_top + imc * (0.6 + 0.5 * scal2)
     voids = []
     for _ in range(int(p["bump_voids"])):
@@ -149,7 +150,7 @@ def paint(bp: BumpPlan, p: dict, rng: np.random.Generator, pixel_nm: float, meta
     # two-phase solder microstructure (Sn matrix with Ag3Sn / Pb-rich islands)
     ph = smooth_noise(rng, (h, w), float(rng.uniform(1.0, 3.0)))
     dots = smooth_noise(rng, (h, w), 0.8) > float(rng.uniform(2.3, 3.2))  # Ag3Sn / Cu6Sn5 particles
-    se[sol] = (p["bump_phase_contrast"] * np.tanh(2.0 * ph) + 0.08 * dots)[sol]
+    se[sol] = (p["bump_phase_contrast"] * portable.tanh(2.0 * ph) + 0.08 * dots)[sol]
     material[imc_b] = IMC
     if bp.imc_top is not None:
         imc_t = (yy >= bp.y_top) & (yy < bp.imc_top[None, :]) & (np.abs(x - bp.xc) < bp.pad_half)

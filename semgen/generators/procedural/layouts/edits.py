@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
+from ..portable import gaussian_blur
 from ..scene import Scene
 from .shapes import FeatureSet, Shape
 
@@ -129,11 +130,9 @@ def emboss(scene: Scene, dh: np.ndarray, light_deg: float, gain: float, blur_px:
     saturating at ``gain`` for slopes steeper than 45 degrees: the relief look of scratches,
     chatter marks and residue in an in-lens / Everhart-Thornley image.
     """
-    import cv2
-
     if gain <= 0:
         return
-    d = cv2.GaussianBlur(dh.astype(np.float32), (0, 0), blur_px) if blur_px > 0 else dh.astype(np.float32)
+    d = gaussian_blur(dh, blur_px) if blur_px > 0 else dh.astype(np.float32)
     if scene.se_offset is None:
         scene.se_offset = np.zeros(scene.shape, np.float32)
     # The shading is zero wherever d and its neighbours are, and a defect's relief covers a small part
@@ -239,6 +238,8 @@ def open_coverage(cov: np.ndarray, rng: np.random.Generator, gap_px: float, marg
             c = np.cov(np.stack([px - px.mean(), py - py.mean()]))
             evals, evecs = np.linalg.eigh(c)
             ux, uy = evecs[:, 1]  # along the feature
+            if ux < 0 or (ux == 0 and uy < 0):  # LAPACK's sign is its own choice: fix one
+                ux, uy = -ux, -uy
             vx, vy = -uy, ux      # across it
             L = 2.5 * float(dt[cy, cx]) + 3  # across the local width only
             cut = np.zeros(cov.shape, np.float32)

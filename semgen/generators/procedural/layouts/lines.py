@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .. import portable
 from ..params import ParamSpace, ParamSpec
 from ..roughness import edge_pair
 from ..scene import LINE, SUBSTRATE, Scene
@@ -314,5 +315,5 @@ def wobble(t: np.ndarray, rng: np.random.Generator, amplitude: float, n: int = 3
     a = rng.uniform(-1, 1, n) / n
     out = np.zeros_like(t, dtype=np.float32)
     for fi, pi, ai in zip(f, ph, a):
-        out += np.float32(ai) * np.sin(np.float32(fi) * t + np.float32(pi)).astype(np.float32)
+        out += np.float32(ai) * portable.sin(np.float32(fi) * t + np.float32(pi))
     return out * np.float32(amplitude)

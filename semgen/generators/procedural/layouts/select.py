@@ -17,6 +17,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ....errors import SemgenError
+from .. import portable
 from ..params import ParamSpace, ParamSpec
 from ..registry import Generator
 from ..scene import DIELECTRIC, METAL, SILICON, Scene
@@ -125,7 +126,7 @@ class Built:
 def film_scene(p: dict, rng: np.random.Generator, size: int, pixel_nm: float) -> Scene:
     """A blanket film (metal or oxide) with grain texture: the canvas of film cracks and scratches."""
     g = smooth_noise(rng, (size, size), p["film_grain_px"])
-    se = p["film_grain"] * np.tanh(1.5 * g)
+    se = p["film_grain"] * portable.tanh(1.5 * g)
     mat = METAL if p["film_level"] == "bright" else DIELECTRIC
     height = np.full((size, size), 50.0, np.float32)
     material = np.full((size, size), mat, np.uint8)

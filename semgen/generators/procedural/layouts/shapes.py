@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from .. import portable
 from . import raster
 
 #: supersampling factor for polylines (cracks, scratches): third-of-a-pixel width resolution
@@ -246,12 +247,11 @@ def smooth_noise(rng: np.random.Generator, shape, sigma: float) -> np.ndarray:
     f = int(min(8, sigma // 1.5)) if sigma >= 3.0 and min(h, w) >= 32 else 1
     if f > 1:
         n = rng.standard_normal((h // f + 3, w // f + 3), dtype=np.float32)
-        n = cv2.GaussianBlur(n, (0, 0), float(sigma) / f, borderType=cv2.BORDER_REFLECT)
-        n = cv2.resize(n, ((w // f + 3) * f, (h // f + 3) * f), interpolation=cv2.INTER_LINEAR)[f:f + h, f:f + w]
+        n = portable.upsample(portable.gaussian_blur(n, float(sigma) / f, border=portable.REFLECT), f)[f:f + h, f:f + w]
     else:
         n = rng.standard_normal((h, w), dtype=np.float32)
         if sigma > 0:
-            n = cv2.GaussianBlur(n, (0, 0), float(sigma), borderType=cv2.BORDER_REFLECT)
+            n = portable.gaussian_blur(n, float(sigma), border=portable.REFLECT)
     sd = float(n.std())
     return np.ascontiguousarray(n / sd if sd > 0 else n)
 

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import math
 
-import cv2
 import numpy as np
 
+from .. import portable
 from ..params import ParamSpec
 from ..scene import Scene
 
@@ -92,13 +92,13 @@ def tilt_scene(src: Scene, out_h: int, tilt_deg: float, perspective: float = 0.0
         mapx = (xc + (np.arange(w, dtype=np.float32)[None, :] - xc) * rows).astype(np.float32)
         mapy = np.broadcast_to(np.arange(out_h, dtype=np.float32)[:, None], (out_h, w)).astype(np.float32)
 
-        def warp(a, interp):
-            return cv2.remap(a, mapx, mapy, interp, borderMode=cv2.BORDER_REPLICATE)
+        def warp(a, linear):
+            return portable.remap(a, mapx, mapy, linear, portable.REPLICATE)
 
-        height = warp(height.astype(np.float32), cv2.INTER_LINEAR)
-        se = warp(se, cv2.INTER_LINEAR)
-        material = warp(material, cv2.INTER_NEAREST)
-        mask = warp(mask, cv2.INTER_NEAREST)
+        height = warp(height.astype(np.float32), True)
+        se = warp(se, True)
+        material = warp(material, False)
+        mask = warp(mask, False)
     meta = dict(src.meta)
     meta.update({"tilt_deg": float(tilt_deg), "source_view": src.view})
     return Scene(height=height.astype(np.float32), material=material, pixel_nm=src.pixel_nm, mask=mask,
