@@ -90,3 +90,18 @@ def test_upsample_is_remap_on_its_grid_and_symmetric_kernels_take_the_pair_path(
     lop = np.concatenate([k, np.zeros(1, np.float32)])[1:]  # not symmetric: the tap-by-tap path
     ref = cv2.sepFilter2D(NOISE, -1, lop, k, borderType=cv2.BORDER_REFLECT_101)
     np.testing.assert_allclose(pt.sep_filter(NOISE, lop, k), ref, atol=2e-6)
+
+
+def test_filter2d_symmetric_matches_opencv_and_checks_its_kernel():
+    from semgen.generators.procedural.imaging import psf_kernel
+
+    for sigma, ratio, angle in ((0.7, 1.3, 30.0), (1.2, 1.5, 70.0), (0.4, 1.2, 10.0)):
+        k = psf_kernel(sigma, ratio, angle)
+        assert np.array_equal(k, k[::-1, ::-1])
+        for border in (cv2.BORDER_REFLECT, cv2.BORDER_REFLECT_101):
+            ref = cv2.filter2D(NOISE, -1, k, borderType=border)
+            np.testing.assert_allclose(pt.filter2d_symmetric(NOISE, k, border), ref, atol=2e-6)
+    with pytest.raises(ValueError, match="point-symmetric"):
+        pt.filter2d_symmetric(NOISE, np.float32([[0, 1, 2]]))
+    with pytest.raises(ValueError, match="odd"):
+        pt.filter2d_symmetric(NOISE, np.ones((2, 3), np.float32))
