@@ -52,6 +52,17 @@ def fold(i: int, n: int, repeat_edge: bool) -> int:
     return i if i < n else period - i
 
 
+@compiled(types.void(_ROW, types.intp, types.boolean))
+def pad_border(row, r, repeat_edge):
+    """Fill the ``r`` cells at each end of ``row`` (a padded row, its pixels at ``r .. len - r``)
+    by folding the pixels back (:func:`fold`), for a filter of radius ``r``."""
+    w = row.shape[0] - 2 * r
+    mid = row[r:r + w]
+    for j in range(r):
+        row[j] = mid[fold(j - r, w, repeat_edge)]
+        row[r + w + j] = mid[fold(w + j, w, repeat_edge)]
+
+
 @compiled(_F32(_ROW, _ROW, _ROW, types.intp, types.intp, types.intp, _F32, _F32), inline="always")
 def _tilt(up, mid, dn, xm, x, xp, scale, asymmetry):
     """:func:`edge_tilt` at one pixel, from the rows above, at and below it and the columns to use."""
@@ -190,9 +201,7 @@ def shot_noise(img, u, kern, inv_dose, det_var):
         for x in range(w):
             # exact in int32, so the same float32 as (float(u1) + float(u2) - 65535) * c
             z0[x] = _f(np.int32(u1[x]) + np.int32(u2[x]) - np.int32(65535)) * c
-        for j in range(r):
-            zp[j] = z0[fold(j - r, w, True)]
-            zp[r + w + j] = z0[fold(w + j, w, True)]
+        pad_border(zp, r, True)
         k0 = kern[0]
         for x in range(w):
             z[x] = k0 * zp[x]

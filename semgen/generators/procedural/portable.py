@@ -37,7 +37,7 @@ import numpy as np
 from numba import types
 
 from ...jit import compiled
-from .kernels import fold
+from .kernels import fold, pad_border
 
 _IMG = types.Array(types.float32, 2, "C")
 _MAP = types.Array(types.float32, 2, "C", readonly=True)
@@ -82,11 +82,8 @@ def _sep_filter(img, kx, ky, repeat_edge, sym_x, sym_y):
     pad = np.empty(w + 2 * rx, np.float32)
     for y in range(h):
         src, acc = img[y], rows[y]
-        for i in range(w):
-            pad[rx + i] = src[i]
-        for i in range(rx):
-            pad[i] = src[fold(i - rx, w, repeat_edge)]
-            pad[rx + w + i] = src[fold(w + i, w, repeat_edge)]
+        pad[rx:rx + w] = src
+        pad_border(pad, rx, repeat_edge)
         # tap by tap over the whole row: each pixel's sum runs in the order written, and the loop
         # over pixels vectorises. A symmetric kernel (k[t] == k[-1 - t]) adds the two pixels of a
         # tap pair first: half the multiplies, as OpenCV does.
@@ -161,12 +158,8 @@ def _filter2d_sym(img, k, repeat_edge):
     ry, rx = (kh - 1) // 2, (kw - 1) // 2
     pad = np.empty((h + 2 * ry, w + 2 * rx), np.float32)
     for y in range(h + 2 * ry):
-        src, dst = img[fold(y - ry, h, repeat_edge)], pad[y]
-        for x in range(w):
-            dst[rx + x] = src[x]
-        for i in range(rx):
-            dst[i] = src[fold(i - rx, w, repeat_edge)]
-            dst[rx + w + i] = src[fold(w + i, w, repeat_edge)]
+        pad[y, rx:rx + w] = img[fold(y - ry, h, repeat_edge)]
+        pad_border(pad[y], rx, repeat_edge)
     out = np.empty((h, w), np.float32)
     half = (kh * kw) // 2  # the taps before the centre, in row-major order; each has its mirror after it
     for y in range(h):
