@@ -3,6 +3,7 @@
     python bench/bench_curation.py throughput [--n 2000] [--workers 2]
     python bench/bench_curation.py throughput --baseline OLD_CHECKOUT [--n 2000] [--repeat 3]
     python bench/bench_curation.py steady [--n 64 2000 6000] [--size 256]   # the pool's rate once started
+    python bench/bench_curation.py steady --baseline OLD_CHECKOUT [--repeat 3]  # ... old and new alternated
     python bench/bench_curation.py index [--sizes 10000 100000 1000000] [--radius 8]
     python bench/bench_curation.py data DIR [--n 10000]       # the labelled set bench_cleanvision.sh uses
     python bench/bench_curation.py ours DIR                   # semgen's findings on it (JSON)
@@ -103,30 +104,69 @@ def throughput(n: int = 2000, workers: int = 2) -> dict:
     return res
 
 
-def steady(ns=(64, 2000, 6000), size: int = 256, workers: int = 2) -> dict:
-    """Wall time of :func:`analyze_items` over the first ``n`` of one set of files, for each ``n``.
+def measure_steady(files: list, ns, workers: int) -> dict:
+    """Wall time of :func:`analyze_items` over the first ``n`` of ``files`` ([path, sha256] pairs), for each ``n``.
 
     The rate between the two largest counts is the pool's steady rate: the start of the pool (its
-    processes, their imports) cancels out of the difference.
+    processes, their imports) cancels out of the difference. What a ``steady --baseline`` child
+    runs, with whichever semgen its ``PYTHONPATH`` gives it.
     """
     ns = sorted(ns)
-    res = {"workers": workers, "size": size, "seconds": {}}
+    items = [Item(k, str(k), "clean", p, {"sha256": sha}) for k, (p, sha) in enumerate(files[:ns[-1]])]
+    res = {"semgen": semgen_dir(), "workers": workers, "seconds": {}}
+    for n in ns:  # analyze_items recomputes every item (no cache): each count starts from the files
+        t = time.perf_counter()
+        analyze_items(items[:n], workers=workers, cache_path=None, progress=False)
+        res["seconds"][n] = dt = time.perf_counter() - t
+        print(f"{n} PNGs: {dt:.2f} s ({n / dt:.0f} images/s)", file=sys.stderr, flush=True)
+    a, b = ns[-2:]
+    ta, tb = res["seconds"][a], res["seconds"][b]
+    res["steady_images_per_s"] = (b - a) / (tb - ta) if len(ns) > 1 and tb > ta else None
+    res["end_to_end_images_per_s"] = ns[-1] / tb
+    return res
+
+
+def _files(root: Path, n: int, size: int) -> list:
+    return [[it.path, it.record["sha256"]] for it in _bench_files(root, n, size)]
+
+
+def steady(ns=(64, 2000, 6000), size: int = 256, workers: int = 2) -> dict:
+    """:func:`measure_steady` on ``max(ns)`` new PNGs of ``size`` px."""
     with tempfile.TemporaryDirectory() as d:
-        items = _bench_files(Path(d), ns[-1], size)
-        for n in ns:  # analyze_items recomputes every item (no cache): each count starts from the files
-            t = time.perf_counter()
-            analyze_items(items[:n], workers=workers, cache_path=None, progress=False)
-            dt = time.perf_counter() - t
-            res["seconds"][n] = round(dt, 2)
-            print(f"{size}x{size}, {n} PNGs: {dt:.2f} s ({n / dt:.0f} images/s)", flush=True)
-    if len(ns) > 1:
-        a, b = ns[-2:]
-        ta, tb = res["seconds"][a], res["seconds"][b]
-        res["steady_images_per_s"] = round((b - a) / (tb - ta), 1) if tb > ta else None
-        print(f"steady rate ({a} -> {b} files): {res['steady_images_per_s']} images/s", flush=True)
-    res["load"] = load()
+        res = measure_steady(_files(Path(d), max(ns), size), ns, workers)
+    for n, dt in res["seconds"].items():
+        print(f"{size}x{size}, {n} PNGs: {dt:.2f} s ({n / dt:.0f} images/s)", flush=True)
+    rate = res["steady_images_per_s"]
+    print(f"steady rate ({sorted(ns)[-2]} -> {max(ns)} files): "
+          + (f"{rate:.1f} images/s" if rate else "none (the larger count took no longer)"), flush=True)
+    res["size"], res["load"] = size, load()
     print(res["load"])
     return res
+
+
+def _old_new(o: dict, w: dict, key: str) -> str:
+    a, b = o[key], w[key]
+    return f"{a:.0f} -> {b:.0f} (x{b / a:.2f})" if a and b else f"{a} -> {b}"
+
+
+def compare_steady(baseline: str, ns=(64, 2000, 6000), size: int = 256, workers: int = 2, repeat: int = 3) -> dict:
+    """Old (``baseline`` checkout) and new steady rates on the same files, each in a fresh process, alternated."""
+    old, new = os.path.abspath(baseline), str(ROOT)
+    ns = sorted(ns)
+    print(f"# curation analysis, steady rate of the pool between {ns[-2]} and {ns[-1]} files (and end to end at "
+          f"{ns[-1]}), {size} px, {workers} workers, no cache; old = {old}, new = {new}; {repeat} alternated runs; "
+          f"{load()}", flush=True)
+    with tempfile.TemporaryDirectory(dir=OUT) as d:
+        fj = Path(d) / "files.json"
+        fj.write_text(json.dumps(_files(Path(d), ns[-1], size)))
+        runs = []
+        for k in range(max(1, repeat)):
+            pair = [in_checkout(c, [os.path.abspath(__file__), "--child-steady", fj, workers, *ns]) for c in (old, new)]
+            runs.append(pair)
+            o, w = pair
+            print(f"run {k + 1}: steady {_old_new(o, w, 'steady_images_per_s')} images/s; end to end at {ns[-1]} "
+                  f"files {_old_new(o, w, 'end_to_end_images_per_s')}; {load()}", flush=True)
+    return {"ns": ns, "size": size, "workers": workers, "old": old, "new": new, "runs": runs, "load": load()}
 
 
 def _bench_files(root: Path, n: int, size: int) -> list[Item]:
@@ -432,6 +472,10 @@ def main(argv=None) -> int:
     if len(argv) == 3 and argv[0] == "--child":
         print(json.dumps(measure_files(json.loads(Path(argv[1]).read_text()), int(argv[2]))))
         return 0
+    if len(argv) >= 4 and argv[0] == "--child-steady":
+        files = json.loads(Path(argv[1]).read_text())
+        print(json.dumps(measure_steady(files, [int(n) for n in argv[3:]], int(argv[2]))))
+        return 0
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="what", required=True)
     p = sub.add_parser("throughput")
@@ -443,6 +487,8 @@ def main(argv=None) -> int:
     p.add_argument("--n", type=int, nargs="+", default=[64, 2000, 6000])
     p.add_argument("--size", type=int, default=256)
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--baseline", metavar="DIR", help="checkout of the old code: old and new steady rates alternated")
+    p.add_argument("--repeat", type=int, default=3, help="with --baseline: old and new alternated this many times")
     p = sub.add_parser("index")
     p.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     p.add_argument("--radius", type=int, default=8)
@@ -463,6 +509,8 @@ def main(argv=None) -> int:
         r = compare_throughput(a.baseline, a.n, a.workers, a.repeat)
     elif a.what == "throughput":
         r = throughput(a.n, a.workers)
+    elif a.what == "steady" and a.baseline:
+        r = compare_steady(a.baseline, tuple(a.n), a.size, a.workers, a.repeat)
     elif a.what == "steady":
         r = steady(tuple(a.n), a.size, a.workers)
     elif a.what == "index":

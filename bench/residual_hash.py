@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 
 from semgen.curation.hashing import bits_to_int
-from semgen.curation.metrics import Spectrum, _freq_grid, spectrum
+from semgen.curation.metrics import Spectrum, near_dc, spectrum
 
 #: Bins whose power exceeds this share of the strongest non-DC peak are part of the pattern.
 NOTCH_REL = 2e-3
@@ -31,7 +31,7 @@ def pattern_mask(spec: Spectrum, rel: float = NOTCH_REL, floor: float = NOTCH_FL
     """Boolean mask (DFT layout) of the periodic pattern's peaks, dilated by one bin for leakage."""
     p = spec.power
     h, w = p.shape
-    _, _, low = _freq_grid(h, w)
+    low = near_dc(h, w)
     ac = np.where(low, np.float32(0), p)
     top = float(ac.max())
     if top <= 0:

@@ -38,3 +38,12 @@ def compiled(signature: Any, **options: Any) -> Callable[[Callable], Callable]:
                 raise
             return njit(signature, cache=False, **options)(fn)
     return wrap
+
+
+def inner(fn: Callable) -> Callable:
+    """A loop called only from :func:`compiled` functions, compiled into them with the same options.
+
+    It gets no entry point of its own: nothing is compiled or loaded from the cache for it at
+    import (each cached entry point costs a worker's start about 50 ms to load).
+    """
+    return njit(nogil=True, error_model="numpy")(fn)

@@ -71,3 +71,13 @@ def test_compute_metrics_contract():
     for bad in (img.astype(np.float32), img[None], np.zeros((2, 64), np.uint8)):
         with pytest.raises(ValueError):
             M.compute_metrics(bad)
+
+
+def test_long_thin_strips_are_measured_not_reduced_to_nothing():
+    # an 8 x 1100 image: reducing its long side to 128 px by an integer factor (9) would leave
+    # 0 rows, which OpenCV refused with an assertion (a crash in a curation worker)
+    rng = np.random.default_rng(0)
+    for shape in ((8, 1100), (1100, 8), (9, 4000)):
+        m = M.compute_metrics(rng.integers(0, 256, shape, dtype=np.uint8))
+        assert all(np.isfinite(v) for v in m.values())
+        assert 0 < m["edge_density"] <= 1 and m["period_px"] > 0

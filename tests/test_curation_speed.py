@@ -1,8 +1,10 @@
 """The faster curation analysis (issue 16) gives the same numbers and hashes as the plain code it replaced.
 
 The references below are the implementations before the speed work, kept here verbatim in
-substance: every metric and hash must be equal to the last bit, so the analysis cache version
-did not change.
+substance. The hashes and the integer statistics (percentiles, the noise median) are equal to the
+last bit; the compiled loops (metrics version 3) sum the variances exactly in integers and the
+GLCM and spectral features in their own fixed order, so those agree to 1e-12 (the analysis cache
+version changed with them).
 """
 
 import io
@@ -27,7 +29,7 @@ def _images():
     rng = np.random.default_rng(3)
     out = [lines(size, period=float(p), angle=a, noise=n, noise_seed=k, bridge=(20, 30) if k % 2 else None)
            for k, (size, p, a, n) in enumerate([(64, 9.5, 0, 10), (128, 14, 90, 4), (256, 11, 45, 20), (96, 7, 30, 0)])]
-    out += [rng.integers(0, 256, (h, w), dtype=np.uint8) for h, w in [(37, 53), (8, 9), (200, 130)]]
+    out += [rng.integers(0, 256, (h, w), dtype=np.uint8) for h, w in [(37, 53), (8, 9), (200, 130), (4, 4), (5, 7)]]
     out += [np.full((40, 40), v, np.uint8) for v in (0, 255)]
     return out
 
@@ -45,6 +47,40 @@ def ref_noise_sigma(img):
 
 def ref_sharpness(img):
     return float(cv2.Laplacian(img, cv2.CV_32F, ksize=1).var(dtype=np.float64))
+
+
+def ref_grey_stats(img):
+    hist = np.bincount(img.ravel(), minlength=256).astype(np.float64)
+    n = hist.sum()
+    levels = np.arange(256, dtype=np.float64)
+    mean = float(hist @ levels / n)
+    std = float(math.sqrt(max(hist @ (levels - mean) ** 2 / n, 0.0)))
+    cdf = np.cumsum(hist) / n
+    p = hist[hist > 0] / n
+    return {"mean": mean, "std": std, "dynamic_range": float(np.searchsorted(cdf, 0.99) - np.searchsorted(cdf, 0.01)),
+            "clipped_frac": float((hist[0] + hist[255]) / n), "entropy": float(-(p * np.log2(p)).sum())}
+
+
+def ref_dominant_period(spec):
+    d = spec.dft
+    p = d[..., 0] ** 2 + d[..., 1] ** 2
+    h, w = p.shape
+    fy = np.fft.fftfreq(h).astype(np.float32)[:, None]
+    fx = np.fft.fftfreq(w).astype(np.float32)[None, :]
+    p = np.where((fy * h) ** 2 + (fx * w) ** 2 <= 4.0, np.float32(0), p)
+    total = float(p.sum(dtype=np.float64))
+    if total <= 0:
+        return {"period_px": 0.0, "orientation_deg": 0.0, "periodicity": 0.0}
+    ky, kx = divmod(int(np.argmax(p)), w)
+    vy, vx = float(fy[ky, 0]), float(fx[0, kx])
+    ys = np.array([ky - 1, ky, ky + 1, -ky - 1, -ky, -ky + 1]) % h
+    xs = np.array([kx - 1, kx, kx + 1, -kx - 1, -kx, -kx + 1]) % w
+    peak = float(p[np.ix_(np.unique(ys[:3]), np.unique(xs[:3]))].sum())
+    if (ky, kx) != ((-ky) % h, (-kx) % w):
+        peak += float(p[np.ix_(np.unique(ys[3:]), np.unique(xs[3:]))].sum())
+    return {"period_px": float(spec.factor / math.hypot(vy, vx)),
+            "orientation_deg": float(math.degrees(math.atan2(vy, vx)) % 180.0),
+            "periodicity": float(min(peak / total, 1.0))}
 
 
 def ref_glcm(img, levels=16, offsets=M.GLCM_OFFSETS):
@@ -74,8 +110,17 @@ def ref_glcm(img, levels=16, offsets=M.GLCM_OFFSETS):
 def test_metrics_equal_the_plain_implementations(k):
     img = IMAGES[k]
     assert M.noise_sigma(img) == ref_noise_sigma(img)
-    assert M.sharpness(img) == ref_sharpness(img)
-    assert M.glcm_features(img) == ref_glcm(img)
+    assert M.sharpness(img) == pytest.approx(ref_sharpness(img), rel=1e-12, abs=1e-12)
+    assert M.glcm_features(img) == pytest.approx(ref_glcm(img), rel=1e-12, abs=1e-12)
+    grey = ref_grey_stats(img)
+    assert M.grey_stats(img) == pytest.approx({k: grey[k] for k in M.grey_stats(img)}, rel=1e-12, abs=1e-12)
+    assert M.grey_stats(img)["dynamic_range"] == grey["dynamic_range"]
+    assert M.entropy(img) == pytest.approx(grey["entropy"], rel=1e-12, abs=1e-12)
+    spec = M.spectrum(img)
+    ref = ref_dominant_period(spec)
+    got = M.dominant_period(img, spec)
+    assert (got["period_px"], got["orientation_deg"]) == (ref["period_px"], ref["orientation_deg"])
+    assert got["periodicity"] == pytest.approx(ref["periodicity"], rel=1e-6, abs=1e-9)  # float32 sums before
     m = M.compute_metrics(img)
     # compute_metrics shares one histogram between grey_stats and entropy: the same figures
     assert {k: m[k] for k in ("mean", "std", "dynamic_range", "clipped_frac")} == \

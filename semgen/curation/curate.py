@@ -133,11 +133,11 @@ def load_any_items(root, *, labels: bool = True, what: str = "input") -> list[It
 
 #: Fewer images than this are analysed in this process: a pool costs more than it saves.
 POOL_FROM = 32
-#: Imported once by the pool's fork server rather than by every worker: about 1 s of CPU per
-#: worker (scipy, OpenCV, PIL), as much as the analysis of 400 images at 256 px. ``__main__`` is
-#: the fork server's own default, which a preload list replaces: without it every worker would
-#: import the main script again.
-ANALYSIS_MODULES = ("__main__", "semgen.curation.analyze")
+#: Imported once by the pool's fork server rather than by every worker: about 1.5 s of CPU per
+#: worker (scipy, OpenCV, PIL, numba and the compiled metrics). ``__main__`` is the fork server's
+#: own default, which a preload list replaces: without it every worker would import the main
+#: script again.
+ANALYSIS_MODULES = ("__main__", "semgen.curation.analyze", "semgen.curation.pixelstats")
 
 
 def analyze_items(items: list[Item], *, workers: int = 1, cache_path=None, allow_16bit: bool = False,
