@@ -156,6 +156,7 @@ def compare_steady(baseline: str, ns=(64, 2000, 6000), size: int = 256, workers:
     print(f"# curation analysis, steady rate of the pool between {ns[-2]} and {ns[-1]} files (and end to end at "
           f"{ns[-1]}), {size} px, {workers} workers, no cache; old = {old}, new = {new}; {repeat} alternated runs; "
           f"{load()}", flush=True)
+    OUT.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=OUT) as d:
         fj = Path(d) / "files.json"
         fj.write_text(json.dumps(_files(Path(d), ns[-1], size)))

@@ -20,9 +20,10 @@ def test_steady_times_each_count_and_rates_the_last_two(capsys, monkeypatch):
     assert "32x32, 24 PNGs" in out and "steady rate (12 -> 24 files)" in out
 
 
-def test_steady_beside_a_baseline_runs_both_checkouts_on_the_same_files(capsys, monkeypatch):
+def test_steady_beside_a_baseline_runs_both_checkouts_on_the_same_files(capsys, monkeypatch, tmp_path):
     monkeypatch.syspath_prepend(str(BENCH))
     bench = load_bench("bench_curation")
+    monkeypatch.setattr(bench, "OUT", tmp_path / "bench")  # a fresh clone has no out/ yet
     # this checkout as its own baseline: both children must import semgen from it and time 2 counts
     res = bench.compare_steady(str(BENCH.parent), ns=(8, 4), size=32, workers=1, repeat=1)
     (old, new), = res["runs"]
