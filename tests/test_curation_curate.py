@@ -297,6 +297,20 @@ def test_rerun_over_a_finished_output_keeps_it_in_place(dataset, tmp_path):
     assert _files(tmp_path / "o") == before
 
 
+def test_an_output_of_another_analysis_version_is_refused_by_name(dataset, tmp_path):
+    import json
+
+    out = tmp_path / "o"
+    curate(dataset[0].root, out, cache=False)
+    info = json.loads((out / "dataset.json").read_text())
+    info["configs"]["curate"]["analysis_version"] = "m2.h2.t2"  # made by an older semgen
+    (out / "dataset.json").write_text(json.dumps(info))
+    before = _files(out)
+    with pytest.raises(SemgenError, match=r"version m2\.h2\.t2; this one's is m3.*another --out"):
+        curate(dataset[0].root, out, cache=False)
+    assert _files(out) == before
+
+
 def test_strict_fails_on_one_invalid_manifest_line_through_the_cli(tmp_path, monkeypatch, capsys):
     """Issue 15: ``curate --strict`` on a manifest whose only problem is one invalid line exits 1,
     with the library's own message on stderr (the CLI does not decide it again); without --strict, 0."""

@@ -242,6 +242,12 @@ def curate(input_dir, out=None, *, backend: Backend | None = None, **kwargs) -> 
     # One curate per --out (two would rewrite each other's files), and a new --out that a kill -9 or
     # a full disk interrupted is cleared and made again by the same command (issue 14): new_output.
     with new_output(out, "semgen curate") as dst:
+        made = (dst.read_info().get("configs", {}).get(CONFIG_KEY) or {}).get("analysis_version")
+        if made not in (None, ANALYSIS_VERSION):
+            # not "use the same arguments": the same arguments now measure other numbers
+            raise SemgenError(f"{out} was curated by a semgen whose image analysis was version {made}; this one's "
+                              f"is {ANALYSIS_VERSION} (its metrics or hashes changed), so its decisions could "
+                              "differ: curate into another --out")
         dst.check_config(CONFIG_KEY, run_config)
 
         computed, cached = analyze_items(items, workers=cfg.workers, cache_path=cache_path,
