@@ -112,7 +112,7 @@ def measure_steady(files: list, ns, workers: int) -> dict:
     runs, with whichever semgen its ``PYTHONPATH`` gives it.
     """
     ns = sorted(ns)
-    items = [Item(k, str(k), "clean", p, {"sha256": sha}) for k, (p, sha) in enumerate(files[:ns[-1]])]
+    items = _items(files[:ns[-1]])
     res = {"semgen": semgen_dir(), "workers": workers, "seconds": {}}
     for n in ns:  # analyze_items recomputes every item (no cache): each count starts from the files
         t = time.perf_counter()
@@ -127,7 +127,13 @@ def measure_steady(files: list, ns, workers: int) -> dict:
 
 
 def _files(root: Path, n: int, size: int) -> list:
+    """:func:`_bench_files` as [path, sha256] pairs: what a ``--baseline`` child is handed (JSON)."""
     return [[it.path, it.record["sha256"]] for it in _bench_files(root, n, size)]
+
+
+def _items(files: list) -> list[Item]:
+    """The :class:`Item` list of [path, sha256] pairs (:func:`_files`), as a child rebuilds it."""
+    return [Item(k, str(k), "clean", p, {"sha256": sha}) for k, (p, sha) in enumerate(files)]
 
 
 def steady(ns=(64, 2000, 6000), size: int = 256, workers: int = 2) -> dict:
@@ -192,7 +198,7 @@ def measure_files(files: list, workers: int, single: int = 200) -> dict:
         r = [resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
         return sum(x.ru_utime + x.ru_stime for x in r)
 
-    items = [Item(k, str(k), "clean", p, {"sha256": sha}) for k, (p, sha) in enumerate(files)]
+    items = _items(files)
     analyze_items(items[:8], workers=1, cache_path=None, progress=False)  # imports, lazy tables
     c0, t = cpu(), time.perf_counter()
     analyze_items(items, workers=workers, cache_path=None, progress=False)
@@ -234,7 +240,7 @@ def compare_throughput(baseline: str, n: int = 2000, workers: int = 2, repeat: i
     res = {"n": n, "workers": workers, "repeat": repeat, "old": old, "new": new}
     for size in sizes:
         with tempfile.TemporaryDirectory(dir=OUT) as d:
-            files = [[it.path, it.record["sha256"]] for it in _bench_files(Path(d), n, size)]
+            files = _files(Path(d), n, size)
             fj = str(Path(d) / "files.json")
             Path(fj).write_text(json.dumps(files))
             runs = alternated(repeat, lambda c: _in_checkout(c, fj, workers), old, new)

@@ -25,7 +25,7 @@ from .metrics import _check
 
 def pixel_digest(img: np.ndarray) -> str:
     """Hex digest (128 bits) of the pixels and shape: equal iff the images are identical."""
-    img = np.ascontiguousarray(_check(img))
+    img = _check(img)  # C-contiguous already
     h = hashlib.blake2b(digest_size=16)
     h.update(np.array(img.shape, np.int64).tobytes())
     h.update(img.tobytes())
