@@ -7,6 +7,12 @@ image; ``create_generator`` / ``list_generators`` give the registered classes. S
 
 from __future__ import annotations
 
+import os
+
+#: Default output dir of ``semgen procedural`` (relative to the working directory). Here, not in
+#: ``generation``: the CLI's parser reads it, and must not import the generators to do so.
+DEFAULT_OUT = os.path.join("out", "procedural")
+
 __all__ = ["generate", "generate_one", "Sample", "create_generator", "list_generators", "render", "IMAGING"]
 
 _LAZY = {

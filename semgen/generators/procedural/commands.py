@@ -11,7 +11,7 @@ from ...errors import SemgenError
 
 def register(sub) -> None:
     from ...parallel import add_executor_args
-    from .generation import DEFAULT_OUT
+    from . import DEFAULT_OUT
 
     p = sub.add_parser(
         "procedural", help="generate synthetic SEM images of a class with the procedural simulator",

@@ -28,12 +28,11 @@ from ...imageio import encode_png, sha256_bytes
 from ...manifests import DatasetDir, current_command, lock_dir
 from ...parallel import Backend, map_items
 from ...seeding import image_seed, rng_for
+from . import DEFAULT_OUT
 from .imaging import render
 from .overlays import apply_overlays
 from .registry import Generator, create_generator
 
-#: Default output dir of ``semgen procedural`` (relative to the working directory).
-DEFAULT_OUT = os.path.join("out", "procedural")
 MIN_SIZE, MAX_SIZE = 32, 4096
 MAX_N = 10_000_000  #: most images of one class in one run (its manifest alone would be ~20 GB)
 SOURCE = "procedural"
