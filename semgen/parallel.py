@@ -82,6 +82,26 @@ def pool_context(preload: Iterable[str] = ()):
     return mp.get_context("spawn")  # pragma: no cover - Windows / macOS
 
 
+def start_pool_early(preload: Iterable[str]) -> None:
+    """Start the fork server of this process's pools now, importing ``preload`` in it.
+
+    A command that will fan out calls this first: the server's imports (about a second for the
+    generators or for the image analysis) then run while this process does its own imports and
+    reads its input, instead of after. ``preload`` must be the list the later pools pass (the
+    server is one per process and keeps the modules it started with). Does nothing where pools
+    spawn instead (Windows, macOS).
+
+    Examples
+    --------
+    >>> start_pool_early(["semgen.seeding"])  # doctest: +SKIP
+    """
+    ctx = pool_context(preload)
+    if ctx.get_start_method() == "forkserver":
+        from multiprocessing import forkserver
+
+        forkserver.ensure_running()  # spawns the server and returns; the server imports on its own
+
+
 class Backend(Protocol):
     """Where :func:`ordered_map` runs its work.
 

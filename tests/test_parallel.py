@@ -46,3 +46,18 @@ def test_map_items_over_a_backend_and_below_the_pool_threshold():
 def test_a_failing_task_raises_in_the_consumer():
     with pytest.raises(TypeError):
         list(ordered_map(sum, [[1], ["a", 1]], workers=2))
+
+
+def test_a_pool_started_early_is_the_one_the_map_uses():
+    # semgen procedural / curate start the fork server before their own imports
+    from multiprocessing import forkserver
+
+    from semgen.parallel import start_pool_early
+
+    start_pool_early(["semgen.seeding"])
+    pid = forkserver._forkserver._forkserver_pid
+    assert pid is not None
+    start_pool_early(["semgen.seeding"])  # again: nothing new
+    items = list(range(-40, 40))
+    assert list(map_items(abs, items, workers=2, serial_below=2, preload=["semgen.seeding"])) == [abs(i) for i in items]
+    assert forkserver._forkserver._forkserver_pid == pid

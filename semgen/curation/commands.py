@@ -7,7 +7,8 @@ import sys
 
 from ..cli import long_running
 from ..imageio import MAX_PIXELS
-from ..parallel import add_executor_args, backend_from_args
+from ..parallel import add_executor_args, backend_from_args, start_pool_early
+from . import ANALYSIS_MODULES
 from .dedup import HASH_RADIUS, LEAK_RMS_FLOOR, MAX_LOCAL, MAX_RMS, NOISE_RATIO, PHASH_RADIUS, RMS_FLOOR
 
 
@@ -86,6 +87,8 @@ def _fail(failure) -> int:
 
 
 def _curate(args) -> int:
+    if args.workers > 1 and args.executor == "local":
+        start_pool_early(ANALYSIS_MODULES)  # its workers' imports, while this process makes its own
     from .curate import REJECTED_NAME, curate
     from .curate_config import CurateConfig
 

@@ -21,6 +21,7 @@ from ..manifests import DatasetDir, current_command, dumps_record, iter_source, 
 from ..manifests.imagefolder import IMAGE_SUFFIXES, is_dataset_dir
 from ..manifests.ops import link_or_copy, new_output
 from ..parallel import Backend, map_fetched
+from . import ANALYSIS_MODULES
 from .analyze import (ANALYSIS_VERSION, THUMB_SIZE, analyze_fetched, analyze_file, dihedral_signatures, fetch_file,
                       thumb_from_bytes, thumb_noise, with_bytes)
 from .cache import AnalysisCache, default_cache_path
@@ -133,11 +134,6 @@ def load_any_items(root, *, labels: bool = True, what: str = "input") -> list[It
 
 #: Fewer images than this are analysed in this process: a pool costs more than it saves.
 POOL_FROM = 32
-#: Imported once by the pool's fork server rather than by every worker: about 1.5 s of CPU per
-#: worker (scipy, OpenCV, PIL, numba and the compiled metrics). ``__main__`` is the fork server's
-#: own default, which a preload list replaces: without it every worker would import the main
-#: script again.
-ANALYSIS_MODULES = ("__main__", "semgen.curation.analyze", "semgen.curation.pixelstats")
 
 
 def analyze_items(items: list[Item], *, workers: int = 1, cache_path=None, allow_16bit: bool = False,

@@ -12,6 +12,9 @@ import os
 #: Default output dir of ``semgen procedural`` (relative to the working directory). Here, not in
 #: ``generation``: the CLI's parser reads it, and must not import the generators to do so.
 DEFAULT_OUT = os.path.join("out", "procedural")
+#: What the fork server of ``generate``'s pool imports once for its workers (and what the CLI starts
+#: it with early: :func:`semgen.parallel.start_pool_early`).
+POOL_PRELOAD = ("semgen.generators.procedural.generation",)
 
 __all__ = ["generate", "generate_one", "Sample", "create_generator", "list_generators", "render", "IMAGING"]
 

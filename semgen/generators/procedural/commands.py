@@ -63,7 +63,11 @@ def _procedural(args) -> int:
         raise SemgenError("--class is required (or --list to see the classes)")
     if args.n is None:
         raise SemgenError("--n is required")
-    from ...parallel import backend_from_args
+    from ...parallel import backend_from_args, start_pool_early
+    from . import POOL_PRELOAD
+
+    if args.workers > 1 and args.executor == "local":
+        start_pool_early(POOL_PRELOAD)  # its workers' imports, while this process makes its own
     from .generation import generate
 
     pins, ranges, profile = _overrides(args)

@@ -28,7 +28,7 @@ from ...imageio import encode_png, sha256_bytes
 from ...manifests import DatasetDir, current_command, lock_dir
 from ...parallel import Backend, map_items
 from ...seeding import image_seed, rng_for
-from . import DEFAULT_OUT
+from . import DEFAULT_OUT, POOL_PRELOAD
 from .imaging import render
 from .overlays import apply_overlays
 from .registry import Generator, create_generator
@@ -404,7 +404,7 @@ def _run(job: _Job, todo: list[int], workers: int, chunksize: int | None, backen
     if backend is not None:
         workers = getattr(backend, "workers", workers)
     results = map_items(job.make if remote else job, todo, workers=workers, chunksize=chunksize,
-                        max_chunk=16, preload=[__name__], backend=backend)
+                        max_chunk=16, preload=POOL_PRELOAD, backend=backend)
     for res in results:
         if not remote:
             yield res
