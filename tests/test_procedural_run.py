@@ -246,3 +246,25 @@ def test_the_package_names_are_the_functions_in_any_import_order():
     from semgen.generators.procedural.generation import generate as g0
 
     assert g is g0 and proc.generate is g0 and callable(g1) and g.__name__ == "generate"
+
+
+@pytest.mark.parametrize("n, cores, workers", [(199, 2, 1), (200, 2, 2), (5000, 8, 2), (5000, 1, 1)])
+def test_the_default_workers_follow_the_run_size_and_the_cores(n, cores, workers, tmp_path, monkeypatch):
+    import semgen.generators.procedural.generation as generation
+    import semgen.parallel
+
+    seen = {}
+
+    def fake_generate(label, n, out, **kw):
+        seen.update(kw)
+        return {"out": str(out), "label": label, "generator": label, "made": 0, "skipped": 0, "total": n}
+
+    monkeypatch.setattr(generation, "generate", fake_generate)
+    monkeypatch.setattr(semgen.parallel, "start_pool_early", lambda preload: seen.setdefault("early", list(preload)))
+    monkeypatch.setattr(os, "cpu_count", lambda: cores)
+    assert main(["procedural", "--class", "ler", "--n", str(n), "--out", str(tmp_path / "d")]) == 0
+    assert seen["workers"] == workers
+    assert ("early" in seen) == (workers > 1)  # a pool's fork server is started first only for a pool
+    seen.clear()
+    assert main(["procedural", "--class", "ler", "--n", str(n), "--out", str(tmp_path / "d"), "--workers", "3"]) == 0
+    assert seen["workers"] == 3  # an explicit --workers is kept as given

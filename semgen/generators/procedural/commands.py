@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 from ...cli import long_running
@@ -11,7 +12,7 @@ from ...errors import SemgenError
 
 def register(sub) -> None:
     from ...parallel import add_executor_args
-    from . import DEFAULT_OUT
+    from . import DEFAULT_OUT, POOL_FROM
 
     p = sub.add_parser(
         "procedural", help="generate synthetic SEM images of a class with the procedural simulator",
@@ -23,7 +24,9 @@ def register(sub) -> None:
     p.add_argument("--out", default=DEFAULT_OUT, metavar="DIR", help="dataset dir to write")
     p.add_argument("--size", type=int, default=256, help="image width and height in pixels")
     p.add_argument("--seed", type=int, default=0, help="master seed")
-    p.add_argument("--workers", type=int, default=1, help="processes (output does not depend on it)")
+    p.add_argument("--workers", type=int, default=None,
+                   help=f"processes; the output does not depend on it (default: 2 for {POOL_FROM} images or more "
+                        "on a machine with 2 cores or more, else 1)")
     add_executor_args(p)
     p.add_argument("--shard", metavar="K/N", help="make only shard K of N (K = 0..N-1) of the indices")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="NAME=VALUE",
@@ -64,8 +67,10 @@ def _procedural(args) -> int:
     if args.n is None:
         raise SemgenError("--n is required")
     from ...parallel import backend_from_args, start_pool_early
-    from . import POOL_PRELOAD
+    from . import POOL_FROM, POOL_PRELOAD
 
+    if args.workers is None:
+        args.workers = min(2, os.cpu_count() or 1) if args.n >= POOL_FROM else 1
     if args.workers > 1 and args.executor == "local":
         start_pool_early(POOL_PRELOAD)  # its workers' imports, while this process makes its own
     from .generation import generate
