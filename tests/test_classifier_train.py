@@ -199,6 +199,17 @@ def test_cli_train_evaluate_predict_and_errors(trained, synth, tmp_path, capsys)
     lines = cap.out.strip().splitlines()  # results on stdout, the unreadable image on stderr
     assert len(lines) == 1 and lines[0].split("\t")[1] in SYNTH_CLASSES
     assert re.search(r"semgen: warning: .*missing.png: missing", cap.err)
+    # a folder: every image under it, sorted, as if its files were named; an empty one is reported
+    folder = synth / "test" / "images" / "particle"
+    (tmp_path / "empty").mkdir()
+    assert run_cli(["predict", run, folder, tmp_path / "empty"]) == 0
+    cap = capsys.readouterr()
+    by_folder = cap.out.strip().splitlines()
+    assert re.search(r"semgen: warning: .*empty: a folder with no image file in it", cap.err)
+    assert run_cli(["predict", run, *sorted(folder.glob("*.png"))]) == 0
+    assert by_folder == capsys.readouterr().out.strip().splitlines() and len(by_folder) == 16
+    assert run_cli(["predict", run, synth / "test", "--json"]) == 0  # a dataset dir: its manifest's images
+    assert len(capsys.readouterr().out.strip().splitlines()) == len(list((synth / "test" / "images").rglob("*.png")))
     with pytest.raises(SemgenError, match="no checkpoint"):
         run_cli(["evaluate", tmp_path, "--data", synth / "test"])
     with pytest.raises(SemgenError, match="at least 2 classes"):

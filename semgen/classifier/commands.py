@@ -124,7 +124,8 @@ def register(sub) -> None:
     p = long_running(sub.add_parser("predict", help="classify images with a run dir, model.onnx or model.int8.onnx"))
     p.add_argument("model", help="run dir / checkpoint (model.safetensors, or best.pt of an earlier version), "
                    "an ensemble folder of `semgen ensemble`, or an .onnx file")
-    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files to classify")
+    p.add_argument("images", nargs="+", metavar="IMAGE",
+                   help="image files to classify, or folders: every image file under one (a dataset dir: its images)")
     p.add_argument("--top", type=int, default=1, metavar="K", help="show the top K classes")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.add_argument("--cascade", action="store_true",

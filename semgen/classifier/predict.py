@@ -180,10 +180,36 @@ def _first_line(e: BaseException) -> str:
     return f"{type(e).__name__}: {msg[0][:200]}" if msg else type(e).__name__
 
 
+def expand_inputs(paths) -> list[tuple[str, str | None]]:
+    """``(file, None)`` for each image to classify, or ``(path, reason)`` for an input that gives none.
+
+    A file stays as given (decoding says later whether it is an image). A folder gives every image
+    file under it, sorted (a dataset dir: the images its manifest lists), through the one data-source
+    layer (:func:`semgen.manifests.iter_source`); a folder without one is reported, not skipped
+    silently.
+
+    Examples
+    --------
+    >>> expand_inputs(["a.png"])
+    [('a.png', None)]
+    """
+    from ..manifests import iter_source
+
+    out: list[tuple[str, str | None]] = []
+    for f in paths:
+        if Path(f).is_dir():
+            found = [str(it.path) for it in iter_source(f, labels=False, what="folder")]
+            out += [(x, None) for x in found] or [(str(f), "a folder with no image file in it")]
+        else:
+            out.append((str(f), None))
+    return out
+
+
 def predict_files(model, files, *, top_k: int = 1, threads: int | None = None, cascade: bool = False,
                   progress: bool = False, device: str = "auto", precision: str = "auto",
                   tta: str = "none", fine: bool = False, classes: list[str] | None = None) -> list[dict]:
-    """Classify image files; unreadable ones come back with an ``error`` instead of a label.
+    """Classify image files, and the images under folders (:func:`expand_inputs`), in order; unreadable
+    ones (and folders without an image) come back with an ``error`` instead of a label.
 
     With ``cascade`` (a hierarchical model), each image runs the gate and only images it calls
     defective run the rest; an image the gate settles has the gate's classes and ``defect`` (the
@@ -198,7 +224,9 @@ def predict_files(model, files, *, top_k: int = 1, threads: int | None = None, c
     """
     pred = Predictor(model, threads=threads, cascade=cascade, device=device, precision=precision, tta=tta,
                      fine=fine, classes=classes)
-    files = [str(f) for f in files]
+    inputs = expand_inputs(files)
+    not_images = dict(x for x in inputs if x[1])
+    files = [f for f, why in inputs if not why]
     import warnings
 
     with warnings.catch_warnings():
@@ -231,4 +259,5 @@ def predict_files(model, files, *, top_k: int = 1, threads: int | None = None, c
             rec["stage"] = "rest" if stage[j] else "gate"
         j += 1
         out.append(rec)
-    return out
+    done = iter(out)  # back in the order of the inputs, an empty folder where it was named
+    return [{"file": f, "error": not_images[f]} if why else next(done) for f, why in inputs]
